@@ -1,0 +1,379 @@
+"""Gateway benchmark: patchbay and LiteLLM's proxy against the same fast mock upstream.
+
+One run starts the mock upstream (``bench/mock_upstream.py``), measures it directly as the
+baseline, then starts patchbay on embedded defaults in a temporary data dir, registers the
+mock on its core and measures it, then (when it can be installed, into
+``bench/.venv-litellm``) measures LiteLLM's proxy, one worker, no database. Each gateway runs
+alone while it is measured and is stopped (its whole process group) afterwards.
+
+Scenarios per target: non-streaming from one sequential client (latency), non-streaming over
+64 connections (throughput), streaming 64 tokens from 32 clients (throughput, time to first
+token). The load client is aiohttp on uvloop inside this process: on a 2-core machine a
+separate client process would take the same core, and the report records the client's and
+the target's CPU use so a client-bound figure (the mock's, typically) can be recognised.
+
+Usage: ``python bench/gateway.py [--quick] [--out bench/results/gateway.json] [--no-litellm]
+[--targets mock,patchbay,litellm]``. Exits 0 when it ran, whether or not the targets were
+met; non-zero when something could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvloop
+from rich.console import Console
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import litellm_setup  # noqa: E402
+import load  # noqa: E402
+import report as reporting  # noqa: E402
+from procs import ServerProcess, free_port, wait_ready  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+ALL_TARGETS = ("mock", "patchbay", "litellm")
+READY_TIMEOUT_S = 60.0
+LITELLM_READY_TIMEOUT_S = 180.0
+PAUSE_S = 1.0
+
+console = Console()
+
+
+class BenchError(Exception):
+    """Something the benchmark needs could not run."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one run does."""
+
+    quick: bool
+    targets: tuple[str, ...]
+    out: Path
+    seq_requests: int
+    warmup: int
+    duration_s: float
+    connections: int = 64
+    stream_clients: int = 32
+
+
+def say(message: str) -> None:
+    """The CLI's progress output."""
+    console.print(message)
+
+
+def parse_args(argv: list[str] | None) -> Settings:
+    """Settings from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="60 requests and 3 s runs")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "gateway.json")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    parser.add_argument(
+        "--targets", default=",".join(ALL_TARGETS), help="comma-separated subset of %(default)s"
+    )
+    parser.add_argument("--requests", type=int, help="sequential requests (default 300/60)")
+    parser.add_argument("--duration", type=float, help="seconds per concurrent run (10/3)")
+    args = parser.parse_args(argv)
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    unknown = set(targets) - set(ALL_TARGETS)
+    if unknown or not targets:
+        parser.error(f"--targets: unknown {sorted(unknown)}; choose from {ALL_TARGETS}")
+    if args.no_litellm:
+        targets = tuple(t for t in targets if t != "litellm")
+    default_requests, default_duration = (60, 3.0) if args.quick else (300, 10.0)
+    return Settings(
+        quick=args.quick,
+        targets=targets,
+        out=args.out,
+        seq_requests=max(1, min(args.requests or default_requests, 100_000)),
+        warmup=20,
+        duration_s=max(0.5, min(args.duration or default_duration, 300.0)),
+    )
+
+
+async def measure(
+    target: load.Target, proc: ServerProcess, settings: Settings
+) -> dict[str, dict[str, Any]]:
+    """Run the three scenarios on one target, one after another."""
+    results: dict[str, dict[str, Any]] = {}
+    runs = (
+        ("nonstream_seq_1", f"{settings.seq_requests} sequential requests"),
+        ("nonstream_conc_64", f"{settings.connections} connections, {settings.duration_s:g} s"),
+        ("stream_conc_32", f"{settings.stream_clients} streaming clients, {settings.duration_s:g} s"),
+    )
+    for scenario, what in runs:
+        with console.status(f"{target.name}: {what}"):
+            if scenario == "nonstream_seq_1":
+                result = await load.sequential(
+                    target, settings.seq_requests, settings.warmup, proc.cpu_seconds
+                )
+            elif scenario == "nonstream_conc_64":
+                result = await load.concurrent(
+                    target, settings.connections, settings.duration_s, proc.cpu_seconds
+                )
+            else:
+                result = await load.streaming(
+                    target, settings.stream_clients, settings.duration_s, proc.cpu_seconds
+                )
+            await asyncio.sleep(PAUSE_S)
+        say(
+            f"  {target.name:<8} {reporting.SCENARIOS[scenario]:<38} {result.rps:>9,.0f} req/s"
+            f"  p50 {reporting._ms(result.p50_ms):>6} ms  errors {result.errors}"
+        )
+        results[scenario] = result.summary()
+    if not proc.alive():
+        raise BenchError(f"{proc.name} died during the run:\n{proc.log_tail()}")
+    return results
+
+
+async def start_mock(logs: Path) -> tuple[ServerProcess, int]:
+    """Start the mock upstream and wait for it."""
+    port = free_port()
+    argv = [sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port)]
+    proc = ServerProcess("mock upstream", argv, logs / "mock.log")
+    failure = await wait_ready([f"http://127.0.0.1:{port}/v1/models"], proc, 20.0)
+    if failure:
+        proc.stop()
+        raise BenchError(f"{failure}\n{proc.log_tail()}")
+    return proc, port
+
+
+def patchbay_command() -> Path:
+    """The ``patchbay`` console script of this venv."""
+    for candidate in (Path(sys.executable).parent / "patchbay", REPO / ".venv/bin/patchbay"):
+        if candidate.is_file():
+            return candidate
+    raise BenchError("no patchbay command in the venv (is the package installed? pip install -e .)")
+
+
+async def start_patchbay(tmp: Path, mock_port: int) -> tuple[ServerProcess, load.Target]:
+    """Start patchbay on embedded defaults, wait for both services, register the mock."""
+    admin_key = "pb-bench-" + secrets.token_hex(16)
+    core_port, openai_port = free_port(), free_port()
+    while openai_port == core_port:
+        openai_port = free_port()
+    data_dir = tmp / "patchbay-data"
+    data_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHBAY_")}
+    env.update(
+        {
+            "PATCHBAY_DATA_DIR": str(data_dir),
+            "PATCHBAY_ADMIN_KEY": admin_key,
+            "PATCHBAY_CORE__PORT": str(core_port),
+            "PATCHBAY_OPENAI__PORT": str(openai_port),
+            "PATCHBAY_LOCAL_MODEL__ENABLED": "false",
+            "PATCHBAY_LOG__LEVEL": "WARNING",
+            # keep the llm library's own files out of the user's home
+            "LLM_USER_PATH": str(data_dir / "llm-user"),
+        }
+    )
+    argv = [str(patchbay_command()), "up"]
+    proc = ServerProcess("patchbay", argv, tmp / "patchbay.log", env=env, cwd=tmp)
+    urls = [f"http://127.0.0.1:{openai_port}/healthz", f"http://127.0.0.1:{core_port}/healthz"]
+    failure = await wait_ready(urls, proc, READY_TIMEOUT_S)
+    if failure:
+        proc.stop()
+        raise BenchError(f"{failure}\n--- patchbay output (tail) ---\n{proc.log_tail()}")
+    core = f"http://127.0.0.1:{core_port}/v1"
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    registrations = (
+        ("providers", {
+            "name": "mock", "kind": "openai", "api_base": f"http://127.0.0.1:{mock_port}/v1",
+            "api_key": "sk-mock",
+        }),
+        ("models", {"name": "mock-gpt", "provider": "mock", "upstream_model": "gpt-mock"}),
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            for path, body in registrations:
+                async with session.post(f"{core}/{path}", json=body, headers=headers) as resp:
+                    text = await resp.text()
+                    if resp.status != 201:
+                        raise BenchError(
+                            f"POST {core}/{path} answered {resp.status}, not 201: {text[:500]}"
+                        )
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        proc.stop()
+        raise BenchError(f"registering the mock on patchbay failed: {exc!r}") from exc
+    except BenchError:
+        proc.stop()
+        raise
+    target = load.Target("patchbay", f"http://127.0.0.1:{openai_port}/v1", admin_key, "mock-gpt")
+    return proc, target
+
+
+async def start_litellm(tmp: Path, mock_port: int) -> tuple[ServerProcess, load.Target]:
+    """Start LiteLLM's proxy on the mock and wait for it."""
+    port = free_port()
+    config = litellm_setup.write_config(tmp, mock_port)
+    argv = litellm_setup.command(config, port)
+    env = litellm_setup.environment()
+    proc = ServerProcess("litellm", argv, tmp / "litellm.log", env=env, cwd=tmp)
+    url = f"http://127.0.0.1:{port}/health/liveliness"
+    failure = await wait_ready([url], proc, LITELLM_READY_TIMEOUT_S)
+    if failure:
+        proc.stop()
+        raise BenchError(f"{failure}\n--- litellm output (tail) ---\n{proc.log_tail()}")
+    key = litellm_setup.MASTER_KEY
+    return proc, load.Target("litellm", f"http://127.0.0.1:{port}/v1", key, "mock-gpt")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def new_report(settings: Settings) -> reporting.Report:
+    """The report skeleton with the run's metadata."""
+    return {
+        "meta": {
+            "started_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "mode": "quick" if settings.quick else "full",
+            "settings": {
+                "sequential_requests": settings.seq_requests,
+                "warmup_requests": settings.warmup,
+                "duration_s": settings.duration_s,
+                "connections": settings.connections,
+                "stream_clients": settings.stream_clients,
+                "stream_tokens": load.STREAM_TOKENS,
+            },
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+            },
+            "load_client": (
+                "aiohttp on uvloop in the benchmark process, one ClientSession and"
+                " TCPConnector(limit=concurrency) per scenario, keep-alive; it shares the"
+                " machine's cores with the target (see client_cpu_pct)"
+            ),
+            "versions": {
+                "patchbay": _version("patchbay"),
+                "patchbay_git": _git_commit(),
+                "aiohttp": _version("aiohttp"),
+                "litellm": None,
+            },
+        },
+        "targets": {},
+        "derived": {},
+    }
+
+
+@contextlib.contextmanager
+def stopping(proc: ServerProcess) -> Iterator[ServerProcess]:
+    """Stop the process group on the way out, whatever happens."""
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def run(settings: Settings) -> int:
+    """The whole benchmark; returns the exit code."""
+    report = new_report(settings)
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="patchbay-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        litellm_note = None
+        if "litellm" in settings.targets:
+            version, litellm_note = await litellm_setup.ensure_installed(
+                console, tmp / "litellm-install.log"
+            )
+            report["meta"]["versions"]["litellm"] = version
+            say(f"LiteLLM: {litellm_note}")
+            if version is None:
+                report["targets"]["litellm"] = {"status": "skipped", "note": litellm_note}
+        mock_proc, mock_port = await start_mock(tmp)
+        with stopping(mock_proc):
+            say(f"mock upstream on 127.0.0.1:{mock_port}")
+            for name in settings.targets:
+                if report["targets"].get(name, {}).get("status") == "skipped":
+                    continue
+                try:
+                    if name == "mock":
+                        target = load.Target("mock", f"http://127.0.0.1:{mock_port}/v1",
+                                             "sk-mock", "gpt-mock")  # fmt: skip
+                        scenarios = await measure(target, mock_proc, settings)
+                        note = "the mock upstream called directly (baseline)"
+                    else:
+                        starter = start_patchbay if name == "patchbay" else start_litellm
+                        with console.status(f"starting {name}"):
+                            proc, target = await starter(tmp, mock_port)
+                        with stopping(proc):
+                            say(f"{name} ready on {target.base_url}")
+                            scenarios = await measure(target, proc, settings)
+                        note = litellm_note if name == "litellm" else "embedded defaults"
+                except BenchError as exc:
+                    failed = True
+                    console.print(f"[red]{name}: could not run:[/red]\n{exc}")
+                    report["targets"][name] = {"status": "failed", "note": str(exc)[:4000]}
+                    continue
+                report["targets"][name] = {"status": "ok", "note": note, "scenarios": scenarios}
+    for name in ALL_TARGETS:
+        if name not in settings.targets:
+            report["targets"][name] = {"status": "skipped", "note": "not requested"}
+    report["targets"] = {name: report["targets"][name] for name in ALL_TARGETS}
+    report["derived"] = reporting.derive(report)
+    reporting.print_report(console, report)
+    reporting.write_json(settings.out, report)
+    png = settings.out.with_name("gateway.png")
+    plot_note = reporting.plot(png, report)
+    say(f"wrote {settings.out}" + (f" ({plot_note})" if plot_note else f" and {png}"))
+    return 1 if failed else 0
+
+
+async def _main(settings: Settings) -> int:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await run(settings)
+    except BenchError as exc:
+        console.print(f"[red]could not run:[/red] {exc}")
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    settings = parse_args(argv)
+    try:
+        return uvloop.run(_main(settings))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print("[red]interrupted[/red]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Load clients for the gateway benchmark: aiohttp, in the benchmark's own process.
+
+Each scenario opens one ``aiohttp.ClientSession`` with a ``TCPConnector`` limited to the
+scenario's concurrency and keeps its connections alive. Every loop is bounded both in
+request count and in time, and every request has a timeout. The process's own CPU time is
+recorded per scenario so a report can tell when the client, not the target, was the limit
+(on a 2-core machine the client and the target share the cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+STREAM_TOKENS = 64
+MAX_REQUESTS = 1_000_000  # per scenario, far above anything a 10 s run reaches here
+REQUEST_TIMEOUT_S = 30.0
+SEQUENTIAL_TIME_CAP_S = 120.0
+MAX_ERROR_SAMPLES = 5
+
+Worker = Callable[[aiohttp.ClientSession, float, bool], Awaitable[None]]
+CpuProbe = Callable[[], float]  # CPU seconds used so far by the target's processes
+
+
+def _no_probe() -> float:
+    return 0.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """An OpenAI-compatible endpoint to load."""
+
+    name: str
+    base_url: str  # ends in /v1
+    api_key: str
+    model: str
+
+    @property
+    def chat_url(self) -> str:
+        """The chat completions URL."""
+        return f"{self.base_url}/chat/completions"
+
+    def headers(self) -> dict[str, str]:
+        """Request headers, with the bearer key."""
+        return {"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"}
+
+    def body(self, *, stream: bool) -> bytes:
+        """The request body every client sends."""
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": "Say hello in 64 tokens."}],
+            "max_tokens": STREAM_TOKENS,
+        }
+        if stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        return orjson.dumps(payload)
+
+
+@dataclass
+class Result:
+    """What one scenario measured on one target."""
+
+    scenario: str
+    target: str
+    concurrency: int
+    ok: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    client_cpu_pct: float = 0.0
+    server_cpu_pct: float | None = None
+    error_samples: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    ttfts_ms: list[float] = field(default_factory=list, repr=False)
+
+    def error(self, message: str) -> None:
+        """Count one failed request, keeping a few distinct messages."""
+        self.errors += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES and message not in self.error_samples:
+            self.error_samples.append(message[:300])
+
+    def finish(self, elapsed_s: float, cpu_s: float, server_cpu_s: float | None) -> None:
+        """Compute the summary figures."""
+        self.elapsed_s = elapsed_s
+        self.ok = len(self.latencies_ms)
+        self.rps = self.ok / elapsed_s if elapsed_s > 0 else 0.0
+        self.p50_ms = percentile(self.latencies_ms, 50)
+        self.p99_ms = percentile(self.latencies_ms, 99)
+        self.ttft_p50_ms = percentile(self.ttfts_ms, 50)
+        self.ttft_p99_ms = percentile(self.ttfts_ms, 99)
+        self.client_cpu_pct = 100.0 * cpu_s / elapsed_s if elapsed_s > 0 else 0.0
+        if server_cpu_s is not None and elapsed_s > 0:
+            self.server_cpu_pct = 100.0 * server_cpu_s / elapsed_s
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready figures (without the raw samples)."""
+        keys = (
+            "scenario", "target", "concurrency", "ok", "errors", "elapsed_s", "rps", "p50_ms",
+            "p99_ms", "ttft_p50_ms", "ttft_p99_ms", "client_cpu_pct", "server_cpu_pct",
+            "error_samples",
+        )  # fmt: skip
+        out = {key: getattr(self, key) for key in keys}
+        for key, value in out.items():
+            if isinstance(value, float):
+                out[key] = round(value, 3)
+        return out
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """The ``pct`` percentile of ``values`` with linear interpolation, None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _session(concurrency: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, ttl_dns_cache=None)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
+async def _chat_once(
+    session: aiohttp.ClientSession, target: Target, body: bytes, headers: dict[str, str]
+) -> str | None:
+    """One non-streaming request; None when it succeeded, else the reason it failed."""
+    try:
+        async with session.post(target.chat_url, data=body, headers=headers) as resp:
+            raw = await resp.read()
+            if resp.status != 200:
+                return f"HTTP {resp.status}: {raw[:200]!r}"
+        data = orjson.loads(raw)
+        content = data["choices"][0]["message"]["content"]
+        if not isinstance(content, str) or not content:
+            return "empty content"
+    except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    except (KeyError, IndexError, TypeError) as exc:
+        return f"malformed completion: {type(exc).__name__}: {exc}"
+    return None
+
+
+async def sequential(
+    target: Target, requests: int, warmup: int, probe: CpuProbe | None = None
+) -> Result:
+    """``requests`` non-streaming calls from one client, one after another."""
+    result = Result("nonstream_seq_1", target.name, 1)
+    body, headers = target.body(stream=False), target.headers()
+    async with _session(1) as session:
+        for _ in range(warmup):
+            await _chat_once(session, target, body, headers)
+        server = probe or _no_probe
+        cpu0, server0, start = time.process_time(), server(), time.perf_counter()
+        cap = start + SEQUENTIAL_TIME_CAP_S
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            failure = await _chat_once(session, target, body, headers)
+            t1 = time.perf_counter()
+            if failure is None:
+                result.latencies_ms.append((t1 - t0) * 1000.0)
+            else:
+                result.error(failure)
+            if t1 > cap:
+                result.error(f"stopped at the {SEQUENTIAL_TIME_CAP_S:.0f} s cap")
+                break
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        result.finish(elapsed, cpu, server() - server0 if probe else None)
+    return result
+
+
+async def concurrent(
+    target: Target, connections: int, duration_s: float, probe: CpuProbe | None = None
+) -> Result:
+    """Non-streaming calls over ``connections`` connections for ``duration_s``."""
+    result = Result(f"nonstream_conc_{connections}", target.name, connections)
+    body, headers = target.body(stream=False), target.headers()
+    issued = 0
+
+    async def worker(session: aiohttp.ClientSession, deadline: float, record: bool) -> None:
+        nonlocal issued
+        while time.perf_counter() < deadline and issued < MAX_REQUESTS:
+            issued += 1
+            t0 = time.perf_counter()
+            failure = await _chat_once(session, target, body, headers)
+            if not record:
+                continue
+            if failure is None:
+                result.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+            else:
+                result.error(failure)
+
+    async with _session(connections) as session:
+        await _run_workers(session, worker, connections, 0.5, record=False)  # warm-up
+        issued = 0
+        server = probe or _no_probe
+        cpu0, server0, start = time.process_time(), server(), time.perf_counter()
+        await _run_workers(session, worker, connections, duration_s, record=True)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        result.finish(elapsed, cpu, server() - server0 if probe else None)
+    return result
+
+
+async def _stream_once(
+    session: aiohttp.ClientSession,
+    target: Target,
+    body: bytes,
+    headers: dict[str, str],
+) -> tuple[float, float] | str:
+    """One streaming request: (TTFT s, total s) on success, else the reason it failed."""
+    t0 = time.perf_counter()
+    ttft: float | None = None
+    content_chunks = 0
+    done = False
+    buffer = b""
+    try:
+        async with session.post(target.chat_url, data=body, headers=headers) as resp:
+            if resp.status != 200:
+                return f"HTTP {resp.status}: {(await resp.read())[:200]!r}"
+            async for piece in resp.content.iter_any():
+                buffer += piece
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if done:
+                        return "data after [DONE]"
+                    if data == b"[DONE]":
+                        done = True
+                        continue
+                    chunk = orjson.loads(data)
+                    choices = chunk.get("choices") or ()
+                    if choices and (choices[0].get("delta") or {}).get("content"):
+                        content_chunks += 1
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+    except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    except (AttributeError, TypeError) as exc:
+        return f"malformed chunk: {type(exc).__name__}: {exc}"
+    total = time.perf_counter() - t0
+    if not done:
+        return f"stream ended without [DONE] after {content_chunks} content chunks"
+    if content_chunks != STREAM_TOKENS or ttft is None:
+        return f"{content_chunks} content chunks, expected {STREAM_TOKENS}"
+    return ttft, total
+
+
+async def streaming(
+    target: Target, clients: int, duration_s: float, probe: CpuProbe | None = None
+) -> Result:
+    """Streaming calls (64 tokens) from ``clients`` concurrent clients for ``duration_s``."""
+    result = Result(f"stream_conc_{clients}", target.name, clients)
+    body, headers = target.body(stream=True), target.headers()
+    issued = 0
+
+    async def worker(session: aiohttp.ClientSession, deadline: float, record: bool) -> None:
+        nonlocal issued
+        while time.perf_counter() < deadline and issued < MAX_REQUESTS:
+            issued += 1
+            outcome = await _stream_once(session, target, body, headers)
+            if not record:
+                continue
+            if isinstance(outcome, str):
+                result.error(outcome)
+            else:
+                result.ttfts_ms.append(outcome[0] * 1000.0)
+                result.latencies_ms.append(outcome[1] * 1000.0)
+
+    async with _session(clients) as session:
+        await _run_workers(session, worker, clients, 0.5, record=False)  # warm-up
+        issued = 0
+        server = probe or _no_probe
+        cpu0, server0, start = time.process_time(), server(), time.perf_counter()
+        await _run_workers(session, worker, clients, duration_s, record=True)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        result.finish(elapsed, cpu, server() - server0 if probe else None)
+    return result
+
+
+async def _run_workers(
+    session: aiohttp.ClientSession,
+    worker: Worker,
+    count: int,
+    duration_s: float,
+    *,
+    record: bool,
+) -> None:
+    """Run ``count`` workers until ``duration_s`` has passed; in-flight requests finish."""
+    deadline = time.perf_counter() + duration_s
+    tasks = [asyncio.create_task(worker(session, deadline, record)) for _ in range(count)]
+    # Each worker stops issuing at the deadline; its last request is bounded by its timeout.
+    done, pending = await asyncio.wait(tasks, timeout=duration_s + REQUEST_TIMEOUT_S + 5)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        task.result()

@@ -1,0 +1,183 @@
+"""Derived figures, the rich table, the JSON file and the PNG plot of a gateway benchmark run.
+
+The report is one dict: ``meta``, ``targets`` (per target: ``status``, ``note`` and
+``scenarios``, each a :meth:`load.Result.summary`) and ``derived`` (added latency at one
+client, req/s ratios of patchbay over LiteLLM against their targets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+SCENARIOS: dict[str, str] = {
+    "nonstream_seq_1": "non-streaming, 1 client, sequential",
+    "nonstream_conc_64": "non-streaming, 64 connections",
+    "stream_conc_32": "streaming 64 tokens, 32 clients",
+}
+BASELINE = "mock"
+# (scenario, required patchbay req/s over LiteLLM req/s)
+RATIO_TARGETS: tuple[tuple[str, float], ...] = (("nonstream_conc_64", 8.0), ("stream_conc_32", 10.0))
+
+Report = dict[str, Any]
+
+
+def _scenario(report: Report, target: str, scenario: str) -> dict[str, Any] | None:
+    entry = report["targets"].get(target)
+    if not entry or entry.get("status") != "ok":
+        return None
+    found: dict[str, Any] | None = entry["scenarios"].get(scenario)
+    return found
+
+
+def derive(report: Report) -> dict[str, Any]:
+    """Added p50 latency at one client, share of the mock's req/s, and the ratio targets."""
+    added: dict[str, Any] = {}
+    share: dict[str, dict[str, float | None]] = {}
+    base_seq = _scenario(report, BASELINE, "nonstream_seq_1")
+    for target in report["targets"]:
+        if target == BASELINE:
+            continue
+        seq = _scenario(report, target, "nonstream_seq_1")
+        if seq and base_seq and seq["p50_ms"] is not None and base_seq["p50_ms"]:
+            added[target] = {
+                "p50_ms": seq["p50_ms"],
+                "mock_p50_ms": base_seq["p50_ms"],
+                "added_ms": round(seq["p50_ms"] - base_seq["p50_ms"], 3),
+                "ratio": round(seq["p50_ms"] / base_seq["p50_ms"], 2),
+            }
+        share[target] = {}
+        for scenario in SCENARIOS:
+            mine, base = _scenario(report, target, scenario), _scenario(report, BASELINE, scenario)
+            ok = mine is not None and base is not None and base["rps"] > 0
+            share[target][scenario] = round(mine["rps"] / base["rps"], 3) if ok else None  # type: ignore[index]
+    ratios = []
+    for scenario, required in RATIO_TARGETS:
+        pb, ll = _scenario(report, "patchbay", scenario), _scenario(report, "litellm", scenario)
+        value = pb["rps"] / ll["rps"] if pb and ll and ll["rps"] > 0 else None
+        ratios.append(
+            {
+                "scenario": scenario,
+                "what": f"patchbay req/s / LiteLLM req/s, {SCENARIOS[scenario]}",
+                "value": round(value, 2) if value is not None else None,
+                "target": required,
+                "met": (value >= required) if value is not None else None,
+            }
+        )
+    return {"added_latency_1_client": added, "rps_share_of_mock": share, "ratios": ratios}
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def print_report(console: Console, report: Report) -> None:
+    """The results table, then the derived figures and any notes."""
+    table = Table(title="Gateway benchmark (loopback, same mock upstream, one run)")
+    for header, justify in (
+        ("scenario", "left"), ("target", "left"), ("req/s", "right"), ("p50 ms", "right"),
+        ("p99 ms", "right"), ("TTFT p50 / p99 ms", "right"), ("errors", "right"),
+        ("CPU % client / server", "right"),
+    ):  # fmt: skip
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    for scenario, label in SCENARIOS.items():
+        for target in report["targets"]:
+            row = _scenario(report, target, scenario)
+            if row is None:
+                continue
+            ttft = (
+                f"{_ms(row['ttft_p50_ms'])} / {_ms(row['ttft_p99_ms'])}"
+                if row["ttft_p50_ms"] is not None
+                else "–"
+            )
+            server = row["server_cpu_pct"]
+            cpu = f"{row['client_cpu_pct']:.0f} / {server:.0f}" if server is not None else "–"
+            errors = str(row["errors"])
+            table.add_row(
+                label, target, f"{row['rps']:,.0f}", _ms(row["p50_ms"]), _ms(row["p99_ms"]), ttft,
+                f"[red]{errors}[/red]" if row["errors"] else errors, cpu,
+            )  # fmt: skip
+        table.add_section()
+    console.print(table)
+
+    derived = report["derived"]
+    for target, figures in derived["added_latency_1_client"].items():
+        console.print(
+            f"added p50 latency, 1 client, {target}: [bold]{figures['added_ms']:+.2f} ms[/bold]"
+            f" ({figures['p50_ms']:.2f} ms vs mock {figures['mock_p50_ms']:.2f} ms,"
+            f" ×{figures['ratio']:.2f})"
+        )
+    for ratio in derived["ratios"]:
+        if ratio["value"] is None:
+            verdict = "[yellow]not measured[/yellow] (needs patchbay and LiteLLM)"
+        else:
+            mark = "[green]met[/green]" if ratio["met"] else "[red]not met[/red]"
+            verdict = f"[bold]{ratio['value']:.1f}×[/bold] (target ≥ {ratio['target']:.0f}×): {mark}"
+        console.print(f"{ratio['what']}: {verdict}")
+    for target, entry in report["targets"].items():
+        if entry.get("note"):
+            console.print(f"[dim]{target}: {entry['note']}[/dim]")
+        for row in entry.get("scenarios", {}).values():
+            for sample in row.get("error_samples", []):
+                console.print(f"[dim]{target} {row['scenario']} error: {sample}[/dim]")
+
+
+def write_json(path: Path, report: Report) -> None:
+    """Write the whole report as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def plot(path: Path, report: Report) -> str | None:
+    """Draw req/s per scenario and target, and added latency; None or why it was skipped."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no plot"
+
+    targets = [t for t, e in report["targets"].items() if e.get("status") == "ok"]
+    fig, (ax_rps, ax_lat) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 1.3))
+    width = 0.8 / max(len(targets), 1)
+    for i, target in enumerate(targets):
+        xs, ys = [], []
+        for j, scenario in enumerate(SCENARIOS):
+            row = _scenario(report, target, scenario)
+            if row is not None:
+                xs.append(j + (i - (len(targets) - 1) / 2) * width)
+                ys.append(max(row["rps"], 0.1))
+        bars = ax_rps.bar(xs, ys, width, label=target)
+        ax_rps.bar_label(bars, labels=[f"{y:,.0f}" for y in ys], fontsize=8)
+    ax_rps.set_yscale("log")
+    ax_rps.set_xticks(range(len(SCENARIOS)), [label for label in SCENARIOS.values()], fontsize=9)
+    ax_rps.set_ylabel("requests / s (log scale)")
+    ax_rps.set_title("Throughput per scenario")
+    ax_rps.legend()
+
+    added = report["derived"]["added_latency_1_client"]
+    if added:
+        names = list(added)
+        values = [added[n]["added_ms"] for n in names]
+        bars = ax_lat.bar(names, values, color=[f"C{targets.index(n)}" for n in names])
+        ax_lat.bar_label(
+            bars, labels=[f"{v:.2f} ms (×{added[n]['ratio']:.1f})" for n, v in zip(names, values)]
+        )
+    else:
+        ax_lat.text(0.5, 0.5, "no gateway measured", ha="center", va="center")
+    ax_lat.set_ylabel("ms over the mock")
+    ax_lat.set_title("Added p50 latency, 1 client")
+    meta = report["meta"]
+    fig.suptitle(f"patchbay gateway benchmark, {meta['started_at']} ({meta['mode']})", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None

@@ -1,0 +1,83 @@
+"""The core's FastAPI app: `create_app(settings)` builds it; the lifespan opens and closes the hub."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from patchbay import __version__
+from patchbay.api.routes import catalog, chats, turns, users
+from patchbay.asgi import BodyLimit
+from patchbay.config import Settings
+from patchbay.core.hub import Hub
+from patchbay.errors import PatchbayError
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def error_response(exc: PatchbayError) -> JSONResponse:
+    headers = {"Retry-After": "2"} if exc.retryable else None
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+
+
+async def _patchbay_error(_request: Request, exc: PatchbayError) -> JSONResponse:
+    return error_response(exc)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return JSONResponse(
+        {"error": {"code": "invalid_request", "message": "; ".join(problems), "retryable": False}},
+        status_code=400,
+    )
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error", exc_info=exc)
+    return JSONResponse(
+        {"error": {"code": "internal_error", "message": "an internal error occurred"}},
+        status_code=500,
+    )
+
+
+def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
+    """The core app. Pass a ready `hub` to share one with a test; its lifespan still starts it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_hub = hub or Hub(settings)
+        await the_hub.prepare()
+        await the_hub.start()
+        app.state.hub = the_hub
+        try:
+            yield
+        finally:
+            await the_hub.close()
+
+    app = FastAPI(
+        title="patchbay core",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(PatchbayError, _patchbay_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    for module in (turns, chats, users, catalog):
+        app.include_router(module.router)
+    return app

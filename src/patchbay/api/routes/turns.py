@@ -1,0 +1,81 @@
+"""Turns and jobs: start a turn, follow a job's events (resumable), or wait for its end."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from patchbay.api.deps import CurrentUser, HubDep
+from patchbay.api.sse import SSE_HEADERS, encode_all, resume_point
+from patchbay.errors import JobNotFound
+from patchbay.schemas.jobs import JobRead
+from patchbay.schemas.turns import TurnCreate, TurnRead, TurnResult
+
+router = APIRouter(prefix="/v1", tags=["turns"])
+
+
+def _turn_headers(turn: TurnRead) -> dict[str, str]:
+    return {
+        "X-Patchbay-Chat-Id": turn.chat_id,
+        "X-Patchbay-Job-Id": turn.job_id,
+        "X-Patchbay-Message-Id": turn.assistant_message_id,
+        "X-Patchbay-Model": turn.model,
+    }
+
+
+@router.post(
+    "/turns",
+    status_code=202,
+    response_model=TurnRead | TurnResult,
+    responses={200: {"description": "the outcome, with `?wait=true`"}},
+)
+async def create_turn(
+    turn: TurnCreate,
+    request: Request,
+    hub: HubDep,
+    user: CurrentUser,
+    wait: Annotated[bool, Query(description="answer when the job has ended")] = False,
+) -> object:
+    """Store a turn and start its job.
+
+    Answers at once with the ids (202); with `Accept: text/event-stream`, with the job's events as
+    they happen; with `?wait=true`, with the job's outcome when it ends.
+    """
+    created = await hub.turns.start(user, turn)
+    events = hub.turns.follow(created.job_id)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        headers = {**SSE_HEADERS, **_turn_headers(created)}
+        return StreamingResponse(
+            encode_all(events), media_type="text/event-stream", headers=headers
+        )
+    if wait:
+        outcome = None
+        async for event in events:
+            outcome = event
+        if outcome is None:
+            raise JobNotFound(f"job {created.job_id} ended without an outcome")
+        result = TurnResult(turn=created, outcome=outcome)
+        return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
+    return created
+
+
+@router.get("/jobs/{job_id}", response_model=JobRead)
+async def read_job(job_id: str, hub: HubDep, user: CurrentUser) -> JobRead:
+    return await hub.turns.job(user, job_id)
+
+
+@router.get("/jobs/{job_id}/events")
+async def job_events(
+    job_id: str,
+    request: Request,
+    hub: HubDep,
+    user: CurrentUser,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    """The job's events as SSE; resumes after `Last-Event-ID` (or `?after=`) exactly once each."""
+    events = await hub.turns.events(user, job_id, after=resume_point(request, after))
+    return StreamingResponse(
+        encode_all(events), media_type="text/event-stream", headers=SSE_HEADERS
+    )

@@ -1,0 +1,29 @@
+"""Job events as Server-Sent Events, numbered so a client can resume with `Last-Event-ID`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+
+from patchbay.schemas.jobs import JobEvent
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def encode(event: JobEvent) -> bytes:
+    data = event.model_dump_json(exclude_none=True)
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
+
+
+async def encode_all(events: AsyncIterator[JobEvent]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield encode(event)
+
+
+def resume_point(request: Request, after: int | None) -> int:
+    """The last sequence number the client saw: `Last-Event-ID`, else `?after=`, else 0."""
+    header = request.headers.get("last-event-id", "")
+    if header.strip().isdigit():
+        return int(header)
+    return after or 0

@@ -1,0 +1,74 @@
+"""Small pure-ASGI pieces shared by every HTTP module (the core and the channels)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ErrorBody = Callable[[str], dict[str, object]]
+
+
+class BodyTooLarge(Exception):
+    """Raised inside the app when a request body passes the limit while it is being read."""
+
+
+def _default_body(message: str) -> dict[str, object]:
+    return {"error": {"code": "payload_too_large", "message": message}}
+
+
+class BodyLimit:
+    """Refuses request bodies over `max_bytes` with a 413, whether declared or streamed."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, body: ErrorBody = _default_body) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        payload = orjson.dumps(self.body(f"the request body is over {self.max_bytes} bytes"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})

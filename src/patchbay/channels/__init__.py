@@ -1,0 +1,1 @@
+"""Channels: one process per access method, each reaching the core only through CoreClient."""

@@ -1,0 +1,136 @@
+"""`POST /v1/chat/completions` and `GET /v1/models`, served by turning each request into a turn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from patchbay.channels.openai_compat.convert import ChunkWriter, completion, to_turn
+from patchbay.channels.openai_compat.schemas import ChatCompletionRequest
+from patchbay.client import CoreClient
+from patchbay.errors import AuthenticationFailed, ModelNotFound, PatchbayError, error_from_dict
+from patchbay.schemas.catalog import ModelRead
+from patchbay.schemas.jobs import JobEvent
+
+router = APIRouter(prefix="/v1")
+
+
+def _client(request: Request) -> CoreClient:
+    client: CoreClient = request.app.state.core
+    return client
+
+
+def _key(request: Request) -> str:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise AuthenticationFailed(
+            "no API key; send it as the OpenAI API key (`Authorization: Bearer <key>`)"
+        )
+    return key.strip()
+
+
+def _failure(event: JobEvent) -> PatchbayError:
+    info = event.error
+    data: dict[str, object] = (
+        info.model_dump() if info else {"code": "upstream_error", "message": "the job failed"}
+    )
+    return error_from_dict(data, 502)
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    key = _key(request)
+    turn = to_turn(body)
+    client = _client(request)
+    if not body.stream:
+        result = await client.run_turn(turn, key=key)
+        outcome = result.outcome
+        if outcome.type != "done":
+            raise _failure(outcome)
+        return JSONResponse(
+            completion(
+                job_id=result.turn.job_id,
+                model=result.turn.model,
+                content=outcome.content or "",
+                finish_reason=outcome.finish_reason,
+                usage=outcome.usage,
+            )
+        )
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return await _stream(client, turn, key, include_usage)
+
+
+async def _stream(
+    client: CoreClient, turn: Any, key: str, include_usage: bool
+) -> StreamingResponse:
+    """Wait for the first token (or the end) so an early failure still gets a real HTTP status."""
+    stack = AsyncExitStack()
+    created, events = await stack.enter_async_context(client.stream_turn(turn, key=key))
+    try:
+        first = None
+        async for event in events:
+            if event.type == "running" or event.terminal:
+                first = event
+                break
+        if first is None or first.type in ("failed", "cancelled"):
+            raise _failure(first) if first else PatchbayError("the job ended without an outcome")
+    except BaseException:
+        await stack.aclose()
+        raise
+    writer = ChunkWriter(job_id=created.job_id, model=created.model, include_usage=include_usage)
+    return StreamingResponse(
+        _chunks(stack, writer, first, events),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _chunks(
+    stack: AsyncExitStack, writer: ChunkWriter, first: JobEvent, events: AsyncIterator[JobEvent]
+) -> AsyncIterator[bytes]:
+    async with stack:
+        yield writer.delta({"role": "assistant", "content": ""})
+        event: JobEvent | None = first
+        while event is not None:
+            if event.type == "running" and event.delta:
+                yield writer.delta({"content": event.delta})
+            elif event.type == "done":
+                yield writer.end(event.finish_reason, event.usage)
+                return
+            elif event.terminal:
+                failure = _failure(event)
+                yield writer.error(failure.message, failure.code)
+                return
+            try:
+                event = await anext(events, None)
+            except PatchbayError as exc:
+                yield writer.error(exc.message, exc.code)
+                return
+        yield writer.error("the core ended the stream early", "core_unavailable")
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    models = await _client(request).list_models(key=_key(request))
+    return {"object": "list", "data": [_card(m) for m in models]}
+
+
+@router.get("/models/{model_id:path}")
+async def read_model(model_id: str, request: Request) -> dict[str, Any]:
+    for m in await _client(request).list_models(key=_key(request)):
+        if m.name == model_id:
+            return _card(m)
+    raise ModelNotFound(f"the model {model_id!r} does not exist")
+
+
+def _card(model: ModelRead) -> dict[str, Any]:
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": int(model.created_at.timestamp()),
+        "owned_by": model.provider,
+    }

@@ -1,0 +1,38 @@
+"""The root `patchbay` command: builds Settings once and hands them to every subcommand."""
+
+from __future__ import annotations
+
+import typer
+from pydantic import ValidationError
+
+from patchbay.cli import catalog, chat, serve, users
+from patchbay.cli.context import State, errors
+from patchbay.config import Settings
+
+app = typer.Typer(
+    name="patchbay",
+    help="A self-hosted LLM service hub: one core, many channels.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(ctx: typer.Context) -> None:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        errors.print(f"[red]Invalid configuration:[/] {exc}")
+        raise typer.Exit(2) from exc
+    ctx.obj = State(settings=settings)
+
+
+serve.register(app)
+app.add_typer(users.users_app, name="users")
+app.add_typer(users.keys_app, name="keys")
+app.add_typer(catalog.models_app, name="models")
+app.add_typer(catalog.providers_app, name="providers")
+app.command("chat")(chat.chat)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,130 @@
+"""Settings: the only code that reads environment variables and `patchbay.toml`.
+
+Built once per process by an entry point and passed down; nothing reads the environment at import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "PATCHBAY_CONFIG"
+
+
+class ServerSettings(BaseModel):
+    """Where one HTTP module listens."""
+
+    host: str = "127.0.0.1"
+    port: int
+
+
+class CoreSettings(ServerSettings):
+    port: int = 8700
+    url: str | None = None  # how other modules reach the core; defaults to host and port
+
+    @property
+    def base_url(self) -> str:
+        return (self.url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class OpenAIChannelSettings(ServerSettings):
+    port: int = 11435
+    max_body_bytes: int = 4 * 1024 * 1024
+    request_timeout_s: float = 600.0
+
+
+class JobSettings(BaseModel):
+    concurrency: int = 64  # jobs run at once by one core (in-process queue)
+    max_depth: int = 1000  # queued jobs past which new turns are refused (retryable)
+    checkpoint_interval_s: float = 1.0  # how often a growing answer is saved
+    event_retention_s: float = 300.0  # finished jobs' events kept in memory for resume
+    upstream_timeout_s: float = 300.0  # a model that says nothing for this long fails the job
+
+
+class LlmLogSettings(BaseModel):
+    """The `llm` logs database every model call is written to."""
+
+    enabled: bool = True
+    path: Path | None = None  # default: <data_dir>/logs.db
+    batch_size: int = 256
+    flush_interval_s: float = 0.2
+
+
+class LocalModelSettings(BaseModel):
+    """The embedded default model, run by llama.cpp's engine inside the core."""
+
+    enabled: bool = True
+    name: str = "qwen2.5-coder-0.5b"
+    gguf_path: Path | None = None  # default: assembled from the packaged chunks into the data dir
+    context_size: int = 8192
+    parallel: int = 4  # llama.cpp slots: requests served at once
+    threads: int | None = None  # default: every core
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(BaseSettings):
+    """Everything patchbay can be told, from `PATCHBAY_*` variables and an optional TOML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PATCHBAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(default_factory=lambda: platformdirs.user_data_path("patchbay"))
+    database_url: str | None = None  # default: SQLite in the data directory
+    secret_key: SecretStr | None = None  # default: generated once into the data directory
+    admin_key: SecretStr | None = None  # the first admin's API key, used on first start only
+    api_key: SecretStr | None = None  # the key the CLI presents to the core
+    queue: Literal["memory"] = "memory"
+    core: CoreSettings = CoreSettings()
+    openai: OpenAIChannelSettings = OpenAIChannelSettings()
+    jobs: JobSettings = JobSettings()
+    llm_log: LlmLogSettings = LlmLogSettings()
+    local_model: LocalModelSettings = LocalModelSettings()
+    log: LogSettings = LogSettings()
+    channels: dict[str, dict[str, object]] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get(CONFIG_FILE_ENV, "patchbay.toml")
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+        return (init_settings, env_settings, toml, file_secret_settings)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'patchbay.db'}"
+
+    @property
+    def llm_log_path(self) -> Path:
+        return self.llm_log.path or self.data_dir / "logs.db"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+
+def environment() -> dict[str, str]:
+    """The process environment, for values Settings names indirectly (a provider's `api_key_env`)."""
+    return dict(os.environ)

@@ -1,0 +1,79 @@
+"""The hub: every core service wired together, built once per core process from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from patchbay.config import Settings, environment
+from patchbay.core.catalog import Catalog
+from patchbay.core.chats import ChatService
+from patchbay.core.keys import SecretBox, load_or_create_secret
+from patchbay.core.llm.registry import ModelRegistry
+from patchbay.core.turns import TurnEngine
+from patchbay.core.users import Authenticator, Bootstrap, UserService, bootstrap_admin
+from patchbay.queue.memory import MemoryEventBus, MemoryQueue
+from patchbay.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
+        self.settings = settings
+        self.db = db or Database(settings.resolved_database_url)
+        secret = (
+            settings.secret_key.get_secret_value()
+            if settings.secret_key
+            else load_or_create_secret(settings.data_dir / "secret_key")
+        )
+        self.auth = Authenticator(self.db)
+        self.users = UserService(self.db, self.auth)
+        self.catalog = Catalog(self.db, SecretBox(secret), environment())
+        self.chats = ChatService(self.db)
+        self.registry = ModelRegistry(settings)
+        self.queue = MemoryQueue(
+            concurrency=settings.jobs.concurrency, max_depth=settings.jobs.max_depth
+        )
+        self.bus = MemoryEventBus(retention_s=settings.jobs.event_retention_s)
+        self._warmup: asyncio.Task[None] | None = None
+        self.turns = TurnEngine(
+            db=self.db,
+            catalog=self.catalog,
+            registry=self.registry,
+            queue=self.queue,
+            bus=self.bus,
+            settings=settings.jobs,
+        )
+
+    async def prepare(self) -> Bootstrap | None:
+        """Migrate the database and create the first admin; safe to run on every start."""
+        await self.db.migrate()
+        admin_key = self.settings.admin_key
+        bootstrap = await bootstrap_admin(
+            self.db, admin_key=admin_key.get_secret_value() if admin_key else None
+        )
+        if self.settings.local_model.enabled:
+            await self.catalog.ensure_local(self.settings.local_model.name)
+        return bootstrap
+
+    async def start(self) -> None:
+        await self.registry.start()
+        await self.turns.recover()
+        await self.queue.start(self.turns.run)
+        if self.settings.local_model.enabled:
+            self._warmup = asyncio.create_task(self._warm_local_model())
+
+    async def _warm_local_model(self) -> None:
+        """Load the embedded model in the background, so the first turn does not wait for it."""
+        try:
+            await self.registry.local_engine(self.settings.local_model.name)
+        except Exception:
+            logger.exception("the embedded model could not be loaded")
+
+    async def close(self) -> None:
+        if self._warmup is not None:
+            self._warmup.cancel()
+        await self.queue.close(grace_s=10)
+        await self.registry.close()
+        await self.db.close()

@@ -1,0 +1,163 @@
+"""An `llm` model for any OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, OpenAI).
+
+Unlike `llm`'s own OpenAI plugin, it keeps one HTTP session per process, so a call costs a request,
+not a new client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import aiohttp
+import llm
+import orjson
+from pydantic import Field
+
+from patchbay.errors import (
+    ProviderError,
+    ProviderProtocolError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+
+SessionFactory = Callable[[], aiohttp.ClientSession]
+
+
+class ChatOptions(llm.Options):
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: list[str] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+
+
+class OpenAICompatModel(llm.AsyncModel):
+    """Streams chat completions from `api_base` and reports the upstream's token usage."""
+
+    can_stream = True
+
+    class Options(ChatOptions):
+        pass
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        upstream_model: str,
+        api_base: str,
+        api_key: str | None,
+        session: SessionFactory,
+        timeout_s: float,
+    ) -> None:
+        self.model_id = model_id
+        self.upstream_model = upstream_model
+        self.url = api_base.rstrip("/") + "/chat/completions"
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout_s)
+
+    def request_body(self, prompt: llm.Prompt) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.upstream_model,
+            "messages": [
+                {"role": message.role, "content": _text(message)} for message in prompt.messages
+            ],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        for key, value in prompt.options:
+            if value is not None:
+                body[key] = value
+        return body
+
+    async def execute(
+        self,
+        prompt: llm.Prompt,
+        stream: bool,
+        response: llm.AsyncResponse,
+        conversation: llm.AsyncConversation | None,
+    ) -> AsyncGenerator[str, None]:
+        body = orjson.dumps(self.request_body(prompt))
+        try:
+            async with self._session().post(
+                self.url, data=body, headers=self._headers, timeout=self._timeout
+            ) as http:
+                if http.status >= 400:
+                    raise _status_error(http.status, await http.read())
+                async for delta in _read_stream(http, response):
+                    yield delta
+        except TimeoutError as exc:
+            raise ProviderTimeout(f"{self.model_id}: the upstream stopped answering") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise ProviderUnavailable(
+                f"{self.model_id}: cannot reach the upstream ({exc})"
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise ProviderProtocolError(f"{self.model_id}: the upstream broke off: {exc}") from exc
+
+
+async def _read_stream(
+    http: aiohttp.ClientResponse, response: llm.AsyncResponse
+) -> AsyncGenerator[str, None]:
+    finished = False
+    async for raw in http.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            finished = True
+            break
+        chunk = _parse(data)
+        if "error" in chunk:
+            raise ProviderError(f"the upstream failed: {_error_message(chunk)}")
+        usage = chunk.get("usage")
+        if usage:
+            response.set_usage(
+                input=usage.get("prompt_tokens"), output=usage.get("completion_tokens")
+            )
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                yield content
+            if choice.get("finish_reason"):
+                response.response_json = {"finish_reason": choice["finish_reason"]}
+    if not finished:
+        raise ProviderProtocolError("the upstream closed the stream before [DONE]")
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProviderProtocolError(f"the upstream sent invalid JSON: {data[:80]!r}") from exc
+    if not isinstance(chunk, dict):
+        raise ProviderProtocolError(f"the upstream sent {type(chunk).__name__}, not an object")
+    return chunk
+
+
+def _text(message: llm.Message) -> str:
+    return "".join(getattr(part, "text", "") for part in message.parts)
+
+
+def _error_message(payload: dict[str, Any]) -> str:
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message", error))
+    return str(error)
+
+
+def _status_error(status: int, body: bytes) -> ProviderError:
+    try:
+        detail = _error_message(orjson.loads(body))
+    except (orjson.JSONDecodeError, AttributeError):
+        detail = body[:200].decode("utf-8", "replace")
+    message = f"the upstream answered {status}: {detail}"
+    if status == 429 or status >= 500:
+        return ProviderUnavailable(message)
+    return ProviderError(message)

@@ -1,0 +1,210 @@
+"""Turns catalog entries (a model on a provider) into live `llm` async models, kept across calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import llm
+
+from patchbay.config import Settings
+from patchbay.core.llm.local import LocalEngine, assemble_default_gguf
+from patchbay.core.llm.logs import LlmLogWriter
+from patchbay.core.llm.openai_compat import OpenAICompatModel
+from patchbay.errors import InvalidRequest, ModelNotFound, PatchbayError, ProviderError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTarget:
+    """What the registry needs to build a model: the catalog rows, flattened, key decrypted."""
+
+    name: str
+    kind: str  # local | openai | llm
+    upstream_model: str
+    api_base: str | None
+    api_key: str | None
+    options: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Generation:
+    """One model call in progress: iterate `deltas()`, then read usage and finish reason."""
+
+    response: Any  # llm.AsyncResponse
+    model_name: str
+
+    async def deltas(self) -> AsyncIterator[str]:
+        try:
+            async for chunk in self.response:
+                yield chunk
+        except PatchbayError:
+            raise
+        except llm.ModelError as exc:
+            raise ProviderError(f"{self.model_name}: {exc}") from exc
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise ProviderError(f"{self.model_name} failed: {exc}") from exc
+
+    @property
+    def input_tokens(self) -> int | None:
+        value = self.response.input_tokens
+        return None if value is None else int(value)
+
+    @property
+    def output_tokens(self) -> int | None:
+        value = self.response.output_tokens
+        return None if value is None else int(value)
+
+    @property
+    def finish_reason(self) -> str:
+        data = self.response.response_json
+        if isinstance(data, dict) and data.get("finish_reason"):
+            return str(data["finish_reason"])
+        return "stop"
+
+
+class ModelRegistry:
+    """Builds each model once and reuses it; owns the shared HTTP session and the local engine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._models: dict[tuple[str | None, ...], Any] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._engines: dict[Path, tuple[LocalEngine, str]] = {}
+        self._engine_lock = asyncio.Lock()
+        self.log_writer: LlmLogWriter | None = None
+        if settings.llm_log.enabled:
+            self.log_writer = LlmLogWriter(
+                settings.llm_log_path,
+                batch_size=settings.llm_log.batch_size,
+                flush_interval_s=settings.llm_log.flush_interval_s,
+            )
+
+    async def start(self) -> None:
+        if self.log_writer is not None:
+            self.log_writer.start()
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self.log_writer is not None:
+            await asyncio.to_thread(self.log_writer.close)
+        for engine, _url in self._engines.values():
+            engine.close()
+        self._engines.clear()
+
+    async def start_generation(
+        self,
+        target: ModelTarget,
+        *,
+        conversation_id: str,
+        messages: list[tuple[str, str]],
+        options: dict[str, Any],
+    ) -> Generation:
+        """Start a streamed call: all messages but the last as history, the last as the prompt."""
+        model = await self._model(target)
+        *history, (_role, prompt) = messages
+        conversation = model.conversation()
+        conversation.id = conversation_id.lower()
+        merged = {**target.options, **options}
+        known = model.Options.model_fields
+        dropped = sorted(set(merged) - set(known))
+        if dropped:
+            logger.debug("%s ignores options %s", target.name, dropped)
+        try:
+            response = conversation.prompt(
+                prompt,
+                messages=[_message(role, content) for role, content in history],
+                stream=True,
+                options={k: v for k, v in merged.items() if k in known and v is not None},
+            )
+        except ValueError as exc:  # options the model's Options class rejects
+            raise InvalidRequest(f"{target.name}: {exc}") from exc
+        return Generation(response=response, model_name=target.name)
+
+    def log(self, generation: Generation) -> None:
+        """Queue a finished call for the `llm` logs database."""
+        if self.log_writer is not None:
+            self.log_writer.submit(generation.response)
+
+    async def _model(self, target: ModelTarget) -> Any:
+        key = (target.name, target.kind, target.upstream_model, target.api_base, target.api_key)
+        model = self._models.get(key)
+        if model is None:
+            model = await self._build(target)
+            self._models[key] = model
+        return model
+
+    async def _build(self, target: ModelTarget) -> Any:
+        if target.kind == "local":
+            engine, api_base = await self.local_engine(target.upstream_model)
+            return self._compat(target, api_base=api_base, api_key=engine.api_key)
+        if target.kind == "openai":
+            if not target.api_base:
+                raise InvalidRequest(f"provider of {target.name} has no api_base")
+            return self._compat(target, api_base=target.api_base, api_key=target.api_key)
+        return _plugin_model(target)
+
+    def _compat(self, target: ModelTarget, *, api_base: str, api_key: str | None) -> Any:
+        return OpenAICompatModel(
+            model_id=target.name,
+            upstream_model=target.upstream_model,
+            api_base=api_base,
+            api_key=api_key,
+            session=self.session,
+            timeout_s=self._settings.jobs.upstream_timeout_s,
+        )
+
+    async def local_engine(self, model: str) -> tuple[LocalEngine, str]:
+        """The running engine for a local model (a GGUF path, or the embedded default's name)."""
+        async with self._engine_lock:
+            gguf = await asyncio.to_thread(self._gguf_path, model)
+            if gguf not in self._engines:
+                local = self._settings.local_model
+                engine = LocalEngine(
+                    gguf=gguf,
+                    context_size=local.context_size,
+                    parallel=local.parallel,
+                    threads=local.threads,
+                )
+                self._engines[gguf] = (engine, await asyncio.to_thread(engine.start))
+            return self._engines[gguf]
+
+    def _gguf_path(self, model: str) -> Path:
+        if model.endswith(".gguf"):
+            return Path(model)
+        configured = self._settings.local_model.gguf_path
+        return configured or assemble_default_gguf(self._settings.data_dir / "models")
+
+
+def _plugin_model(target: ModelTarget) -> Any:
+    try:
+        return llm.get_async_model(target.upstream_model)
+    except llm.UnknownModelError as exc:
+        raise ModelNotFound(
+            f"no installed llm plugin provides an async model {target.upstream_model!r}; "
+            "see `llm models list`"
+        ) from exc
+
+
+_BUILDERS: dict[str, Callable[[str], Any]] = {
+    "system": llm.system,
+    "user": llm.user,
+    "assistant": llm.assistant,
+}
+
+
+def _message(role: str, content: str) -> Any:
+    return _BUILDERS[role](content)

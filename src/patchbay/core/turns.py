@@ -1,0 +1,443 @@
+"""The turn engine: store what a person said, queue a job, run it, publish its events.
+
+A turn resolves its chat (an explicit chat, a channel thread, or a stored chat whose history the
+client sent again), stores the user message and an empty assistant message and creates a job, all
+in one transaction. The job streams the model's answer as numbered events, checkpoints the answer
+while it grows, and stores the result, usage and timings when it ends, failed or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from patchbay.config import JobSettings
+from patchbay.core.catalog import Catalog
+from patchbay.core.chats import chain_hash
+from patchbay.core.llm.registry import Generation, ModelRegistry
+from patchbay.errors import (
+    ChatNotFound,
+    JobNotFound,
+    PatchbayError,
+    ProviderTimeout,
+    QueueFull,
+)
+from patchbay.ids import new_id
+from patchbay.logging import job_id_var
+from patchbay.queue.base import EventBus, JobQueue, JobSpec
+from patchbay.schemas.chats import Timings, Usage
+from patchbay.schemas.jobs import ErrorInfo, JobEvent, JobRead
+from patchbay.schemas.turns import MessageIn, TurnCreate, TurnRead
+from patchbay.schemas.users import UserRead
+from patchbay.store import chats as chat_rows
+from patchbay.store import jobs as job_rows
+from patchbay.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+TITLE_LENGTH = 80
+
+
+@dataclass(slots=True)
+class _RunState:
+    """A running job's progress: the answer so far, the last event number, the timings."""
+
+    started: float
+    seq: int = 1
+    ttft: float | None = None
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def content(self) -> str:
+        return "".join(self.parts)
+
+    def timings(self) -> Timings:
+        ttft = None if self.ttft is None else round(self.ttft * 1000, 2)
+        return Timings(ttft_ms=ttft, duration_ms=round((time.monotonic() - self.started) * 1000, 2))
+
+
+@dataclass(slots=True)
+class _Context:
+    """Where a new user message goes and what the model sees before it."""
+
+    chat_id: str
+    parent_id: str | None
+    parent_hash: str | None
+    history: list[tuple[str, str]]
+    new_chat: chat_rows.ChatRecord | None
+    rows: list[dict[str, object]]
+
+
+class TurnEngine:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        catalog: Catalog,
+        registry: ModelRegistry,
+        queue: JobQueue,
+        bus: EventBus,
+        settings: JobSettings,
+    ) -> None:
+        self._db = db
+        self._catalog = catalog
+        self._registry = registry
+        self._queue = queue
+        self._bus = bus
+        self._settings = settings
+
+    async def recover(self) -> None:
+        """Fail the jobs a previous run of this queue left unfinished, with the reason."""
+        async with self._db.begin() as conn:
+            count = await job_rows.fail_unfinished(
+                conn,
+                queue=self._queue.name,
+                reason="the core restarted while this job was running; send the turn again",
+            )
+        if count:
+            logger.warning("marked %d unfinished jobs from a previous run as failed", count)
+
+    async def start(self, user: UserRead, turn: TurnCreate) -> TurnRead:
+        """Store the turn, queue its job and return the ids; the answer arrives as job events."""
+        target = await self._catalog.resolve(turn.model)
+        if self._queue.depth() >= self._settings.max_depth:
+            raise QueueFull("too many turns are waiting; try again shortly")
+        now = datetime.now(UTC)
+        job_id, user_id, assistant_id = new_id(), new_id(), new_id()
+        async with self._db.begin() as conn:
+            context = await self._context(conn, user, turn, now)
+            user_hash = chain_hash(context.parent_hash, "user", turn.text)
+            rows = [
+                *context.rows,
+                chat_rows.message_row(
+                    id=user_id,
+                    chat_id=context.chat_id,
+                    parent_id=context.parent_id,
+                    role="user",
+                    content=turn.text,
+                    status="complete",
+                    now=now,
+                    prefix_hash=user_hash,
+                ),
+                chat_rows.message_row(
+                    id=assistant_id,
+                    chat_id=context.chat_id,
+                    parent_id=user_id,
+                    role="assistant",
+                    content="",
+                    status="queued",
+                    now=now,
+                    model=target.name,
+                ),
+            ]
+            if context.new_chat is not None:
+                await chat_rows.insert_chat(conn, context.new_chat)
+            await chat_rows.insert_messages(conn, rows)
+            await job_rows.insert_job(
+                conn,
+                job_rows.job_row(
+                    id=job_id,
+                    chat_id=context.chat_id,
+                    message_id=assistant_id,
+                    user_id=user.id,
+                    model=target.name,
+                    queue=self._queue.name,
+                    now=now,
+                ),
+            )
+            await chat_rows.update_chat(
+                conn, context.chat_id, current_message_id=assistant_id, updated_at=now
+            )
+        spec = JobSpec(
+            job_id=job_id,
+            user_id=user.id,
+            chat_id=context.chat_id,
+            message_id=assistant_id,
+            model=target.name,
+            messages=(*context.history, ("user", turn.text)),
+            prefix_hash=user_hash,
+            options=turn.options.model_dump(exclude_none=True),
+        )
+        await self._bus.publish(JobEvent(job_id=job_id, seq=1, type="queued", model=target.name))
+        try:
+            await self._queue.submit(spec)
+        except QueueFull as exc:
+            await self._fail(spec, _RunState(started=time.monotonic()), exc)
+            raise
+        return TurnRead(
+            chat_id=context.chat_id,
+            job_id=job_id,
+            user_message_id=user_id,
+            assistant_message_id=assistant_id,
+            model=target.name,
+        )
+
+    async def _context(
+        self, conn: AsyncConnection, user: UserRead, turn: TurnCreate, now: datetime
+    ) -> _Context:
+        if turn.chat_id is not None:
+            chat = await chat_rows.find_chat(conn, turn.chat_id)
+            if chat is None or chat.owner_id != user.id:
+                raise ChatNotFound(f"no chat with id {turn.chat_id!r}")
+            return await _continue(conn, chat.id, chat.current_message_id)
+        if turn.history:
+            return await _from_history(conn, user, turn, now)
+        if turn.thread is not None:
+            chat = await chat_rows.find_thread_chat(
+                conn, owner_id=user.id, channel=turn.channel, thread=turn.thread
+            )
+            if chat is not None:
+                return await _continue(conn, chat.id, chat.current_message_id)
+        chat = _new_chat(user, turn, now)
+        return _Context(chat.id, None, None, [], chat, [])
+
+    async def run(self, job: JobSpec) -> None:
+        """Run one job to its end: the queue's handler."""
+        job_id_var.set(job.job_id)
+        state = _RunState(started=time.monotonic())
+        async with self._db.begin() as conn:
+            await job_rows.update_job(
+                conn, job.job_id, status="running", started_at=datetime.now(UTC), attempts=1
+            )
+            await chat_rows.update_message(conn, job.message_id, status="streaming")
+        try:
+            target = await self._catalog.resolve(job.model)
+            generation = await self._registry.start_generation(
+                target,
+                conversation_id=job.chat_id,
+                messages=list(job.messages),
+                options=job.options,
+            )
+            await self._stream(job, generation, state)
+        except PatchbayError as exc:
+            await self._fail(job, state, exc)
+            return
+        except asyncio.CancelledError:
+            error = PatchbayError("the core stopped while this job was running; send it again")
+            await asyncio.shield(self._fail(job, state, error))
+            raise
+        await self._complete(job, state, generation)
+
+    async def _stream(self, job: JobSpec, generation: Generation, state: _RunState) -> None:
+        checkpoint_at = state.started + self._settings.checkpoint_interval_s
+        idle = self._settings.upstream_timeout_s
+        deltas = generation.deltas()
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    delta = await anext(deltas)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise ProviderTimeout(f"{job.model} sent nothing for {idle:.0f}s") from exc
+            now = time.monotonic()
+            if state.ttft is None:
+                state.ttft = now - state.started
+            state.parts.append(delta)
+            state.seq += 1
+            await self._bus.publish(
+                JobEvent(job_id=job.job_id, seq=state.seq, type="running", delta=delta)
+            )
+            if now >= checkpoint_at:
+                checkpoint_at = now + self._settings.checkpoint_interval_s
+                async with self._db.begin() as conn:
+                    await chat_rows.update_message(conn, job.message_id, content=state.content)
+
+    async def _complete(self, job: JobSpec, state: _RunState, generation: Generation) -> None:
+        content = state.content
+        usage = Usage(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens)
+        timings = state.timings()
+        now = datetime.now(UTC)
+        async with self._db.begin() as conn:
+            await chat_rows.update_message(
+                conn,
+                job.message_id,
+                content=content,
+                status="complete",
+                prefix_hash=chain_hash(job.prefix_hash, "assistant", content),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                ttft_ms=timings.ttft_ms,
+                duration_ms=timings.duration_ms,
+                updated_at=now,
+            )
+            await job_rows.update_job(conn, job.job_id, status="done", finished_at=now)
+        self._registry.log(generation)
+        await self._bus.publish(
+            JobEvent(
+                job_id=job.job_id,
+                seq=state.seq + 1,
+                type="done",
+                content=content,
+                finish_reason=generation.finish_reason,
+                usage=usage,
+                timings=timings,
+                model=job.model,
+            )
+        )
+        logger.info(
+            "job %s done: %s, %s tokens out, %.0f ms",
+            job.job_id,
+            job.model,
+            usage.output_tokens,
+            timings.duration_ms or 0,
+        )
+
+    async def _fail(self, job: JobSpec, state: _RunState, error: PatchbayError) -> None:
+        """Keep the partial answer, marked failed with the reason, and tell the listeners."""
+        now = datetime.now(UTC)
+        try:
+            async with self._db.begin() as conn:
+                await chat_rows.update_message(
+                    conn,
+                    job.message_id,
+                    content=state.content,
+                    status="failed",
+                    error=error.message,
+                )
+                await job_rows.update_job(
+                    conn, job.job_id, status="failed", error=error.message, finished_at=now
+                )
+        except PatchbayError:
+            logger.exception("could not store the failure of job %s", job.job_id)
+        await self._bus.publish(
+            JobEvent(
+                job_id=job.job_id,
+                seq=state.seq + 1,
+                type="failed",
+                content=state.content,
+                error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
+                model=job.model,
+            )
+        )
+        logger.warning("job %s failed: %s: %s", job.job_id, error.code, error.message)
+
+    async def job(self, user: UserRead, job_id: str) -> JobRead:
+        async with self._db.connect() as conn:
+            found = await job_rows.find_job(conn, job_id)
+        if found is None or found[1] != user.id:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return found[0]
+
+    async def events(
+        self, user: UserRead, job_id: str, *, after: int = 0
+    ) -> AsyncIterator[JobEvent]:
+        """A job's events after `after`: replayed, then live; from the store once it is long done."""
+        await self.job(user, job_id)
+        return self.follow(job_id, after=after)
+
+    async def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[JobEvent]:
+        """Events of a job the caller may see (no ownership check)."""
+        if self._bus.knows(job_id):
+            async for event in self._bus.subscribe(job_id, after=after):
+                yield event
+            return
+        yield await self._stored_outcome(job_id, after)
+
+    async def _stored_outcome(self, job_id: str, after: int) -> JobEvent:
+        """The end of a job whose events are no longer in memory, rebuilt from the store."""
+        async with self._db.connect() as conn:
+            found = await job_rows.find_job(conn, job_id)
+            message = (
+                None if found is None else await chat_rows.find_message(conn, found[0].message_id)
+            )
+        if found is None or message is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        job = found[0]
+        seq = after + 1
+        if job.status == "done":
+            return JobEvent(
+                job_id=job_id,
+                seq=seq,
+                type="done",
+                content=message.content,
+                finish_reason="stop",
+                usage=message.usage,
+                timings=message.timings,
+                model=job.model,
+            )
+        reason = job.error or "this job's events are gone; its process stopped"
+        return JobEvent(
+            job_id=job_id,
+            seq=seq,
+            type="cancelled" if job.status == "cancelled" else "failed",
+            content=message.content,
+            error=ErrorInfo(code="job_failed", message=reason),
+            model=job.model,
+        )
+
+
+async def _continue(conn: AsyncConnection, chat_id: str, leaf_id: str | None) -> _Context:
+    branch = await chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf_id)
+    parent_hash = await chat_rows.prefix_hash_of(conn, leaf_id) if leaf_id else None
+    return _Context(
+        chat_id=chat_id,
+        parent_id=leaf_id,
+        parent_hash=parent_hash,
+        history=[(m.role, m.content) for m in branch if m.status == "complete" or m.content],
+        new_chat=None,
+        rows=[],
+    )
+
+
+async def _from_history(
+    conn: AsyncConnection, user: UserRead, turn: TurnCreate, now: datetime
+) -> _Context:
+    """Continue the stored chat this history ends (its last answer), or store it as a new chat."""
+    history = turn.history or []
+    hashes: list[str] = []
+    for message in history:
+        hashes.append(chain_hash(hashes[-1] if hashes else None, message.role, message.content))
+    pairs: list[tuple[str, str]] = [(m.role, m.content) for m in history]
+    if history[-1].role == "assistant":
+        found = await chat_rows.find_prefix(conn, owner_id=user.id, prefix_hash=hashes[-1])
+        if found is not None:
+            chat_id, message_id = found
+            return _Context(chat_id, message_id, hashes[-1], pairs, None, [])
+    chat = _new_chat(user, turn, now)
+    rows = _history_rows(chat.id, history, hashes, now)
+    return _Context(chat.id, str(rows[-1]["id"]), hashes[-1], pairs, chat, rows)
+
+
+def _history_rows(
+    chat_id: str, history: list[MessageIn], hashes: list[str], now: datetime
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    parent: str | None = None
+    for message, prefix in zip(history, hashes, strict=True):
+        message_id = new_id()
+        rows.append(
+            chat_rows.message_row(
+                id=message_id,
+                chat_id=chat_id,
+                parent_id=parent,
+                role=message.role,
+                content=message.content,
+                status="complete",
+                now=now,
+                prefix_hash=prefix,
+            )
+        )
+        parent = message_id
+    return rows
+
+
+def _new_chat(user: UserRead, turn: TurnCreate, now: datetime) -> chat_rows.ChatRecord:
+    title = " ".join(turn.text.split())[:TITLE_LENGTH] or None
+    return chat_rows.ChatRecord(
+        id=new_id(),
+        owner_id=user.id,
+        title=title,
+        channel=turn.channel,
+        thread=turn.thread,
+        model=turn.model,
+        current_message_id=None,
+        created_at=now,
+        updated_at=now,
+    )

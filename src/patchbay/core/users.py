@@ -1,0 +1,127 @@
+"""Users and their API keys: bootstrap, authentication (cached) and management."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from patchbay.core.keys import display_prefix, hash_api_key, new_api_key
+from patchbay.errors import AuthenticationFailed, PermissionDenied, UserNotFound
+from patchbay.schemas.users import ApiKeyIssued, ApiKeyRead, UserCreate, UserRead, UserUpdate
+from patchbay.store import users as user_rows
+from patchbay.store.db import Database
+
+ADMIN_NAME = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    admin: UserRead
+    key: str | None  # set only when this call created the admin and generated its key
+
+
+async def bootstrap_admin(db: Database, *, admin_key: str | None) -> Bootstrap | None:
+    """On first start, create the admin and its key; returns None when users already exist."""
+    async with db.begin() as conn:
+        if await user_rows.count_users(conn):
+            return None
+        admin = await user_rows.insert_user(conn, name=ADMIN_NAME, role="admin", profile={})
+        key = admin_key or new_api_key()
+        await user_rows.insert_api_key(
+            conn,
+            user_id=admin.id,
+            name="bootstrap",
+            prefix=display_prefix(key),
+            key_hash=hash_api_key(key),
+        )
+    return Bootstrap(admin=admin, key=None if admin_key else key)
+
+
+class Authenticator:
+    """Resolves bearer keys to users, caching hits for a few seconds to keep the hot path cheap."""
+
+    def __init__(self, db: Database, *, ttl_s: float = 10.0) -> None:
+        self._db = db
+        self._ttl = ttl_s
+        self._cache: dict[str, tuple[float, UserRead]] = {}
+
+    async def authenticate(self, key: str | None) -> UserRead:
+        if not key:
+            raise AuthenticationFailed("no API key; send `Authorization: Bearer <key>`")
+        key_hash = hash_api_key(key)
+        now = time.monotonic()
+        hit = self._cache.get(key_hash)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self._db.connect() as conn:
+            user = await user_rows.find_user_by_key_hash(conn, key_hash)
+        if user is None:
+            raise AuthenticationFailed("invalid API key")
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_hash] = (now + self._ttl, user)
+        return user
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+def require_admin(user: UserRead) -> None:
+    if user.role != "admin":
+        raise PermissionDenied("this needs an admin key")
+
+
+class UserService:
+    def __init__(self, db: Database, auth: Authenticator) -> None:
+        self._db = db
+        self._auth = auth
+
+    async def create(self, data: UserCreate) -> UserRead:
+        async with self._db.begin() as conn:
+            return await user_rows.insert_user(
+                conn, name=data.name, role=data.role, profile=data.profile
+            )
+
+    async def list_users(self) -> list[UserRead]:
+        async with self._db.connect() as conn:
+            return await user_rows.list_users(conn)
+
+    async def get(self, user_id: str) -> UserRead:
+        async with self._db.connect() as conn:
+            return await user_rows.get_user(conn, user_id)
+
+    async def update(self, user_id: str, data: UserUpdate) -> UserRead:
+        async with self._db.begin() as conn:
+            user = await user_rows.update_user(conn, user_id, data.model_dump(exclude_unset=True))
+        self._auth.forget()
+        return user
+
+    async def delete(self, user_id: str) -> None:
+        async with self._db.begin() as conn:
+            await user_rows.delete_user(conn, user_id)
+        self._auth.forget()
+
+    async def issue_key(self, user_id: str, *, name: str) -> ApiKeyIssued:
+        key = new_api_key()
+        async with self._db.begin() as conn:
+            await user_rows.get_user(conn, user_id)
+            row = await user_rows.insert_api_key(
+                conn,
+                user_id=user_id,
+                name=name,
+                prefix=display_prefix(key),
+                key_hash=hash_api_key(key),
+            )
+        return ApiKeyIssued(**row.model_dump(), key=key)
+
+    async def list_keys(self, user_id: str | None) -> list[ApiKeyRead]:
+        async with self._db.connect() as conn:
+            return await user_rows.list_api_keys(conn, user_id)
+
+    async def revoke_key(self, key_id: str, *, actor: UserRead) -> None:
+        async with self._db.begin() as conn:
+            key = await user_rows.get_api_key(conn, key_id)
+            if key is None or (actor.role != "admin" and key.user_id != actor.id):
+                raise UserNotFound(f"no API key with id {key_id!r}")
+            await user_rows.revoke_api_key(conn, key_id)
+        self._auth.forget()

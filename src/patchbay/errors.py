@@ -1,0 +1,152 @@
+"""Every error patchbay raises on purpose, each with a wire `code`, an HTTP `status` and `retryable`.
+
+    PatchbayError
+    ├── InvalidRequest                    400
+    │   └── PayloadTooLarge               413
+    ├── AuthenticationFailed              401
+    ├── PermissionDenied                  403
+    ├── NotFound                          404
+    │   ├── UserNotFound, ChatNotFound, JobNotFound, ProviderNotFound
+    │   └── ModelNotFound
+    ├── Conflict                          409
+    ├── QueueFull                         429, retryable
+    ├── ServiceUnavailable                503, retryable
+    │   ├── StoreUnavailable
+    │   └── CoreUnavailable
+    └── ProviderError                     502
+        ├── ProviderUnavailable           502, retryable
+        ├── ProviderTimeout               504, retryable
+        └── ProviderProtocolError         502
+
+The core raises these and never imports FastAPI; each entry point maps them to its own wire shape.
+"""
+
+from __future__ import annotations
+
+
+class PatchbayError(Exception):
+    code = "internal_error"
+    status = 500
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class InvalidRequest(PatchbayError):
+    code = "invalid_request"
+    status = 400
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "payload_too_large"
+    status = 413
+
+
+class AuthenticationFailed(PatchbayError):
+    code = "invalid_api_key"
+    status = 401
+
+
+class PermissionDenied(PatchbayError):
+    code = "permission_denied"
+    status = 403
+
+
+class NotFound(PatchbayError):
+    code = "not_found"
+    status = 404
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class ChatNotFound(NotFound):
+    code = "chat_not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class ProviderNotFound(NotFound):
+    code = "provider_not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Conflict(PatchbayError):
+    code = "conflict"
+    status = 409
+
+
+class QueueFull(PatchbayError):
+    code = "queue_full"
+    status = 429
+    retryable = True
+
+
+class ServiceUnavailable(PatchbayError):
+    code = "service_unavailable"
+    status = 503
+    retryable = True
+
+
+class StoreUnavailable(ServiceUnavailable):
+    code = "store_unavailable"
+
+
+class CoreUnavailable(ServiceUnavailable):
+    code = "core_unavailable"
+
+
+class ProviderError(PatchbayError):
+    code = "upstream_error"
+    status = 502
+
+
+class ProviderUnavailable(ProviderError):
+    code = "upstream_unavailable"
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    code = "upstream_timeout"
+    status = 504
+    retryable = True
+
+
+class ProviderProtocolError(ProviderError):
+    code = "upstream_protocol_error"
+
+
+_BY_CODE: dict[str, type[PatchbayError]] = {}
+
+
+def _index(cls: type[PatchbayError]) -> None:
+    _BY_CODE.setdefault(cls.code, cls)
+    for sub in cls.__subclasses__():
+        _index(sub)
+
+
+_index(PatchbayError)
+
+
+def error_from_dict(data: dict[str, object], status: int) -> PatchbayError:
+    """Rebuild an error a module received over the wire, keeping its class where the code is known."""
+    code = str(data.get("code", ""))
+    message = str(data.get("message", "unknown error"))
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        error = PatchbayError(message)
+        error.code, error.status = code or "internal_error", status
+        error.retryable = bool(data.get("retryable", False))
+        return error
+    return cls(message)

@@ -1,0 +1,56 @@
+"""The ports the turn engine depends on: a job queue and a bus for job events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from patchbay.schemas.jobs import JobEvent
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything a worker needs to run one generation, with the context frozen at turn time."""
+
+    job_id: str
+    user_id: str
+    chat_id: str
+    message_id: str  # the assistant message the job fills
+    model: str
+    messages: tuple[tuple[str, str], ...]  # (role, content), oldest first; the last is the prompt
+    prefix_hash: str  # of the conversation up to the prompt
+    options: dict[str, object] = field(default_factory=dict)
+
+
+JobHandler = Callable[[JobSpec], Awaitable[None]]
+
+
+class JobQueue(Protocol):
+    name: str
+
+    async def start(self, handler: JobHandler) -> None:
+        """Begin running submitted jobs with `handler`."""
+
+    async def submit(self, job: JobSpec) -> None:
+        """Queue a job, or raise `QueueFull` (retryable) when the queue is at its maximum depth."""
+
+    def depth(self) -> int:
+        """Jobs submitted and not yet started."""
+
+    async def close(self, grace_s: float) -> None:
+        """Stop taking jobs, give running ones `grace_s` to finish, then cancel the rest."""
+
+
+class EventBus(Protocol):
+    async def publish(self, event: JobEvent) -> None:
+        """Deliver an event to every listener of its job, in sequence order."""
+
+    def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[JobEvent]:
+        """Every event of the job with `seq > after`, then the live ones, until a terminal event.
+
+        Ends at once when the bus holds nothing for the job (unknown, or finished long ago).
+        """
+
+    def knows(self, job_id: str) -> bool:
+        """Whether the bus holds events for this job."""

@@ -1,0 +1,113 @@
+"""In-process queue and event bus: the embedded default, where the core runs jobs itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from patchbay.errors import QueueFull
+from patchbay.queue.base import JobHandler, JobSpec
+from patchbay.schemas.jobs import JobEvent
+
+logger = logging.getLogger(__name__)
+
+
+class MemoryQueue:
+    """Runs each job as an asyncio task, at most `concurrency` at once, refusing past `max_depth`."""
+
+    name = "memory"
+
+    def __init__(self, *, concurrency: int, max_depth: int) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+        self._max_depth = max_depth
+        self._waiting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handler: JobHandler | None = None
+        self._closed = False
+
+    async def start(self, handler: JobHandler) -> None:
+        self._handler = handler
+
+    async def submit(self, job: JobSpec) -> None:
+        if self._handler is None or self._closed:
+            raise QueueFull("the job queue is not accepting work right now; try again shortly")
+        if self._waiting >= self._max_depth:
+            raise QueueFull(f"{self._waiting} jobs are waiting; try again shortly")
+        self._waiting += 1
+        task = asyncio.create_task(self._run(self._handler, job), name=f"job-{job.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, handler: JobHandler, job: JobSpec) -> None:
+        try:
+            async with self._slots:
+                self._waiting -= 1
+                await handler(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("job %s crashed its handler", job.job_id)
+
+    def depth(self) -> int:
+        return self._waiting
+
+    async def close(self, grace_s: float) -> None:
+        self._closed = True
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+
+class _JobLog:
+    __slots__ = ("events", "waiters")
+
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+        self.waiters: list[asyncio.Future[None]] = []
+
+
+class MemoryEventBus:
+    """Keeps each job's events in memory (for `retention_s` after it ends) so listeners can resume."""
+
+    def __init__(self, *, retention_s: float) -> None:
+        self._logs: dict[str, _JobLog] = {}
+        self._retention_s = retention_s
+
+    def knows(self, job_id: str) -> bool:
+        return job_id in self._logs
+
+    async def publish(self, event: JobEvent) -> None:
+        log = self._logs.get(event.job_id)
+        if log is None:
+            log = self._logs[event.job_id] = _JobLog()
+        log.events.append(event)
+        waiters, log.waiters = log.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if event.terminal:
+            asyncio.get_running_loop().call_later(
+                self._retention_s, self._logs.pop, event.job_id, None
+            )
+
+    async def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[JobEvent]:
+        log = self._logs.get(job_id)
+        if log is None:
+            return
+        index = 0
+        while True:
+            while index < len(log.events):
+                event = log.events[index]
+                index += 1
+                if event.seq > after:
+                    yield event
+                if event.terminal:
+                    return
+            waiter = asyncio.get_running_loop().create_future()
+            log.waiters.append(waiter)
+            await waiter

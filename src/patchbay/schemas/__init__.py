@@ -1,0 +1,1 @@
+"""Wire models shared by the core API and the core client."""

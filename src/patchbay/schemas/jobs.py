@@ -1,0 +1,45 @@
+"""Jobs and the events a running job publishes, each with a sequence number for resume."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from patchbay.schemas.chats import Timings, Usage
+
+EventType = Literal["queued", "running", "done", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class JobEvent(BaseModel):
+    job_id: str
+    seq: int
+    type: EventType
+    delta: str | None = None  # running: the new text
+    content: str | None = None  # done, failed, cancelled: the whole answer so far
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+    error: ErrorInfo | None = None
+    model: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL
+
+
+class JobRead(BaseModel):
+    id: str
+    chat_id: str
+    message_id: str
+    model: str
+    status: JobStatus
+    error: str | None

@@ -1,0 +1,192 @@
+"""Chats and the message tree in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from patchbay.schemas.chats import ChatRead, MessageRead, Timings, Usage
+from patchbay.store.tables import chats, messages
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    id: str
+    owner_id: str
+    title: str | None
+    channel: str
+    thread: str | None
+    model: str | None
+    current_message_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def read(self) -> ChatRead:
+        return ChatRead(
+            id=self.id,
+            title=self.title,
+            channel=self.channel,
+            thread=self.thread,
+            model=self.model,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+def _chat(row: Any) -> ChatRecord:
+    return ChatRecord(**row._asdict())
+
+
+def _message(row: Any) -> MessageRead:
+    return MessageRead(
+        id=row.id,
+        chat_id=row.chat_id,
+        parent_id=row.parent_id,
+        role=row.role,
+        content=row.content,
+        status=row.status,
+        model=row.model,
+        usage=Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens),
+        timings=Timings(ttft_ms=row.ttft_ms, duration_ms=row.duration_ms),
+        error=row.error,
+        created_at=row.created_at,
+    )
+
+
+async def find_chat(conn: AsyncConnection, chat_id: str) -> ChatRecord | None:
+    row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).first()
+    return None if row is None else _chat(row)
+
+
+async def find_thread_chat(
+    conn: AsyncConnection, *, owner_id: str, channel: str, thread: str
+) -> ChatRecord | None:
+    query = (
+        select(chats)
+        .where(chats.c.owner_id == owner_id, chats.c.channel == channel, chats.c.thread == thread)
+        .order_by(chats.c.id.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else _chat(row)
+
+
+async def find_prefix(
+    conn: AsyncConnection, *, owner_id: str, prefix_hash: str
+) -> tuple[str, str] | None:
+    """The (chat id, message id) of the owner's newest message that ends this exact history."""
+    query = (
+        select(messages.c.chat_id, messages.c.id)
+        .join(chats, chats.c.id == messages.c.chat_id)
+        .where(messages.c.prefix_hash == prefix_hash, chats.c.owner_id == owner_id)
+        .order_by(messages.c.id.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else (row.chat_id, row.id)
+
+
+async def list_chats(
+    conn: AsyncConnection, *, owner_id: str, limit: int, before: str | None = None
+) -> list[ChatRead]:
+    query = select(chats).where(chats.c.owner_id == owner_id)
+    if before is not None:
+        query = query.where(chats.c.id < before)
+    rows = await conn.execute(query.order_by(chats.c.id.desc()).limit(limit))
+    return [_chat(row).read() for row in rows]
+
+
+async def insert_chat(conn: AsyncConnection, record: ChatRecord) -> None:
+    await conn.execute(chats.insert().values(**_fields(record)))
+
+
+async def update_chat(conn: AsyncConnection, chat_id: str, **values: object) -> None:
+    values.setdefault("updated_at", datetime.now(UTC))
+    await conn.execute(update(chats).where(chats.c.id == chat_id).values(**values))
+
+
+async def delete_chat(conn: AsyncConnection, chat_id: str) -> None:
+    await conn.execute(chats.delete().where(chats.c.id == chat_id))
+
+
+def message_row(
+    *,
+    id: str,
+    chat_id: str,
+    parent_id: str | None,
+    role: str,
+    content: str,
+    status: str,
+    now: datetime,
+    model: str | None = None,
+    prefix_hash: str | None = None,
+) -> dict[str, object]:
+    """A full messages row, ready for a bulk insert."""
+    return {
+        "id": id,
+        "chat_id": chat_id,
+        "parent_id": parent_id,
+        "role": role,
+        "content": content,
+        "status": status,
+        "model": model,
+        "prefix_hash": prefix_hash,
+        "attachments": [],
+        "metadata": {},
+        "input_tokens": None,
+        "output_tokens": None,
+        "ttft_ms": None,
+        "duration_ms": None,
+        "error": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+    if rows:
+        await conn.execute(messages.insert(), list(rows))
+
+
+async def update_message(conn: AsyncConnection, message_id: str, **values: object) -> None:
+    values.setdefault("updated_at", datetime.now(UTC))
+    await conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+
+
+async def find_message(conn: AsyncConnection, message_id: str) -> MessageRead | None:
+    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+    return None if row is None else _message(row)
+
+
+async def branch(conn: AsyncConnection, *, chat_id: str, leaf_id: str | None) -> list[MessageRead]:
+    """The messages from the root to `leaf_id`, oldest first."""
+    if leaf_id is None:
+        return []
+    rows = await conn.execute(
+        select(messages).where(messages.c.chat_id == chat_id).order_by(messages.c.id)
+    )
+    by_id = {row.id: row for row in rows}
+    path = []
+    current: str | None = leaf_id
+    while current is not None and current in by_id:
+        row = by_id[current]
+        path.append(_message(row))
+        current = row.parent_id
+    path.reverse()
+    return path
+
+
+async def prefix_hash_of(conn: AsyncConnection, message_id: str) -> str | None:
+    row = (
+        await conn.execute(select(messages.c.prefix_hash).where(messages.c.id == message_id))
+    ).first()
+    return None if row is None else row.prefix_hash
+
+
+def _fields(record: ChatRecord) -> dict[str, object]:
+    return {name: getattr(record, name) for name in ChatRecord.__slots__}

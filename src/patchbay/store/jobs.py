@@ -1,0 +1,70 @@
+"""Jobs in the database: one per generation, so nothing is left "running" after a crash."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from patchbay.schemas.jobs import JobRead
+from patchbay.store.tables import jobs, messages
+
+
+def job_row(
+    *, id: str, chat_id: str, message_id: str, user_id: str, model: str, queue: str, now: datetime
+) -> dict[str, object]:
+    return {
+        "id": id,
+        "chat_id": chat_id,
+        "message_id": message_id,
+        "user_id": user_id,
+        "model": model,
+        "status": "queued",
+        "queue": queue,
+        "error": None,
+        "attempts": 0,
+        "created_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+
+
+async def insert_job(conn: AsyncConnection, row: dict[str, object]) -> None:
+    await conn.execute(jobs.insert().values(**row))
+
+
+async def update_job(conn: AsyncConnection, job_id: str, **values: object) -> None:
+    await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+
+async def find_job(conn: AsyncConnection, job_id: str) -> tuple[JobRead, str] | None:
+    """The job and its owner's user id."""
+    row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+    if row is None:
+        return None
+    read = JobRead(
+        id=row.id,
+        chat_id=row.chat_id,
+        message_id=row.message_id,
+        model=row.model,
+        status=row.status,
+        error=row.error,
+    )
+    return read, row.user_id
+
+
+async def fail_unfinished(conn: AsyncConnection, *, queue: str, reason: str) -> int:
+    """Mark jobs that a previous process left queued or running as failed; returns how many."""
+    unfinished = (jobs.c.queue == queue) & jobs.c.status.in_(("queued", "running"))
+    message_ids = select(jobs.c.message_id).where(unfinished).scalar_subquery()
+    now = datetime.now(UTC)
+    await conn.execute(
+        update(messages)
+        .where(messages.c.id.in_(message_ids))
+        .values(status="failed", error=reason, updated_at=now)
+    )
+    result = await conn.execute(
+        update(jobs).where(unfinished).values(status="failed", error=reason, finished_at=now)
+    )
+    return int(result.rowcount)

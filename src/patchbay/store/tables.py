@@ -1,0 +1,162 @@
+"""The schema, as SQLAlchemy Core tables; migrations/ brings a database to it without losing rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _id() -> Column[str]:
+    return Column("id", String(26), primary_key=True)
+
+
+def _created() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False)
+
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("profile", JSON, nullable=False),
+    Column("instruction_recording", Boolean, nullable=False, default=False),
+    _created(),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    Column("user_id", String(26), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False),
+    _created(),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    _id(),
+    Column("user_id", String(26), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("address", String(500), nullable=False),
+    _created(),
+    UniqueConstraint("channel", "address", name="uq_identities_channel_address"),
+)
+
+providers = Table(
+    "providers",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False),
+    Column("api_base", String(2000)),
+    Column("api_key_encrypted", Text),
+    Column("api_key_env", String(200)),
+    Column("options", JSON, nullable=False),
+    _created(),
+)
+
+models = Table(
+    "models",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    Column(
+        "provider_id", String(26), ForeignKey("providers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("upstream_model", String(500), nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("is_default", Boolean, nullable=False, default=False),
+    _created(),
+)
+
+chats = Table(
+    "chats",
+    metadata,
+    _id(),
+    Column("owner_id", String(26), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(500)),
+    Column("channel", String(100), nullable=False),
+    Column("thread", String(500)),
+    Column("model", String(200)),
+    Column("current_message_id", String(26)),  # the leaf of the branch being shown
+    _created(),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_chats_owner_updated", "owner_id", "updated_at"),
+    Index("ix_chats_owner_channel_thread", "owner_id", "channel", "thread"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    _id(),
+    Column("chat_id", String(26), ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+    Column("parent_id", String(26), ForeignKey("messages.id", ondelete="CASCADE")),
+    Column("role", String(20), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("model", String(200)),
+    # A hash of the conversation from the root to this message, so a client that sends the
+    # whole history again continues the stored chat.
+    Column("prefix_hash", String(64)),
+    Column("attachments", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("ttft_ms", Float),
+    Column("duration_ms", Float),
+    Column("error", Text),
+    _created(),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_messages_chat", "chat_id", "id"),
+    Index("ix_messages_prefix_hash", "prefix_hash"),
+    Index("ix_messages_parent", "parent_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    _id(),
+    Column("chat_id", String(26), ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", String(26), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(26), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("queue", String(20), nullable=False),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    _created(),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_jobs_status", "status"),
+)
