@@ -39,13 +39,14 @@ from typing import Any
 import aiohttp
 import uvloop
 from rich.console import Console
+from rich.markup import escape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import litellm_setup  # noqa: E402
-import load  # noqa: E402
-import report as reporting  # noqa: E402
-from procs import ServerProcess, free_port, wait_ready  # noqa: E402
+import litellm_setup
+import load
+import report as reporting
+from procs import ServerProcess, free_port, wait_ready
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -55,6 +56,8 @@ LITELLM_READY_TIMEOUT_S = 180.0
 PAUSE_S = 1.0
 
 console = Console()
+if not console.is_terminal:  # piped or redirected: wide enough for the table
+    console = Console(width=130)
 
 
 class BenchError(Exception):
@@ -76,8 +79,8 @@ class Settings:
 
 
 def say(message: str) -> None:
-    """The CLI's progress output."""
-    console.print(message)
+    """The CLI's progress output (plain text, no markup)."""
+    console.print(escape(message))
 
 
 def parse_args(argv: list[str] | None) -> Settings:
@@ -117,7 +120,10 @@ async def measure(
     runs = (
         ("nonstream_seq_1", f"{settings.seq_requests} sequential requests"),
         ("nonstream_conc_64", f"{settings.connections} connections, {settings.duration_s:g} s"),
-        ("stream_conc_32", f"{settings.stream_clients} streaming clients, {settings.duration_s:g} s"),
+        (
+            "stream_conc_32",
+            f"{settings.stream_clients} streaming clients, {settings.duration_s:g} s",
+        ),
     )
     for scenario, what in runs:
         with console.status(f"{target.name}: {what}"):
@@ -210,7 +216,7 @@ async def start_patchbay(tmp: Path, mock_port: int) -> tuple[ServerProcess, load
                         raise BenchError(
                             f"POST {core}/{path} answered {resp.status}, not 201: {text[:500]}"
                         )
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         proc.stop()
         raise BenchError(f"registering the mock on patchbay failed: {exc!r}") from exc
     except BenchError:
@@ -258,7 +264,7 @@ def new_report(settings: Settings) -> reporting.Report:
     """The report skeleton with the run's metadata."""
     return {
         "meta": {
-            "started_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "mode": "quick" if settings.quick else "full",
             "settings": {
                 "sequential_requests": settings.seq_requests,
@@ -305,11 +311,9 @@ async def run(settings: Settings) -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="patchbay-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        litellm_note = None
+        litellm_note: str | None = None
         if "litellm" in settings.targets:
-            version, litellm_note = await litellm_setup.ensure_installed(
-                console, tmp / "litellm-install.log"
-            )
+            version, litellm_note = await litellm_setup.ensure_installed(console)
             report["meta"]["versions"]["litellm"] = version
             say(f"LiteLLM: {litellm_note}")
             if version is None:
@@ -333,10 +337,10 @@ async def run(settings: Settings) -> int:
                         with stopping(proc):
                             say(f"{name} ready on {target.base_url}")
                             scenarios = await measure(target, proc, settings)
-                        note = litellm_note if name == "litellm" else "embedded defaults"
+                        note = (litellm_note or "") if name == "litellm" else "embedded defaults"
                 except BenchError as exc:
                     failed = True
-                    console.print(f"[red]{name}: could not run:[/red]\n{exc}")
+                    console.print(f"[red]{name}: could not run:[/red]\n{escape(str(exc))}")
                     report["targets"][name] = {"status": "failed", "note": str(exc)[:4000]}
                     continue
                 report["targets"][name] = {"status": "ok", "note": note, "scenarios": scenarios}
@@ -361,7 +365,7 @@ async def _main(settings: Settings) -> int:
     try:
         return await run(settings)
     except BenchError as exc:
-        console.print(f"[red]could not run:[/red] {exc}")
+        console.print(f"[red]could not run:[/red] {escape(str(exc))}")
         return 1
 
 

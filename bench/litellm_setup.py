@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 BENCH_DIR = Path(__file__).resolve().parent
 VENV = BENCH_DIR / ".venv-litellm"
@@ -29,6 +29,7 @@ VERSIONS = ("1.109.1", "1.106.2", "1.106.0")  # first that installs wins
 MASTER_KEY = "sk-litellm-master"
 INSTALL_TIMEOUT_S = 1200.0
 _MARKER = VENV / ".bench-installed"
+LOG = VENV / "install.log"
 
 
 def installed_version() -> str | None:
@@ -39,7 +40,7 @@ def installed_version() -> str | None:
 
 
 async def _run_logged(
-    argv: list[str], log_path: Path, progress: Progress, task: int, timeout_s: float
+    argv: list[str], log_path: Path, progress: Progress, task: TaskID, timeout_s: float
 ) -> int:
     """Run ``argv``, appending its output to ``log_path`` and its last line to the task."""
     proc = await asyncio.create_subprocess_exec(
@@ -48,14 +49,15 @@ async def _run_logged(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    assert proc.stdout is not None
+    if proc.stdout is None:
+        raise RuntimeError("no pipe to read the installer's output from")
     deadline = time.monotonic() + timeout_s
     with log_path.open("ab") as log:
         while True:
             remaining = deadline - time.monotonic()
             try:
                 line = await asyncio.wait_for(proc.stdout.readline(), timeout=max(remaining, 0.1))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
                 return -1
@@ -68,13 +70,24 @@ async def _run_logged(
     return await proc.wait()
 
 
-async def ensure_installed(console: Console, log_path: Path) -> tuple[str | None, str]:
+def _last_error(log_path: Path) -> str:
+    """The last ``ERROR:`` line pip wrote, shortened."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if line.startswith("ERROR:") and "Ignored" not in line]
+    return errors[-1][:160] if errors else ""
+
+
+async def ensure_installed(console: Console) -> tuple[str | None, str]:
     """Install the proxy unless a finished install exists: (version or None, note)."""
+    log_path = LOG
     version = installed_version()
     if version is not None:
         return version, f"reused {VENV.relative_to(BENCH_DIR.parent)} (litellm {version})"
     python3 = shutil.which("python3") or sys.executable
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    VENV.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -95,7 +108,8 @@ async def ensure_installed(console: Console, log_path: Path) -> tuple[str | None
             code = await _run_logged([*pip, spec], log_path, progress, task, remaining)
             if code == 0 and (VENV / "bin" / "litellm").is_file():
                 break
-            failures.append(f"{spec}: {'timed out' if code == -1 else f'failed (code {code})'}")
+            why = "timed out" if code == -1 else _last_error(log_path) or f"exit code {code}"
+            failures.append(f"{spec}: {why}")
             if code == -1:
                 return None, f"{'; '.join(failures)}; see {log_path}"
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ REQUEST_TIMEOUT_S = 30.0
 SEQUENTIAL_TIME_CAP_S = 120.0
 MAX_ERROR_SAMPLES = 5
 
-Worker = Callable[[aiohttp.ClientSession, float, bool], Awaitable[None]]
+Worker = Callable[[aiohttp.ClientSession, float, bool], Coroutine[Any, Any, None]]
 CpuProbe = Callable[[], float]  # CPU seconds used so far by the target's processes
 
 
@@ -147,7 +147,7 @@ async def _chat_once(
         content = data["choices"][0]["message"]["content"]
         if not isinstance(content, str) or not content:
             return "empty content"
-    except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+    except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
         return f"{type(exc).__name__}: {exc}"
     except (KeyError, IndexError, TypeError) as exc:
         return f"malformed completion: {type(exc).__name__}: {exc}"
@@ -214,6 +214,46 @@ async def concurrent(
     return result
 
 
+class _StreamCheck:
+    """Parses one SSE response as it arrives: content chunks, first-content time, [DONE]."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.ttft: float | None = None
+        self.content_chunks = 0
+        self.done = False
+        self.buffer = b""
+
+    def feed(self, piece: bytes) -> str | None:
+        """Take the next bytes; return why the stream is invalid, or None."""
+        self.buffer += piece
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            if self.done:
+                return "data after [DONE]"
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self.done = True
+                continue
+            choices = orjson.loads(data).get("choices") or ()
+            if choices and (choices[0].get("delta") or {}).get("content"):
+                self.content_chunks += 1
+                if self.ttft is None:
+                    self.ttft = time.perf_counter() - self.t0
+        return None
+
+    def verdict(self) -> tuple[float, float] | str:
+        """(TTFT s, total s) when the stream was complete, else what was wrong."""
+        total = time.perf_counter() - self.t0
+        if not self.done:
+            return f"stream ended without [DONE] after {self.content_chunks} content chunks"
+        if self.content_chunks != STREAM_TOKENS or self.ttft is None:
+            return f"{self.content_chunks} content chunks, expected {STREAM_TOKENS}"
+        return self.ttft, total
+
+
 async def _stream_once(
     session: aiohttp.ClientSession,
     target: Target,
@@ -221,43 +261,20 @@ async def _stream_once(
     headers: dict[str, str],
 ) -> tuple[float, float] | str:
     """One streaming request: (TTFT s, total s) on success, else the reason it failed."""
-    t0 = time.perf_counter()
-    ttft: float | None = None
-    content_chunks = 0
-    done = False
-    buffer = b""
+    check = _StreamCheck(time.perf_counter())
     try:
         async with session.post(target.chat_url, data=body, headers=headers) as resp:
             if resp.status != 200:
                 return f"HTTP {resp.status}: {(await resp.read())[:200]!r}"
             async for piece in resp.content.iter_any():
-                buffer += piece
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if done:
-                        return "data after [DONE]"
-                    if data == b"[DONE]":
-                        done = True
-                        continue
-                    chunk = orjson.loads(data)
-                    choices = chunk.get("choices") or ()
-                    if choices and (choices[0].get("delta") or {}).get("content"):
-                        content_chunks += 1
-                        if ttft is None:
-                            ttft = time.perf_counter() - t0
-    except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+                failure = check.feed(piece)
+                if failure is not None:
+                    return failure
+    except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
         return f"{type(exc).__name__}: {exc}"
     except (AttributeError, TypeError) as exc:
         return f"malformed chunk: {type(exc).__name__}: {exc}"
-    total = time.perf_counter() - t0
-    if not done:
-        return f"stream ended without [DONE] after {content_chunks} content chunks"
-    if content_chunks != STREAM_TOKENS or ttft is None:
-        return f"{content_chunks} content chunks, expected {STREAM_TOKENS}"
-    return ttft, total
+    return check.verdict()
 
 
 async def streaming(

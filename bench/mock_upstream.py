@@ -59,9 +59,9 @@ def _stream_tails(model: str) -> tuple[bytes, ...]:
     """Precomputed chunk bodies for one model: 64 tokens, then the stop chunk."""
     tails: list[bytes] = []
     for i, token in enumerate(TOKENS):
-        delta: dict[str, str] = {"role": "assistant", "content": token} if i == 0 else {
-            "content": token
-        }
+        delta: dict[str, str] = (
+            {"role": "assistant", "content": token} if i == 0 else {"content": token}
+        )
         tails.append(
             _tail(
                 {
@@ -165,7 +165,9 @@ async def _chat_stream(send: Send, request: dict[str, Any]) -> None:
                 "usage": _usage(_prompt_tokens(request)),
             }
         )
-        await send({"type": "http.response.body", "body": head + usage + b"\n\n", "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": head + usage + b"\n\n", "more_body": True}
+        )
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 

@@ -147,7 +147,7 @@ async def wait_ready(
                     if resp.status == 200:
                         pending.pop(0)
                         continue
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.2)
     return None

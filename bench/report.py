@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 SCENARIOS: dict[str, str] = {
@@ -21,7 +22,10 @@ SCENARIOS: dict[str, str] = {
 }
 BASELINE = "mock"
 # (scenario, required patchbay req/s over LiteLLM req/s)
-RATIO_TARGETS: tuple[tuple[str, float], ...] = (("nonstream_conc_64", 8.0), ("stream_conc_32", 10.0))
+RATIO_TARGETS: tuple[tuple[str, float], ...] = (
+    ("nonstream_conc_64", 8.0),
+    ("stream_conc_32", 10.0),
+)
 
 Report = dict[str, Any]
 
@@ -73,59 +77,63 @@ def derive(report: Report) -> dict[str, Any]:
 
 def _ms(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _row(label: str, target: str, row: dict[str, Any]) -> list[str]:
+    ttft = "-"
+    if row["ttft_p50_ms"] is not None:
+        ttft = f"{_ms(row['ttft_p50_ms'])} / {_ms(row['ttft_p99_ms'])}"
+    server = row["server_cpu_pct"]
+    cpu = f"{row['client_cpu_pct']:.0f} / {server:.0f}" if server is not None else "-"
+    errors = f"[red]{row['errors']}[/red]" if row["errors"] else "0"
+    rps, p50, p99 = f"{row['rps']:,.0f}", _ms(row["p50_ms"]), _ms(row["p99_ms"])
+    return [label, target, rps, p50, p99, ttft, errors, cpu]
+
+
+def _table(report: Report) -> Table:
+    table = Table(title="Gateway benchmark (loopback, same mock upstream, one run)")
+    for header in ("scenario", "target"):
+        table.add_column(header)
+    for header in (
+        "req/s", "p50 ms", "p99 ms", "TTFT p50 / p99 ms", "errors", "CPU % client / server",
+    ):  # fmt: skip
+        table.add_column(header, justify="right")
+    for scenario, label in SCENARIOS.items():
+        for target in report["targets"]:
+            row = _scenario(report, target, scenario)
+            if row is not None:
+                table.add_row(*_row(label, target, row))
+        table.add_section()
+    return table
 
 
 def print_report(console: Console, report: Report) -> None:
     """The results table, then the derived figures and any notes."""
-    table = Table(title="Gateway benchmark (loopback, same mock upstream, one run)")
-    for header, justify in (
-        ("scenario", "left"), ("target", "left"), ("req/s", "right"), ("p50 ms", "right"),
-        ("p99 ms", "right"), ("TTFT p50 / p99 ms", "right"), ("errors", "right"),
-        ("CPU % client / server", "right"),
-    ):  # fmt: skip
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
-    for scenario, label in SCENARIOS.items():
-        for target in report["targets"]:
-            row = _scenario(report, target, scenario)
-            if row is None:
-                continue
-            ttft = (
-                f"{_ms(row['ttft_p50_ms'])} / {_ms(row['ttft_p99_ms'])}"
-                if row["ttft_p50_ms"] is not None
-                else "–"
-            )
-            server = row["server_cpu_pct"]
-            cpu = f"{row['client_cpu_pct']:.0f} / {server:.0f}" if server is not None else "–"
-            errors = str(row["errors"])
-            table.add_row(
-                label, target, f"{row['rps']:,.0f}", _ms(row["p50_ms"]), _ms(row["p99_ms"]), ttft,
-                f"[red]{errors}[/red]" if row["errors"] else errors, cpu,
-            )  # fmt: skip
-        table.add_section()
-    console.print(table)
-
+    console.print(_table(report))
     derived = report["derived"]
     for target, figures in derived["added_latency_1_client"].items():
         console.print(
             f"added p50 latency, 1 client, {target}: [bold]{figures['added_ms']:+.2f} ms[/bold]"
             f" ({figures['p50_ms']:.2f} ms vs mock {figures['mock_p50_ms']:.2f} ms,"
-            f" ×{figures['ratio']:.2f})"
+            f" x{figures['ratio']:.2f})"
         )
     for ratio in derived["ratios"]:
         if ratio["value"] is None:
             verdict = "[yellow]not measured[/yellow] (needs patchbay and LiteLLM)"
         else:
             mark = "[green]met[/green]" if ratio["met"] else "[red]not met[/red]"
-            verdict = f"[bold]{ratio['value']:.1f}×[/bold] (target ≥ {ratio['target']:.0f}×): {mark}"
+            verdict = (
+                f"[bold]{ratio['value']:.1f}x[/bold] (target ≥ {ratio['target']:.0f}x): {mark}"
+            )
         console.print(f"{ratio['what']}: {verdict}")
     for target, entry in report["targets"].items():
         if entry.get("note"):
-            console.print(f"[dim]{target}: {entry['note']}[/dim]")
+            console.print(f"[dim]{target}: {escape(entry['note'])}[/dim]")
         for row in entry.get("scenarios", {}).values():
             for sample in row.get("error_samples", []):
-                console.print(f"[dim]{target} {row['scenario']} error: {sample}[/dim]")
+                console.print(f"[dim]{target} {row['scenario']} error: {escape(sample)}[/dim]")
 
 
 def write_json(path: Path, report: Report) -> None:
@@ -157,7 +165,7 @@ def plot(path: Path, report: Report) -> str | None:
         bars = ax_rps.bar(xs, ys, width, label=target)
         ax_rps.bar_label(bars, labels=[f"{y:,.0f}" for y in ys], fontsize=8)
     ax_rps.set_yscale("log")
-    ax_rps.set_xticks(range(len(SCENARIOS)), [label for label in SCENARIOS.values()], fontsize=9)
+    ax_rps.set_xticks(range(len(SCENARIOS)), list(SCENARIOS.values()), fontsize=9)
     ax_rps.set_ylabel("requests / s (log scale)")
     ax_rps.set_title("Throughput per scenario")
     ax_rps.legend()
@@ -168,7 +176,10 @@ def plot(path: Path, report: Report) -> str | None:
         values = [added[n]["added_ms"] for n in names]
         bars = ax_lat.bar(names, values, color=[f"C{targets.index(n)}" for n in names])
         ax_lat.bar_label(
-            bars, labels=[f"{v:.2f} ms (×{added[n]['ratio']:.1f})" for n, v in zip(names, values)]
+            bars,
+            labels=[
+                f"{v:.2f} ms (x{added[n]['ratio']:.1f})" for n, v in zip(names, values, strict=True)
+            ],
         )
     else:
         ax_lat.text(0.5, 0.5, "no gateway measured", ha="center", va="center")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -17,6 +20,20 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores no zone, so add it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]
 
 metadata = MetaData(
     naming_convention={
@@ -33,7 +50,7 @@ def _id() -> Column[str]:
 
 
 def _created() -> Column[object]:
-    return Column("created_at", DateTime(timezone=True), nullable=False)
+    return Column("created_at", UTCDateTime(), nullable=False)
 
 
 users = Table(
@@ -45,7 +62,7 @@ users = Table(
     Column("profile", JSON, nullable=False),
     Column("instruction_recording", Boolean, nullable=False, default=False),
     _created(),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 api_keys = Table(
@@ -58,8 +75,8 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("scopes", JSON, nullable=False),
     _created(),
-    Column("last_used_at", DateTime(timezone=True)),
-    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
 )
 
 identities = Table(
@@ -111,7 +128,7 @@ chats = Table(
     Column("model", String(200)),
     Column("current_message_id", String(26)),  # the leaf of the branch being shown
     _created(),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_chats_owner_updated", "owner_id", "updated_at"),
     Index("ix_chats_owner_channel_thread", "owner_id", "channel", "thread"),
 )
@@ -137,7 +154,7 @@ messages = Table(
     Column("duration_ms", Float),
     Column("error", Text),
     _created(),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_messages_chat", "chat_id", "id"),
     Index("ix_messages_prefix_hash", "prefix_hash"),
     Index("ix_messages_parent", "parent_id"),
@@ -156,7 +173,7 @@ jobs = Table(
     Column("error", Text),
     Column("attempts", Integer, nullable=False, default=0),
     _created(),
-    Column("started_at", DateTime(timezone=True)),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
     Index("ix_jobs_status", "status"),
 )

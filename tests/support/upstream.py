@@ -1,0 +1,99 @@
+"""A stand-in for an OpenAI-compatible upstream that speaks the real wire format.
+
+Its `mode` says how it behaves: `ok` (streams the words of `reply`), `slow` (waits before the
+first token), `garbage` (breaks off mid-stream with invalid JSON), `error` (answers 500), `cut`
+(closes the stream before `[DONE]`). It records every request body it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tests.support.servers import serve_in_thread
+
+
+class MockUpstream:
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.reply = "Hello from the mock upstream."
+        self.delay_s = 0.0
+        self.requests: list[dict[str, Any]] = []
+        self.base_url = ""
+
+    @classmethod
+    @contextmanager
+    def running(cls) -> Iterator[MockUpstream]:
+        from tests.conftest import free_port
+
+        mock = cls()
+        with serve_in_thread(mock, free_port()) as url:
+            mock.base_url = url + "/v1"
+            yield mock
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = json.loads(body or b"{}")
+        self.requests.append(request)
+        if self.mode == "error":
+            await _send(send, 500, b'{"error": {"message": "upstream exploded"}}', "application/json")
+            return
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay_s)
+        await self._stream(send, request)
+
+    async def _stream(self, send: Any, request: dict[str, Any]) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        words = self.reply.split(" ")
+        for index, word in enumerate(words):
+            if self.mode == "garbage" and index == 1:
+                await send({"type": "http.response.body", "body": b"data: {not json\n\n"})
+                return
+            if self.mode == "cut" and index == 1:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            text = word if index == 0 else " " + word
+            await send({"type": "http.response.body", "body": _chunk({"content": text}), "more_body": True})
+        tail = _chunk({}, finish_reason="stop")
+        if (request.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
+            tail += b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
+        await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n"})
+
+
+def _chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
+    payload = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": "mock",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+async def _send(send: Any, status: int, body: bytes, content_type: str) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type.encode())]}
+    )
+    await send({"type": "http.response.body", "body": body})
