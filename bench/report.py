@@ -165,6 +165,7 @@ def plot(path: Path, report: Report) -> str | None:
         bars = ax_rps.bar(xs, ys, width, label=target)
         ax_rps.bar_label(bars, labels=[f"{y:,.0f}" for y in ys], fontsize=8)
     ax_rps.set_yscale("log")
+    ax_rps.set_ylim(bottom=1)
     ax_rps.set_xticks(range(len(SCENARIOS)), list(SCENARIOS.values()), fontsize=9)
     ax_rps.set_ylabel("requests / s (log scale)")
     ax_rps.set_title("Throughput per scenario")
@@ -183,6 +184,8 @@ def plot(path: Path, report: Report) -> str | None:
         )
     else:
         ax_lat.text(0.5, 0.5, "no gateway measured", ha="center", va="center")
+        ax_lat.set_xticks([])
+        ax_lat.set_yticks([])
     ax_lat.set_ylabel("ms over the mock")
     ax_lat.set_title("Added p50 latency, 1 client")
     meta = report["meta"]

@@ -31,7 +31,10 @@ def chat_messages(stack: Stack, key: str | None = None) -> list[list[tuple[str, 
 
 def test_non_streaming_completion_has_openai_shape(stack: Stack, upstream: MockUpstream) -> None:
     result = client(stack).chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "Hi"}], temperature=0.2, max_tokens=50
+        model="mock-gpt",
+        messages=[{"role": "user", "content": "Hi"}],
+        temperature=0.2,
+        max_tokens=50,
     )
     assert result.object == "chat.completion"
     assert result.id.startswith("chatcmpl-")
@@ -46,7 +49,9 @@ def test_non_streaming_completion_has_openai_shape(stack: Stack, upstream: MockU
     assert (sent["temperature"], sent["max_tokens"]) == (0.2, 50)
 
 
-def test_streaming_completion_ends_with_usage_and_done(stack: Stack, upstream: MockUpstream) -> None:
+def test_streaming_completion_ends_with_usage_and_done(
+    stack: Stack, upstream: MockUpstream
+) -> None:
     stream = client(stack).chat.completions.create(
         model="mock-gpt",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
@@ -69,7 +74,9 @@ def test_streaming_completion_ends_with_usage_and_done(stack: Stack, upstream: M
 def test_raw_stream_ends_with_done_marker(stack: Stack) -> None:
     body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
     headers = {"Authorization": f"Bearer {stack.admin_key}"}
-    with httpx.stream("POST", stack.openai_url + "/v1/chat/completions", json=body, headers=headers) as r:
+    with httpx.stream(
+        "POST", stack.openai_url + "/v1/chat/completions", json=body, headers=headers
+    ) as r:
         lines = [line for line in r.iter_lines() if line]
     assert r.headers["content-type"].startswith("text/event-stream")
     assert lines[-1] == "data: [DONE]"
@@ -99,12 +106,16 @@ def test_conversation_is_stored_with_usage_and_timings(stack: Stack) -> None:
     assert answer["model"] == "mock-gpt"
 
 
-def test_history_that_matches_a_stored_chat_continues_it(stack: Stack, upstream: MockUpstream) -> None:
+def test_history_that_matches_a_stored_chat_continues_it(
+    stack: Stack, upstream: MockUpstream
+) -> None:
     c = client(stack)
     first = [{"role": "system", "content": "S"}, {"role": "user", "content": "one"}]
     reply = c.chat.completions.create(model="mock-gpt", messages=first)
     second = [*first, {"role": "assistant", "content": reply.choices[0].message.content}]
-    c.chat.completions.create(model="mock-gpt", messages=[*second, {"role": "user", "content": "two"}])
+    c.chat.completions.create(
+        model="mock-gpt", messages=[*second, {"role": "user", "content": "two"}]
+    )
     (chat,) = chat_messages(stack)
     assert chat == [
         ("system", "S"),
@@ -129,7 +140,11 @@ def test_history_that_matches_nothing_is_stored_as_a_new_chat(stack: Stack) -> N
     ]
     client(stack).chat.completions.create(model="mock-gpt", messages=history)
     (chat,) = chat_messages(stack)
-    assert [content for _role, content in chat[:3]] == ["earlier", "an answer patchbay never gave", "now"]
+    assert [content for _role, content in chat[:3]] == [
+        "earlier",
+        "an answer patchbay never gave",
+        "now",
+    ]
 
 
 def test_users_never_see_each_others_chats(stack: Stack) -> None:
@@ -142,7 +157,8 @@ def test_users_never_see_each_others_chats(stack: Stack) -> None:
     with httpx.Client(base_url=stack.core_url, headers=headers) as core:
         (chat,) = core.get("/v1/chats").json()
     bob_view = httpx.get(
-        f"{stack.core_url}/v1/chats/{chat['id']}/messages", headers={"Authorization": f"Bearer {bob}"}
+        f"{stack.core_url}/v1/chats/{chat['id']}/messages",
+        headers={"Authorization": f"Bearer {bob}"},
     )
     assert bob_view.status_code == 404
     # The same history sent by bob starts bob's own chat instead of continuing alice's.

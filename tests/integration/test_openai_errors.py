@@ -41,11 +41,17 @@ def assert_openai_error(response: httpx.Response, status: int, code: str) -> Non
         ({"model": "mock-gpt", "messages": []}, "invalid_request"),
         ({"model": "mock-gpt"}, "invalid_request"),
         ({"model": "mock-gpt", "messages": "hello"}, "invalid_request"),
-        ({"model": "mock-gpt", "messages": [{"role": "wizard", "content": "x"}]}, "invalid_request"),
+        (
+            {"model": "mock-gpt", "messages": [{"role": "wizard", "content": "x"}]},
+            "invalid_request",
+        ),
         ({"model": 7, "messages": HI}, "invalid_request"),
         ({"model": "mock-gpt", "messages": HI, "temperature": "hot"}, "invalid_request"),
         ({"model": "mock-gpt", "messages": HI, "n": 3}, "invalid_request"),
-        ({"model": "mock-gpt", "messages": [{"role": "assistant", "content": "x"}]}, "invalid_request"),
+        (
+            {"model": "mock-gpt", "messages": [{"role": "assistant", "content": "x"}]},
+            "invalid_request",
+        ),
         ({"model": "mock-gpt", "messages": [{"role": "tool", "content": "x"}]}, "invalid_request"),
     ],
 )
@@ -66,14 +72,20 @@ def test_ten_megabyte_body_gets_413(stack: Stack) -> None:
 
 @pytest.mark.parametrize("key", [None, "pb-wrong"])
 def test_missing_or_wrong_key_gets_401(stack: Stack, key: str | None) -> None:
-    assert_openai_error(post(stack, {"model": "mock-gpt", "messages": HI}, key=key), 401, "invalid_api_key")
+    assert_openai_error(
+        post(stack, {"model": "mock-gpt", "messages": HI}, key=key), 401, "invalid_api_key"
+    )
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=key or "x", max_retries=0).models.list()
+        openai.OpenAI(
+            base_url=stack.openai_url + "/v1", api_key=key or "x", max_retries=0
+        ).models.list()
 
 
 def test_unknown_model_gets_404(stack: Stack) -> None:
     assert_openai_error(post(stack, {"model": "nope", "messages": HI}), 404, "model_not_found")
-    assert_openai_error(post(stack, {"model": "nope", "messages": HI, "stream": True}), 404, "model_not_found")
+    assert_openai_error(
+        post(stack, {"model": "nope", "messages": HI, "stream": True}), 404, "model_not_found"
+    )
 
 
 def last_answer(stack: Stack) -> dict[str, Any]:
@@ -86,7 +98,10 @@ def last_answer(stack: Stack) -> dict[str, Any]:
 @pytest.mark.parametrize("stream", [False, True])
 def test_upstream_that_refuses_connections_gets_502(stack: Stack, stream: bool) -> None:
     with stack.admin() as admin:
-        admin.post("/v1/providers", json={"name": "dead", "kind": "openai", "api_base": "http://127.0.0.1:9/v1"})
+        admin.post(
+            "/v1/providers",
+            json={"name": "dead", "kind": "openai", "api_base": "http://127.0.0.1:9/v1"},
+        )
         admin.post("/v1/models", json={"name": "dead-model", "provider": "dead"})
     response = post(stack, {"model": "dead-model", "messages": HI, "stream": stream})
     assert_openai_error(response, 502, "upstream_unavailable")
@@ -118,7 +133,9 @@ def test_upstream_breaking_off_mid_stream_keeps_partial_answer(
     upstream.mode = mode
     body = {"model": "mock-gpt", "messages": HI, "stream": True}
     headers = {"Authorization": f"Bearer {stack.admin_key}"}
-    with httpx.stream("POST", stack.openai_url + "/v1/chat/completions", json=body, headers=headers) as r:
+    with httpx.stream(
+        "POST", stack.openai_url + "/v1/chat/completions", json=body, headers=headers
+    ) as r:
         lines = [line for line in r.iter_lines() if line]
     assert r.status_code == 200  # the first token was already on its way
     assert '"error"' in lines[-2] and "upstream_protocol_error" in lines[-2]

@@ -55,7 +55,12 @@ def register_models(stack: Stack, upstream_url: str) -> None:
         ):
             admin.post("/v1/providers", json=provider).raise_for_status()
         for model in (
-            {"name": "mock-gpt", "provider": "mock", "upstream_model": "gpt-mock", "is_default": True},
+            {
+                "name": "mock-gpt",
+                "provider": "mock",
+                "upstream_model": "gpt-mock",
+                "is_default": True,
+            },
             {"name": "echo", "provider": "plugins"},
         ):
             admin.post("/v1/models", json=model).raise_for_status()

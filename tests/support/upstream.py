@@ -50,7 +50,9 @@ class MockUpstream:
         request = json.loads(body or b"{}")
         self.requests.append(request)
         if self.mode == "error":
-            await _send(send, 500, b'{"error": {"message": "upstream exploded"}}', "application/json")
+            await _send(
+                send, 500, b'{"error": {"message": "upstream exploded"}}', "application/json"
+            )
             return
         if self.mode == "slow":
             await asyncio.sleep(self.delay_s)
@@ -73,10 +75,16 @@ class MockUpstream:
                 await send({"type": "http.response.body", "body": b""})
                 return
             text = word if index == 0 else " " + word
-            await send({"type": "http.response.body", "body": _chunk({"content": text}), "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": _chunk({"content": text}), "more_body": True}
+            )
         tail = _chunk({}, finish_reason="stop")
         if (request.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
+            usage = {
+                "prompt_tokens": 7,
+                "completion_tokens": len(words),
+                "total_tokens": 7 + len(words),
+            }
             tail += b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
         await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n"})
 
@@ -94,6 +102,10 @@ def _chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:
 
 async def _send(send: Any, status: int, body: bytes, content_type: str) -> None:
     await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type.encode())]}
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode())],
+        }
     )
     await send({"type": "http.response.body", "body": body})

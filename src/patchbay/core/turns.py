@@ -32,7 +32,7 @@ from patchbay.ids import new_id
 from patchbay.logging import job_id_var
 from patchbay.queue.base import EventBus, JobQueue, JobSpec
 from patchbay.schemas.chats import Timings, Usage
-from patchbay.schemas.jobs import ErrorInfo, JobEvent, JobRead
+from patchbay.schemas.jobs import TERMINAL, ErrorInfo, JobEvent, JobRead
 from patchbay.schemas.turns import MessageIn, TurnCreate, TurnRead
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
@@ -267,7 +267,9 @@ class TurnEngine:
                 duration_ms=timings.duration_ms,
                 updated_at=now,
             )
-            await job_rows.update_job(conn, job.job_id, status="done", finished_at=now)
+            await job_rows.update_job(
+                conn, job.job_id, status="done", finished_at=now, last_seq=state.seq + 1
+            )
         self._registry.log(generation)
         await self._bus.publish(
             JobEvent(
@@ -302,7 +304,12 @@ class TurnEngine:
                     error=error.message,
                 )
                 await job_rows.update_job(
-                    conn, job.job_id, status="failed", error=error.message, finished_at=now
+                    conn,
+                    job.job_id,
+                    status="failed",
+                    error=error.message,
+                    finished_at=now,
+                    last_seq=state.seq + 1,
                 )
         except PatchbayError:
             logger.exception("could not store the failure of job %s", job.job_id)
@@ -338,10 +345,16 @@ class TurnEngine:
             async for event in self._bus.subscribe(job_id, after=after):
                 yield event
             return
-        yield await self._stored_outcome(job_id, after)
+        stored = await self._stored_outcome(job_id, after)
+        if stored is not None and stored.seq > after:
+            yield stored
 
-    async def _stored_outcome(self, job_id: str, after: int) -> JobEvent:
-        """The end of a job whose events are no longer in memory, rebuilt from the store."""
+    async def _stored_outcome(self, job_id: str, after: int) -> JobEvent | None:
+        """The terminal event of a job whose events are no longer in memory, from the store.
+
+        Its number is the one the live event had, so a client that saw it gets nothing twice; a job
+        that ended without one (failed by recovery) ends with the next number the client expects.
+        """
         async with self._db.connect() as conn:
             found = await job_rows.find_job(conn, job_id)
             message = (
@@ -349,8 +362,10 @@ class TurnEngine:
             )
         if found is None or message is None:
             raise JobNotFound(f"no job with id {job_id!r}")
-        job = found[0]
-        seq = after + 1
+        job, _owner, last_seq = found
+        if last_seq is None and job.status not in TERMINAL:
+            return None  # queued or running in a process whose events this one cannot see
+        seq = after + 1 if last_seq is None else last_seq
         if job.status == "done":
             return JobEvent(
                 job_id=job_id,

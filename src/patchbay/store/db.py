@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from patchbay.errors import StoreUnavailable
@@ -66,10 +66,8 @@ class Database:
         try:
             async with self.engine.begin() as conn:
                 yield conn
-        except (TimeoutError, OperationalError, OSError) as exc:
-            raise _unavailable(exc) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
+        except (TimeoutError, OSError, DBAPIError) as exc:
+            if _is_outage(exc):
                 raise _unavailable(exc) from exc
             raise
 
@@ -79,11 +77,36 @@ class Database:
         try:
             async with self.engine.connect() as conn:
                 yield conn
-        except (TimeoutError, OperationalError, OSError) as exc:
-            raise _unavailable(exc) from exc
+        except (TimeoutError, OSError, DBAPIError) as exc:
+            if _is_outage(exc):
+                raise _unavailable(exc) from exc
+            raise
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+_OUTAGE_HINTS = (
+    "locked",
+    "unable to open",
+    "disk i/o",
+    "connect",
+    "closed",
+    "terminat",
+    "shutdown",
+)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached now (retry), not a bug (raise)."""
+    if isinstance(exc, TimeoutError | OSError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError | InterfaceError) and any(
+        h in text for h in _OUTAGE_HINTS
+    )
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:

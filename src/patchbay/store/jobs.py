@@ -24,6 +24,7 @@ def job_row(
         "queue": queue,
         "error": None,
         "attempts": 0,
+        "last_seq": None,
         "created_at": now,
         "started_at": None,
         "finished_at": None,
@@ -38,8 +39,8 @@ async def update_job(conn: AsyncConnection, job_id: str, **values: object) -> No
     await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
 
 
-async def find_job(conn: AsyncConnection, job_id: str) -> tuple[JobRead, str] | None:
-    """The job and its owner's user id."""
+async def find_job(conn: AsyncConnection, job_id: str) -> tuple[JobRead, str, int | None] | None:
+    """The job, its owner's user id and the number of its terminal event (if it ended)."""
     row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     if row is None:
         return None
@@ -51,7 +52,7 @@ async def find_job(conn: AsyncConnection, job_id: str) -> tuple[JobRead, str] | 
         status=row.status,
         error=row.error,
     )
-    return read, row.user_id
+    return read, row.user_id, row.last_seq
 
 
 async def fail_unfinished(conn: AsyncConnection, *, queue: str, reason: str) -> int:

@@ -35,6 +35,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value  # type: ignore[no-any-return]
 
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -172,6 +173,7 @@ jobs = Table(
     Column("queue", String(20), nullable=False),
     Column("error", Text),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("last_seq", Integer),  # the number of the job's terminal event, once it has one
     _created(),
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),

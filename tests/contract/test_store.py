@@ -1,0 +1,174 @@
+"""One store suite, run against SQLite and against PostgreSQL: users, keys, catalog, chats, jobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from patchbay.config import Settings
+from patchbay.core.hub import Hub
+from patchbay.errors import AuthenticationFailed, ChatNotFound, Conflict, ModelNotFound
+from patchbay.schemas.catalog import ModelCreate, ModelUpdate, ProviderCreate
+from patchbay.schemas.jobs import JobEvent
+from patchbay.schemas.turns import MessageIn, TurnCreate
+from patchbay.schemas.users import UserCreate, UserRead, UserUpdate
+from patchbay.store import tables
+from tests.conftest import ADMIN_KEY, make_settings
+from tests.support.databases import postgres_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Hub]:
+    if request.param == "sqlite":
+        async for started in _started(make_settings(tmp_path)):
+            yield started
+        return
+    async with postgres_url() as url:
+        async for started in _started(make_settings(tmp_path, database_url=url)):
+            yield started
+
+
+async def _started(settings: Settings) -> AsyncIterator[Hub]:
+    hub = Hub(settings)
+    await hub.prepare()
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.close()
+
+
+async def admin(hub: Hub) -> UserRead:
+    return await hub.auth.authenticate(ADMIN_KEY)
+
+
+async def add_echo(hub: Hub) -> None:
+    await hub.catalog.add_provider(ProviderCreate(name="plugins", kind="llm"))
+    await hub.catalog.add_model(ModelCreate(name="echo", provider="plugins", is_default=True))
+
+
+async def outcome(hub: Hub, job_id: str) -> JobEvent:
+    events = [event async for event in hub.turns.follow(job_id)]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    return events[-1]
+
+
+async def test_prepare_is_idempotent_and_bootstraps_once(hub: Hub) -> None:
+    assert await hub.prepare() is None
+    users = await hub.users.list_users()
+    assert [(u.name, u.role) for u in users] == [("admin", "admin")]
+    async with hub.db.connect() as conn:
+        stored = (await conn.execute(select(tables.api_keys.c.key_hash))).scalars().all()
+    assert ADMIN_KEY not in stored and len(stored) == 1
+
+
+async def test_users_and_keys(hub: Hub) -> None:
+    alice = await hub.users.create(UserCreate(name="alice"))
+    with pytest.raises(Conflict):
+        await hub.users.create(UserCreate(name="alice"))
+    issued = await hub.users.issue_key(alice.id, name="laptop")
+    assert (await hub.auth.authenticate(issued.key)).id == alice.id
+    await hub.users.revoke_key(issued.id, actor=await admin(hub))
+    with pytest.raises(AuthenticationFailed):
+        await hub.auth.authenticate(issued.key)
+    renamed = await hub.users.update(alice.id, UserUpdate(name="alicia"))
+    assert renamed.name == "alicia"
+    await hub.users.delete(alice.id)
+    assert [u.name for u in await hub.users.list_users()] == ["admin"]
+    assert await hub.users.list_keys(alice.id) == []
+
+
+async def test_provider_keys_are_encrypted_and_never_returned(hub: Hub) -> None:
+    created = await hub.catalog.add_provider(
+        ProviderCreate(
+            name="up", kind="openai", api_base="http://127.0.0.1:1/v1", api_key="sk-secret"
+        )
+    )
+    assert created.has_api_key and "sk-secret" not in created.model_dump_json()
+    async with hub.db.connect() as conn:
+        raw = (await conn.execute(select(tables.providers.c.api_key_encrypted))).scalar_one()
+    assert raw and "sk-secret" not in raw
+    await hub.catalog.add_model(ModelCreate(name="m", provider="up"))
+    target = await hub.catalog.resolve("m")
+    assert target.api_key == "sk-secret"
+
+
+async def test_default_model_follows_the_flag(hub: Hub) -> None:
+    await add_echo(hub)
+    assert (await hub.catalog.resolve("default")).name == "echo"
+    await hub.catalog.add_model(
+        ModelCreate(name="echo2", provider="plugins", upstream_model="echo")
+    )
+    await hub.catalog.update_model("echo2", ModelUpdate(is_default=True))
+    assert [m.name for m in await hub.catalog.list_models() if m.is_default] == ["echo2"]
+    assert (await hub.catalog.resolve(None)).name == "echo2"
+    with pytest.raises(ModelNotFound):
+        await hub.catalog.resolve("missing")
+
+
+async def test_turn_is_stored_with_its_answer(hub: Hub) -> None:
+    await add_echo(hub)
+    user = await admin(hub)
+    turn = await hub.turns.start(
+        user, TurnCreate(text='{"raw": "pong"}', thread="t1", channel="test")
+    )
+    done = await outcome(hub, turn.job_id)
+    assert (done.type, done.content) == ("done", "pong")
+    messages = await hub.chats.messages(user, turn.chat_id)
+    assert [(m.role, m.content, m.status) for m in messages] == [
+        ("user", '{"raw": "pong"}', "complete"),
+        ("assistant", "pong", "complete"),
+    ]
+    assert messages[1].usage.output_tokens == 1
+    again = await hub.turns.start(
+        user, TurnCreate(text='{"raw": "two"}', thread="t1", channel="test")
+    )
+    assert again.chat_id == turn.chat_id
+    await outcome(hub, again.job_id)
+    assert len(await hub.chats.messages(user, turn.chat_id)) == 4
+
+
+async def test_history_continues_a_chat_only_for_its_owner(hub: Hub) -> None:
+    await add_echo(hub)
+    owner = await admin(hub)
+    first = await hub.turns.start(owner, TurnCreate(text='{"raw": "a1"}'))
+    await outcome(hub, first.job_id)
+    history = [
+        MessageIn(role="user", content='{"raw": "a1"}'),
+        MessageIn(role="assistant", content="a1"),
+    ]
+    second = await hub.turns.start(owner, TurnCreate(text="next", history=history))
+    assert second.chat_id == first.chat_id
+    other = await hub.users.create(UserCreate(name="other"))
+    third = await hub.turns.start(other, TurnCreate(text="next", history=history))
+    assert third.chat_id != first.chat_id
+    with pytest.raises(ChatNotFound):
+        await hub.chats.messages(other, first.chat_id)
+
+
+async def test_unfinished_jobs_are_failed_on_recovery(hub: Hub) -> None:
+    await add_echo(hub)
+    user = await admin(hub)
+    turn = await hub.turns.start(user, TurnCreate(text="x"))
+    await outcome(hub, turn.job_id)
+    async with hub.db.begin() as conn:
+        await conn.execute(tables.jobs.update().values(status="running"))
+    await hub.turns.recover()
+    job = await hub.turns.job(user, turn.job_id)
+    assert job.status == "failed" and job.error and "restarted" in job.error
+    assert (await hub.chats.messages(user, turn.chat_id))[-1].status == "failed"
+
+
+async def test_migrations_keep_existing_rows(hub: Hub) -> None:
+    await add_echo(hub)
+    await hub.db.migrate()
+    async with hub.db.connect() as conn:
+        count = (await conn.execute(text("select count(*) from models"))).scalar_one()
+        revision = (
+            await conn.execute(text("select version_num from alembic_version"))
+        ).scalar_one()
+    assert count == 1
+    assert revision == "0001"

@@ -1,0 +1,150 @@
+"""The core's own API: turns as SSE, resume with Last-Event-ID, waiting, auth and admin rights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import make_settings
+from tests.support.stack import Stack, register_models, running_stack
+from tests.support.upstream import MockUpstream
+
+pytestmark = pytest.mark.integration
+
+
+def sse(lines: list[str]) -> list[dict[str, Any]]:
+    """Parse an SSE body into events with their id, type and data."""
+    events, current = [], {}
+    for line in [*lines, ""]:
+        if not line:
+            if current:
+                events.append(current)
+            current = {}
+            continue
+        field, _, value = line.partition(": ")
+        current[field] = json.loads(value) if field == "data" else value
+    return events
+
+
+def auth(stack: Stack, key: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key or stack.admin_key}"}
+
+
+def test_turn_streams_numbered_events(stack: Stack, upstream: MockUpstream) -> None:
+    headers = {**auth(stack), "Accept": "text/event-stream"}
+    with httpx.stream(
+        "POST", f"{stack.core_url}/v1/turns", json={"text": "hi"}, headers=headers
+    ) as r:
+        events = sse(list(r.iter_lines()))
+        job_id = r.headers["x-patchbay-job-id"]
+    assert [e["event"] for e in events] == ["queued"] + ["running"] * 5 + ["done"]
+    assert [int(e["id"]) for e in events] == list(range(1, 8))
+    assert "".join(e["data"].get("delta", "") for e in events) == upstream.reply
+    done = events[-1]["data"]
+    assert done["job_id"] == job_id and done["content"] == upstream.reply
+    assert done["usage"] == {"input_tokens": 7, "output_tokens": 5}
+
+
+def test_resume_after_the_job_ended_replays_each_later_event_once(stack: Stack) -> None:
+    result = httpx.post(
+        f"{stack.core_url}/v1/turns?wait=true", json={"text": "hi"}, headers=auth(stack)
+    ).json()
+    job_id = result["turn"]["job_id"]
+    assert result["outcome"]["type"] == "done"
+    for last_seen in (0, 3, 6):
+        with httpx.stream(
+            "GET",
+            f"{stack.core_url}/v1/jobs/{job_id}/events",
+            headers={**auth(stack), "Last-Event-ID": str(last_seen)},
+        ) as r:
+            ids = [int(e["id"]) for e in sse(list(r.iter_lines()))]
+        assert ids == list(range(last_seen + 1, 8))
+
+
+def test_resume_while_the_job_runs(stack: Stack, upstream: MockUpstream) -> None:
+    upstream.mode, upstream.delay_s = "slow", 0.5
+    created = httpx.post(f"{stack.core_url}/v1/turns", json={"text": "hi"}, headers=auth(stack))
+    assert created.status_code == 202
+    job_id = created.json()["job_id"]
+    with httpx.stream(
+        "GET", f"{stack.core_url}/v1/jobs/{job_id}/events?after=1", headers=auth(stack)
+    ) as r:
+        events = sse(list(r.iter_lines()))
+    assert [int(e["id"]) for e in events] == list(range(2, 8))
+    assert events[-1]["event"] == "done"
+
+
+def test_resume_from_the_store_once_events_are_gone(tmp_path: Path, upstream: MockUpstream) -> None:
+    settings = make_settings(tmp_path, jobs={"event_retention_s": 0})
+    with running_stack(settings) as stack:
+        register_models(stack, upstream.base_url)
+        result = httpx.post(
+            f"{stack.core_url}/v1/turns?wait=true", json={"text": "hi"}, headers=auth(stack)
+        ).json()
+        url = f"{stack.core_url}/v1/jobs/{result['turn']['job_id']}/events"
+        with httpx.stream("GET", url, headers={**auth(stack), "Last-Event-ID": "3"}) as r:
+            (event,) = sse(list(r.iter_lines()))
+        with httpx.stream("GET", url, headers={**auth(stack), "Last-Event-ID": "7"}) as r:
+            assert sse(list(r.iter_lines())) == []
+    assert (event["id"], event["event"]) == ("7", "done")
+    assert event["data"]["content"] == result["outcome"]["content"]
+
+
+def test_jobs_of_other_users_are_not_found(stack: Stack) -> None:
+    result = httpx.post(
+        f"{stack.core_url}/v1/turns?wait=true", json={"text": "hi"}, headers=auth(stack)
+    ).json()
+    job_id = result["turn"]["job_id"]
+    stranger = stack.new_user("stranger")
+    for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/events"):
+        response = httpx.get(stack.core_url + path, headers=auth(stack, stranger))
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "job_not_found"
+
+
+def test_admin_routes_need_an_admin(stack: Stack) -> None:
+    key = stack.new_user("plain")
+    for method, path in (("GET", "/v1/users"), ("GET", "/v1/providers"), ("POST", "/v1/models")):
+        response = httpx.request(method, stack.core_url + path, headers=auth(stack, key), json={})
+        assert response.status_code == 403, path
+    assert httpx.get(stack.core_url + "/v1/models", headers=auth(stack, key)).status_code == 200
+    assert httpx.get(stack.core_url + "/v1/me", headers=auth(stack, key)).json()["name"] == "plain"
+
+
+def test_everything_but_health_needs_a_key(stack: Stack) -> None:
+    assert httpx.get(stack.core_url + "/healthz").status_code == 200
+    for path in ("/v1/chats", "/v1/models", "/v1/me"):
+        response = httpx.get(stack.core_url + path)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_bad_turns_get_clear_errors(stack: Stack) -> None:
+    cases = [
+        ({"text": 5}, 400, "invalid_request"),
+        ({"text": "hi", "model": "ghost"}, 404, "model_not_found"),
+        ({"text": "hi", "chat_id": "01ABC"}, 404, "chat_not_found"),
+        ({"text": "hi", "options": {"temperature": 9}}, 400, "invalid_request"),
+    ]
+    for body, status, code in cases:
+        response = httpx.post(f"{stack.core_url}/v1/turns", json=body, headers=auth(stack))
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), body
+
+
+def test_chats_can_be_renamed_and_deleted(stack: Stack) -> None:
+    result = httpx.post(
+        f"{stack.core_url}/v1/turns?wait=true", json={"text": "hi"}, headers=auth(stack)
+    ).json()
+    chat_id = result["turn"]["chat_id"]
+    with stack.admin() as core:
+        assert (
+            core.patch(f"/v1/chats/{chat_id}", json={"title": "Renamed"}).json()["title"]
+            == "Renamed"
+        )
+        assert core.delete(f"/v1/chats/{chat_id}").status_code == 204
+        assert core.get(f"/v1/chats/{chat_id}").status_code == 404
+        assert core.get("/v1/chats").json() == []
