@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import litellm_setup
 import load
 import report as reporting
-from procs import ServerProcess, free_port, wait_ready
+from procs import ServerProcess, free_port, machine_busy_seconds, wait_ready
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -113,10 +113,14 @@ def parse_args(argv: list[str] | None) -> Settings:
 
 
 async def measure(
-    target: load.Target, proc: ServerProcess, settings: Settings
+    target: load.Target, proc: ServerProcess, upstream: ServerProcess, settings: Settings
 ) -> dict[str, dict[str, Any]]:
     """Run the three scenarios on one target, one after another."""
     results: dict[str, dict[str, Any]] = {}
+    probes: dict[str, load.CpuProbe] = {"target": proc.cpu_seconds}
+    if upstream is not proc:
+        probes["upstream"] = upstream.cpu_seconds
+    probes[load.MACHINE] = machine_busy_seconds
     runs = (
         ("nonstream_seq_1", f"{settings.seq_requests} sequential requests"),
         ("nonstream_conc_64", f"{settings.connections} connections, {settings.duration_s:g} s"),
@@ -129,15 +133,15 @@ async def measure(
         with console.status(f"{target.name}: {what}"):
             if scenario == "nonstream_seq_1":
                 result = await load.sequential(
-                    target, settings.seq_requests, settings.warmup, proc.cpu_seconds
+                    target, settings.seq_requests, settings.warmup, probes
                 )
             elif scenario == "nonstream_conc_64":
                 result = await load.concurrent(
-                    target, settings.connections, settings.duration_s, proc.cpu_seconds
+                    target, settings.connections, settings.duration_s, probes
                 )
             else:
                 result = await load.streaming(
-                    target, settings.stream_clients, settings.duration_s, proc.cpu_seconds
+                    target, settings.stream_clients, settings.duration_s, probes
                 )
             await asyncio.sleep(PAUSE_S)
         say(
@@ -150,15 +154,25 @@ async def measure(
     return results
 
 
+@contextlib.contextmanager
+def stop_on_error(proc: ServerProcess) -> Iterator[None]:
+    """Stop the process group if anything (a failure, Ctrl-C, SIGTERM) interrupts its start."""
+    try:
+        yield
+    except BaseException:
+        proc.stop()
+        raise
+
+
 async def start_mock(logs: Path) -> tuple[ServerProcess, int]:
     """Start the mock upstream and wait for it."""
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "mock_upstream.py"), "--port", str(port)]
     proc = ServerProcess("mock upstream", argv, logs / "mock.log")
-    failure = await wait_ready([f"http://127.0.0.1:{port}/v1/models"], proc, 20.0)
-    if failure:
-        proc.stop()
-        raise BenchError(f"{failure}\n{proc.log_tail()}")
+    with stop_on_error(proc):
+        failure = await wait_ready([f"http://127.0.0.1:{port}/v1/models"], proc, 20.0)
+        if failure:
+            raise BenchError(f"{failure}\n{proc.log_tail()}")
     return proc, port
 
 
@@ -168,6 +182,38 @@ def patchbay_command() -> Path:
         if candidate.is_file():
             return candidate
     raise BenchError("no patchbay command in the venv (is the package installed? pip install -e .)")
+
+
+def _patchbay_logs(proc: ServerProcess, data_dir: Path) -> str:
+    """The tail of ``patchbay up``'s output and of each module log under the data dir."""
+    parts = [f"--- patchbay up (tail) ---\n{proc.log_tail(30)}"]
+    for log in sorted(data_dir.rglob("*.log"))[:4]:
+        lines = log.read_text(errors="replace").splitlines()[-30:]
+        parts.append(f"--- {log.relative_to(data_dir)} (tail) ---\n" + "\n".join(lines))
+    return "\n".join(parts)
+
+
+async def _register_mock(core: str, admin_key: str, mock_port: int) -> None:
+    """Register the mock as provider ``mock`` and model ``mock-gpt`` on patchbay's core."""
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    registrations = (
+        ("providers", {
+            "name": "mock", "kind": "openai", "api_base": f"http://127.0.0.1:{mock_port}/v1",
+            "api_key": "sk-mock",
+        }),
+        ("models", {"name": "mock-gpt", "provider": "mock", "upstream_model": "gpt-mock"}),
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            for path, body in registrations:
+                async with session.post(f"{core}/{path}", json=body, headers=headers) as resp:
+                    text = await resp.text()
+                    if resp.status != 201:
+                        raise BenchError(
+                            f"POST {core}/{path} answered {resp.status}, not 201: {text[:500]}"
+                        )
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise BenchError(f"registering the mock on patchbay failed: {exc!r}") from exc
 
 
 async def start_patchbay(tmp: Path, mock_port: int) -> tuple[ServerProcess, load.Target]:
@@ -193,35 +239,12 @@ async def start_patchbay(tmp: Path, mock_port: int) -> tuple[ServerProcess, load
     )
     argv = [str(patchbay_command()), "up"]
     proc = ServerProcess("patchbay", argv, tmp / "patchbay.log", env=env, cwd=tmp)
-    urls = [f"http://127.0.0.1:{openai_port}/healthz", f"http://127.0.0.1:{core_port}/healthz"]
-    failure = await wait_ready(urls, proc, READY_TIMEOUT_S)
-    if failure:
-        proc.stop()
-        raise BenchError(f"{failure}\n--- patchbay output (tail) ---\n{proc.log_tail()}")
-    core = f"http://127.0.0.1:{core_port}/v1"
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    registrations = (
-        ("providers", {
-            "name": "mock", "kind": "openai", "api_base": f"http://127.0.0.1:{mock_port}/v1",
-            "api_key": "sk-mock",
-        }),
-        ("models", {"name": "mock-gpt", "provider": "mock", "upstream_model": "gpt-mock"}),
-    )  # fmt: skip
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
-            for path, body in registrations:
-                async with session.post(f"{core}/{path}", json=body, headers=headers) as resp:
-                    text = await resp.text()
-                    if resp.status != 201:
-                        raise BenchError(
-                            f"POST {core}/{path} answered {resp.status}, not 201: {text[:500]}"
-                        )
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        proc.stop()
-        raise BenchError(f"registering the mock on patchbay failed: {exc!r}") from exc
-    except BenchError:
-        proc.stop()
-        raise
+    with stop_on_error(proc):
+        urls = [f"http://127.0.0.1:{openai_port}/healthz", f"http://127.0.0.1:{core_port}/healthz"]
+        failure = await wait_ready(urls, proc, READY_TIMEOUT_S)
+        if failure:
+            raise BenchError(f"{failure}\n{_patchbay_logs(proc, data_dir)}")
+        await _register_mock(f"http://127.0.0.1:{core_port}/v1", admin_key, mock_port)
     target = load.Target("patchbay", f"http://127.0.0.1:{openai_port}/v1", admin_key, "mock-gpt")
     return proc, target
 
@@ -233,11 +256,11 @@ async def start_litellm(tmp: Path, mock_port: int) -> tuple[ServerProcess, load.
     argv = litellm_setup.command(config, port)
     env = litellm_setup.environment()
     proc = ServerProcess("litellm", argv, tmp / "litellm.log", env=env, cwd=tmp)
-    url = f"http://127.0.0.1:{port}/health/liveliness"
-    failure = await wait_ready([url], proc, LITELLM_READY_TIMEOUT_S)
-    if failure:
-        proc.stop()
-        raise BenchError(f"{failure}\n--- litellm output (tail) ---\n{proc.log_tail()}")
+    with stop_on_error(proc):
+        url = f"http://127.0.0.1:{port}/health/liveliness"
+        failure = await wait_ready([url], proc, LITELLM_READY_TIMEOUT_S)
+        if failure:
+            raise BenchError(f"{failure}\n--- litellm output (tail) ---\n{proc.log_tail()}")
     key = litellm_setup.MASTER_KEY
     return proc, load.Target("litellm", f"http://127.0.0.1:{port}/v1", key, "mock-gpt")
 
@@ -276,13 +299,16 @@ def new_report(settings: Settings) -> reporting.Report:
             },
             "machine": {
                 "cpus": os.cpu_count(),
+                "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
                 "platform": platform.platform(),
                 "python": platform.python_version(),
             },
             "load_client": (
                 "aiohttp on uvloop in the benchmark process, one ClientSession and"
                 " TCPConnector(limit=concurrency) per scenario, keep-alive; it shares the"
-                " machine's cores with the target (see client_cpu_pct)"
+                " machine's cores with the target. cpu_pct per scenario: % of one core used by"
+                " the client, the target, the upstream mock, and others (processes outside the"
+                " benchmark, a sign of noise)"
             ),
             "versions": {
                 "patchbay": _version("patchbay"),
@@ -328,7 +354,7 @@ async def run(settings: Settings) -> int:
                     if name == "mock":
                         target = load.Target("mock", f"http://127.0.0.1:{mock_port}/v1",
                                              "sk-mock", "gpt-mock")  # fmt: skip
-                        scenarios = await measure(target, mock_proc, settings)
+                        scenarios = await measure(target, mock_proc, mock_proc, settings)
                         note = "the mock upstream called directly (baseline)"
                     else:
                         starter = start_patchbay if name == "patchbay" else start_litellm
@@ -336,7 +362,7 @@ async def run(settings: Settings) -> int:
                             proc, target = await starter(tmp, mock_port)
                         with stopping(proc):
                             say(f"{name} ready on {target.base_url}")
-                            scenarios = await measure(target, proc, settings)
+                            scenarios = await measure(target, proc, mock_proc, settings)
                         note = (litellm_note or "") if name == "litellm" else "embedded defaults"
                 except BenchError as exc:
                     failed = True

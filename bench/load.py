@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +25,33 @@ SEQUENTIAL_TIME_CAP_S = 120.0
 MAX_ERROR_SAMPLES = 5
 
 Worker = Callable[[aiohttp.ClientSession, float, bool], Coroutine[Any, Any, None]]
-CpuProbe = Callable[[], float]  # CPU seconds used so far by the target's processes
+CpuProbe = Callable[[], float]  # CPU seconds used so far by some processes
+Probes = Mapping[str, CpuProbe]
+MACHINE = "machine"  # the probe for all CPU time spent on the machine, if given
 
 
-def _no_probe() -> float:
-    return 0.0
+class CpuWindow:
+    """CPU use over a measurement: this process ("client") and each probe, in % of a core.
+
+    With a ``machine`` probe it also reports ``others``: the machine's busy time less the
+    client's and the other probes', i.e. what processes outside the benchmark took.
+    """
+
+    def __init__(self, probes: Probes) -> None:
+        """Take the starting readings."""
+        self.probes: dict[str, CpuProbe] = {"client": time.process_time, **probes}
+        self.start = {name: probe() for name, probe in self.probes.items()}
+
+    def percent(self, elapsed_s: float) -> dict[str, float]:
+        """Average CPU use since the start, in % of one core."""
+        if elapsed_s <= 0:
+            return {}
+        used = {name: probe() - self.start[name] for name, probe in self.probes.items()}
+        pct = {name: round(100.0 * value / elapsed_s, 1) for name, value in used.items()}
+        if MACHINE in pct:
+            machine = pct.pop(MACHINE)
+            pct["others"] = round(max(machine - sum(pct.values()), 0.0), 1)
+        return pct
 
 
 @dataclass(frozen=True)
@@ -78,8 +100,7 @@ class Result:
     p99_ms: float | None = None
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
-    client_cpu_pct: float = 0.0
-    server_cpu_pct: float | None = None
+    cpu_pct: dict[str, float] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     ttfts_ms: list[float] = field(default_factory=list, repr=False)
@@ -90,7 +111,7 @@ class Result:
         if len(self.error_samples) < MAX_ERROR_SAMPLES and message not in self.error_samples:
             self.error_samples.append(message[:300])
 
-    def finish(self, elapsed_s: float, cpu_s: float, server_cpu_s: float | None) -> None:
+    def finish(self, elapsed_s: float, cpu: CpuWindow) -> None:
         """Compute the summary figures."""
         self.elapsed_s = elapsed_s
         self.ok = len(self.latencies_ms)
@@ -99,15 +120,13 @@ class Result:
         self.p99_ms = percentile(self.latencies_ms, 99)
         self.ttft_p50_ms = percentile(self.ttfts_ms, 50)
         self.ttft_p99_ms = percentile(self.ttfts_ms, 99)
-        self.client_cpu_pct = 100.0 * cpu_s / elapsed_s if elapsed_s > 0 else 0.0
-        if server_cpu_s is not None and elapsed_s > 0:
-            self.server_cpu_pct = 100.0 * server_cpu_s / elapsed_s
+        self.cpu_pct = cpu.percent(elapsed_s)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready figures (without the raw samples)."""
         keys = (
             "scenario", "target", "concurrency", "ok", "errors", "elapsed_s", "rps", "p50_ms",
-            "p99_ms", "ttft_p50_ms", "ttft_p99_ms", "client_cpu_pct", "server_cpu_pct",
+            "p99_ms", "ttft_p50_ms", "ttft_p99_ms", "cpu_pct",
             "error_samples",
         )  # fmt: skip
         out = {key: getattr(self, key) for key in keys}
@@ -155,7 +174,7 @@ async def _chat_once(
 
 
 async def sequential(
-    target: Target, requests: int, warmup: int, probe: CpuProbe | None = None
+    target: Target, requests: int, warmup: int, probes: Probes | None = None
 ) -> Result:
     """``requests`` non-streaming calls from one client, one after another."""
     result = Result("nonstream_seq_1", target.name, 1)
@@ -163,8 +182,7 @@ async def sequential(
     async with _session(1) as session:
         for _ in range(warmup):
             await _chat_once(session, target, body, headers)
-        server = probe or _no_probe
-        cpu0, server0, start = time.process_time(), server(), time.perf_counter()
+        cpu, start = CpuWindow(probes or {}), time.perf_counter()
         cap = start + SEQUENTIAL_TIME_CAP_S
         for _ in range(requests):
             t0 = time.perf_counter()
@@ -177,13 +195,12 @@ async def sequential(
             if t1 > cap:
                 result.error(f"stopped at the {SEQUENTIAL_TIME_CAP_S:.0f} s cap")
                 break
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
-        result.finish(elapsed, cpu, server() - server0 if probe else None)
+        result.finish(time.perf_counter() - start, cpu)
     return result
 
 
 async def concurrent(
-    target: Target, connections: int, duration_s: float, probe: CpuProbe | None = None
+    target: Target, connections: int, duration_s: float, probes: Probes | None = None
 ) -> Result:
     """Non-streaming calls over ``connections`` connections for ``duration_s``."""
     result = Result(f"nonstream_conc_{connections}", target.name, connections)
@@ -206,11 +223,9 @@ async def concurrent(
     async with _session(connections) as session:
         await _run_workers(session, worker, connections, 0.5, record=False)  # warm-up
         issued = 0
-        server = probe or _no_probe
-        cpu0, server0, start = time.process_time(), server(), time.perf_counter()
+        cpu, start = CpuWindow(probes or {}), time.perf_counter()
         await _run_workers(session, worker, connections, duration_s, record=True)
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
-        result.finish(elapsed, cpu, server() - server0 if probe else None)
+        result.finish(time.perf_counter() - start, cpu)
     return result
 
 
@@ -278,7 +293,7 @@ async def _stream_once(
 
 
 async def streaming(
-    target: Target, clients: int, duration_s: float, probe: CpuProbe | None = None
+    target: Target, clients: int, duration_s: float, probes: Probes | None = None
 ) -> Result:
     """Streaming calls (64 tokens) from ``clients`` concurrent clients for ``duration_s``."""
     result = Result(f"stream_conc_{clients}", target.name, clients)
@@ -301,11 +316,9 @@ async def streaming(
     async with _session(clients) as session:
         await _run_workers(session, worker, clients, 0.5, record=False)  # warm-up
         issued = 0
-        server = probe or _no_probe
-        cpu0, server0, start = time.process_time(), server(), time.perf_counter()
+        cpu, start = CpuWindow(probes or {}), time.perf_counter()
         await _run_workers(session, worker, clients, duration_s, record=True)
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
-        result.finish(elapsed, cpu, server() - server0 if probe else None)
+        result.finish(time.perf_counter() - start, cpu)
     return result
 
 

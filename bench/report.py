@@ -27,6 +27,9 @@ RATIO_TARGETS: tuple[tuple[str, float], ...] = (
     ("stream_conc_32", 10.0),
 )
 
+CPU_COLUMNS = ("client", "target", "upstream", "others")
+NOISY_OTHERS_PCT = 15.0  # CPU % of one core taken by processes outside the benchmark
+
 Report = dict[str, Any]
 
 
@@ -72,7 +75,12 @@ def derive(report: Report) -> dict[str, Any]:
                 "met": (value >= required) if value is not None else None,
             }
         )
-    return {"added_latency_1_client": added, "rps_share_of_mock": share, "ratios": ratios}
+    return {
+        "added_latency_1_client": added,
+        "rps_share_of_mock": share,
+        "ratios": ratios,
+        "noise_warnings": noise_warnings(report),
+    }
 
 
 def _ms(value: float | None) -> str:
@@ -85,8 +93,8 @@ def _row(label: str, target: str, row: dict[str, Any]) -> list[str]:
     ttft = "-"
     if row["ttft_p50_ms"] is not None:
         ttft = f"{_ms(row['ttft_p50_ms'])} / {_ms(row['ttft_p99_ms'])}"
-    server = row["server_cpu_pct"]
-    cpu = f"{row['client_cpu_pct']:.0f} / {server:.0f}" if server is not None else "-"
+    cpu_pct = row["cpu_pct"]
+    cpu = " / ".join(f"{cpu_pct[key]:.0f}" if key in cpu_pct else "-" for key in CPU_COLUMNS)
     errors = f"[red]{row['errors']}[/red]" if row["errors"] else "0"
     rps, p50, p99 = f"{row['rps']:,.0f}", _ms(row["p50_ms"]), _ms(row["p99_ms"])
     return [label, target, rps, p50, p99, ttft, errors, cpu]
@@ -97,7 +105,8 @@ def _table(report: Report) -> Table:
     for header in ("scenario", "target"):
         table.add_column(header)
     for header in (
-        "req/s", "p50 ms", "p99 ms", "TTFT p50 / p99 ms", "errors", "CPU % client / server",
+        "req/s", "p50 ms", "p99 ms", "TTFT p50 / p99 ms", "errors",
+        "CPU % " + " / ".join(CPU_COLUMNS),
     ):  # fmt: skip
         table.add_column(header, justify="right")
     for scenario, label in SCENARIOS.items():
@@ -128,12 +137,29 @@ def print_report(console: Console, report: Report) -> None:
                 f"[bold]{ratio['value']:.1f}x[/bold] (target ≥ {ratio['target']:.0f}x): {mark}"
             )
         console.print(f"{ratio['what']}: {verdict}")
+    for line in derived["noise_warnings"]:
+        console.print(f"[yellow]{line}[/yellow]")
     for target, entry in report["targets"].items():
         if entry.get("note"):
-            console.print(f"[dim]{target}: {escape(entry['note'])}[/dim]")
+            note = entry["note"].splitlines()[0]  # a failure's full text was printed when it failed
+            console.print(f"[dim]{target}: {escape(note)}[/dim]")
         for row in entry.get("scenarios", {}).values():
             for sample in row.get("error_samples", []):
                 console.print(f"[dim]{target} {row['scenario']} error: {escape(sample)}[/dim]")
+
+
+def noise_warnings(report: Report) -> list[str]:
+    """Scenarios during which other processes took a noticeable share of the CPU."""
+    lines = []
+    for target, entry in report["targets"].items():
+        for row in entry.get("scenarios", {}).values():
+            others = row["cpu_pct"].get("others", 0.0)
+            if others > NOISY_OTHERS_PCT:
+                lines.append(
+                    f"noisy: other processes used {others:.0f}% of a core during"
+                    f" {target} {SCENARIOS[row['scenario']]}"
+                )
+    return lines
 
 
 def write_json(path: Path, report: Report) -> None:
@@ -169,7 +195,8 @@ def plot(path: Path, report: Report) -> str | None:
     ax_rps.set_xticks(range(len(SCENARIOS)), list(SCENARIOS.values()), fontsize=9)
     ax_rps.set_ylabel("requests / s (log scale)")
     ax_rps.set_title("Throughput per scenario")
-    ax_rps.legend()
+    if targets:
+        ax_rps.legend()
 
     added = report["derived"]["added_latency_1_client"]
     if added:

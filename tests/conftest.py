@@ -12,7 +12,7 @@ for name in list(os.environ):
         del os.environ[name]
 
 import socket  # noqa: E402
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -41,7 +41,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "openai": {"port": free_port()},
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -53,11 +53,6 @@ def settings(tmp_path: Path) -> Settings:
 def upstream() -> Iterator[MockUpstream]:
     with MockUpstream.running() as mock:
         yield mock
-
-
-@pytest.fixture
-async def anyio_backend() -> AsyncIterator[str]:
-    yield "asyncio"
 
 
 @pytest.fixture

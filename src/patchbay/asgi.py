@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from patchbay.errors import PayloadTooLarge
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -15,16 +17,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ErrorBody = Callable[[str], dict[str, object]]
 
 
-class BodyTooLarge(Exception):
-    """Raised inside the app when a request body passes the limit while it is being read."""
-
-
 def _default_body(message: str) -> dict[str, object]:
     return {"error": {"code": "payload_too_large", "message": message}}
 
 
 class BodyLimit:
-    """Refuses request bodies over `max_bytes` with a 413, whether declared or streamed."""
+    """Refuses request bodies over `max_bytes` with a 413, whether declared or streamed.
+
+    A declared size is refused here; a streamed body that grows past the limit raises
+    `PayloadTooLarge` where the app reads it, so the app's own error handler answers.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, body: ErrorBody = _default_body) -> None:
         self.app = app
@@ -46,21 +48,10 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise BodyTooLarge
+                raise PayloadTooLarge(f"the request body is over {self.max_bytes} bytes")
             return message
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+        await self.app(scope, limited, send)
 
     async def _refuse(self, send: Send) -> None:
         payload = orjson.dumps(self.body(f"the request body is over {self.max_bytes} bytes"))

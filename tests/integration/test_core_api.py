@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 def sse(lines: list[str]) -> list[dict[str, Any]]:
     """Parse an SSE body into events with their id, type and data."""
-    events, current = [], {}
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
     for line in [*lines, ""]:
         if not line:
             if current:

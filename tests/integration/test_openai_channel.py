@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
@@ -110,9 +112,9 @@ def test_history_that_matches_a_stored_chat_continues_it(
     stack: Stack, upstream: MockUpstream
 ) -> None:
     c = client(stack)
-    first = [{"role": "system", "content": "S"}, {"role": "user", "content": "one"}]
+    first: list[Any] = [{"role": "system", "content": "S"}, {"role": "user", "content": "one"}]
     reply = c.chat.completions.create(model="mock-gpt", messages=first)
-    second = [*first, {"role": "assistant", "content": reply.choices[0].message.content}]
+    second: list[Any] = [*first, {"role": "assistant", "content": reply.choices[0].message.content}]
     c.chat.completions.create(
         model="mock-gpt", messages=[*second, {"role": "user", "content": "two"}]
     )
@@ -133,7 +135,7 @@ def test_history_that_matches_a_stored_chat_continues_it(
 
 
 def test_history_that_matches_nothing_is_stored_as_a_new_chat(stack: Stack) -> None:
-    history = [
+    history: list[Any] = [
         {"role": "user", "content": "earlier"},
         {"role": "assistant", "content": "an answer patchbay never gave"},
         {"role": "user", "content": "now"},

@@ -211,6 +211,7 @@ def up(ctx: typer.Context) -> None:
         _show_table(modules, settings)
         if key:
             _show_admin_key(key)
+        console.print("Ctrl-C stops everything.")
         while not stopping:
             for module in modules:
                 if module.exited():
@@ -233,4 +234,3 @@ def _show_table(modules: list[_Module], settings: Settings) -> None:
     console.print(table)
     console.print(f"OpenAI base URL: [bold]{modules[1].url}/v1[/]")
     console.print(f"data: {settings.data_dir}   llm logs: {settings.llm_log_path}")
-    console.print("Ctrl-C stops everything.")

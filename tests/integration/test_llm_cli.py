@@ -1,0 +1,92 @@
+"""The seed's own use case: the `llm` CLI talks to patchbay, and `llm logs` reads patchbay's log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.stack import Stack
+from tests.support.upstream import MockUpstream
+
+pytestmark = pytest.mark.integration
+
+LLM = str(Path(sys.executable).with_name("llm"))
+
+
+def run_llm(user_dir: Path, *args: str) -> str:
+    env = {**os.environ, "LLM_USER_PATH": str(user_dir), "LLM_LOAD_PLUGINS": ""}
+    done = subprocess.run([LLM, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def llm_user_dir(tmp_path: Path, stack: Stack) -> Path:
+    user_dir = tmp_path / "llm-client"
+    user_dir.mkdir()
+    (user_dir / "extra-openai-models.yaml").write_text(
+        "- model_id: patchbay\n"
+        "  model_name: mock-gpt\n"
+        f"  api_base: {stack.openai_url}/v1\n"
+        "  api_key_name: patchbay\n"
+    )
+    run_llm(user_dir, "keys", "set", "patchbay", "--value", stack.admin_key)
+    return user_dir
+
+
+def test_llm_cli_chats_through_patchbay(
+    stack: Stack, upstream: MockUpstream, llm_user_dir: Path
+) -> None:
+    assert run_llm(llm_user_dir, "-m", "patchbay", "hello there").strip() == upstream.reply
+    assert run_llm(llm_user_dir, "-c", "and again").strip() == upstream.reply
+    assert (
+        run_llm(llm_user_dir, "-m", "patchbay", "--no-stream", "once more").strip()
+        == upstream.reply
+    )
+    with stack.admin() as core:
+        chats = core.get("/v1/chats").json()
+        first = core.get(f"/v1/chats/{chats[-1]['id']}/messages").json()
+    assert len(chats) == 2  # `llm -c` continued the first chat instead of copying it
+    assert [m["content"] for m in first if m["role"] == "user"] == ["hello there", "and again"]
+
+
+def logged(path: Path, count: int) -> list[dict[str, Any]]:
+    """The `llm logs --json` entries of the log database, once `count` of them are written."""
+    deadline = time.monotonic() + 10
+    while True:
+        entries: list[dict[str, Any]] = []
+        if path.exists():
+            entries = json.loads(
+                run_llm(path.parent / "client", "logs", "-d", str(path), "--json", "-n", "0")
+            )
+        if len(entries) >= count or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.1)
+
+
+def test_every_call_is_in_the_llm_logs_database(stack: Stack, upstream: MockUpstream) -> None:
+    key = {"Authorization": f"Bearer {stack.admin_key}"}
+    for text in ("first question", "second question"):
+        body = {"model": "mock-gpt", "messages": [{"role": "user", "content": text}]}
+        httpx.post(
+            f"{stack.openai_url}/v1/chat/completions", json=body, headers=key
+        ).raise_for_status()
+    log = stack.settings.llm_log_path
+    (log.parent / "client").mkdir(exist_ok=True)
+    entries = logged(log, 2)
+    assert sorted(e["prompt"] for e in entries) == ["first question", "second question"]
+    for entry in entries:
+        assert entry["model"] == "mock-gpt"
+        assert entry["response"] == upstream.reply
+        assert (entry["input_tokens"], entry["output_tokens"]) == (7, 5)
+        assert entry["duration_ms"] >= 0
+    text = run_llm(log.parent / "client", "logs", "-d", str(log), "-u")
+    assert "first question" in text and "Token usage" in text

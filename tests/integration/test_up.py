@@ -1,0 +1,88 @@
+"""`patchbay up` the way a user runs it: real processes, the real embedded model, the CLI."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY
+from tests.support.up import PATCHBAY, patchbay_up, up_env
+
+pytestmark = pytest.mark.integration
+
+KEY_PATTERN = re.compile(r"pb-[A-Za-z0-9_-]{40,}")
+
+
+def port_open(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def test_first_start_prints_the_admin_key_once(tmp_path: Path) -> None:
+    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false")
+    with patchbay_up(env) as up:
+        first = "".join(up.output)
+    assert "patchbay is up" in first
+    keys = KEY_PATTERN.findall(first)
+    assert len(keys) == 1
+    with patchbay_up(env) as up:
+        again = "".join(up.output)
+        me = up.cli("users", "list", key=keys[0])
+    assert "patchbay is up" in again
+    assert not KEY_PATTERN.findall(again)
+    assert me.returncode == 0 and "admin" in me.stdout
+    assert keys[0] not in (tmp_path / "patchbay.db").read_bytes().decode("latin-1")
+
+
+def test_stop_leaves_no_module_running(tmp_path: Path) -> None:
+    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    with patchbay_up(env) as up:
+        assert port_open(up.core_url) and port_open(up.openai_url)
+    assert up.process.returncode == 0
+    assert not port_open(up.core_url) and not port_open(up.openai_url)
+
+
+def test_a_module_that_cannot_start_fails_up_with_a_reason(tmp_path: Path) -> None:
+    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env["PATCHBAY_OPENAI__PORT"])))
+        taken.listen()
+        done = subprocess.run([PATCHBAY, "up"], env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1
+    assert "openai did not start" in done.stderr
+    assert "address already in use" in done.stderr.lower()
+    assert not port_open(f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}")
+
+
+@pytest.mark.slow
+def test_embedded_model_answers_offline_and_the_cli_works(tmp_path: Path) -> None:
+    env = up_env(tmp_path, PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    with patchbay_up(env) as up:
+        client = openai.OpenAI(base_url=up.openai_url + "/v1", api_key=ADMIN_KEY, max_retries=0)
+        assert [m.id for m in client.models.list()] == ["qwen2.5-coder-0.5b"]
+        answer = client.chat.completions.create(
+            model="default",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            temperature=0,
+            max_tokens=20,
+        )
+        assert "Paris" in (answer.choices[0].message.content or "")
+        assert answer.usage is not None and answer.usage.completion_tokens > 0
+        chat = up.cli("chat", "Reply with the single word: yes", key=ADMIN_KEY)
+        assert chat.returncode == 0, chat.stderr
+        assert "qwen2.5-coder-0.5b" in chat.stdout
+        created = up.cli("users", "create", "carol", key=ADMIN_KEY)
+        carol_key = KEY_PATTERN.findall(created.stdout)
+        assert created.returncode == 0 and len(carol_key) == 1
+        models = up.cli("models", "list", key=carol_key[0])
+        assert "qwen2.5-coder-0.5b" in models.stdout
+        forbidden = up.cli("users", "list", key=carol_key[0])
+        assert forbidden.returncode == 1 and "permission_denied" in forbidden.stderr
+        no_key = up.cli("models", "list")
+        assert no_key.returncode == 2 and "PATCHBAY_API_KEY" in no_key.stderr

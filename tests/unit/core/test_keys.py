@@ -1,0 +1,33 @@
+"""API keys are hashed; provider secrets are encrypted with a key only this installation has."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from patchbay.core.keys import SecretBox, hash_api_key, load_or_create_secret, new_api_key
+from patchbay.errors import InvalidRequest
+
+
+def test_api_keys_are_random_and_hashed() -> None:
+    a, b = new_api_key(), new_api_key()
+    assert a != b and a.startswith("pb-")
+    assert hash_api_key(a) == hash_api_key(a) != hash_api_key(b)
+    assert a not in hash_api_key(a)
+
+
+def test_secret_box_round_trips_and_refuses_another_secret() -> None:
+    token = SecretBox("one").encrypt("sk-live")
+    assert "sk-live" not in token
+    assert SecretBox("one").decrypt(token) == "sk-live"
+    with pytest.raises(InvalidRequest, match="secret key changed"):
+        SecretBox("two").decrypt(token)
+
+
+def test_secret_is_created_once_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "dir" / "secret_key"
+    first = load_or_create_secret(path)
+    assert load_or_create_secret(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
