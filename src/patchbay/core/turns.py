@@ -49,6 +49,7 @@ class _RunState:
     """A running job's progress: the answer so far, the last event number, the timings."""
 
     started: float
+    started_at: datetime
     seq: int = 1
     ttft: float | None = None
     parts: list[str] = field(default_factory=list)
@@ -168,7 +169,7 @@ class TurnEngine:
         try:
             await self._queue.submit(spec)
         except QueueFull as exc:
-            await self._fail(spec, _RunState(started=time.monotonic()), exc)
+            await self._fail(spec, _RunState(started=time.monotonic(), started_at=now), exc)
             raise
         return TurnRead(
             chat_id=context.chat_id,
@@ -200,12 +201,7 @@ class TurnEngine:
     async def run(self, job: JobSpec) -> None:
         """Run one job to its end: the queue's handler."""
         job_id_var.set(job.job_id)
-        state = _RunState(started=time.monotonic())
-        async with self._db.begin() as conn:
-            await job_rows.update_job(
-                conn, job.job_id, status="running", started_at=datetime.now(UTC), attempts=1
-            )
-            await chat_rows.update_message(conn, job.message_id, status="streaming")
+        state = _RunState(started=time.monotonic(), started_at=datetime.now(UTC))
         try:
             target = await self._catalog.resolve(job.model)
             generation = await self._registry.start_generation(
@@ -246,8 +242,17 @@ class TurnEngine:
             )
             if now >= checkpoint_at:
                 checkpoint_at = now + self._settings.checkpoint_interval_s
-                async with self._db.begin() as conn:
-                    await chat_rows.update_message(conn, job.message_id, content=state.content)
+                await self._checkpoint(job, state)
+
+    async def _checkpoint(self, job: JobSpec, state: _RunState) -> None:
+        """Save the answer so far, so a crash or a reader sees it grow."""
+        async with self._db.begin() as conn:
+            await chat_rows.update_message(
+                conn, job.message_id, content=state.content, status="streaming"
+            )
+            await job_rows.update_job(
+                conn, job.job_id, status="running", started_at=state.started_at, attempts=1
+            )
 
     async def _complete(self, job: JobSpec, state: _RunState, generation: Generation) -> None:
         content = state.content
@@ -268,7 +273,13 @@ class TurnEngine:
                 updated_at=now,
             )
             await job_rows.update_job(
-                conn, job.job_id, status="done", finished_at=now, last_seq=state.seq + 1
+                conn,
+                job.job_id,
+                status="done",
+                started_at=state.started_at,
+                finished_at=now,
+                attempts=1,
+                last_seq=state.seq + 1,
             )
         self._registry.log(generation)
         await self._bus.publish(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from patchbay.schemas.chats import ChatRead, MessageRead, Timings, Usage
@@ -101,13 +101,20 @@ async def list_chats(
     return [_chat(row).read() for row in rows]
 
 
+# Statements built once: on the hot path, building them costs more than running them.
+_INSERT_CHAT = chats.insert()
+_UPDATE_CHAT = update(chats).where(chats.c.id == bindparam("b_id"))
+_INSERT_MESSAGE = messages.insert()
+_UPDATE_MESSAGE = update(messages).where(messages.c.id == bindparam("b_id"))
+
+
 async def insert_chat(conn: AsyncConnection, record: ChatRecord) -> None:
-    await conn.execute(chats.insert().values(**_fields(record)))
+    await conn.execute(_INSERT_CHAT, _fields(record))
 
 
 async def update_chat(conn: AsyncConnection, chat_id: str, **values: object) -> None:
     values.setdefault("updated_at", datetime.now(UTC))
-    await conn.execute(update(chats).where(chats.c.id == chat_id).values(**values))
+    await conn.execute(_UPDATE_CHAT, {"b_id": chat_id, **values})
 
 
 async def delete_chat(conn: AsyncConnection, chat_id: str) -> None:
@@ -150,12 +157,12 @@ def message_row(
 
 async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
     if rows:
-        await conn.execute(messages.insert(), list(rows))
+        await conn.execute(_INSERT_MESSAGE, list(rows))
 
 
 async def update_message(conn: AsyncConnection, message_id: str, **values: object) -> None:
     values.setdefault("updated_at", datetime.now(UTC))
-    await conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+    await conn.execute(_UPDATE_MESSAGE, {"b_id": message_id, **values})
 
 
 async def find_message(conn: AsyncConnection, message_id: str) -> MessageRead | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,6 +53,9 @@ class Database:
         else:
             kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in its
+        # busy handler; queueing writers here instead keeps throughput up under concurrency.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
@@ -64,8 +68,12 @@ class Database:
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction, committed on success."""
         try:
-            async with self.engine.begin() as conn:
-                yield conn
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+            else:
+                async with self._write_lock, self.engine.begin() as conn:
+                    yield conn
         except (TimeoutError, OSError, DBAPIError) as exc:
             if _is_outage(exc):
                 raise _unavailable(exc) from exc

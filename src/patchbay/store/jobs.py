@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from patchbay.schemas.jobs import JobRead
@@ -31,12 +31,16 @@ def job_row(
     }
 
 
+_INSERT_JOB = jobs.insert()
+_UPDATE_JOB = update(jobs).where(jobs.c.id == bindparam("b_id"))
+
+
 async def insert_job(conn: AsyncConnection, row: dict[str, object]) -> None:
-    await conn.execute(jobs.insert().values(**row))
+    await conn.execute(_INSERT_JOB, row)
 
 
 async def update_job(conn: AsyncConnection, job_id: str, **values: object) -> None:
-    await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+    await conn.execute(_UPDATE_JOB, {"b_id": job_id, **values})
 
 
 async def find_job(conn: AsyncConnection, job_id: str) -> tuple[JobRead, str, int | None] | None:

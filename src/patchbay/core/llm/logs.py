@@ -1,93 +1,141 @@
 """Writes every model call to an `llm` logs database in `llm`'s own schema, off the request path.
 
-Calls are queued and a background thread stores them in batches, one transaction per batch, with
-`llm`'s own `LogStore`, so `llm logs -d PATH` lists them exactly as it lists its own.
+The core turns each finished response into a small JSON-safe record (`llm`'s own `to_dict()` plus
+the timing and conversation it leaves out) and queues it to a writer process, which rebuilds the
+response and stores it in batches with `llm`'s `LogStore`, so `llm logs -d PATH` lists it exactly
+as it lists its own. A process rather than a thread: storing a call costs milliseconds of CPU, and
+in a thread that time would be taken from the event loop through the GIL.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import queue
-import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-from llm.logs import LogStore
+import llm
+from pydantic import ConfigDict
 
 logger = logging.getLogger(__name__)
 
-_STOP = object()
+
+def log_record(response: Any) -> dict[str, Any]:
+    """What the writer needs to store one finished `llm.AsyncResponse`."""
+    started = response._start_utcnow
+    return {
+        "response": response.to_dict(),
+        "conversation_id": response.conversation.id if response.conversation else None,
+        "duration_ms": int(((response._end or 0) - (response._start or 0)) * 1000),
+        "datetime_utc": started.isoformat() if started else None,
+        "response_json": response.response_json,
+        "resolved_model": response.resolved_model,
+    }
 
 
 class LlmLogWriter:
-    """A queue of finished `llm` responses and the thread that stores them."""
+    """The queue to the writer process, and the process itself."""
 
     def __init__(self, path: Path, *, batch_size: int, flush_interval_s: float) -> None:
         self.path = path
         self._batch_size = batch_size
         self._interval = flush_interval_s
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._written = 0
-        self._flushed = threading.Condition()
+        self._context = multiprocessing.get_context("spawn")
+        self._queue: Any = None
+        self._process: Any = None
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._run, name="llm-log-writer", daemon=True)
-        self._thread.start()
+        self._queue = self._context.Queue()
+        self._process = self._context.Process(
+            target=write_forever,
+            args=(str(self.path), self._queue, self._batch_size, self._interval),
+            name="patchbay-llm-log",
+            daemon=True,
+        )
+        self._process.start()
 
     def submit(self, response: Any) -> None:
         """Queue a finished `llm.AsyncResponse`; never blocks."""
-        self._queue.put(response)
+        if self._queue is not None:
+            self._queue.put(log_record(response))
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Store what is queued, then stop."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout_s)
-            self._thread = None
+        """Store what is queued, then stop the writer."""
+        if self._process is None:
+            return
+        self._queue.put(None)
+        self._process.join(timeout_s)
+        if self._process.is_alive():
+            logger.warning("the llm log writer did not finish in %.0fs; stopping it", timeout_s)
+            self._process.kill()
+        self._queue.close()
+        self._process = None
 
-    def wait_written(self, count: int, timeout_s: float) -> bool:
-        """Block until `count` responses have been stored in total (for tests and shutdown)."""
-        with self._flushed:
-            return self._flushed.wait_for(lambda: self._written >= count, timeout_s)
 
-    def _run(self) -> None:
-        db = sqlite_utils.Database(self.path)
-        db.execute("PRAGMA journal_mode=WAL")
-        store = LogStore(db)
-        stopping = False
-        while not stopping:
-            batch, stopping = self._take_batch()
-            if batch:
-                self._write(db, store, batch)
-        db.close()
+class _LoggedModel(llm.Model):
+    """Stands in for the model that answered, so a logged response can be rebuilt anywhere."""
 
-    def _take_batch(self) -> tuple[list[Any], bool]:
-        first = self._queue.get()
-        if first is _STOP:
-            return [], True
-        batch = [first]
-        deadline = time.monotonic() + self._interval
-        while len(batch) < self._batch_size:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return batch, True
-            batch.append(item)
-        return batch, False
+    class Options(llm.Options):
+        model_config = ConfigDict(extra="allow")
 
-    def _write(self, db: sqlite_utils.Database, store: LogStore, batch: list[Any]) -> None:
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    def execute(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise NotImplementedError("a logged response is never executed again")
+
+
+def rebuild(record: dict[str, Any]) -> llm.Response:
+    """The `llm.Response` a record describes, with its timing and conversation."""
+    model = _LoggedModel(record["response"]["model"])
+    response = llm.Response.from_dict(record["response"], model=model)
+    response._start, response._end = 0.0, record["duration_ms"] / 1000
+    if record["datetime_utc"]:
+        response._start_utcnow = datetime.fromisoformat(record["datetime_utc"])
+    response.response_json = record["response_json"]
+    if record["resolved_model"]:
+        response.set_resolved_model(record["resolved_model"])
+    if record["conversation_id"]:
+        response.conversation = llm.Conversation(model=model, id=record["conversation_id"])
+    return response
+
+
+def write_forever(path: str, records: Any, batch_size: int, interval_s: float) -> None:
+    """The writer process: store records in batches until it receives None."""
+    import sqlite_utils
+    from llm.logs import LogStore
+
+    db = sqlite_utils.Database(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    store = LogStore(db)
+    stopping = False
+    while not stopping:
+        batch, stopping = _take_batch(records, batch_size, interval_s)
         try:
             with db.conn:
-                for response in batch:
-                    store.log(response._to_sync_response())
-        except Exception:
-            logger.exception("could not write %d calls to %s", len(batch), self.path)
-        with self._flushed:
-            self._written += len(batch)
-            self._flushed.notify_all()
+                for record in batch:
+                    store.log(rebuild(record))
+        except Exception:  # losing a log batch must not stop the writer
+            logger.exception("could not write %d calls to %s", len(batch), path)
+    db.close()
+
+
+def _take_batch(records: Any, batch_size: int, interval_s: float) -> tuple[list[Any], bool]:
+    first = records.get()
+    if first is None:
+        return [], True
+    batch = [first]
+    deadline = time.monotonic() + interval_s
+    while len(batch) < batch_size:
+        try:
+            item = records.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
