@@ -146,7 +146,7 @@ async def measure(
             await asyncio.sleep(PAUSE_S)
         say(
             f"  {target.name:<8} {reporting.SCENARIOS[scenario]:<38} {result.rps:>9,.0f} req/s"
-            f"  p50 {reporting._ms(result.p50_ms):>6} ms  errors {result.errors}"
+            f"  p50 {reporting.fmt_ms(result.p50_ms):>6} ms  errors {result.errors}"
         )
         results[scenario] = result.summary()
     if not proc.alive():
@@ -346,14 +346,14 @@ async def run(settings: Settings) -> int:
                 report["targets"]["litellm"] = {"status": "skipped", "note": litellm_note}
         mock_proc, mock_port = await start_mock(tmp)
         with stopping(mock_proc):
-            say(f"mock upstream on 127.0.0.1:{mock_port}")
+            mock_url = f"http://127.0.0.1:{mock_port}/v1"
+            say(f"mock upstream on {mock_url}")
             for name in settings.targets:
                 if report["targets"].get(name, {}).get("status") == "skipped":
                     continue
                 try:
                     if name == "mock":
-                        target = load.Target("mock", f"http://127.0.0.1:{mock_port}/v1",
-                                             "sk-mock", "gpt-mock")  # fmt: skip
+                        target = load.Target("mock", mock_url, "sk-mock", "gpt-mock")
                         scenarios = await measure(target, mock_proc, mock_proc, settings)
                         note = "the mock upstream called directly (baseline)"
                     else:

@@ -83,7 +83,7 @@ def derive(report: Report) -> dict[str, Any]:
     }
 
 
-def _ms(value: float | None) -> str:
+def fmt_ms(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
@@ -92,11 +92,11 @@ def _ms(value: float | None) -> str:
 def _row(label: str, target: str, row: dict[str, Any]) -> list[str]:
     ttft = "-"
     if row["ttft_p50_ms"] is not None:
-        ttft = f"{_ms(row['ttft_p50_ms'])} / {_ms(row['ttft_p99_ms'])}"
+        ttft = f"{fmt_ms(row['ttft_p50_ms'])} / {fmt_ms(row['ttft_p99_ms'])}"
     cpu_pct = row["cpu_pct"]
     cpu = " / ".join(f"{cpu_pct[key]:.0f}" if key in cpu_pct else "-" for key in CPU_COLUMNS)
     errors = f"[red]{row['errors']}[/red]" if row["errors"] else "0"
-    rps, p50, p99 = f"{row['rps']:,.0f}", _ms(row["p50_ms"]), _ms(row["p99_ms"])
+    rps, p50, p99 = f"{row['rps']:,.0f}", fmt_ms(row["p50_ms"]), fmt_ms(row["p99_ms"])
     return [label, target, rps, p50, p99, ttft, errors, cpu]
 
 
