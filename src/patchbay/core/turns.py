@@ -63,6 +63,13 @@ class _RunState:
         return Timings(ttft_ms=ttft, duration_ms=round((time.monotonic() - self.started) * 1000, 2))
 
 
+@dataclass(frozen=True, slots=True)
+class _TurnIds:
+    job: str
+    user_message: str
+    answer: str
+
+
 @dataclass(slots=True)
 class _Context:
     """Where a new user message goes and what the model sees before it."""
@@ -109,63 +116,30 @@ class TurnEngine:
         target = await self._catalog.resolve(turn.model)
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
+        # Once stored, a turn must reach the queue even if the caller goes away meanwhile.
+        return await asyncio.shield(self._accept(user, turn, target.name))
+
+    async def _accept(self, user: UserRead, turn: TurnCreate, model: str) -> TurnRead:
         now = datetime.now(UTC)
-        job_id, user_id, assistant_id = new_id(), new_id(), new_id()
-        async with self._db.begin() as conn:
+        ids = _TurnIds(job=new_id(), user_message=new_id(), answer=new_id())
+
+        async def store(conn: AsyncConnection) -> _Context:
             context = await self._context(conn, user, turn, now)
-            user_hash = chain_hash(context.parent_hash, "user", turn.text)
-            rows = [
-                *context.rows,
-                chat_rows.message_row(
-                    id=user_id,
-                    chat_id=context.chat_id,
-                    parent_id=context.parent_id,
-                    role="user",
-                    content=turn.text,
-                    status="complete",
-                    now=now,
-                    prefix_hash=user_hash,
-                ),
-                chat_rows.message_row(
-                    id=assistant_id,
-                    chat_id=context.chat_id,
-                    parent_id=user_id,
-                    role="assistant",
-                    content="",
-                    status="queued",
-                    now=now,
-                    model=target.name,
-                ),
-            ]
-            if context.new_chat is not None:
-                await chat_rows.insert_chat(conn, context.new_chat)
-            await chat_rows.insert_messages(conn, rows)
-            await job_rows.insert_job(
-                conn,
-                job_rows.job_row(
-                    id=job_id,
-                    chat_id=context.chat_id,
-                    message_id=assistant_id,
-                    user_id=user.id,
-                    model=target.name,
-                    queue=self._queue.name,
-                    now=now,
-                ),
-            )
-            await chat_rows.update_chat(
-                conn, context.chat_id, current_message_id=assistant_id, updated_at=now
-            )
+            await self._insert_turn(conn, context, user, turn, model, ids, now)
+            return context
+
+        context = await self._db.write(store)
         spec = JobSpec(
-            job_id=job_id,
+            job_id=ids.job,
             user_id=user.id,
             chat_id=context.chat_id,
-            message_id=assistant_id,
-            model=target.name,
+            message_id=ids.answer,
+            model=model,
             messages=(*context.history, ("user", turn.text)),
-            prefix_hash=user_hash,
+            prefix_hash=chain_hash(context.parent_hash, "user", turn.text),
             options=turn.options.model_dump(exclude_none=True),
         )
-        await self._bus.publish(JobEvent(job_id=job_id, seq=1, type="queued", model=target.name))
+        await self._bus.publish(JobEvent(job_id=ids.job, seq=1, type="queued", model=model))
         try:
             await self._queue.submit(spec)
         except QueueFull as exc:
@@ -173,11 +147,61 @@ class TurnEngine:
             raise
         return TurnRead(
             chat_id=context.chat_id,
-            job_id=job_id,
-            user_message_id=user_id,
-            assistant_message_id=assistant_id,
-            model=target.name,
+            job_id=ids.job,
+            user_message_id=ids.user_message,
+            assistant_message_id=ids.answer,
+            model=model,
         )
+
+    async def _insert_turn(
+        self,
+        conn: AsyncConnection,
+        context: _Context,
+        user: UserRead,
+        turn: TurnCreate,
+        model: str,
+        ids: _TurnIds,
+        now: datetime,
+    ) -> None:
+        """The user message, an empty answer and the job, in the transaction `conn` holds."""
+        chat_id = context.chat_id
+        rows = [
+            *context.rows,
+            chat_rows.message_row(
+                id=ids.user_message,
+                chat_id=chat_id,
+                parent_id=context.parent_id,
+                role="user",
+                content=turn.text,
+                status="complete",
+                now=now,
+                prefix_hash=chain_hash(context.parent_hash, "user", turn.text),
+            ),
+            chat_rows.message_row(
+                id=ids.answer,
+                chat_id=chat_id,
+                parent_id=ids.user_message,
+                role="assistant",
+                content="",
+                status="queued",
+                now=now,
+                model=model,
+            ),
+        ]
+        if context.new_chat is not None:
+            await chat_rows.insert_chat(conn, context.new_chat)
+        await chat_rows.insert_messages(conn, rows)
+        job = job_rows.job_row(
+            id=ids.job,
+            chat_id=chat_id,
+            message_id=ids.answer,
+            user_id=user.id,
+            model=model,
+            queue=self._queue.name,
+            now=now,
+        )
+        await job_rows.insert_job(conn, job)
+        await chat_rows.update_chat(conn, chat_id, current_message_id=ids.answer, updated_at=now)
 
     async def _context(
         self, conn: AsyncConnection, user: UserRead, turn: TurnCreate, now: datetime
@@ -246,20 +270,25 @@ class TurnEngine:
 
     async def _checkpoint(self, job: JobSpec, state: _RunState) -> None:
         """Save the answer so far, so a crash or a reader sees it grow."""
-        async with self._db.begin() as conn:
+        content = state.content
+
+        async def save(conn: AsyncConnection) -> None:
             await chat_rows.update_message(
-                conn, job.message_id, content=state.content, status="streaming"
+                conn, job.message_id, content=content, status="streaming"
             )
             await job_rows.update_job(
                 conn, job.job_id, status="running", started_at=state.started_at, attempts=1
             )
+
+        await self._db.write(save)
 
     async def _complete(self, job: JobSpec, state: _RunState, generation: Generation) -> None:
         content = state.content
         usage = Usage(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens)
         timings = state.timings()
         now = datetime.now(UTC)
-        async with self._db.begin() as conn:
+
+        async def save(conn: AsyncConnection) -> None:
             await chat_rows.update_message(
                 conn,
                 job.message_id,
@@ -281,19 +310,20 @@ class TurnEngine:
                 attempts=1,
                 last_seq=state.seq + 1,
             )
+
+        await self._db.write(save)
         self._registry.log(generation)
-        await self._bus.publish(
-            JobEvent(
-                job_id=job.job_id,
-                seq=state.seq + 1,
-                type="done",
-                content=content,
-                finish_reason=generation.finish_reason,
-                usage=usage,
-                timings=timings,
-                model=job.model,
-            )
+        done = JobEvent(
+            job_id=job.job_id,
+            seq=state.seq + 1,
+            type="done",
+            content=content,
+            finish_reason=generation.finish_reason,
+            usage=usage,
+            timings=timings,
+            model=job.model,
         )
+        await self._bus.publish(done)
         logger.info(
             "job %s done: %s, %s tokens out, %.0f ms",
             job.job_id,
@@ -305,23 +335,23 @@ class TurnEngine:
     async def _fail(self, job: JobSpec, state: _RunState, error: PatchbayError) -> None:
         """Keep the partial answer, marked failed with the reason, and tell the listeners."""
         now = datetime.now(UTC)
+        content = state.content
+
+        async def save(conn: AsyncConnection) -> None:
+            await chat_rows.update_message(
+                conn, job.message_id, content=content, status="failed", error=error.message
+            )
+            await job_rows.update_job(
+                conn,
+                job.job_id,
+                status="failed",
+                error=error.message,
+                finished_at=now,
+                last_seq=state.seq + 1,
+            )
+
         try:
-            async with self._db.begin() as conn:
-                await chat_rows.update_message(
-                    conn,
-                    job.message_id,
-                    content=state.content,
-                    status="failed",
-                    error=error.message,
-                )
-                await job_rows.update_job(
-                    conn,
-                    job.job_id,
-                    status="failed",
-                    error=error.message,
-                    finished_at=now,
-                    last_seq=state.seq + 1,
-                )
+            await self._db.write(save)
         except PatchbayError:
             logger.exception("could not store the failure of job %s", job.job_id)
         await self._bus.publish(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from patchbay.errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteOp = Callable[[AsyncConnection], Awaitable[T]]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -56,6 +59,8 @@ class Database:
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in its
         # busy handler; queueing writers here instead keeps throughput up under concurrency.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
@@ -79,6 +84,50 @@ class Database:
                 raise _unavailable(exc) from exc
             raise
 
+    async def write(self, op: WriteOp[T]) -> T:
+        """Run `op` in a write transaction and return its result once it is committed.
+
+        On SQLite, writes that arrive together share one transaction (group commit): one commit
+        and one turn of the lock for many turns. If the shared transaction fails, each op is run
+        again alone, so one op's error never fails another.
+        """
+        if self._write_lock is None:
+            async with self.begin() as conn:
+                return await op(conn)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        return await future
+
+    async def _write_batches(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._run_batch(batch)
+            except Exception:  # noqa: BLE001 - isolate the failing op by running each alone
+                for op, future in batch:
+                    await self._run_alone(op, future)
+                continue
+            for (_op, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _run_batch(self, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]) -> list[Any]:
+        async with self.begin() as conn:
+            return [await op(conn) for op, _future in batch]
+
+    async def _run_alone(self, op: WriteOp[Any], future: asyncio.Future[Any]) -> None:
+        try:
+            async with self.begin() as conn:
+                result = await op(conn)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller waiting on the future
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)
+
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads."""
@@ -91,6 +140,8 @@ class Database:
             raise
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.wait({self._writer}, timeout=10)
         await self.engine.dispose()
 
 
