@@ -9,6 +9,7 @@ while it grows, and stores the result, usage and timings when it ends, failed or
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -51,6 +52,8 @@ class _RunState:
     started: float
     started_at: datetime
     seq: int = 1
+    last_activity: float = 0.0
+    timed_out: bool = False
     ttft: float | None = None
     parts: list[str] = field(default_factory=list)
 
@@ -189,7 +192,8 @@ class TurnEngine:
             ),
         ]
         if context.new_chat is not None:
-            await chat_rows.insert_chat(conn, context.new_chat)
+            chat = dataclasses.replace(context.new_chat, current_message_id=ids.answer)
+            await chat_rows.insert_chat(conn, chat)
         await chat_rows.insert_messages(conn, rows)
         job = job_rows.job_row(
             id=ids.job,
@@ -201,7 +205,8 @@ class TurnEngine:
             now=now,
         )
         await job_rows.insert_job(conn, job)
-        await chat_rows.update_chat(conn, chat_id, current_message_id=ids.answer, updated_at=now)
+        if context.new_chat is None:
+            await chat_rows.update_chat(conn, chat_id, current_message_id=ids.answer, updated_at=now)
 
     async def _context(
         self, conn: AsyncConnection, user: UserRead, turn: TurnCreate, now: datetime
@@ -247,26 +252,32 @@ class TurnEngine:
     async def _stream(self, job: JobSpec, generation: Generation, state: _RunState) -> None:
         checkpoint_at = state.started + self._settings.checkpoint_interval_s
         idle = self._settings.upstream_timeout_s
-        deltas = generation.deltas()
-        while True:
-            try:
-                async with asyncio.timeout(idle):
-                    delta = await anext(deltas)
-            except StopAsyncIteration:
-                return
-            except TimeoutError as exc:
-                raise ProviderTimeout(f"{job.model} sent nothing for {idle:.0f}s") from exc
-            now = time.monotonic()
-            if state.ttft is None:
-                state.ttft = now - state.started
-            state.parts.append(delta)
-            state.seq += 1
-            await self._bus.publish(
-                JobEvent(job_id=job.job_id, seq=state.seq, type="running", delta=delta)
-            )
-            if now >= checkpoint_at:
-                checkpoint_at = now + self._settings.checkpoint_interval_s
-                await self._checkpoint(job, state)
+        this = asyncio.current_task()
+        assert this is not None  # noqa: S101 - always inside the queue's task
+        watchdog = asyncio.create_task(_watch_idle(state, this, idle))
+        try:
+            async for delta in generation.deltas():
+                now = time.monotonic()
+                state.last_activity = now
+                if state.ttft is None:
+                    state.ttft = now - state.started
+                state.parts.append(delta)
+                state.seq += 1
+                await self._bus.publish(
+                    JobEvent.model_construct(
+                        job_id=job.job_id, seq=state.seq, type="running", delta=delta
+                    )
+                )
+                if now >= checkpoint_at:
+                    checkpoint_at = now + self._settings.checkpoint_interval_s
+                    await self._checkpoint(job, state)
+        except asyncio.CancelledError as exc:
+            if not state.timed_out:
+                raise
+            this.uncancel()
+            raise ProviderTimeout(f"{job.model} sent nothing for {idle:.0f}s") from exc
+        finally:
+            watchdog.cancel()
 
     async def _checkpoint(self, job: JobSpec, state: _RunState) -> None:
         """Save the answer so far, so a crash or a reader sees it grow."""
@@ -427,6 +438,18 @@ class TurnEngine:
             error=ErrorInfo(code="job_failed", message=reason),
             model=job.model,
         )
+
+
+async def _watch_idle(state: _RunState, task: asyncio.Task[object], idle_s: float) -> None:
+    """Cancel `task` once the model has sent nothing for `idle_s` (one timer per job, not per token)."""
+    state.last_activity = time.monotonic()
+    while True:
+        remaining = state.last_activity + idle_s - time.monotonic()
+        if remaining <= 0:
+            state.timed_out = True
+            task.cancel()
+            return
+        await asyncio.sleep(remaining)
 
 
 async def _continue(conn: AsyncConnection, chat_id: str, leaf_id: str | None) -> _Context:

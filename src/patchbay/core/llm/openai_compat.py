@@ -104,31 +104,36 @@ class OpenAICompatModel(llm.AsyncModel):
 async def _read_stream(
     http: aiohttp.ClientResponse, response: llm.AsyncResponse
 ) -> AsyncGenerator[str, None]:
-    finished = False
-    async for raw in http.content:
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            finished = True
-            break
-        chunk = _parse(data)
-        if "error" in chunk:
-            raise ProviderError(f"the upstream failed: {_error_message(chunk)}")
-        usage = chunk.get("usage")
-        if usage:
-            response.set_usage(
-                input=usage.get("prompt_tokens"), output=usage.get("completion_tokens")
-            )
-        for choice in chunk.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                yield content
-            if choice.get("finish_reason"):
-                response.response_json = {"finish_reason": choice["finish_reason"]}
-    if not finished:
-        raise ProviderProtocolError("the upstream closed the stream before [DONE]")
+    buffer = b""
+    async for data in http.content.iter_any():
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                return
+            for delta in _deltas(_parse(payload), response):
+                yield delta
+    raise ProviderProtocolError("the upstream closed the stream before [DONE]")
+
+
+def _deltas(chunk: dict[str, Any], response: llm.AsyncResponse) -> list[str]:
+    """The text in one streamed chunk; records usage and the finish reason on the way."""
+    if "error" in chunk:
+        raise ProviderError(f"the upstream failed: {_error_message(chunk)}")
+    usage = chunk.get("usage")
+    if usage:
+        response.set_usage(input=usage.get("prompt_tokens"), output=usage.get("completion_tokens"))
+    deltas = []
+    for choice in chunk.get("choices") or ():
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            deltas.append(content)
+        if choice.get("finish_reason"):
+            response.response_json = {"finish_reason": choice["finish_reason"]}
+    return deltas
 
 
 def _parse(data: bytes) -> dict[str, Any]:
