@@ -86,3 +86,13 @@ def test_embedded_model_answers_offline_and_the_cli_works(tmp_path: Path) -> Non
         assert forbidden.returncode == 1 and "permission_denied" in forbidden.stderr
         no_key = up.cli("models", "list")
         assert no_key.returncode == 2 and "PATCHBAY_API_KEY" in no_key.stderr
+        gguf = tmp_path / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+        added = up.cli("models", "add-gguf", str(gguf), "--name", "qwen-by-path", key=ADMIN_KEY)
+        assert added.returncode == 0, added.stderr
+        by_path = client.chat.completions.create(
+            model="qwen-by-path",
+            messages=[{"role": "user", "content": "What is 2 + 2? Answer with a number."}],
+            temperature=0,
+            max_tokens=10,
+        )
+        assert "4" in (by_path.choices[0].message.content or "")
