@@ -105,8 +105,8 @@ class CoreClient:
     @asynccontextmanager
     async def stream_turn(
         self, turn: TurnCreate, *, key: str | None = None
-    ) -> AsyncIterator[tuple[TurnRead, AsyncIterator[JobEvent]]]:
-        """Start a turn and follow its events as they happen."""
+    ) -> AsyncIterator[tuple[TurnRead, AsyncIterator[list[JobEvent]]]]:
+        """Start a turn and follow its events as they happen, in batches."""
         async with self._request(
             "POST", "/v1/turns", key=key, body=turn, Accept="text/event-stream"
         ) as response:
@@ -118,31 +118,38 @@ class CoreClient:
                 assistant_message_id=h["X-Patchbay-Message-Id"],
                 model=h["X-Patchbay-Model"],
             )
-            yield created, _events(response, self.base_url)
+            yield created, _batches(response, self.base_url)
 
     @asynccontextmanager
     async def job_events(
         self, job_id: str, *, after: int = 0, key: str | None = None
-    ) -> AsyncIterator[AsyncIterator[JobEvent]]:
-        """Follow a job's events from just after `after` (resume)."""
+    ) -> AsyncIterator[AsyncIterator[list[JobEvent]]]:
+        """Follow a job's events from just after `after` (resume), in batches."""
         async with self._request(
             "GET", f"/v1/jobs/{job_id}/events", key=key, **{"Last-Event-ID": str(after)}
         ) as response:
-            yield _events(response, self.base_url)
+            yield _batches(response, self.base_url)
 
 
-async def _events(response: aiohttp.ClientResponse, base_url: str) -> AsyncIterator[JobEvent]:
-    data: list[bytes] = []
+async def _batches(
+    response: aiohttp.ClientResponse, base_url: str
+) -> AsyncIterator[list[JobEvent]]:
+    """The SSE events of a response, in batches of those that arrived together."""
+    buffer = b""
     try:
-        async for raw in response.content:
-            line = raw.rstrip(b"\r\n")
-            if line.startswith(b"data:"):
-                data.append(line[5:].lstrip())
-            elif not line and data:
-                yield JobEvent.model_validate_json(b"\n".join(data))
-                data = []
+        async for data in response.content.iter_any():
+            buffer += data.replace(b"\r\n", b"\n")
+            *blocks, buffer = buffer.split(b"\n\n")
+            batch = [event for event in map(_event, blocks) if event is not None]
+            if batch:
+                yield batch
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
         raise CoreUnavailable(f"the core at {base_url} broke off the event stream") from exc
+
+
+def _event(block: bytes) -> JobEvent | None:
+    data = [line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")]
+    return JobEvent.model_validate_json(b"\n".join(data)) if data else None
 
 
 def _dump(body: Any) -> bytes:

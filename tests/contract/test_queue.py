@@ -108,7 +108,7 @@ class EventBusContract:
             await bus.publish(event("j", seq))
 
         async def listen() -> list[int]:
-            return [e.seq async for e in bus.subscribe("j", after=1)]
+            return [e.seq async for batch in bus.subscribe("j", after=1) for e in batch]
 
         listener = asyncio.create_task(listen())
         await asyncio.sleep(0.01)
@@ -117,10 +117,19 @@ class EventBusContract:
         await bus.publish(event("j", 6))  # nothing after the terminal event is delivered
         assert await asyncio.wait_for(listener, 5) == [2, 3, 4, 5]
 
+    async def test_events_ready_together_come_as_one_batch(self) -> None:
+        bus = self.make(retention_s=60)
+        for seq in (1, 2, 3):
+            await bus.publish(event("j", seq))
+        await bus.publish(event("j", 4, "done"))
+        batches = [[e.seq for e in batch] async for batch in bus.subscribe("j")]
+        assert batches == [[1, 2, 3, 4]]
+        assert [b async for b in bus.subscribe("j", after=4)] == []
+
     async def test_unknown_jobs_end_at_once(self) -> None:
         bus = self.make(retention_s=60)
         assert not bus.knows("nobody")
-        assert [e async for e in bus.subscribe("nobody")] == []
+        assert [batch async for batch in bus.subscribe("nobody")] == []
 
     async def test_finished_jobs_are_forgotten_after_retention(self) -> None:
         bus = self.make(retention_s=0.01)
@@ -134,7 +143,7 @@ class EventBusContract:
         await bus.publish(event("j", 1, "queued"))
 
         async def listen() -> list[int]:
-            return [e.seq async for e in bus.subscribe("j")]
+            return [e.seq async for batch in bus.subscribe("j") for e in batch]
 
         listeners = [asyncio.create_task(listen()) for _ in range(50)]
         await asyncio.sleep(0.01)

@@ -51,7 +51,7 @@ async def add_echo(hub: Hub) -> None:
 
 
 async def outcome(hub: Hub, job_id: str) -> JobEvent:
-    events = [event async for event in hub.turns.follow(job_id)]
+    events = [event async for batch in hub.turns.follow(job_id) for event in batch]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     return events[-1]
 

@@ -47,6 +47,7 @@ def test_non_streaming_completion_has_openai_shape(stack: Stack, upstream: MockU
     assert result.usage is not None
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (7, 5)
     sent = upstream.requests[-1]
+    assert sent["stream"] is False  # nobody waits token by token, so the upstream is not asked to
     assert sent["model"] == "gpt-mock"
     assert (sent["temperature"], sent["max_tokens"]) == (0.2, 50)
 
@@ -70,6 +71,7 @@ def test_streaming_completion_ends_with_usage_and_done(
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
     assert len({c.id for c in chunks}) == 1
     assert upstream.requests[-1]["stop"] == ["END"]
+    assert upstream.requests[-1]["stream"] is True
     assert upstream.requests[-1]["messages"][0] == {"role": "system", "content": "Be brief."}
 
 

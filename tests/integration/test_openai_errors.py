@@ -147,6 +147,16 @@ def test_upstream_breaking_off_mid_stream_keeps_partial_answer(
     assert post(stack, {"model": "mock-gpt", "messages": HI}).status_code == 200
 
 
+@pytest.mark.parametrize("mode", ["garbage", "cut"])
+def test_upstream_garbage_without_streaming_gets_502(
+    stack: Stack, upstream: MockUpstream, mode: str
+) -> None:
+    upstream.mode = mode
+    response = post(stack, {"model": "mock-gpt", "messages": HI})
+    assert_openai_error(response, 502, "upstream_protocol_error")
+    assert last_answer(stack)["status"] == "failed"
+
+
 def test_queue_full_gets_429_with_retry_after(stack: Stack) -> None:
     stack.settings.jobs.max_depth = 0
     response = post(stack, {"model": "mock-gpt", "messages": HI})

@@ -1,8 +1,8 @@
 """A stand-in for an OpenAI-compatible upstream that speaks the real wire format.
 
-Its `mode` says how it behaves: `ok` (streams the words of `reply`), `slow` (waits before the
-first token), `garbage` (breaks off mid-stream with invalid JSON), `error` (answers 500), `cut`
-(closes the stream before `[DONE]`). It records every request body it receives.
+Its `mode` says how it behaves: `ok` (answers `reply`, streamed word by word when asked to
+stream), `slow` (waits `delay_s` first), `garbage` (breaks off with invalid JSON), `error`
+(answers 500), `cut` (closes the stream before `[DONE]`). It records every request it receives.
 """
 
 from __future__ import annotations
@@ -56,7 +56,31 @@ class MockUpstream:
             return
         if self.mode == "slow":
             await asyncio.sleep(self.delay_s)
-        await self._stream(send, request)
+        if request.get("stream"):
+            await self._stream(send, request)
+        else:
+            await self._complete(send)
+
+    async def _complete(self, send: Any) -> None:
+        if self.mode in ("garbage", "cut"):
+            await _send(send, 200, b'{"choices": [{"message": ', "application/json")
+            return
+        words = len(self.reply.split(" "))
+        body = {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "mock",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.reply},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 7, "completion_tokens": words, "total_tokens": 7 + words},
+        }
+        await _send(send, 200, json.dumps(body).encode(), "application/json")
 
     async def _stream(self, send: Any, request: dict[str, Any]) -> None:
         await send(

@@ -16,9 +16,9 @@ def encode(event: JobEvent) -> bytes:
     return f"id: {event.seq}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 
-async def encode_all(events: AsyncIterator[JobEvent]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield encode(event)
+async def encode_all(batches: AsyncIterator[list[JobEvent]]) -> AsyncIterator[bytes]:
+    async for batch in batches:
+        yield b"".join(encode(event) for event in batch)
 
 
 def resume_point(request: Request, after: int | None) -> int:

@@ -19,13 +19,14 @@ def chat(
     turn = TurnCreate(channel="cli", text=text, model=model, chat_id=chat_id)
 
     async def action(client: CoreClient) -> str | None:
-        async with client.stream_turn(turn) as (created, events):
-            async for event in events:
-                if event.type == "running" and event.delta:
-                    console.print(event.delta, end="", markup=False, highlight=False)
-                elif event.type == "failed" and event.error:
-                    console.print()
-                    return f"{event.error.code}: {event.error.message}"
+        async with client.stream_turn(turn) as (created, batches):
+            async for batch in batches:
+                for event in batch:
+                    if event.type == "running" and event.delta:
+                        console.print(event.delta, end="", markup=False, highlight=False)
+                    elif event.type == "failed" and event.error:
+                        console.print()
+                        return f"{event.error.code}: {event.error.message}"
             console.print()
             console.print(f"[dim]chat {created.chat_id} · {created.model}[/]")
         return None

@@ -141,6 +141,7 @@ class TurnEngine:
             messages=(*context.history, ("user", turn.text)),
             prefix_hash=chain_hash(context.parent_hash, "user", turn.text),
             options=turn.options.model_dump(exclude_none=True),
+            stream=turn.stream,
         )
         await self._bus.publish(JobEvent(job_id=ids.job, seq=1, type="queued", model=model))
         try:
@@ -206,7 +207,9 @@ class TurnEngine:
         )
         await job_rows.insert_job(conn, job)
         if context.new_chat is None:
-            await chat_rows.update_chat(conn, chat_id, current_message_id=ids.answer, updated_at=now)
+            await chat_rows.update_chat(
+                conn, chat_id, current_message_id=ids.answer, updated_at=now
+            )
 
     async def _context(
         self, conn: AsyncConnection, user: UserRead, turn: TurnCreate, now: datetime
@@ -238,6 +241,7 @@ class TurnEngine:
                 conversation_id=job.chat_id,
                 messages=list(job.messages),
                 options=job.options,
+                stream=job.stream,
             )
             await self._stream(job, generation, state)
         except PatchbayError as exc:
@@ -386,20 +390,20 @@ class TurnEngine:
 
     async def events(
         self, user: UserRead, job_id: str, *, after: int = 0
-    ) -> AsyncIterator[JobEvent]:
+    ) -> AsyncIterator[list[JobEvent]]:
         """A job's events after `after`: replayed, then live; from the store once it is long done."""
         await self.job(user, job_id)
         return self.follow(job_id, after=after)
 
-    async def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[JobEvent]:
-        """Events of a job the caller may see (no ownership check)."""
+    async def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        """Batches of events of a job the caller may see (no ownership check)."""
         if self._bus.knows(job_id):
-            async for event in self._bus.subscribe(job_id, after=after):
-                yield event
+            async for batch in self._bus.subscribe(job_id, after=after):
+                yield batch
             return
         stored = await self._stored_outcome(job_id, after)
         if stored is not None and stored.seq > after:
-            yield stored
+            yield [stored]
 
     async def _stored_outcome(self, job_id: str, after: int) -> JobEvent | None:
         """The terminal event of a job whose events are no longer in memory, from the store.

@@ -21,6 +21,7 @@ class JobSpec:
     messages: tuple[tuple[str, str], ...]  # (role, content), oldest first; the last is the prompt
     prefix_hash: str  # of the conversation up to the prompt
     options: dict[str, object] = field(default_factory=dict)
+    stream: bool = True  # ask the model for tokens as they come
 
 
 JobHandler = Callable[[JobSpec], Awaitable[None]]
@@ -46,10 +47,12 @@ class EventBus(Protocol):
     async def publish(self, event: JobEvent) -> None:
         """Deliver an event to every listener of its job, in sequence order."""
 
-    def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[JobEvent]:
+    def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
         """Every event of the job with `seq > after`, then the live ones, until a terminal event.
 
-        Ends at once when the bus holds nothing for the job (unknown, or finished long ago).
+        Events come in batches of those that are ready together, so a listener that forwards
+        them pays once per batch, not once per token. Ends at once when the bus holds nothing
+        for the job (unknown, or finished long ago).
         """
 
     def knows(self, job_id: str) -> bool:

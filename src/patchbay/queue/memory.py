@@ -95,19 +95,23 @@ class MemoryEventBus:
                 self._retention_s, self._logs.pop, event.job_id, None
             )
 
-    async def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[JobEvent]:
+    async def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
         log = self._logs.get(job_id)
         if log is None:
             return
         index = 0
         while True:
-            while index < len(log.events):
-                event = log.events[index]
-                index += 1
+            fresh, index = log.events[index:], len(log.events)
+            batch = []
+            for event in fresh:
                 if event.seq > after:
-                    yield event
+                    batch.append(event)
                 if event.terminal:
+                    if batch:
+                        yield batch
                     return
+            if batch:
+                yield batch
             waiter = asyncio.get_running_loop().create_future()
             log.waiters.append(waiter)
             await waiter

@@ -43,6 +43,9 @@ class TurnCreate(BaseModel):
     history: list[MessageIn] | None = Field(default=None, max_length=10_000)
     model: str | None = None
     options: GenerationOptions = GenerationOptions()
+    # Whether anyone wants the answer token by token. When not, the model is asked for the whole
+    # answer at once, which costs the upstream and the core far less; events still arrive.
+    stream: bool = True
     metadata: dict[str, object] = {}
 
 

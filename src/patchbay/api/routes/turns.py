@@ -52,8 +52,8 @@ async def create_turn(
         )
     if wait:
         outcome = None
-        async for event in events:
-            outcome = event
+        async for batch in events:
+            outcome = batch[-1]
         if outcome is None:
             raise JobNotFound(f"job {created.job_id} ended without an outcome")
         result = TurnResult(turn=created, outcome=outcome)

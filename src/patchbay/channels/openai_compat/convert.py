@@ -55,6 +55,7 @@ def to_turn(request: ChatCompletionRequest) -> TurnCreate:
         history=[MessageIn(role=r, content=c) for r, c in history] or None,
         model=request.model,
         options=options,
+        stream=request.stream,
     )
 
 

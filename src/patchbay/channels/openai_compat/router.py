@@ -69,48 +69,68 @@ async def _stream(
 ) -> StreamingResponse:
     """Wait for the first token (or the end) so an early failure still gets a real HTTP status."""
     stack = AsyncExitStack()
-    created, events = await stack.enter_async_context(client.stream_turn(turn, key=key))
+    created, batches = await stack.enter_async_context(client.stream_turn(turn, key=key))
     try:
-        first = None
-        async for event in events:
-            if event.type == "running" or event.terminal:
-                first = event
-                break
-        if first is None or first.type in ("failed", "cancelled"):
-            raise _failure(first) if first else PatchbayError("the job ended without an outcome")
+        first = await _first_output(batches)
     except BaseException:
         await stack.aclose()
         raise
     writer = ChunkWriter(job_id=created.job_id, model=created.model, include_usage=include_usage)
     return StreamingResponse(
-        _chunks(stack, writer, first, events),
+        _chunks(stack, writer, first, batches),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+async def _first_output(batches: AsyncIterator[list[JobEvent]]) -> list[JobEvent]:
+    """The events from the first token or the end on; a failure before any token is raised."""
+    async for batch in batches:
+        ready = [event for event in batch if event.type == "running" or event.terminal]
+        if ready:
+            if ready[0].type in ("failed", "cancelled"):
+                raise _failure(ready[0])
+            return ready
+    raise PatchbayError("the job ended without an outcome")
+
+
+def _encode(writer: ChunkWriter, batch: list[JobEvent]) -> tuple[bytes, bool]:
+    """The chunks for a batch of events, and whether the stream ended with it."""
+    out = []
+    for event in batch:
+        if event.type == "running" and event.delta:
+            out.append(writer.delta({"content": event.delta}))
+        elif event.type == "done":
+            out.append(writer.end(event.finish_reason, event.usage))
+            return b"".join(out), True
+        elif event.terminal:
+            failure = _failure(event)
+            out.append(writer.error(failure.message, failure.code))
+            return b"".join(out), True
+    return b"".join(out), False
+
+
 async def _chunks(
-    stack: AsyncExitStack, writer: ChunkWriter, first: JobEvent, events: AsyncIterator[JobEvent]
+    stack: AsyncExitStack,
+    writer: ChunkWriter,
+    first: list[JobEvent],
+    batches: AsyncIterator[list[JobEvent]],
 ) -> AsyncIterator[bytes]:
     async with stack:
-        yield writer.delta({"role": "assistant", "content": ""})
-        event: JobEvent | None = first
-        while event is not None:
-            if event.type == "running" and event.delta:
-                yield writer.delta({"content": event.delta})
-            elif event.type == "done":
-                yield writer.end(event.finish_reason, event.usage)
-                return
-            elif event.terminal:
-                failure = _failure(event)
-                yield writer.error(failure.message, failure.code)
-                return
+        data, ended = _encode(writer, first)
+        yield writer.delta({"role": "assistant", "content": ""}) + data
+        while not ended:
             try:
-                event = await anext(events, None)
+                batch = await anext(batches, None)
             except PatchbayError as exc:
                 yield writer.error(exc.message, exc.code)
                 return
-        yield writer.error("the core ended the stream early", "core_unavailable")
+            if batch is None:
+                yield writer.error("the core ended the stream early", "core_unavailable")
+                return
+            data, ended = _encode(writer, batch)
+            if data:
+                yield data
 
 
 @router.get("/models")

@@ -61,15 +61,16 @@ class OpenAICompatModel(llm.AsyncModel):
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout_s)
 
-    def request_body(self, prompt: llm.Prompt) -> dict[str, Any]:
+    def request_body(self, prompt: llm.Prompt, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.upstream_model,
             "messages": [
                 {"role": message.role, "content": _text(message)} for message in prompt.messages
             ],
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": stream,
         }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         for key, value in prompt.options:
             if value is not None:
                 body[key] = value
@@ -82,13 +83,17 @@ class OpenAICompatModel(llm.AsyncModel):
         response: llm.AsyncResponse,
         conversation: llm.AsyncConversation | None,
     ) -> AsyncGenerator[str, None]:
-        body = orjson.dumps(self.request_body(prompt))
+        body = orjson.dumps(self.request_body(prompt, stream=stream))
         try:
             async with self._session().post(
                 self.url, data=body, headers=self._headers, timeout=self._timeout
             ) as http:
                 if http.status >= 400:
                     raise _status_error(http.status, await http.read())
+                if not stream:
+                    for delta in _deltas(_parse(await http.read()), response):
+                        yield delta
+                    return
                 async for delta in _read_stream(http, response):
                     yield delta
         except TimeoutError as exc:
@@ -120,7 +125,7 @@ async def _read_stream(
 
 
 def _deltas(chunk: dict[str, Any], response: llm.AsyncResponse) -> list[str]:
-    """The text in one streamed chunk; records usage and the finish reason on the way."""
+    """The text in a streamed chunk or a whole completion; records usage and finish reason."""
     if "error" in chunk:
         raise ProviderError(f"the upstream failed: {_error_message(chunk)}")
     usage = chunk.get("usage")
@@ -128,7 +133,7 @@ def _deltas(chunk: dict[str, Any], response: llm.AsyncResponse) -> list[str]:
         response.set_usage(input=usage.get("prompt_tokens"), output=usage.get("completion_tokens"))
     deltas = []
     for choice in chunk.get("choices") or ():
-        content = (choice.get("delta") or {}).get("content")
+        content = (choice.get("delta") or choice.get("message") or {}).get("content")
         if content:
             deltas.append(content)
         if choice.get("finish_reason"):

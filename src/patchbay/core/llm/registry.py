@@ -112,8 +112,9 @@ class ModelRegistry:
         conversation_id: str,
         messages: list[tuple[str, str]],
         options: dict[str, Any],
+        stream: bool = True,
     ) -> Generation:
-        """Start a streamed call: all messages but the last as history, the last as the prompt."""
+        """Start a call: all messages but the last as history, the last as the prompt."""
         model = await self._model(target)
         *history, (_role, prompt) = messages
         conversation = model.conversation()
@@ -127,7 +128,7 @@ class ModelRegistry:
             response = conversation.prompt(
                 prompt,
                 messages=[_message(role, content) for role, content in history],
-                stream=True,
+                stream=stream,
                 options={k: v for k, v in merged.items() if k in known and v is not None},
             )
         except ValueError as exc:  # options the model's Options class rejects
