@@ -26,11 +26,15 @@ class ChatService:
 
     async def list_chats(self, user: UserRead, *, limit: int, before: str | None) -> list[ChatRead]:
         async with self._db.connect() as conn:
-            return await chat_rows.list_chats(conn, owner_id=user.id, limit=limit, before=before)
+            return await conn.run_sync(
+                lambda sync: chat_rows.list_chats(
+                    sync, owner_id=user.id, limit=limit, before=before
+                )
+            )
 
     async def get(self, user: UserRead, chat_id: str) -> chat_rows.ChatRecord:
         async with self._db.connect() as conn:
-            chat = await chat_rows.find_chat(conn, chat_id)
+            chat = await conn.run_sync(chat_rows.find_chat, chat_id)
         if chat is None or chat.owner_id != user.id:
             raise ChatNotFound(f"no chat with id {chat_id!r}")
         return chat
@@ -39,15 +43,18 @@ class ChatService:
         """The chat's current branch, oldest first."""
         chat = await self.get(user, chat_id)
         async with self._db.connect() as conn:
-            return await chat_rows.branch(conn, chat_id=chat.id, leaf_id=chat.current_message_id)
+            return await conn.run_sync(
+                lambda sync: chat_rows.branch(
+                    sync, chat_id=chat.id, leaf_id=chat.current_message_id
+                )
+            )
 
     async def update(self, user: UserRead, chat_id: str, data: ChatUpdate) -> ChatRead:
         await self.get(user, chat_id)
-        async with self._db.begin() as conn:
-            await chat_rows.update_chat(conn, chat_id, **data.model_dump(exclude_unset=True))
+        values = data.model_dump(exclude_unset=True)
+        await self._db.write(lambda conn: chat_rows.update_chat(conn, chat_id, **values))
         return (await self.get(user, chat_id)).read()
 
     async def delete(self, user: UserRead, chat_id: str) -> None:
         await self.get(user, chat_id)
-        async with self._db.begin() as conn:
-            await chat_rows.delete_chat(conn, chat_id)
+        await self._db.write(lambda conn: chat_rows.delete_chat(conn, chat_id))

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from patchbay.config import JobSettings
 from patchbay.core.catalog import Catalog
@@ -105,12 +105,13 @@ class TurnEngine:
 
     async def recover(self) -> None:
         """Fail the jobs a previous run of this queue left unfinished, with the reason."""
-        async with self._db.begin() as conn:
-            count = await job_rows.fail_unfinished(
+        count = await self._db.write(
+            lambda conn: job_rows.fail_unfinished(
                 conn,
                 queue=self._queue.name,
                 reason="the core restarted while this job was running; send the turn again",
             )
+        )
         if count:
             logger.warning("marked %d unfinished jobs from a previous run as failed", count)
 
@@ -126,9 +127,9 @@ class TurnEngine:
         now = datetime.now(UTC)
         ids = _TurnIds(job=new_id(), user_message=new_id(), answer=new_id())
 
-        async def store(conn: AsyncConnection) -> _Context:
-            context = await self._context(conn, user, turn, now)
-            await self._insert_turn(conn, context, user, turn, model, ids, now)
+        def store(conn: Connection) -> _Context:
+            context = self._context(conn, user, turn, now)
+            self._insert_turn(conn, context, user, turn, model, ids, now)
             return context
 
         context = await self._db.write(store)
@@ -157,9 +158,9 @@ class TurnEngine:
             model=model,
         )
 
-    async def _insert_turn(
+    def _insert_turn(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         context: _Context,
         user: UserRead,
         turn: TurnCreate,
@@ -194,8 +195,8 @@ class TurnEngine:
         ]
         if context.new_chat is not None:
             chat = dataclasses.replace(context.new_chat, current_message_id=ids.answer)
-            await chat_rows.insert_chat(conn, chat)
-        await chat_rows.insert_messages(conn, rows)
+            chat_rows.insert_chat(conn, chat)
+        chat_rows.insert_messages(conn, rows)
         job = job_rows.job_row(
             id=ids.job,
             chat_id=chat_id,
@@ -205,28 +206,26 @@ class TurnEngine:
             queue=self._queue.name,
             now=now,
         )
-        await job_rows.insert_job(conn, job)
+        job_rows.insert_job(conn, job)
         if context.new_chat is None:
-            await chat_rows.update_chat(
-                conn, chat_id, current_message_id=ids.answer, updated_at=now
-            )
+            chat_rows.update_chat(conn, chat_id, current_message_id=ids.answer, updated_at=now)
 
-    async def _context(
-        self, conn: AsyncConnection, user: UserRead, turn: TurnCreate, now: datetime
+    def _context(
+        self, conn: Connection, user: UserRead, turn: TurnCreate, now: datetime
     ) -> _Context:
         if turn.chat_id is not None:
-            chat = await chat_rows.find_chat(conn, turn.chat_id)
+            chat = chat_rows.find_chat(conn, turn.chat_id)
             if chat is None or chat.owner_id != user.id:
                 raise ChatNotFound(f"no chat with id {turn.chat_id!r}")
-            return await _continue(conn, chat.id, chat.current_message_id)
+            return _continue(conn, chat.id, chat.current_message_id)
         if turn.history:
-            return await _from_history(conn, user, turn, now)
+            return _from_history(conn, user, turn, now)
         if turn.thread is not None:
-            chat = await chat_rows.find_thread_chat(
+            chat = chat_rows.find_thread_chat(
                 conn, owner_id=user.id, channel=turn.channel, thread=turn.thread
             )
             if chat is not None:
-                return await _continue(conn, chat.id, chat.current_message_id)
+                return _continue(conn, chat.id, chat.current_message_id)
         chat = _new_chat(user, turn, now)
         return _Context(chat.id, None, None, [], chat, [])
 
@@ -287,11 +286,9 @@ class TurnEngine:
         """Save the answer so far, so a crash or a reader sees it grow."""
         content = state.content
 
-        async def save(conn: AsyncConnection) -> None:
-            await chat_rows.update_message(
-                conn, job.message_id, content=content, status="streaming"
-            )
-            await job_rows.update_job(
+        def save(conn: Connection) -> None:
+            chat_rows.update_message(conn, job.message_id, content=content, status="streaming")
+            job_rows.update_job(
                 conn, job.job_id, status="running", started_at=state.started_at, attempts=1
             )
 
@@ -303,8 +300,8 @@ class TurnEngine:
         timings = state.timings()
         now = datetime.now(UTC)
 
-        async def save(conn: AsyncConnection) -> None:
-            await chat_rows.update_message(
+        def save(conn: Connection) -> None:
+            chat_rows.update_message(
                 conn,
                 job.message_id,
                 content=content,
@@ -316,7 +313,7 @@ class TurnEngine:
                 duration_ms=timings.duration_ms,
                 updated_at=now,
             )
-            await job_rows.update_job(
+            job_rows.update_job(
                 conn,
                 job.job_id,
                 status="done",
@@ -352,11 +349,11 @@ class TurnEngine:
         now = datetime.now(UTC)
         content = state.content
 
-        async def save(conn: AsyncConnection) -> None:
-            await chat_rows.update_message(
+        def save(conn: Connection) -> None:
+            chat_rows.update_message(
                 conn, job.message_id, content=content, status="failed", error=error.message
             )
-            await job_rows.update_job(
+            job_rows.update_job(
                 conn,
                 job.job_id,
                 status="failed",
@@ -383,7 +380,7 @@ class TurnEngine:
 
     async def job(self, user: UserRead, job_id: str) -> JobRead:
         async with self._db.connect() as conn:
-            found = await job_rows.find_job(conn, job_id)
+            found = await conn.run_sync(job_rows.find_job, job_id)
         if found is None or found[1] != user.id:
             raise JobNotFound(f"no job with id {job_id!r}")
         return found[0]
@@ -412,9 +409,11 @@ class TurnEngine:
         that ended without one (failed by recovery) ends with the next number the client expects.
         """
         async with self._db.connect() as conn:
-            found = await job_rows.find_job(conn, job_id)
+            found = await conn.run_sync(job_rows.find_job, job_id)
             message = (
-                None if found is None else await chat_rows.find_message(conn, found[0].message_id)
+                None
+                if found is None
+                else await conn.run_sync(chat_rows.find_message, found[0].message_id)
             )
         if found is None or message is None:
             raise JobNotFound(f"no job with id {job_id!r}")
@@ -456,9 +455,9 @@ async def _watch_idle(state: _RunState, task: asyncio.Task[object], idle_s: floa
         await asyncio.sleep(remaining)
 
 
-async def _continue(conn: AsyncConnection, chat_id: str, leaf_id: str | None) -> _Context:
-    branch = await chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf_id)
-    parent_hash = await chat_rows.prefix_hash_of(conn, leaf_id) if leaf_id else None
+def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> _Context:
+    branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf_id)
+    parent_hash = chat_rows.prefix_hash_of(conn, leaf_id) if leaf_id else None
     return _Context(
         chat_id=chat_id,
         parent_id=leaf_id,
@@ -469,9 +468,7 @@ async def _continue(conn: AsyncConnection, chat_id: str, leaf_id: str | None) ->
     )
 
 
-async def _from_history(
-    conn: AsyncConnection, user: UserRead, turn: TurnCreate, now: datetime
-) -> _Context:
+def _from_history(conn: Connection, user: UserRead, turn: TurnCreate, now: datetime) -> _Context:
     """Continue the stored chat this history ends (its last answer), or store it as a new chat."""
     history = turn.history or []
     hashes: list[str] = []
@@ -479,7 +476,7 @@ async def _from_history(
         hashes.append(chain_hash(hashes[-1] if hashes else None, message.role, message.content))
     pairs: list[tuple[str, str]] = [(m.role, m.content) for m in history]
     if history[-1].role == "assistant":
-        found = await chat_rows.find_prefix(conn, owner_id=user.id, prefix_hash=hashes[-1])
+        found = chat_rows.find_prefix(conn, owner_id=user.id, prefix_hash=hashes[-1])
         if found is not None:
             chat_id, message_id = found
             return _Context(chat_id, message_id, hashes[-1], pairs, None, [])

@@ -1,4 +1,4 @@
-"""Chats and the message tree in the database."""
+"""Chats and the message tree in the database (synchronous: see `Database.write` and `run_sync`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from patchbay.schemas.chats import ChatRead, MessageRead, Timings, Usage
 from patchbay.store.tables import chats, messages
@@ -58,13 +58,13 @@ def _message(row: Any) -> MessageRead:
     )
 
 
-async def find_chat(conn: AsyncConnection, chat_id: str) -> ChatRecord | None:
-    row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).first()
+def find_chat(conn: Connection, chat_id: str) -> ChatRecord | None:
+    row = (conn.execute(select(chats).where(chats.c.id == chat_id))).first()
     return None if row is None else _chat(row)
 
 
-async def find_thread_chat(
-    conn: AsyncConnection, *, owner_id: str, channel: str, thread: str
+def find_thread_chat(
+    conn: Connection, *, owner_id: str, channel: str, thread: str
 ) -> ChatRecord | None:
     query = (
         select(chats)
@@ -72,13 +72,11 @@ async def find_thread_chat(
         .order_by(chats.c.id.desc())
         .limit(1)
     )
-    row = (await conn.execute(query)).first()
+    row = (conn.execute(query)).first()
     return None if row is None else _chat(row)
 
 
-async def find_prefix(
-    conn: AsyncConnection, *, owner_id: str, prefix_hash: str
-) -> tuple[str, str] | None:
+def find_prefix(conn: Connection, *, owner_id: str, prefix_hash: str) -> tuple[str, str] | None:
     """The (chat id, message id) of the owner's newest message that ends this exact history."""
     query = (
         select(messages.c.chat_id, messages.c.id)
@@ -87,17 +85,17 @@ async def find_prefix(
         .order_by(messages.c.id.desc())
         .limit(1)
     )
-    row = (await conn.execute(query)).first()
+    row = (conn.execute(query)).first()
     return None if row is None else (row.chat_id, row.id)
 
 
-async def list_chats(
-    conn: AsyncConnection, *, owner_id: str, limit: int, before: str | None = None
+def list_chats(
+    conn: Connection, *, owner_id: str, limit: int, before: str | None = None
 ) -> list[ChatRead]:
     query = select(chats).where(chats.c.owner_id == owner_id)
     if before is not None:
         query = query.where(chats.c.id < before)
-    rows = await conn.execute(query.order_by(chats.c.id.desc()).limit(limit))
+    rows = conn.execute(query.order_by(chats.c.id.desc()).limit(limit))
     return [_chat(row).read() for row in rows]
 
 
@@ -108,17 +106,17 @@ _INSERT_MESSAGE = messages.insert()
 _UPDATE_MESSAGE = update(messages).where(messages.c.id == bindparam("b_id"))
 
 
-async def insert_chat(conn: AsyncConnection, record: ChatRecord) -> None:
-    await conn.execute(_INSERT_CHAT, _fields(record))
+def insert_chat(conn: Connection, record: ChatRecord) -> None:
+    conn.execute(_INSERT_CHAT, _fields(record))
 
 
-async def update_chat(conn: AsyncConnection, chat_id: str, **values: object) -> None:
+def update_chat(conn: Connection, chat_id: str, **values: object) -> None:
     values.setdefault("updated_at", datetime.now(UTC))
-    await conn.execute(_UPDATE_CHAT, {"b_id": chat_id, **values})
+    conn.execute(_UPDATE_CHAT, {"b_id": chat_id, **values})
 
 
-async def delete_chat(conn: AsyncConnection, chat_id: str) -> None:
-    await conn.execute(chats.delete().where(chats.c.id == chat_id))
+def delete_chat(conn: Connection, chat_id: str) -> None:
+    conn.execute(chats.delete().where(chats.c.id == chat_id))
 
 
 def message_row(
@@ -155,26 +153,26 @@ def message_row(
     }
 
 
-async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+def insert_messages(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
     if rows:
-        await conn.execute(_INSERT_MESSAGE, list(rows))
+        conn.execute(_INSERT_MESSAGE, list(rows))
 
 
-async def update_message(conn: AsyncConnection, message_id: str, **values: object) -> None:
+def update_message(conn: Connection, message_id: str, **values: object) -> None:
     values.setdefault("updated_at", datetime.now(UTC))
-    await conn.execute(_UPDATE_MESSAGE, {"b_id": message_id, **values})
+    conn.execute(_UPDATE_MESSAGE, {"b_id": message_id, **values})
 
 
-async def find_message(conn: AsyncConnection, message_id: str) -> MessageRead | None:
-    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+def find_message(conn: Connection, message_id: str) -> MessageRead | None:
+    row = (conn.execute(select(messages).where(messages.c.id == message_id))).first()
     return None if row is None else _message(row)
 
 
-async def branch(conn: AsyncConnection, *, chat_id: str, leaf_id: str | None) -> list[MessageRead]:
+def branch(conn: Connection, *, chat_id: str, leaf_id: str | None) -> list[MessageRead]:
     """The messages from the root to `leaf_id`, oldest first."""
     if leaf_id is None:
         return []
-    rows = await conn.execute(
+    rows = conn.execute(
         select(messages).where(messages.c.chat_id == chat_id).order_by(messages.c.id)
     )
     by_id = {row.id: row for row in rows}
@@ -188,10 +186,8 @@ async def branch(conn: AsyncConnection, *, chat_id: str, leaf_id: str | None) ->
     return path
 
 
-async def prefix_hash_of(conn: AsyncConnection, message_id: str) -> str | None:
-    row = (
-        await conn.execute(select(messages.c.prefix_hash).where(messages.c.id == message_id))
-    ).first()
+def prefix_hash_of(conn: Connection, message_id: str) -> str | None:
+    row = (conn.execute(select(messages.c.prefix_hash).where(messages.c.id == message_id))).first()
     return None if row is None else row.prefix_hash
 
 

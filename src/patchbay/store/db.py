@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -21,7 +22,7 @@ from patchbay.errors import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-WriteOp = Callable[[AsyncConnection], Awaitable[T]]
+WriteOp = Callable[[Connection], T]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -53,6 +54,9 @@ class Database:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Every connection use ends in a commit or a rollback already (begin() and close()),
+            # so the pool's own rollback on return is one more trip to SQLite's thread for nothing.
+            kwargs.update(pool_reset_on_return=None)
         else:
             kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -61,8 +65,15 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._sync_engine: Engine | None = None
+        self._writer_thread: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self._sync_engine = create_engine(
+                self.engine.url.set(drivername="sqlite"), pool_reset_on_return=None
+            )
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision; never drops or resets anything."""
@@ -85,15 +96,16 @@ class Database:
             raise
 
     async def write(self, op: WriteOp[T]) -> T:
-        """Run `op` in a write transaction and return its result once it is committed.
+        """Run the synchronous `op` in a write transaction; return its result once committed.
 
-        On SQLite, writes that arrive together share one transaction (group commit): one commit
-        and one turn of the lock for many turns. If the shared transaction fails, each op is run
-        again alone, so one op's error never fails another.
+        On SQLite, writes go to one writer thread with a plain `sqlite3` connection, and those that
+        arrive together share one transaction (group commit): one thread hop and one commit for
+        many turns, where the async driver would hop to its thread for every statement. If a
+        shared transaction fails, each op runs again alone, so one op's error never fails another.
         """
-        if self._write_lock is None:
+        if self._writer_thread is None:
             async with self.begin() as conn:
-                return await op(conn)
+                return await conn.run_sync(op)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future))
         if self._writer is None or self._writer.done():
@@ -101,32 +113,37 @@ class Database:
         return await future
 
     async def _write_batches(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
-            try:
-                results = await self._run_batch(batch)
-            except Exception:  # noqa: BLE001 - isolate the failing op by running each alone
-                for op, future in batch:
-                    await self._run_alone(op, future)
-                continue
-            for (_op, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            ops = [op for op, _future in batch]
+            outcomes = await loop.run_in_executor(self._writer_thread, self._run_batch, ops)
+            for (_op, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
 
-    async def _run_batch(self, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]) -> list[Any]:
-        async with self.begin() as conn:
-            return [await op(conn) for op, _future in batch]
-
-    async def _run_alone(self, op: WriteOp[Any], future: asyncio.Future[Any]) -> None:
+    def _run_batch(self, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any]]:
+        """In the writer thread: all ops in one transaction, or each alone if that fails."""
+        assert self._sync_engine is not None  # noqa: S101 - set whenever the thread is
         try:
-            async with self.begin() as conn:
-                result = await op(conn)
+            with self._sync_engine.begin() as conn:
+                return [(True, op(conn)) for op in ops]
+        except Exception:  # noqa: BLE001 - isolate the failing op by running each alone
+            return [self._run_alone(op) for op in ops]
+
+    def _run_alone(self, op: WriteOp[Any]) -> tuple[bool, Any]:
+        assert self._sync_engine is not None  # noqa: S101 - set whenever the thread is
+        try:
+            with self._sync_engine.begin() as conn:
+                return True, op(conn)
+        except (TimeoutError, OSError, DBAPIError) as exc:
+            return False, _unavailable(exc) if _is_outage(exc) else exc
         except Exception as exc:  # noqa: BLE001 - handed to the caller waiting on the future
-            if not future.done():
-                future.set_exception(exc)
-            return
-        if not future.done():
-            future.set_result(result)
+            return False, exc
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -142,6 +159,10 @@ class Database:
     async def close(self) -> None:
         if self._writer is not None:
             await asyncio.wait({self._writer}, timeout=10)
+        if self._writer_thread is not None:
+            self._writer_thread.shutdown(wait=True)
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
         await self.engine.dispose()
 
 

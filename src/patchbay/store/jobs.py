@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from patchbay.schemas.jobs import JobRead
 from patchbay.store.tables import jobs, messages
@@ -35,17 +35,17 @@ _INSERT_JOB = jobs.insert()
 _UPDATE_JOB = update(jobs).where(jobs.c.id == bindparam("b_id"))
 
 
-async def insert_job(conn: AsyncConnection, row: dict[str, object]) -> None:
-    await conn.execute(_INSERT_JOB, row)
+def insert_job(conn: Connection, row: dict[str, object]) -> None:
+    conn.execute(_INSERT_JOB, row)
 
 
-async def update_job(conn: AsyncConnection, job_id: str, **values: object) -> None:
-    await conn.execute(_UPDATE_JOB, {"b_id": job_id, **values})
+def update_job(conn: Connection, job_id: str, **values: object) -> None:
+    conn.execute(_UPDATE_JOB, {"b_id": job_id, **values})
 
 
-async def find_job(conn: AsyncConnection, job_id: str) -> tuple[JobRead, str, int | None] | None:
+def find_job(conn: Connection, job_id: str) -> tuple[JobRead, str, int | None] | None:
     """The job, its owner's user id and the number of its terminal event (if it ended)."""
-    row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+    row = (conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     if row is None:
         return None
     read = JobRead(
@@ -59,17 +59,17 @@ async def find_job(conn: AsyncConnection, job_id: str) -> tuple[JobRead, str, in
     return read, row.user_id, row.last_seq
 
 
-async def fail_unfinished(conn: AsyncConnection, *, queue: str, reason: str) -> int:
+def fail_unfinished(conn: Connection, *, queue: str, reason: str) -> int:
     """Mark jobs that a previous process left queued or running as failed; returns how many."""
     unfinished = (jobs.c.queue == queue) & jobs.c.status.in_(("queued", "running"))
     message_ids = select(jobs.c.message_id).where(unfinished).scalar_subquery()
     now = datetime.now(UTC)
-    await conn.execute(
+    conn.execute(
         update(messages)
         .where(messages.c.id.in_(message_ids))
         .values(status="failed", error=reason, updated_at=now)
     )
-    result = await conn.execute(
+    result = conn.execute(
         update(jobs).where(unfinished).values(status="failed", error=reason, finished_at=now)
     )
     return int(result.rowcount)
