@@ -11,7 +11,8 @@ from patchbay.core.users import require_admin
 from patchbay.schemas.users import UserRead
 
 
-def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> Hub:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, per request.
     hub: Hub = request.app.state.hub
     return hub
 
