@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from patchbay.channels.openai_compat.app import create_app as create_openai
+from tests.conftest import make_settings
+from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack
 from tests.support.upstream import MockUpstream
 
@@ -161,4 +165,16 @@ def test_queue_full_gets_429_with_retry_after(stack: Stack) -> None:
     stack.settings.jobs.max_depth = 0
     response = post(stack, {"model": "mock-gpt", "messages": HI})
     assert_openai_error(response, 429, "queue_full")
+    assert response.headers["retry-after"]
+
+
+def test_core_unreachable_gets_503_with_retry_after(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, core={"url": "http://127.0.0.1:9"})
+    with serve_in_thread(create_openai(settings), settings.openai.port) as url:
+        response = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "mock-gpt", "messages": HI},
+            headers={"Authorization": "Bearer pb-any"},
+        )
+    assert_openai_error(response, 503, "core_unavailable")
     assert response.headers["retry-after"]
