@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,95 @@ def test_chats_can_be_renamed_and_deleted(stack: Stack) -> None:
         assert core.delete(f"/v1/chats/{chat_id}").status_code == 204
         assert core.get(f"/v1/chats/{chat_id}").status_code == 404
         assert core.get("/v1/chats").json() == []
+
+
+def test_a_growing_answer_is_checkpointed(tmp_path: Path, upstream: MockUpstream) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.3
+    upstream.reply = "one two three four five six"
+    settings = make_settings(tmp_path, jobs={"checkpoint_interval_s": 0.1})
+    with running_stack(settings) as stack:
+        register_models(stack, upstream.base_url)
+        created = httpx.post(
+            f"{stack.core_url}/v1/turns", json={"text": "count"}, headers=auth(stack)
+        )
+        chat_id = created.json()["chat_id"]
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            answer = httpx.get(
+                f"{stack.core_url}/v1/chats/{chat_id}/messages", headers=auth(stack)
+            ).json()[-1]
+            seen.append((answer["status"], answer["content"]))
+            if answer["status"] == "complete":
+                break
+            time.sleep(0.05)
+    partial = [content for status, content in seen if status == "streaming"]
+    assert partial, seen
+    assert all(upstream.reply.startswith(content) for content in partial)
+    assert len(set(partial)) >= 2  # it grew while we watched
+    assert seen[-1] == ("complete", upstream.reply)
+    with running_stack(settings) as stack:
+        job = httpx.get(f"{stack.core_url}/v1/jobs/{created.json()['job_id']}", headers=auth(stack))
+    assert job.json()["status"] == "done"
+
+
+def test_keys_and_users_through_the_api(stack: Stack) -> None:
+    with stack.admin() as admin:
+        user = admin.post("/v1/users", json={"name": "dora"}).json()
+        assert admin.post("/v1/users", json={"name": "dora"}).status_code == 409
+        issued = admin.post(f"/v1/users/{user['id']}/keys", json={"name": "phone"}).json()
+        assert (
+            admin.patch(f"/v1/users/{user['id']}", json={"name": "dorothy"}).json()["name"]
+            == "dorothy"
+        )
+        assert admin.get(f"/v1/users/{user['id']}").json()["name"] == "dorothy"
+        everyone = admin.get("/v1/keys?all_users=true").json()
+        assert {k["user_id"] for k in everyone} == {user["id"], admin.get("/v1/me").json()["id"]}
+        assert all("key" not in k and "key_hash" not in k for k in everyone)
+    own = httpx.get(
+        f"{stack.core_url}/v1/keys?all_users=true", headers=auth(stack, issued["key"])
+    ).json()
+    assert [k["id"] for k in own] == [issued["id"]]
+    revoked = httpx.delete(
+        f"{stack.core_url}/v1/keys/{issued['id']}", headers=auth(stack, issued["key"])
+    )
+    assert revoked.status_code == 204
+    assert (
+        httpx.get(f"{stack.core_url}/v1/me", headers=auth(stack, issued["key"])).status_code == 401
+    )
+    with stack.admin() as admin:
+        assert admin.delete(f"/v1/users/{user['id']}").status_code == 204
+        assert admin.get(f"/v1/users/{user['id']}").status_code == 404
+
+
+def test_providers_and_models_through_the_api(stack: Stack, upstream: MockUpstream) -> None:
+    with stack.admin() as admin:
+        bad = admin.post("/v1/providers", json={"name": "x", "kind": "openai"})
+        assert bad.status_code == 400 and "api_base" in bad.json()["error"]["message"]
+        admin.post(
+            "/v1/providers",
+            json={
+                "name": "envkey",
+                "kind": "openai",
+                "api_base": upstream.base_url,
+                "api_key_env": "PB_TEST_KEY",
+            },
+        ).raise_for_status()
+        listed = {p["name"]: p for p in admin.get("/v1/providers").json()}
+        assert listed["mock"]["has_api_key"] and "api_key" not in listed["mock"]
+        assert listed["envkey"]["api_key_env"] == "PB_TEST_KEY"
+        moved = admin.patch("/v1/providers/envkey", json={"api_base": upstream.base_url + "/"})
+        assert moved.json()["api_base"].endswith("/")
+        admin.post("/v1/models", json={"name": "via-env", "provider": "envkey"}).raise_for_status()
+        made_default = admin.patch("/v1/models/via-env", json={"is_default": True}).json()
+        assert made_default["is_default"]
+        assert (
+            admin.post("/v1/turns?wait=true", json={"text": "hi"}).json()["outcome"]["model"]
+            == "via-env"
+        )
+        assert admin.delete("/v1/models/via-env").status_code == 204
+        assert admin.delete("/v1/providers/envkey").status_code == 204
+        assert admin.delete("/v1/providers/envkey").status_code == 404
+        assert (
+            admin.post("/v1/models", json={"name": "orphan", "provider": "gone"}).status_code == 404
+        )

@@ -1,7 +1,7 @@
 """A stand-in for an OpenAI-compatible upstream that speaks the real wire format.
 
 Its `mode` says how it behaves: `ok` (answers `reply`, streamed word by word when asked to
-stream), `slow` (waits `delay_s` first), `garbage` (breaks off with invalid JSON), `error`
+stream), `slow` (waits `delay_s` first), `drip` (waits `delay_s` after each word), `garbage` (breaks off with invalid JSON), `error`
 (answers 500), `cut` (closes the stream before `[DONE]`). It records every request it receives.
 """
 
@@ -102,6 +102,8 @@ class MockUpstream:
             await send(
                 {"type": "http.response.body", "body": _chunk({"content": text}), "more_body": True}
             )
+            if self.mode == "drip":
+                await asyncio.sleep(self.delay_s)
         tail = _chunk({}, finish_reason="stop")
         if (request.get("stream_options") or {}).get("include_usage"):
             usage = {
