@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from patchbay.cli import catalog, chat, serve, users
+from patchbay.cli import catalog, chat, control, serve, users
 from patchbay.cli.context import State, errors
 from patchbay.config import Settings
 
@@ -28,6 +28,7 @@ def main(ctx: typer.Context) -> None:
 
 
 serve.register(app)
+control.register(app)
 app.add_typer(users.users_app, name="users")
 app.add_typer(users.keys_app, name="keys")
 app.add_typer(catalog.models_app, name="models")

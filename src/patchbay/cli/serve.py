@@ -1,14 +1,10 @@
-"""Running patchbay: `up` (every module, each its own process), `core`, `channel NAME`."""
+"""Running patchbay: `up` (every module under supervisord), `core`, `channel NAME`."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
-from http.client import HTTPConnection
-from pathlib import Path
 from types import FrameType
 
 import anyio
@@ -19,9 +15,10 @@ from rich.table import Table
 
 from patchbay.cli.context import console, errors, settings_of
 from patchbay.config import Settings
-from patchbay.core.hub import Hub
 from patchbay.errors import PatchbayError
 from patchbay.logging import configure_logging
+from patchbay.supervisor.modules import modules
+from patchbay.supervisor.supervisord import Supervisor, log_path
 
 CHANNELS = ("openai",)
 START_TIMEOUT_S = 60.0
@@ -36,6 +33,8 @@ def register(app: typer.Typer) -> None:
 
 async def _prepare(settings: Settings) -> str | None:
     """Migrate and bootstrap; returns the admin key when this start generated it."""
+    from patchbay.core.hub import Hub  # the core's imports are heavy; commands like `ps` skip them
+
     hub = Hub(settings)
     try:
         bootstrap = await hub.prepare()
@@ -105,132 +104,72 @@ def channel(ctx: typer.Context, name: str = typer.Argument(help="openai")) -> No
     _serve(create_app(settings), settings.openai.host, settings.openai.port, settings)
 
 
-@dataclass
-class _Module:
-    name: str
-    args: list[str]
-    host: str
-    port: int
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "patchbay.cli.main", *self.args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
-
-    def healthy(self) -> bool:
-        connection = HTTPConnection(self.host, self.port, timeout=1)
-        try:
-            connection.request("GET", "/healthz")
-            return connection.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            connection.close()
-
-    def exit_reason(self) -> str:
-        lines = [
-            line.strip()
-            for line in self.log.read_text(errors="replace").splitlines()
-            if line.strip() and not line.startswith((" ", "Traceback"))
-        ]
-        return lines[-1] if lines else f"exited with code {self.process and self.process.poll()}"
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _modules(settings: Settings) -> list[_Module]:
-    logs = settings.run_dir / "logs"
-    return [
-        _Module("core", ["core"], settings.core.host, settings.core.port, logs / "core.log"),
-        _Module(
-            "openai",
-            ["channel", "openai"],
-            settings.openai.host,
-            settings.openai.port,
-            logs / "openai.log",
-        ),
-    ]
-
-
-def _wait_healthy(modules: list[_Module]) -> _Module | None:
-    """Wait until every module answers its health check; returns the first one that died."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    waiting = list(modules)
-    while waiting and time.monotonic() < deadline:
-        for module in list(waiting):
-            if module.exited():
-                return module
-            if module.healthy():
-                waiting.remove(module)
-        time.sleep(0.1)
-    return waiting[0] if waiting else None
-
-
-def up(ctx: typer.Context) -> None:
-    """Start the core and the OpenAI channel, each its own process; Ctrl-C stops them."""
+def up(
+    ctx: typer.Context,
+    detach: bool = typer.Option(False, "-d", "--detach", help="run in the background"),
+) -> None:
+    """Start every module, each its own process under supervisord; Ctrl-C stops them all."""
     settings = settings_of(ctx)
+    stop = _StopSignal() if not detach else None  # before anything starts: no signal is lost
     key = _prepare_or_exit(settings)
-    modules = _modules(settings)
-    stopping = False
+    supervisor = Supervisor(settings, modules(settings))
+    if supervisor.running():
+        errors.print(f"[red]patchbay is already up[/] for {settings.data_dir}: see `patchbay ps`")
+        raise typer.Exit(1)
+    process = supervisor.launch(foreground=not detach)
+    failed = supervisor.wait_ready(START_TIMEOUT_S)
+    if failed is not None:
+        errors.print(f"[red]{failed.name} did not start:[/] {failed.reason or failed.state}")
+        supervisor.shutdown(None if detach else process)
+        raise typer.Exit(1)
+    _show_table(supervisor, settings)
+    if key:
+        _show_admin_key(key)
+    if detach:
+        console.print(
+            "running in the background: `patchbay ps`, `patchbay logs NAME`, `patchbay down`"
+        )
+        return
+    console.print("Ctrl-C stops everything.")
+    assert stop is not None  # noqa: S101 - set whenever not detached
+    _stay_up(supervisor, process, stop)
 
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+class _StopSignal:
+    """Turns SIGINT and SIGTERM into a flag the foreground loop checks."""
+
+    def __init__(self) -> None:
+        self.set = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.set = True
+
+
+def _stay_up(supervisor: Supervisor, process: subprocess.Popen[bytes], stop: _StopSignal) -> None:
+    """Report modules that fail for good until a signal comes, then stop everything."""
+    reported: set[str] = set()
     try:
-        for module in modules:
-            module.start()
-        failed = _wait_healthy(modules)
-        if failed is not None:
-            errors.print(f"[red]{failed.name} did not start:[/] {failed.exit_reason()}")
-            raise typer.Exit(1)
-        _show_table(modules, settings)
-        if key:
-            _show_admin_key(key)
-        console.print("Ctrl-C stops everything.")
-        while not stopping:
-            for module in modules:
-                if module.exited():
-                    errors.print(f"[red]{module.name} stopped:[/] {module.exit_reason()}")
-                    raise typer.Exit(1)
-            time.sleep(0.2)
-        console.print("stopping…")
+        while not stop.set and process.poll() is None:
+            time.sleep(0.5)
+            for state in supervisor.states():
+                if state.state == "FATAL" and state.name not in reported:
+                    reported.add(state.name)
+                    errors.print(f"[red]{state.name} failed:[/] {state.reason}")
     finally:
-        for module in reversed(modules):
-            module.stop()
+        console.print("stopping…")
+        supervisor.shutdown(process)
 
 
-def _show_table(modules: list[_Module], settings: Settings) -> None:
+def _show_table(supervisor: Supervisor, settings: Settings) -> None:
     table = Table(title="patchbay is up")
-    table.add_column("module")
-    table.add_column("url")
-    table.add_column("log")
-    for module in modules:
-        table.add_row(module.name, module.url, str(module.log))
+    for column in ("module", "state", "pid", "url", "log"):
+        table.add_column(column)
+    for state in supervisor.states():
+        spec = supervisor.specs[state.name]
+        log = log_path(settings, state.name)
+        table.add_row(state.name, state.state, str(state.pid), spec.url, str(log))
     console.print(table)
-    console.print(f"OpenAI base URL: [bold]{modules[1].url}/v1[/]")
+    console.print(f"OpenAI base URL: [bold]{supervisor.specs['openai'].url}/v1[/]")
     console.print(f"data: {settings.data_dir}   llm logs: {settings.llm_log_path}")

@@ -1,0 +1,1 @@
+"""Running every module as its own process under supervisord, driven over its XML-RPC interface."""

@@ -1,0 +1,242 @@
+"""supervisord for patchbay: its configuration rendered from Settings, and a client for its XML-RPC.
+
+supervisord does the process management (start, restart with backoff, stop with SIGTERM then
+SIGKILL, log files); patchbay only tells it what to run and asks it what is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from patchbay.config import Settings
+from patchbay.supervisor.modules import ModuleSpec
+
+STOP_GRACE_S = 10
+START_RETRIES = 3
+# A module that exits within this many seconds of starting has failed to start: supervisord
+# retries it with a growing backoff, then marks it FATAL. It must cover a module's start-up
+# (imports, migrations, binding its port), or a module that cannot start loops forever.
+START_SECONDS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleState:
+    name: str
+    state: str  # supervisord's: RUNNING, STARTING, BACKOFF, STOPPED, EXITED, FATAL, …
+    pid: int
+    uptime_s: int
+    restarts: int
+    reason: str  # why it is not running, when it is not
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("%", "%%")
+
+
+def render(settings: Settings, specs: list[ModuleSpec]) -> str:
+    """supervisord.conf for these modules; paths live in the run directory."""
+    run = settings.run_dir
+    lines = [
+        "[unix_http_server]",
+        f"file={_escape(run / 'supervisor.sock')}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={_escape(run / 'logs' / 'supervisord.log')}",
+        f"pidfile={_escape(run / 'supervisord.pid')}",
+        f"childlogdir={_escape(run / 'logs')}",
+        "identifier=patchbay",
+        "silent=true",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+    ]
+    for spec in specs:
+        command = " ".join([sys.executable, "-m", "patchbay.cli.main", *spec.args])
+        lines += [
+            "",
+            f"[program:{spec.name}]",
+            f"command={_escape(command)}",
+            f"priority={spec.priority}",
+            "autostart=true",
+            "autorestart=true",
+            f"startsecs={START_SECONDS}",
+            f"startretries={START_RETRIES}",
+            "stopsignal=TERM",
+            f"stopwaitsecs={STOP_GRACE_S}",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={_escape(log_path(settings, spec.name))}",
+            "stdout_logfile_maxbytes=10MB",
+            "stdout_logfile_backups=3",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    return settings.run_dir / "logs" / f"{name}.log"
+
+
+class Supervisor:
+    """The supervisord of one data directory: start it, ask it, stop it."""
+
+    def __init__(self, settings: Settings, specs: list[ModuleSpec]) -> None:
+        self.settings = settings
+        self.specs = {spec.name: spec for spec in specs}
+        self.conf = settings.run_dir / "supervisord.conf"
+        self.socket = settings.run_dir / "supervisor.sock"
+        self.pidfile = settings.run_dir / "supervisord.pid"
+
+    def launch(self, *, foreground: bool) -> subprocess.Popen[bytes]:
+        """Write the configuration and start supervisord (as a child, or as a daemon)."""
+        (self.settings.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(render(self.settings, list(self.specs.values())))
+        command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)]
+        if foreground:
+            command.append("-n")
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 15
+        while not self.running():
+            if (foreground and process.poll() is not None) or time.monotonic() > deadline:
+                raise RuntimeError(f"supervisord did not start; see {self.supervisord_log}")
+            time.sleep(0.05)
+        return process
+
+    @property
+    def supervisord_log(self) -> Path:
+        return self.settings.run_dir / "logs" / "supervisord.log"
+
+    def rpc(self) -> Any:
+        transport = SupervisorTransport(None, None, serverurl=f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def running(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            return bool(self.rpc().getState()["statename"] == "RUNNING")
+        except (OSError, xmlrpc.client.Fault):
+            return False
+
+    def states(self) -> list[ModuleState]:
+        spawns = self._spawn_counts()
+        states = []
+        for info in self.rpc().getAllProcessInfo():
+            name = info["name"]
+            running = info["statename"] == "RUNNING"
+            states.append(
+                ModuleState(
+                    name=name,
+                    state=info["statename"],
+                    pid=info["pid"],
+                    uptime_s=info["now"] - info["start"] if running else 0,
+                    restarts=max(0, spawns.get(name, 0) - 1),
+                    reason="" if running else self.reason(name, info),
+                )
+            )
+        return states
+
+    def reason(self, name: str, info: dict[str, Any] | None = None) -> str:
+        """One line on why a module is not running: its log's last word, else supervisord's."""
+        path = log_path(self.settings, name)
+        if path.exists():
+            lines = [
+                line.strip()
+                for line in path.read_text(errors="replace").splitlines()[-200:]
+                if line.strip() and not line.startswith((" ", "Traceback"))
+            ]
+            if lines:
+                return lines[-1]
+        if info and info.get("spawnerr"):
+            return str(info["spawnerr"])
+        return info["statename"].lower() if info else "unknown"
+
+    def _spawn_counts(self) -> dict[str, int]:
+        """How often supervisord spawned each module since it started (its own log says)."""
+        counts: dict[str, int] = {}
+        if not self.supervisord_log.exists():
+            return counts
+        for line in self.supervisord_log.read_text(errors="replace").splitlines():
+            if "spawned: '" in line:
+                name = line.split("spawned: '", 1)[1].split("'", 1)[0]
+                counts[name] = counts.get(name, 0) + 1
+            elif "supervisord started with pid" in line:
+                counts.clear()
+        return counts
+
+    def healthy(self, name: str) -> bool:
+        spec = self.specs[name]
+        connection = HTTPConnection(spec.host, spec.port, timeout=1)
+        try:
+            connection.request("GET", "/healthz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def wait_ready(self, timeout_s: float) -> ModuleState | None:
+        """Wait until every module answers its health check; returns the first that failed."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            states = self.states()
+            for state in states:
+                if state.state in ("FATAL", "STOPPED"):
+                    return state
+            if all(self._ready(state) for state in states):
+                return None
+            time.sleep(0.2)
+        slow = [state for state in self.states() if not self._ready(state)]
+        return slow[0] if slow else None
+
+    def _ready(self, state: ModuleState) -> bool:
+        return state.state in ("STARTING", "RUNNING") and self.healthy(state.name)
+
+    def shutdown(
+        self, process: subprocess.Popen[bytes] | None = None, timeout_s: float = STOP_GRACE_S + 10
+    ) -> None:
+        """Stop every module (SIGTERM, grace period, SIGKILL) and supervisord itself.
+
+        Pass `process` when supervisord is this process's child, so it is reaped, not awaited.
+        """
+        pid = process.pid if process is not None else self._pid()
+        with contextlib.suppress(OSError, xmlrpc.client.Fault):
+            self.rpc().shutdown()
+        deadline = time.monotonic() + timeout_s
+        while pid and _alive(pid, process) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid and _alive(pid, process):
+            os.killpg(pid, signal.SIGKILL)
+            if process is not None:
+                process.wait()
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(pid: int, process: subprocess.Popen[bytes] | None) -> bool:
+    if process is not None:
+        return process.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

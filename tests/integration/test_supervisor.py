@@ -1,0 +1,104 @@
+"""`patchbay up -d`, `ps`, `stop`, `start`, `restart`, `logs`, `down`: modules under supervisord."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY
+from tests.support.up import PATCHBAY, up_env
+
+pytestmark = pytest.mark.integration
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PATCHBAY, *args], env=env, capture_output=True, text=True, timeout=90)
+
+
+def rows(env: dict[str, str]) -> dict[str, list[str]]:
+    """`patchbay ps` as {module: [state, pid, uptime, restarts, …]}."""
+    out = run(env, "ps").stdout
+    table = {}
+    for line in out.splitlines():
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        if len(cells) >= 5 and cells[0] in ("core", "openai"):
+            table[cells[0]] = cells[1:]
+    return table
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float = 40) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    try:
+        yield env
+    finally:
+        run(env, "down")
+        pidfile = tmp_path / "run" / "supervisord.pid"
+        if pidfile.exists():  # `down` failed: leave nothing behind all the same
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.timeout(240)
+def test_detached_modules_are_managed_from_the_command_line(env: dict[str, str]) -> None:
+    started = run(env, "up", "-d")
+    assert started.returncode == 0, started.stderr
+    assert "patchbay is up" in started.stdout
+    table = rows(env)
+    assert set(table) == {"core", "openai"}
+    assert all(
+        cells[0] in ("STARTING", "RUNNING") and cells[1].isdigit() for cells in table.values()
+    )
+    openai_url = f"http://127.0.0.1:{env['PATCHBAY_OPENAI__PORT']}"
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    assert httpx.get(openai_url + "/v1/models", headers=headers).status_code == 200
+
+    # A module killed outright is started again, and the restart is counted.
+    old_pid = int(table["openai"][1])
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: rows(env)["openai"][1] not in ("", str(old_pid)))
+    wait_for(lambda: _up(openai_url))
+    assert rows(env)["openai"][3] == "1"
+
+    assert run(env, "stop", "openai").returncode == 0
+    assert rows(env)["openai"][0] == "STOPPED"
+    assert not _up(openai_url)
+    assert run(env, "start", "openai").returncode == 0
+    wait_for(lambda: _up(openai_url))
+    assert run(env, "restart", "core").returncode == 0
+    wait_for(lambda: _up(f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}"))
+
+    logs = run(env, "logs", "core", "-n", "5")
+    assert logs.returncode == 0 and logs.stdout.strip()
+    assert run(env, "logs", "nothing").returncode == 2
+    assert run(env, "stop", "nothing").returncode == 2
+    assert run(env, "up", "-d").returncode == 1  # already up
+
+    pids = [int(cells[1]) for cells in rows(env).values()]
+    assert run(env, "down").returncode == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert run(env, "ps").returncode == 1
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
