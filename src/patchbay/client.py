@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from patchbay.errors import CoreUnavailable, PatchbayError, error_from_dict
 from patchbay.schemas.catalog import ModelRead
 from patchbay.schemas.jobs import JobEvent
+from patchbay.schemas.status import Heartbeat, StatusRead
 from patchbay.schemas.turns import TurnCreate, TurnRead, TurnResult
 from patchbay.schemas.users import UserRead
 
@@ -97,6 +98,20 @@ class CoreClient:
 
     async def list_models(self, *, key: str | None = None) -> list[ModelRead]:
         return await self.call_as(list[ModelRead], "GET", "/v1/models", key=key)
+
+    async def heartbeat(self, beat: Heartbeat, *, token: str) -> None:
+        """Tell the core this module is alive."""
+        async with self._request(
+            "POST",
+            "/v1/status/heartbeat",
+            key=None,
+            body=beat,
+            **{"X-Patchbay-Module-Token": token},
+        ):
+            pass
+
+    async def status(self, *, key: str | None = None) -> StatusRead:
+        return await self.call_as(StatusRead, "GET", "/v1/status", key=key)
 
     async def run_turn(self, turn: TurnCreate, *, key: str | None = None) -> TurnResult:
         """Start a turn and wait for its outcome."""

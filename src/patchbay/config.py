@@ -6,6 +6,7 @@ Built once per process by an entry point and passed down; nothing reads the envi
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -71,6 +72,11 @@ class LocalModelSettings(BaseModel):
     threads: int | None = None  # default: every core
 
 
+class StatusSettings(BaseModel):
+    heartbeat_interval_s: float = 2.0  # how often each module reports to the core
+    down_after_s: float = 6.0  # a module silent this long is shown down
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     format: Literal["text", "json"] = "text"
@@ -97,6 +103,7 @@ class Settings(BaseSettings):
     llm_log: LlmLogSettings = LlmLogSettings()
     local_model: LocalModelSettings = LocalModelSettings()
     log: LogSettings = LogSettings()
+    status: StatusSettings = StatusSettings()
     channels: dict[str, dict[str, object]] = {}
 
     @classmethod
@@ -123,6 +130,21 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    def installation_secret(self) -> str:
+        """`secret_key`, or the one generated into the data directory on first use (mode 0600).
+
+        Every module of an installation shares it: it encrypts provider keys at rest and signs
+        the modules' heartbeats.
+        """
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
 
 
 def environment() -> dict[str, str]:

@@ -43,7 +43,14 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 40) -> None:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    env = up_env(
+        tmp_path,
+        PATCHBAY_LOCAL_MODEL__ENABLED="false",
+        PATCHBAY_ADMIN_KEY=ADMIN_KEY,
+        PATCHBAY_STATUS__HEARTBEAT_INTERVAL_S="0.3",
+        PATCHBAY_STATUS__DOWN_AFTER_S="1.0",
+        PATCHBAY_LOG__LEVEL="INFO",
+    )
     try:
         yield env
     finally:
@@ -68,11 +75,18 @@ def test_detached_modules_are_managed_from_the_command_line(env: dict[str, str])
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     assert httpx.get(openai_url + "/v1/models", headers=headers).status_code == 200
 
-    # A module killed outright is started again, and the restart is counted.
+    core_url = f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}"
+    wait_for(lambda: _reported(core_url, "openai") == "up")
+    status = run({**env, "PATCHBAY_API_KEY": ADMIN_KEY}, "status")
+    assert status.returncode == 0 and "openai" in status.stdout and "up" in status.stdout
+
+    # A module killed outright is shown down, started again, shown up, and the restart counted.
     old_pid = int(table["openai"][1])
     os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: _reported(core_url, "openai") == "down", timeout_s=10)
     wait_for(lambda: rows(env)["openai"][1] not in ("", str(old_pid)))
     wait_for(lambda: _up(openai_url))
+    wait_for(lambda: _reported(core_url, "openai") == "up", timeout_s=10)
     assert rows(env)["openai"][3] == "1"
 
     assert run(env, "stop", "openai").returncode == 0
@@ -81,10 +95,13 @@ def test_detached_modules_are_managed_from_the_command_line(env: dict[str, str])
     assert run(env, "start", "openai").returncode == 0
     wait_for(lambda: _up(openai_url))
     assert run(env, "restart", "core").returncode == 0
-    wait_for(lambda: _up(f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}"))
+    wait_for(lambda: _up(core_url))
 
     logs = run(env, "logs", "core", "-n", "5")
-    assert logs.returncode == 0 and logs.stdout.strip()
+    assert (
+        logs.returncode == 0 and "Uvicorn running" in run(env, "logs", "core", "-n", "500").stdout
+    )
+    assert len(logs.stdout.strip().splitlines()) == 5
     assert run(env, "logs", "nothing").returncode == 2
     assert run(env, "stop", "nothing").returncode == 2
     assert run(env, "up", "-d").returncode == 1  # already up
@@ -102,3 +119,11 @@ def _up(url: str) -> bool:
         return httpx.get(url + "/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _reported(core_url: str, module: str) -> str:
+    """The state the core's /v1/status reports for a module."""
+    response = httpx.get(
+        core_url + "/v1/status", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=2
+    )
+    return next((m["state"] for m in response.json()["modules"] if m["name"] == module), "")

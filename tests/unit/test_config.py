@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,12 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATCHBAY_CORE__PORT", "not-a-port")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_installation_secret_is_created_once_and_private(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    first = settings.installation_secret()
+    assert settings.installation_secret() == first and len(first) > 40
+    assert stat.S_IMODE((tmp_path / "data" / "secret_key").stat().st_mode) == 0o600
+    given = Settings(_env_file=None, data_dir=tmp_path, secret_key="set")
+    assert given.installation_secret() == "set"

@@ -8,13 +8,15 @@ import xmlrpc.client
 import typer
 from rich.table import Table
 
-from patchbay.cli.context import console, errors, settings_of
+from patchbay.cli.context import console, errors, run_with_core, settings_of
+from patchbay.client import CoreClient
+from patchbay.schemas.status import StatusRead
 from patchbay.supervisor.modules import modules
 from patchbay.supervisor.supervisord import Supervisor, log_path
 
 
 def register(app: typer.Typer) -> None:
-    for command in (ps, start, stop, restart, logs, down):
+    for command in (ps, start, stop, restart, logs, down, status):
         app.command(command.__name__)(command)
 
 
@@ -122,3 +124,27 @@ def down(ctx: typer.Context) -> None:
     supervisor = _supervisor(ctx)
     supervisor.shutdown()
     console.print("patchbay is down")
+
+
+def status(ctx: typer.Context) -> None:
+    """What the core knows of every module: up or down, and when it last reported."""
+
+    async def action(client: CoreClient) -> StatusRead:
+        return await client.status()
+
+    report = run_with_core(settings_of(ctx), action)
+    table = Table(title=f"patchbay {report.version} · {report.queue_depth} jobs waiting")
+    for column in ("module", "kind", "state", "pid", "last seen", "url"):
+        table.add_column(column)
+    for module in report.modules:
+        seen = "" if module.last_seen_s is None else f"{module.last_seen_s:.1f}s ago"
+        style = "green" if module.state == "up" else "red"
+        table.add_row(
+            module.name,
+            module.kind,
+            f"[{style}]{module.state}[/]",
+            str(module.pid or ""),
+            seen,
+            module.url or "",
+        )
+    console.print(table)

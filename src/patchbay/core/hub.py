@@ -8,8 +8,9 @@ import logging
 from patchbay.config import Settings, environment
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import ChatService
-from patchbay.core.keys import SecretBox, load_or_create_secret
+from patchbay.core.keys import SecretBox
 from patchbay.core.llm.registry import ModelRegistry
+from patchbay.core.status import StatusBoard
 from patchbay.core.turns import TurnEngine
 from patchbay.core.users import Authenticator, Bootstrap, UserService, bootstrap_admin
 from patchbay.queue.memory import MemoryEventBus, MemoryQueue
@@ -22,14 +23,11 @@ class Hub:
     def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
         self.settings = settings
         self.db = db or Database(settings.resolved_database_url)
-        secret = (
-            settings.secret_key.get_secret_value()
-            if settings.secret_key
-            else load_or_create_secret(settings.data_dir / "secret_key")
-        )
+        self.secret = settings.installation_secret()
         self.auth = Authenticator(self.db)
         self.users = UserService(self.db, self.auth)
-        self.catalog = Catalog(self.db, SecretBox(secret), environment())
+        self.catalog = Catalog(self.db, SecretBox(self.secret), environment())
+        self.status = StatusBoard(down_after_s=settings.status.down_after_s)
         self.chats = ChatService(self.db)
         self.registry = ModelRegistry(settings)
         self.queue = MemoryQueue(

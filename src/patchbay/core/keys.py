@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -25,17 +24,6 @@ def hash_api_key(key: str) -> str:
 
 def display_prefix(key: str) -> str:
     return key[:10]
-
-
-def load_or_create_secret(path: Path) -> str:
-    """The installation's secret key, generated on first use and kept readable by its owner only."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(secret)
-    return secret
 
 
 class SecretBox:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import stat
-from pathlib import Path
-
 import pytest
 
-from patchbay.core.keys import SecretBox, hash_api_key, load_or_create_secret, new_api_key
+from patchbay.core.keys import SecretBox, hash_api_key, new_api_key
 from patchbay.errors import InvalidRequest
 
 
@@ -24,10 +21,3 @@ def test_secret_box_round_trips_and_refuses_another_secret() -> None:
     assert SecretBox("one").decrypt(token) == "sk-live"
     with pytest.raises(InvalidRequest, match="secret key changed"):
         SecretBox("two").decrypt(token)
-
-
-def test_secret_is_created_once_and_private(tmp_path: Path) -> None:
-    path = tmp_path / "dir" / "secret_key"
-    first = load_or_create_secret(path)
-    assert load_or_create_secret(path) == first
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600

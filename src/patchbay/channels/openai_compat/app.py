@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from patchbay import __version__
 from patchbay.asgi import BodyLimit
+from patchbay.channels.heartbeat import beat_forever
 from patchbay.channels.openai_compat.errors import error_body, openai_error, too_large_body
 from patchbay.channels.openai_compat.router import router
 from patchbay.client import CoreClient
@@ -41,9 +43,19 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> FastAPI
             settings.core.base_url, read_timeout_s=settings.openai.request_timeout_s
         )
         app.state.core = client
+        beating = asyncio.create_task(
+            beat_forever(
+                client,
+                module="openai",
+                url=f"http://{settings.openai.host}:{settings.openai.port}",
+                secret=settings.installation_secret(),
+                interval_s=settings.status.heartbeat_interval_s,
+            )
+        )
         try:
             yield
         finally:
+            beating.cancel()
             await client.close()
 
     app = FastAPI(title="patchbay OpenAI channel", version=__version__, lifespan=lifespan)

@@ -1,0 +1,14 @@
+"""The token modules of one installation present to the core, derived from the shared secret key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+def module_token(secret: str) -> str:
+    return hmac.new(secret.encode(), b"patchbay-module", hashlib.sha256).hexdigest()
+
+
+def valid_module_token(secret: str, token: str | None) -> bool:
+    return token is not None and hmac.compare_digest(module_token(secret), token)
