@@ -50,6 +50,7 @@ class JobSettings(BaseModel):
     checkpoint_interval_s: float = 1.0  # how often a growing answer is saved
     event_retention_s: float = 300.0  # finished jobs' events kept in memory for resume
     upstream_timeout_s: float = 300.0  # a model that says nothing for this long fails the job
+    store_retry_s: float = 60.0  # how long a finished job waits for an unavailable database
 
 
 class LlmLogSettings(BaseModel):

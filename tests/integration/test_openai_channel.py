@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,10 +15,22 @@ from tests.support.upstream import MockUpstream
 pytestmark = pytest.mark.integration
 
 
+_clients: list[openai.OpenAI] = []
+
+
 def client(stack: Stack, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(
+    made = openai.OpenAI(
         base_url=stack.openai_url + "/v1", api_key=key or stack.admin_key, max_retries=0
     )
+    _clients.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
 
 
 def chat_messages(stack: Stack, key: str | None = None) -> list[list[tuple[str, str]]]:

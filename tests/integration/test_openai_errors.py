@@ -79,10 +79,11 @@ def test_missing_or_wrong_key_gets_401(stack: Stack, key: str | None) -> None:
     assert_openai_error(
         post(stack, {"model": "mock-gpt", "messages": HI}, key=key), 401, "invalid_api_key"
     )
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(
-            base_url=stack.openai_url + "/v1", api_key=key or "x", max_retries=0
-        ).models.list()
+    with (
+        openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=key or "x", max_retries=0) as c,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        c.models.list()
 
 
 def test_unknown_model_gets_404(stack: Stack) -> None:

@@ -63,8 +63,10 @@ def test_a_module_that_cannot_start_fails_up_with_a_reason(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_embedded_model_answers_offline_and_the_cli_works(tmp_path: Path) -> None:
     env = up_env(tmp_path, PATCHBAY_ADMIN_KEY=ADMIN_KEY)
-    with patchbay_up(env) as up:
-        client = openai.OpenAI(base_url=up.openai_url + "/v1", api_key=ADMIN_KEY, max_retries=0)
+    with (
+        patchbay_up(env) as up,
+        openai.OpenAI(base_url=up.openai_url + "/v1", api_key=ADMIN_KEY, max_retries=0) as client,
+    ):
         assert [m.id for m in client.models.list()] == ["qwen2.5-coder-0.5b"]
         answer = client.chat.completions.create(
             model="default",

@@ -6,10 +6,11 @@ skip with the reason, except under CI (`CI` set), where they fail.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg
 import pytest
@@ -40,3 +41,16 @@ async def postgres_url() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """`postgres_url` for synchronous tests."""
+    manager = postgres_url()
+    loop = asyncio.new_event_loop()
+    try:
+        url = loop.run_until_complete(manager.__aenter__())
+        yield url
+    finally:
+        loop.run_until_complete(manager.__aexit__(None, None, None))
+        loop.close()

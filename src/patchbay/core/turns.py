@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,6 +28,7 @@ from patchbay.errors import (
     PatchbayError,
     ProviderTimeout,
     QueueFull,
+    StoreUnavailable,
 )
 from patchbay.ids import new_id
 from patchbay.logging import job_id_var
@@ -282,8 +283,34 @@ class TurnEngine:
         finally:
             watchdog.cancel()
 
+    async def _persist(self, job: JobSpec, save: Callable[[Connection], None]) -> None:
+        """Store a job's outcome, waiting out a database outage for a while.
+
+        The answer is already made: rather than lose it to a database that is briefly away
+        (locked, restarting), try again with backoff; past the limit, say so in the log and let
+        the listeners have it anyway.
+        """
+        delay = 0.25
+        deadline = time.monotonic() + self._settings.store_retry_s
+        while True:
+            try:
+                await self._db.write(save)
+                return
+            except StoreUnavailable:
+                if time.monotonic() + delay > deadline:
+                    logger.error(
+                        "job %s: the database stayed away; its outcome is not stored", job.job_id
+                    )
+                    return
+                logger.warning(
+                    "job %s: database unavailable, storing again in %.1fs", job.job_id, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _checkpoint(self, job: JobSpec, state: _RunState) -> None:
-        """Save the answer so far, so a crash or a reader sees it grow."""
+        """Save the answer so far, so a crash or a reader sees it grow; skipped while the
+        database is unavailable (the final answer is stored with retries)."""
         content = state.content
 
         def save(conn: Connection) -> None:
@@ -292,7 +319,10 @@ class TurnEngine:
                 conn, job.job_id, status="running", started_at=state.started_at, attempts=1
             )
 
-        await self._db.write(save)
+        try:
+            await self._db.write(save)
+        except StoreUnavailable:
+            logger.warning("job %s: checkpoint skipped, the database is unavailable", job.job_id)
 
     async def _complete(self, job: JobSpec, state: _RunState, generation: Generation) -> None:
         content = state.content
@@ -323,7 +353,7 @@ class TurnEngine:
                 last_seq=state.seq + 1,
             )
 
-        await self._db.write(save)
+        await self._persist(job, save)
         self._registry.log(generation)
         done = JobEvent(
             job_id=job.job_id,
@@ -362,10 +392,7 @@ class TurnEngine:
                 last_seq=state.seq + 1,
             )
 
-        try:
-            await self._db.write(save)
-        except PatchbayError:
-            logger.exception("could not store the failure of job %s", job.job_id)
+        await self._persist(job, save)
         await self._bus.publish(
             JobEvent(
                 job_id=job.job_id,
