@@ -129,7 +129,7 @@ class CoreClient:
             created = TurnRead(
                 chat_id=h["X-Patchbay-Chat-Id"],
                 job_id=h["X-Patchbay-Job-Id"],
-                user_message_id="",
+                user_message_id=h["X-Patchbay-User-Message-Id"],
                 assistant_message_id=h["X-Patchbay-Message-Id"],
                 model=h["X-Patchbay-Model"],
             )

@@ -43,9 +43,14 @@ def test_turn_streams_numbered_events(stack: Stack, upstream: MockUpstream) -> N
     ) as r:
         events = sse(list(r.iter_lines()))
         job_id = r.headers["x-patchbay-job-id"]
+        user_message_id = r.headers["x-patchbay-user-message-id"]
     assert [e["event"] for e in events] == ["queued"] + ["running"] * 5 + ["done"]
     assert [int(e["id"]) for e in events] == list(range(1, 8))
     assert "".join(e["data"].get("delta", "") for e in events) == upstream.reply
+    with httpx.Client(base_url=stack.core_url, headers=auth(stack)) as core:
+        (chat,) = core.get("/v1/chats").json()
+        first = core.get(f"/v1/chats/{chat['id']}/messages").json()[0]
+    assert (first["id"], first["content"]) == (user_message_id, "hi")
     done = events[-1]["data"]
     assert done["job_id"] == job_id and done["content"] == upstream.reply
     assert done["usage"] == {"input_tokens": 7, "output_tokens": 5}

@@ -128,12 +128,11 @@ class TurnEngine:
         now = datetime.now(UTC)
         ids = _TurnIds(job=new_id(), user_message=new_id(), answer=new_id())
 
-        def store(conn: Connection) -> _Context:
+        def store(conn: Connection) -> tuple[_Context, str]:
             context = self._context(conn, user, turn, now)
-            self._insert_turn(conn, context, user, turn, model, ids, now)
-            return context
+            return context, self._insert_turn(conn, context, user, turn, model, ids, now)
 
-        context = await self._db.write(store)
+        context, user_hash = await self._db.write(store)
         spec = JobSpec(
             job_id=ids.job,
             user_id=user.id,
@@ -141,7 +140,7 @@ class TurnEngine:
             message_id=ids.answer,
             model=model,
             messages=(*context.history, ("user", turn.text)),
-            prefix_hash=chain_hash(context.parent_hash, "user", turn.text),
+            prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
         )
@@ -168,9 +167,13 @@ class TurnEngine:
         model: str,
         ids: _TurnIds,
         now: datetime,
-    ) -> None:
-        """The user message, an empty answer and the job, in the transaction `conn` holds."""
+    ) -> str:
+        """The user message, an empty answer and the job, in the transaction `conn` holds.
+
+        Returns the user message's prefix hash, which the job carries on to the answer's.
+        """
         chat_id = context.chat_id
+        user_hash = chain_hash(context.parent_hash, "user", turn.text)
         rows = [
             *context.rows,
             chat_rows.message_row(
@@ -181,7 +184,7 @@ class TurnEngine:
                 content=turn.text,
                 status="complete",
                 now=now,
-                prefix_hash=chain_hash(context.parent_hash, "user", turn.text),
+                prefix_hash=user_hash,
             ),
             chat_rows.message_row(
                 id=ids.answer,
@@ -210,6 +213,7 @@ class TurnEngine:
         job_rows.insert_job(conn, job)
         if context.new_chat is None:
             chat_rows.update_chat(conn, chat_id, current_message_id=ids.answer, updated_at=now)
+        return user_hash
 
     def _context(
         self, conn: Connection, user: UserRead, turn: TurnCreate, now: datetime

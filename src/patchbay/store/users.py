@@ -50,11 +50,6 @@ async def get_user(conn: AsyncConnection, user_id: str) -> UserRead:
     return _user(row)
 
 
-async def find_user_by_name(conn: AsyncConnection, name: str) -> UserRead | None:
-    row = (await conn.execute(select(users).where(users.c.name == name))).first()
-    return None if row is None else _user(row)
-
-
 async def list_users(conn: AsyncConnection) -> list[UserRead]:
     rows = await conn.execute(select(users).order_by(users.c.id))
     return [_user(row) for row in rows]

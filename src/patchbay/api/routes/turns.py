@@ -20,6 +20,7 @@ def _turn_headers(turn: TurnRead) -> dict[str, str]:
     return {
         "X-Patchbay-Chat-Id": turn.chat_id,
         "X-Patchbay-Job-Id": turn.job_id,
+        "X-Patchbay-User-Message-Id": turn.user_message_id,
         "X-Patchbay-Message-Id": turn.assistant_message_id,
         "X-Patchbay-Model": turn.model,
     }
