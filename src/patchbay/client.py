@@ -113,6 +113,22 @@ class CoreClient:
     async def status(self, *, key: str | None = None) -> StatusRead:
         return await self.call_as(StatusRead, "GET", "/v1/status", key=key)
 
+    async def instruct(self, body: bytes, *, key: str | None) -> tuple[int, bytes]:
+        """Send raw instruction JSON (one or a batch) as is; returns the status and raw answer.
+
+        The answer is the core's JSON envelope whatever the status, so a bridge (the RabbitMQ
+        consumer) passes it on unchanged. Raises `CoreUnavailable` when the core cannot be reached.
+        """
+        try:
+            async with self._http().post(
+                self.base_url + "/v1/instructions", data=body, headers=self._headers(key)
+            ) as response:
+                return response.status, await response.read()
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            raise CoreUnavailable(
+                f"the core at {self.base_url} is not answering; try again shortly"
+            ) from exc
+
     async def run_turn(self, turn: TurnCreate, *, key: str | None = None) -> TurnResult:
         """Start a turn and wait for its outcome."""
         return await self.call_as(TurnResult, "POST", "/v1/turns?wait=true", key=key, body=turn)

@@ -73,6 +73,15 @@ class LocalModelSettings(BaseModel):
     threads: int | None = None  # default: every core
 
 
+class InstructionSettings(BaseModel):
+    """The instruction API over RabbitMQ (seed 003): its queue and how much runs at once."""
+
+    queue: str = "patchbay.instructions"
+    prefetch: int = 32  # instructions one consumer works on at once
+    timeout_s: float = 120.0  # how long `publish_message` waits for an answer
+    core_retry_s: float = 30.0  # how long the consumer waits for a core that is away
+
+
 class StatusSettings(BaseModel):
     heartbeat_interval_s: float = 2.0  # how often each module reports to the core
     down_after_s: float = 6.0  # a module silent this long is shown down
@@ -98,6 +107,7 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = None  # the first admin's API key, used on first start only
     api_key: SecretStr | None = None  # the key the CLI presents to the core
     queue: Literal["memory"] = "memory"
+    rabbitmq_url: str | None = None  # set: the instruction consumer runs (and RabbitMQ is used)
     core: CoreSettings = CoreSettings()
     openai: OpenAIChannelSettings = OpenAIChannelSettings()
     jobs: JobSettings = JobSettings()
@@ -105,6 +115,7 @@ class Settings(BaseSettings):
     local_model: LocalModelSettings = LocalModelSettings()
     log: LogSettings = LogSettings()
     status: StatusSettings = StatusSettings()
+    instructions: InstructionSettings = InstructionSettings()
     channels: dict[str, dict[str, object]] = {}
 
     @classmethod

@@ -2,13 +2,15 @@
 
     PatchbayError
     ├── InvalidRequest                    400
-    │   └── PayloadTooLarge               413
+    │   ├── PayloadTooLarge               413
+    │   └── InvalidInstruction, UnknownInstruction, InvalidJson
     ├── AuthenticationFailed              401
     ├── PermissionDenied                  403
     ├── NotFound                          404
     │   ├── UserNotFound, ChatNotFound, JobNotFound, ProviderNotFound
-    │   └── ModelNotFound
+    │   └── ModelNotFound, MessageNotFound
     ├── Conflict                          409
+    │   └── UserExists
     ├── QueueFull                         429, retryable
     ├── ServiceUnavailable                503, retryable
     │   ├── StoreUnavailable
@@ -33,6 +35,12 @@ class PatchbayError(Exception):
         super().__init__(message)
         self.message = message
 
+    @staticmethod
+    def status_of(code: str) -> int:
+        """The HTTP status of an error code (500 for one this module does not define)."""
+        cls = _BY_CODE.get(code)
+        return 500 if cls is None else cls.status
+
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
 
@@ -45,6 +53,18 @@ class InvalidRequest(PatchbayError):
 class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
     status = 413
+
+
+class InvalidJson(InvalidRequest):
+    code = "invalid_json"
+
+
+class InvalidInstruction(InvalidRequest):
+    code = "invalid_instruction"
+
+
+class UnknownInstruction(InvalidRequest):
+    code = "unknown_instruction"
 
 
 class AuthenticationFailed(PatchbayError):
@@ -82,9 +102,17 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class MessageNotFound(NotFound):
+    code = "message_not_found"
+
+
 class Conflict(PatchbayError):
     code = "conflict"
     status = 409
+
+
+class UserExists(Conflict):
+    code = "user_exists"
 
 
 class QueueFull(PatchbayError):

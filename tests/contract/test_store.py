@@ -6,16 +6,27 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import select, text
 
 from patchbay.config import Settings
 from patchbay.core.hub import Hub
-from patchbay.errors import AuthenticationFailed, ChatNotFound, Conflict, ModelNotFound
+from patchbay.errors import (
+    AuthenticationFailed,
+    ChatNotFound,
+    Conflict,
+    ModelNotFound,
+    PermissionDenied,
+)
+from patchbay.ids import new_id
 from patchbay.schemas.catalog import ModelCreate, ModelUpdate, ProviderCreate
+from patchbay.schemas.chats import ChatCreate, ChatUpdate
 from patchbay.schemas.jobs import JobEvent
-from patchbay.schemas.turns import MessageIn, TurnCreate
+from patchbay.schemas.turns import MessageIn, Regenerate, TurnCreate
 from patchbay.schemas.users import UserCreate, UserRead, UserUpdate
 from patchbay.store import tables
+from patchbay.store import users as user_rows
+from patchbay.store.db import Database, alembic_config
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.support.databases import postgres_url
 
@@ -58,7 +69,7 @@ async def outcome(hub: Hub, job_id: str) -> JobEvent:
 
 async def test_prepare_is_idempotent_and_bootstraps_once(hub: Hub) -> None:
     assert await hub.prepare() is None
-    users = await hub.users.list_users()
+    users = await hub.users.list_users(await admin(hub))
     assert [(u.name, u.role) for u in users] == [("admin", "admin")]
     async with hub.db.connect() as conn:
         stored = (await conn.execute(select(tables.api_keys.c.key_hash))).scalars().all()
@@ -66,19 +77,29 @@ async def test_prepare_is_idempotent_and_bootstraps_once(hub: Hub) -> None:
 
 
 async def test_users_and_keys(hub: Hub) -> None:
-    alice = await hub.users.create(UserCreate(name="alice"))
+    root = await admin(hub)
+    alice = await hub.users.create(root, UserCreate(name="alice"))
+    assert (root.number, alice.number) == (1, 2)
+    assert (await hub.users.get(root, 2)).id == alice.id
     with pytest.raises(Conflict):
-        await hub.users.create(UserCreate(name="alice"))
-    issued = await hub.users.issue_key(alice.id, name="laptop")
+        await hub.users.create(root, UserCreate(name="alice"))
+    with pytest.raises(PermissionDenied):
+        await hub.users.create(alice, UserCreate(name="bob"))
+    with pytest.raises(PermissionDenied):
+        await hub.users.update(alice, alice.id, UserUpdate(role="admin"))
+    assert [u.name for u in await hub.users.list_users(alice)] == ["alice"]
+    issued = await hub.users.issue_key(root, alice.id, name="laptop")
     assert (await hub.auth.authenticate(issued.key)).id == alice.id
-    await hub.users.revoke_key(issued.id, actor=await admin(hub))
+    await hub.users.revoke_key(issued.id, actor=root)
     with pytest.raises(AuthenticationFailed):
         await hub.auth.authenticate(issued.key)
-    renamed = await hub.users.update(alice.id, UserUpdate(name="alicia"))
+    renamed = await hub.users.update(root, alice.id, UserUpdate(name="alicia"))
     assert renamed.name == "alicia"
-    await hub.users.delete(alice.id)
-    assert [u.name for u in await hub.users.list_users()] == ["admin"]
+    await hub.users.delete(root, alice.id)
+    assert [u.name for u in await hub.users.list_users(root)] == ["admin"]
     assert await hub.users.list_keys(alice.id) == []
+    newer = await hub.users.create(root, UserCreate(name="carol"))
+    assert newer.number is not None and newer.number > 2  # never reused (PostgreSQL may skip some)
 
 
 async def test_provider_keys_are_encrypted_and_never_returned(hub: Hub) -> None:
@@ -142,7 +163,7 @@ async def test_history_continues_a_chat_only_for_its_owner(hub: Hub) -> None:
     ]
     second = await hub.turns.start(owner, TurnCreate(text="next", history=history))
     assert second.chat_id == first.chat_id
-    other = await hub.users.create(UserCreate(name="other"))
+    other = await hub.users.create(owner, UserCreate(name="other"))
     third = await hub.turns.start(other, TurnCreate(text="next", history=history))
     assert third.chat_id != first.chat_id
     with pytest.raises(ChatNotFound):
@@ -171,4 +192,67 @@ async def test_migrations_keep_existing_rows(hub: Hub) -> None:
             await conn.execute(text("select version_num from alembic_version"))
         ).scalar_one()
     assert count == 1
-    assert revision == "0001"
+    assert revision == "0002"
+
+
+async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:
+    await add_echo(hub)
+    root = await admin(hub)
+    bob = await hub.users.create(root, UserCreate(name="bob"))
+    carol = await hub.users.create(root, UserCreate(name="carol"))
+    chat = await hub.chats.create(root, ChatCreate(title="team", members=["bob"]))
+    assert (chat.number, chat.members) == (1, [bob.id])
+    assert [c.id for c in await hub.chats.list_chats(bob, limit=10, before=None)] == [chat.id]
+    assert await hub.chats.list_chats(carol, limit=10, before=None) == []
+    with pytest.raises(ChatNotFound):
+        await hub.chats.get(carol, chat.id)
+
+    turn = await hub.turns.start(bob, TurnCreate(text='{"raw": "one"}', chat_id="1"))
+    assert (await outcome(hub, turn.job_id)).content == "one"
+    again = await hub.turns.regenerate(bob, turn.assistant_message_id, Regenerate())
+    assert again.user_message_id == turn.user_message_id
+    await outcome(hub, again.job_id)
+    question, answer = await hub.chats.messages(root, 1)
+    assert (question.number, question.author_id, answer.id) == (
+        1,
+        bob.id,
+        again.assistant_message_id,
+    )
+    assert answer.sibling_ids == [turn.assistant_message_id, again.assistant_message_id]
+    assert question.sibling_ids == [question.id]
+
+    await hub.chats.update(root, chat.id, ChatUpdate(current_message_id=turn.user_message_id))
+    assert (await hub.chats.messages(bob, chat.id))[-1].id == again.assistant_message_id
+    await hub.chats.update(bob, chat.id, ChatUpdate(current_message_id=turn.assistant_message_id))
+    with pytest.raises(PermissionDenied):
+        await hub.chats.update(bob, chat.id, ChatUpdate(title="mine"))
+    assert (await hub.chats.messages(bob, chat.id))[-1].id == turn.assistant_message_id
+    with pytest.raises(PermissionDenied):
+        await hub.chats.delete(bob, chat.id)
+    await hub.chats.delete(root, chat.id)
+    assert await hub.chats.list_chats(bob, limit=10, before=None) == []
+
+
+async def test_migration_numbers_existing_rows(tmp_path: Path) -> None:
+    """A database made by the first release gains numbers, in creation order, and keeps its rows."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
+            ids = sorted(new_id() for _ in range(2))
+            for user_id, name in zip(ids, ("zed", "amy"), strict=True):  # names sort the other way
+                await conn.execute(
+                    text(
+                        "insert into users (id, name, role, profile, instruction_recording,"
+                        " created_at, updated_at) values (:id, :name, 'user', '{}', 0,"
+                        " '2026-01-01', '2026-01-01')"
+                    ),
+                    {"id": user_id, "name": name},
+                )
+        await db.migrate()
+        async with db.begin() as conn:
+            await user_rows.insert_user(conn, name="new", role="user", profile={})
+            rows = (await conn.execute(text("select name, number from users order by id"))).all()
+        assert [tuple(r) for r in rows] == [("zed", 1), ("amy", 2), ("new", 3)]
+    finally:
+        await db.close()

@@ -115,9 +115,15 @@ def test_jobs_of_other_users_are_not_found(stack: Stack) -> None:
 
 def test_admin_routes_need_an_admin(stack: Stack) -> None:
     key = stack.new_user("plain")
-    for method, path in (("GET", "/v1/users"), ("GET", "/v1/providers"), ("POST", "/v1/models")):
-        response = httpx.request(method, stack.core_url + path, headers=auth(stack, key), json={})
+    for method, path, body in (
+        ("POST", "/v1/users", {"name": "sneaky"}),
+        ("GET", "/v1/providers", None),
+        ("POST", "/v1/models", {"name": "m", "provider": "mock"}),
+    ):
+        response = httpx.request(method, stack.core_url + path, headers=auth(stack, key), json=body)
         assert response.status_code == 403, path
+    users = httpx.get(stack.core_url + "/v1/users", headers=auth(stack, key)).json()
+    assert [u["name"] for u in users] == ["plain"]
     assert httpx.get(stack.core_url + "/v1/models", headers=auth(stack, key)).status_code == 200
     assert httpx.get(stack.core_url + "/v1/me", headers=auth(stack, key)).json()["name"] == "plain"
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from patchbay import __version__
-from patchbay.api.routes import catalog, chats, status, turns, users
+from patchbay.api.routes import catalog, chats, instructions, status, turns, users
 from patchbay.asgi import BodyLimit
 from patchbay.config import Settings
 from patchbay.core.hub import Hub
@@ -78,6 +78,6 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in (turns, chats, users, catalog, status):
+    for module in (turns, chats, users, catalog, status, instructions):
         app.include_router(module.router)
     return app

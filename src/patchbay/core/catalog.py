@@ -153,6 +153,21 @@ class Catalog:
             await rows.delete_model(conn, name)
         self._changed()
 
+    async def model_name(self, provider: str | None, llm_name: str) -> str:
+        """The catalog name of a model named by seed 003's `provider_name` + `llm_name`: a model
+        of that provider whose name or upstream name is `llm_name` (any provider when None)."""
+        candidates = [
+            m for m in await self.list_models() if provider is None or m.provider == provider
+        ]
+        for found in (
+            [m for m in candidates if m.name == llm_name],
+            [m for m in candidates if m.upstream_model == llm_name],
+        ):
+            if found:
+                return found[0].name
+        where = f" of provider {provider!r}" if provider else ""
+        raise ModelNotFound(f"no LLM {llm_name!r}{where}; LLM_LIST lists them")
+
     async def resolve(self, name: str | None) -> ModelTarget:
         """The model a request names (or the default one), ready for the registry."""
         key = (name or "").strip()

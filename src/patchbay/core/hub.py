@@ -8,6 +8,8 @@ import logging
 from patchbay.config import Settings, environment
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import ChatService
+from patchbay.core.instructions.executor import InstructionExecutor
+from patchbay.core.instructions.handlers import Handlers
 from patchbay.core.keys import SecretBox
 from patchbay.core.llm.registry import ModelRegistry
 from patchbay.core.status import StatusBoard
@@ -43,6 +45,10 @@ class Hub:
             bus=self.bus,
             settings=settings.jobs,
         )
+        handlers = Handlers(
+            users=self.users, chats=self.chats, catalog=self.catalog, turns=self.turns
+        )
+        self.instructions = InstructionExecutor(handlers, self.users)
 
     async def prepare(self) -> Bootstrap | None:
         """Migrate the database and create the first admin; safe to run on every start."""

@@ -20,11 +20,12 @@ from sqlalchemy.engine import Connection
 
 from patchbay.config import JobSettings
 from patchbay.core.catalog import Catalog
-from patchbay.core.chats import chain_hash
+from patchbay.core.chats import chain_hash, usable_chat
 from patchbay.core.llm.registry import Generation, ModelRegistry
 from patchbay.errors import (
-    ChatNotFound,
+    InvalidRequest,
     JobNotFound,
+    MessageNotFound,
     PatchbayError,
     ProviderTimeout,
     QueueFull,
@@ -33,9 +34,9 @@ from patchbay.errors import (
 from patchbay.ids import new_id
 from patchbay.logging import job_id_var
 from patchbay.queue.base import EventBus, JobQueue, JobSpec
-from patchbay.schemas.chats import Timings, Usage
+from patchbay.schemas.chats import MessageRead, Timings, Usage
 from patchbay.schemas.jobs import TERMINAL, ErrorInfo, JobEvent, JobRead
-from patchbay.schemas.turns import MessageIn, TurnCreate, TurnRead
+from patchbay.schemas.turns import MessageIn, Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
@@ -144,17 +145,94 @@ class TurnEngine:
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
         )
-        await self._bus.publish(JobEvent(job_id=ids.job, seq=1, type="queued", model=model))
-        try:
-            await self._queue.submit(spec)
-        except QueueFull as exc:
-            await self._fail(spec, _RunState(started=time.monotonic(), started_at=now), exc)
-            raise
+        await self._enqueue(spec, now)
         return TurnRead(
             chat_id=context.chat_id,
             job_id=ids.job,
             user_message_id=ids.user_message,
             assistant_message_id=ids.answer,
+            model=model,
+        )
+
+    async def _enqueue(self, spec: JobSpec, now: datetime) -> None:
+        await self._bus.publish(
+            JobEvent(job_id=spec.job_id, seq=1, type="queued", model=spec.model)
+        )
+        try:
+            await self._queue.submit(spec)
+        except QueueFull as exc:
+            await self._fail(spec, _RunState(started=time.monotonic(), started_at=now), exc)
+            raise
+
+    async def regenerate(self, user: UserRead, message_id: str | int, turn: Regenerate) -> TurnRead:
+        """Answer a question again: the new answer becomes a sibling of the earlier ones and the
+        chat's current branch. `message_id` is the question or one of its answers."""
+        async with self._db.connect() as conn:
+            earlier = await conn.run_sync(chat_rows.find_message, message_id)
+        if earlier is None:
+            raise MessageNotFound(f"no message with id {message_id!r}")
+        target = await self._catalog.resolve(turn.model or earlier.model)
+        if self._queue.depth() >= self._settings.max_depth:
+            raise QueueFull("too many turns are waiting; try again shortly")
+        return await asyncio.shield(self._accept_again(user, message_id, turn, target.name))
+
+    async def _accept_again(
+        self, user: UserRead, message_id: str | int, turn: Regenerate, model: str
+    ) -> TurnRead:
+        now = datetime.now(UTC)
+        job_id, answer_id = new_id(), new_id()
+
+        def store(conn: Connection) -> tuple[str, str, str, list[tuple[str, str]]]:
+            question = _question(conn, user, message_id)
+            branch = chat_rows.branch(conn, chat_id=question.chat_id, leaf_id=question.id)
+            history: list[tuple[str, str]] = [
+                (m.role, m.content) for m in branch if m.status == "complete" or m.content
+            ]
+            answer = chat_rows.message_row(
+                id=answer_id,
+                chat_id=question.chat_id,
+                parent_id=question.id,
+                role="assistant",
+                content="",
+                status="queued",
+                now=now,
+                model=model,
+            )
+            chat_rows.insert_messages(conn, [answer])
+            job = job_rows.job_row(
+                id=job_id,
+                chat_id=question.chat_id,
+                message_id=answer_id,
+                user_id=user.id,
+                model=model,
+                queue=self._queue.name,
+                now=now,
+            )
+            job_rows.insert_job(conn, job)
+            chat_rows.update_chat(
+                conn, question.chat_id, current_message_id=answer_id, updated_at=now
+            )
+            user_hash = chat_rows.prefix_hash_of(conn, question.id) or ""
+            return question.chat_id, question.id, user_hash, history
+
+        chat_id, question_id, user_hash, history = await self._db.write(store)
+        spec = JobSpec(
+            job_id=job_id,
+            user_id=user.id,
+            chat_id=chat_id,
+            message_id=answer_id,
+            model=model,
+            messages=tuple(history),
+            prefix_hash=user_hash,
+            options=turn.options.model_dump(exclude_none=True),
+            stream=turn.stream,
+        )
+        await self._enqueue(spec, now)
+        return TurnRead(
+            chat_id=chat_id,
+            job_id=job_id,
+            user_message_id=question_id,
+            assistant_message_id=answer_id,
             model=model,
         )
 
@@ -185,6 +263,7 @@ class TurnEngine:
                 status="complete",
                 now=now,
                 prefix_hash=user_hash,
+                author_id=user.id,
             ),
             chat_rows.message_row(
                 id=ids.answer,
@@ -219,10 +298,8 @@ class TurnEngine:
         self, conn: Connection, user: UserRead, turn: TurnCreate, now: datetime
     ) -> _Context:
         if turn.chat_id is not None:
-            chat = chat_rows.find_chat(conn, turn.chat_id)
-            if chat is None or chat.owner_id != user.id:
-                raise ChatNotFound(f"no chat with id {turn.chat_id!r}")
-            return _continue(conn, chat.id, chat.current_message_id)
+            usable = usable_chat(conn, user, turn.chat_id)
+            return _continue(conn, usable.id, usable.current_message_id)
         if turn.history:
             return _from_history(conn, user, turn, now)
         if turn.thread is not None:
@@ -423,6 +500,15 @@ class TurnEngine:
         await self.job(user, job_id)
         return self.follow(job_id, after=after)
 
+    async def outcome(self, job_id: str) -> JobEvent:
+        """Wait for a job's terminal event (no ownership check)."""
+        outcome = None
+        async for batch in self.follow(job_id):
+            outcome = batch[-1]
+        if outcome is None or outcome.type not in TERMINAL:
+            raise JobNotFound(f"job {job_id} ended without an outcome")
+        return outcome
+
     async def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
         """Batches of events of a job the caller may see (no ownership check)."""
         if self._bus.knows(job_id):
@@ -486,6 +572,21 @@ async def _watch_idle(state: _RunState, task: asyncio.Task[object], idle_s: floa
         await asyncio.sleep(remaining)
 
 
+def _question(conn: Connection, user: UserRead, message_id: str | int) -> MessageRead:
+    """The user message to answer again, given it or one of its answers."""
+    message = chat_rows.find_message(conn, message_id)
+    if message is None:
+        raise MessageNotFound(f"no message with id {message_id!r}")
+    usable_chat(conn, user, message.chat_id)
+    if message.role == "assistant" and message.parent_id is not None:
+        question = chat_rows.find_message(conn, message.parent_id)
+        if question is not None and question.role == "user":
+            return question
+    if message.role == "user":
+        return message
+    raise InvalidRequest("only an answer, or the message it answers, can be answered again")
+
+
 def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> _Context:
     branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf_id)
     parent_hash = chat_rows.prefix_hash_of(conn, leaf_id) if leaf_id else None
@@ -543,6 +644,7 @@ def _new_chat(user: UserRead, turn: TurnCreate, now: datetime) -> chat_rows.Chat
     title = " ".join(turn.text.split())[:TITLE_LENGTH] or None
     return chat_rows.ChatRecord(
         id=new_id(),
+        number=None,
         owner_id=user.id,
         title=title,
         channel=turn.channel,

@@ -7,9 +7,17 @@ from dataclasses import dataclass
 
 from patchbay.core.keys import display_prefix, hash_api_key, new_api_key
 from patchbay.errors import AuthenticationFailed, PermissionDenied, UserNotFound
-from patchbay.schemas.users import ApiKeyIssued, ApiKeyRead, UserCreate, UserRead, UserUpdate
+from patchbay.schemas.users import (
+    ApiKeyIssued,
+    ApiKeyRead,
+    InstructionRecord,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+)
 from patchbay.store import users as user_rows
 from patchbay.store.db import Database
+from patchbay.store.refs import Ref
 
 ADMIN_NAME = "admin"
 
@@ -72,42 +80,79 @@ def require_admin(user: UserRead) -> None:
 
 
 class UserService:
+    """Users and their instruction records; admins manage everyone, a user only themself."""
+
     def __init__(self, db: Database, auth: Authenticator) -> None:
         self._db = db
         self._auth = auth
 
-    async def create(self, data: UserCreate) -> UserRead:
+    async def create(self, actor: UserRead, data: UserCreate) -> UserRead:
+        require_admin(actor)
         async with self._db.begin() as conn:
             return await user_rows.insert_user(
                 conn, name=data.name, role=data.role, profile=data.profile
             )
 
-    async def list_users(self) -> list[UserRead]:
+    async def list_users(self, actor: UserRead) -> list[UserRead]:
+        """Everyone for an admin; just themself for anyone else."""
+        if actor.role != "admin":
+            return [await self.get(actor, actor.id)]
         async with self._db.connect() as conn:
             return await user_rows.list_users(conn)
 
-    async def get(self, user_id: str) -> UserRead:
+    async def get(self, actor: UserRead, user_id: Ref) -> UserRead:
         async with self._db.connect() as conn:
-            return await user_rows.get_user(conn, user_id)
+            user = await user_rows.get_user(conn, user_id)
+        if actor.role != "admin" and user.id != actor.id:
+            raise UserNotFound(f"no user with id {user_id!r}")
+        return user
 
-    async def update(self, user_id: str, data: UserUpdate) -> UserRead:
+    async def update(self, actor: UserRead, user_id: Ref, data: UserUpdate) -> UserRead:
+        values = data.model_dump(exclude_unset=True)
+        if "role" in values and actor.role != "admin":
+            raise PermissionDenied("only an admin may change a role")
+        target = await self.get(actor, user_id)
         async with self._db.begin() as conn:
-            user = await user_rows.update_user(conn, user_id, data.model_dump(exclude_unset=True))
+            user = await user_rows.update_user(conn, target.id, values)
         self._auth.forget()
         return user
 
-    async def delete(self, user_id: str) -> None:
+    async def delete(self, actor: UserRead, user_id: Ref) -> None:
+        require_admin(actor)
+        target = await self.get(actor, user_id)
+        if target.id == actor.id:
+            raise PermissionDenied("you cannot delete yourself; another admin can")
         async with self._db.begin() as conn:
-            await user_rows.delete_user(conn, user_id)
+            await user_rows.delete_user(conn, target.id)
         self._auth.forget()
 
-    async def issue_key(self, user_id: str, *, name: str) -> ApiKeyIssued:
+    async def record(self, record: InstructionRecord) -> None:
+        async with self._db.begin() as conn:
+            await user_rows.insert_instruction_record(conn, record)
+
+    async def records(
+        self, actor: UserRead, user_id: Ref, *, limit: int = 100, before: str | None = None
+    ) -> list[InstructionRecord]:
+        """The user's recorded instructions, newest first."""
+        target = await self.get(actor, user_id)
+        async with self._db.connect() as conn:
+            return await user_rows.list_instruction_records(
+                conn, target.id, limit=limit, before=before
+            )
+
+    async def delete_records(self, actor: UserRead, user_id: Ref) -> int:
+        target = await self.get(actor, user_id)
+        async with self._db.begin() as conn:
+            return await user_rows.delete_instruction_records(conn, target.id)
+
+    async def issue_key(self, actor: UserRead, user_id: Ref, *, name: str) -> ApiKeyIssued:
+        require_admin(actor)
         key = new_api_key()
         async with self._db.begin() as conn:
-            await user_rows.get_user(conn, user_id)
+            user = await user_rows.get_user(conn, user_id)
             row = await user_rows.insert_api_key(
                 conn,
-                user_id=user_id,
+                user_id=user.id,
                 name=name,
                 prefix=display_prefix(key),
                 key_hash=hash_api_key(key),

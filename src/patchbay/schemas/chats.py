@@ -13,6 +13,9 @@ MessageStatus = Literal["complete", "queued", "streaming", "failed", "cancelled"
 
 class ChatRead(BaseModel):
     id: str
+    number: int | None  # the short id seed 003's clients use
+    owner_id: str
+    members: list[str] = []  # ids of the users besides the owner who may use the chat
     title: str | None
     channel: str
     thread: str | None
@@ -21,8 +24,18 @@ class ChatRead(BaseModel):
     updated_at: datetime
 
 
+class ChatCreate(BaseModel):
+    title: str | None = Field(default=None, max_length=500)
+    members: list[str] = Field(default=[], max_length=1000)  # user names or ids
+    model: str | None = None
+
+
 class ChatUpdate(BaseModel):
     title: str | None = Field(default=None, max_length=500)
+    model: str | None = None
+    members: list[str] | None = Field(default=None, max_length=1000)  # replaces the members
+    # Show the branch through this message (its newest descendants below it).
+    current_message_id: str | None = None
 
 
 class Usage(BaseModel):
@@ -37,8 +50,10 @@ class Timings(BaseModel):
 
 class MessageRead(BaseModel):
     id: str
+    number: int | None
     chat_id: str
     parent_id: str | None
+    author_id: str | None
     role: MessageRole
     content: str
     status: MessageStatus
@@ -47,3 +62,5 @@ class MessageRead(BaseModel):
     timings: Timings
     error: str | None
     created_at: datetime
+    # In a loaded branch: this message and its alternatives (regenerated answers), oldest first.
+    sibling_ids: list[str] = []

@@ -49,6 +49,14 @@ class TurnCreate(BaseModel):
     metadata: dict[str, object] = {}
 
 
+class Regenerate(BaseModel):
+    """Answer a question again; the new answer becomes a sibling of the earlier ones."""
+
+    model: str | None = None  # default: the model of the answer being replaced
+    options: GenerationOptions = GenerationOptions()
+    stream: bool = True
+
+
 class TurnRead(BaseModel):
     chat_id: str
     job_id: str

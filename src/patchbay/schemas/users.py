@@ -10,23 +10,44 @@ from pydantic import BaseModel, Field
 Role = Literal["admin", "user"]
 
 
+Profile = dict[str, object] | str  # free-form: structured fields or a line of text
+NAME_PATTERN = r"^[^\s/]{1,200}$"
+
+
 class UserCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(pattern=NAME_PATTERN)
     role: Role = "user"
-    profile: dict[str, object] = {}
+    profile: Profile = {}
 
 
 class UserUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
     role: Role | None = None
-    profile: dict[str, object] | None = None
+    profile: Profile | None = None
+    instruction_recording: bool | None = None
 
 
 class UserRead(BaseModel):
     id: str
+    number: int | None  # the short id seed 003's clients use
     name: str
     role: Role
-    profile: dict[str, object]
+    profile: Profile
+    instruction_recording: bool
+    created_at: datetime
+
+
+class InstructionRecord(BaseModel):
+    """One instruction a user sent while recording was on."""
+
+    id: str
+    user_id: str
+    type: str | None
+    transport: str
+    payload: object
+    status: str
+    error_code: str | None
+    latency_ms: float
     created_at: datetime
 
 

@@ -7,16 +7,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 
+from patchbay.errors import UserNotFound
 from patchbay.schemas.chats import ChatRead, MessageRead, Timings, Usage
-from patchbay.store.tables import chats, messages
+from patchbay.store.refs import Ref, as_number, ref_filter
+from patchbay.store.tables import chat_members, chats, messages, users
 
 
 @dataclass(frozen=True, slots=True)
 class ChatRecord:
     id: str
+    number: int | None  # assigned by the database on insert
     owner_id: str
     title: str | None
     channel: str
@@ -26,9 +29,12 @@ class ChatRecord:
     created_at: datetime
     updated_at: datetime
 
-    def read(self) -> ChatRead:
+    def read(self, members: list[str] | None = None) -> ChatRead:
         return ChatRead(
             id=self.id,
+            number=self.number,
+            owner_id=self.owner_id,
+            members=members or [],
             title=self.title,
             channel=self.channel,
             thread=self.thread,
@@ -42,11 +48,13 @@ def _chat(row: Any) -> ChatRecord:
     return ChatRecord(**row._asdict())
 
 
-def _message(row: Any) -> MessageRead:
+def _message(row: Any, sibling_ids: list[str] | None = None) -> MessageRead:
     return MessageRead(
         id=row.id,
+        number=row.number,
         chat_id=row.chat_id,
         parent_id=row.parent_id,
+        author_id=row.author_id,
         role=row.role,
         content=row.content,
         status=row.status,
@@ -55,12 +63,56 @@ def _message(row: Any) -> MessageRead:
         timings=Timings(ttft_ms=row.ttft_ms, duration_ms=row.duration_ms),
         error=row.error,
         created_at=row.created_at,
+        sibling_ids=sibling_ids or [],
     )
 
 
-def find_chat(conn: Connection, chat_id: str) -> ChatRecord | None:
-    row = (conn.execute(select(chats).where(chats.c.id == chat_id))).first()
+def find_chat(conn: Connection, chat_id: Ref) -> ChatRecord | None:
+    """A chat by id or number."""
+    row = (conn.execute(select(chats).where(ref_filter(chats, chat_id)))).first()
     return None if row is None else _chat(row)
+
+
+def members(conn: Connection, chat_id: str) -> list[str]:
+    """The ids of a chat's members besides its owner, in the order they were added."""
+    query = (
+        select(chat_members.c.user_id)
+        .where(chat_members.c.chat_id == chat_id)
+        .order_by(chat_members.c.created_at, chat_members.c.user_id)
+    )
+    return [row.user_id for row in conn.execute(query)]
+
+
+def is_member(conn: Connection, chat_id: str, user_id: str) -> bool:
+    query = select(chat_members.c.user_id).where(
+        chat_members.c.chat_id == chat_id, chat_members.c.user_id == user_id
+    )
+    return conn.execute(query).first() is not None
+
+
+def user_ids(conn: Connection, refs: Sequence[str]) -> list[str]:
+    """User ids for names, ids or numbers; raises `UserNotFound` for the first unknown one."""
+    ids = []
+    for ref in refs:
+        number = as_number(ref)
+        where = users.c.number == number if number is not None else users.c.name == ref
+        row = conn.execute(select(users.c.id).where(where)).first()
+        if row is None and number is None:
+            row = conn.execute(select(users.c.id).where(users.c.id == ref)).first()
+        if row is None:
+            raise UserNotFound(f"no user named {ref!r}")
+        ids.append(row.id)
+    return ids
+
+
+def set_members(conn: Connection, chat_id: str, user_ids: Sequence[str], now: datetime) -> None:
+    conn.execute(chat_members.delete().where(chat_members.c.chat_id == chat_id))
+    unique = list(dict.fromkeys(user_ids))
+    if unique:
+        conn.execute(
+            chat_members.insert(),
+            [{"chat_id": chat_id, "user_id": uid, "created_at": now} for uid in unique],
+        )
 
 
 def find_thread_chat(
@@ -90,9 +142,13 @@ def find_prefix(conn: Connection, *, owner_id: str, prefix_hash: str) -> tuple[s
 
 
 def list_chats(
-    conn: Connection, *, owner_id: str, limit: int, before: str | None = None
+    conn: Connection, *, user_id: str | None, limit: int, before: str | None = None
 ) -> list[ChatRead]:
-    query = select(chats).where(chats.c.owner_id == owner_id)
+    """The chats a user owns or is a member of (every chat when `user_id` is None), newest first."""
+    query = select(chats)
+    if user_id is not None:
+        membership = select(chat_members.c.chat_id).where(chat_members.c.user_id == user_id)
+        query = query.where(or_(chats.c.owner_id == user_id, chats.c.id.in_(membership)))
     if before is not None:
         query = query.where(chats.c.id < before)
     rows = conn.execute(query.order_by(chats.c.id.desc()).limit(limit))
@@ -130,12 +186,14 @@ def message_row(
     now: datetime,
     model: str | None = None,
     prefix_hash: str | None = None,
+    author_id: str | None = None,
 ) -> dict[str, object]:
-    """A full messages row, ready for a bulk insert."""
+    """A full messages row, ready for a bulk insert (its number comes from the database)."""
     return {
         "id": id,
         "chat_id": chat_id,
         "parent_id": parent_id,
+        "author_id": author_id,
         "role": role,
         "content": content,
         "status": status,
@@ -163,27 +221,50 @@ def update_message(conn: Connection, message_id: str, **values: object) -> None:
     conn.execute(_UPDATE_MESSAGE, {"b_id": message_id, **values})
 
 
-def find_message(conn: Connection, message_id: str) -> MessageRead | None:
-    row = (conn.execute(select(messages).where(messages.c.id == message_id))).first()
+def find_message(conn: Connection, message_id: Ref) -> MessageRead | None:
+    """A message by id or number."""
+    row = (conn.execute(select(messages).where(ref_filter(messages, message_id)))).first()
     return None if row is None else _message(row)
 
 
-def branch(conn: Connection, *, chat_id: str, leaf_id: str | None) -> list[MessageRead]:
-    """The messages from the root to `leaf_id`, oldest first."""
+def branch(
+    conn: Connection, *, chat_id: str, leaf_id: str | None, siblings: bool = False
+) -> list[MessageRead]:
+    """The messages from the root to `leaf_id`, oldest first; with `siblings`, each message also
+    lists its alternatives (the other children of its parent)."""
     if leaf_id is None:
         return []
     rows = conn.execute(
         select(messages).where(messages.c.chat_id == chat_id).order_by(messages.c.id)
     )
     by_id = {row.id: row for row in rows}
+    children: dict[str | None, list[str]] = {}
+    if siblings:
+        for row in by_id.values():
+            children.setdefault(row.parent_id, []).append(row.id)
     path = []
     current: str | None = leaf_id
     while current is not None and current in by_id:
         row = by_id[current]
-        path.append(_message(row))
+        path.append(_message(row, children.get(row.parent_id)))
         current = row.parent_id
     path.reverse()
     return path
+
+
+def newest_leaf(conn: Connection, *, chat_id: str, message_id: str) -> str:
+    """The end of the branch through `message_id`: its newest child, that one's, and so on."""
+    rows = conn.execute(
+        select(messages.c.id, messages.c.parent_id).where(messages.c.chat_id == chat_id)
+    )
+    newest: dict[str, str] = {}
+    for row in rows:
+        if row.parent_id is not None and row.id > newest.get(row.parent_id, ""):
+            newest[row.parent_id] = row.id
+    leaf = message_id
+    while leaf in newest:
+        leaf = newest[leaf]
+    return leaf
 
 
 def prefix_hash_of(conn: Connection, message_id: str) -> str | None:
@@ -192,4 +273,5 @@ def prefix_hash_of(conn: Connection, message_id: str) -> str | None:
 
 
 def _fields(record: ChatRecord) -> dict[str, object]:
-    return {name: getattr(record, name) for name in ChatRecord.__slots__}
+    # The number is left out so the database assigns it.
+    return {name: getattr(record, name) for name in ChatRecord.__slots__ if name != "number"}

@@ -7,9 +7,11 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -50,6 +52,11 @@ def _id() -> Column[str]:
     return Column("id", String(26), primary_key=True)
 
 
+def _number() -> Column[int]:
+    """A short integer id the database assigns (seed 003's clients say `"chat_id": 1`)."""
+    return Column("number", BigInteger, FetchedValue(), unique=True)
+
+
 def _created() -> Column[object]:
     return Column("created_at", UTCDateTime(), nullable=False)
 
@@ -58,6 +65,7 @@ users = Table(
     "users",
     metadata,
     _id(),
+    _number(),
     Column("name", String(200), nullable=False, unique=True),
     Column("role", String(20), nullable=False),
     Column("profile", JSON, nullable=False),
@@ -122,6 +130,7 @@ chats = Table(
     "chats",
     metadata,
     _id(),
+    _number(),
     Column("owner_id", String(26), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("title", String(500)),
     Column("channel", String(100), nullable=False),
@@ -138,9 +147,11 @@ messages = Table(
     "messages",
     metadata,
     _id(),
+    _number(),
     Column("chat_id", String(26), ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
     Column("parent_id", String(26), ForeignKey("messages.id", ondelete="CASCADE")),
     Column("role", String(20), nullable=False),
+    Column("author_id", String(26)),  # who said it, in a chat with several members
     Column("content", Text, nullable=False),
     Column("status", String(20), nullable=False),
     Column("model", String(200)),
@@ -159,6 +170,30 @@ messages = Table(
     Index("ix_messages_chat", "chat_id", "id"),
     Index("ix_messages_prefix_hash", "prefix_hash"),
     Index("ix_messages_parent", "parent_id"),
+)
+
+chat_members = Table(
+    "chat_members",
+    metadata,
+    Column("chat_id", String(26), ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(26), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    _created(),
+    Index("ix_chat_members_user", "user_id"),
+)
+
+instruction_records = Table(
+    "instruction_records",
+    metadata,
+    _id(),
+    Column("user_id", String(26), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(100)),
+    Column("transport", String(20), nullable=False),  # http or rabbitmq
+    Column("payload", JSON),
+    Column("status", String(20), nullable=False),  # success or error
+    Column("error_code", String(100)),
+    Column("latency_ms", Float, nullable=False),
+    _created(),
+    Index("ix_instruction_records_user", "user_id", "id"),
 )
 
 jobs = Table(

@@ -8,10 +8,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from patchbay.errors import Conflict, UserNotFound
+from patchbay.errors import UserExists, UserNotFound
 from patchbay.ids import new_id
-from patchbay.schemas.users import ApiKeyRead, Role, UserRead
-from patchbay.store.tables import api_keys, users
+from patchbay.schemas.users import ApiKeyRead, InstructionRecord, Profile, Role, UserRead
+from patchbay.store.refs import Ref, ref_filter
+from patchbay.store.tables import api_keys, instruction_records, users
 
 
 def _user(row: object) -> UserRead:
@@ -23,7 +24,7 @@ async def count_users(conn: AsyncConnection) -> int:
 
 
 async def insert_user(
-    conn: AsyncConnection, *, name: str, role: Role, profile: dict[str, object]
+    conn: AsyncConnection, *, name: str, role: Role, profile: Profile
 ) -> UserRead:
     now = datetime.now(UTC)
     row = {
@@ -39,12 +40,13 @@ async def insert_user(
         async with conn.begin_nested():
             await conn.execute(users.insert().values(**row))
     except IntegrityError as exc:
-        raise Conflict(f"a user named {name!r} already exists") from exc
-    return UserRead.model_validate(row)
+        raise UserExists(f"a user named {name!r} already exists") from exc
+    return await get_user(conn, str(row["id"]))
 
 
-async def get_user(conn: AsyncConnection, user_id: str) -> UserRead:
-    row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+async def get_user(conn: AsyncConnection, user_id: Ref) -> UserRead:
+    """A user by id or number."""
+    row = (await conn.execute(select(users).where(ref_filter(users, user_id)))).first()
     if row is None:
         raise UserNotFound(f"no user with id {user_id!r}")
     return _user(row)
@@ -64,7 +66,7 @@ async def update_user(conn: AsyncConnection, user_id: str, values: dict[str, obj
                     update(users).where(users.c.id == user_id).values(**values)
                 )
         except IntegrityError as exc:
-            raise Conflict(f"a user named {values.get('name')!r} already exists") from exc
+            raise UserExists(f"a user named {values.get('name')!r} already exists") from exc
         if result.rowcount == 0:
             raise UserNotFound(f"no user with id {user_id!r}")
     return await get_user(conn, user_id)
@@ -74,6 +76,28 @@ async def delete_user(conn: AsyncConnection, user_id: str) -> None:
     result = await conn.execute(users.delete().where(users.c.id == user_id))
     if result.rowcount == 0:
         raise UserNotFound(f"no user with id {user_id!r}")
+
+
+async def insert_instruction_record(conn: AsyncConnection, record: InstructionRecord) -> None:
+    await conn.execute(instruction_records.insert().values(**record.model_dump()))
+
+
+async def list_instruction_records(
+    conn: AsyncConnection, user_id: str, *, limit: int, before: str | None = None
+) -> list[InstructionRecord]:
+    """A user's records, newest first."""
+    query = select(instruction_records).where(instruction_records.c.user_id == user_id)
+    if before is not None:
+        query = query.where(instruction_records.c.id < before)
+    rows = await conn.execute(query.order_by(instruction_records.c.id.desc()).limit(limit))
+    return [InstructionRecord.model_validate(row, from_attributes=True) for row in rows]
+
+
+async def delete_instruction_records(conn: AsyncConnection, user_id: str) -> int:
+    result = await conn.execute(
+        instruction_records.delete().where(instruction_records.c.user_id == user_id)
+    )
+    return int(result.rowcount)
 
 
 def _key(row: object) -> ApiKeyRead:

@@ -9,9 +9,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from patchbay.api.deps import CurrentUser, HubDep
 from patchbay.api.sse import SSE_HEADERS, encode_all, resume_point
-from patchbay.errors import JobNotFound
+from patchbay.core.hub import Hub
 from patchbay.schemas.jobs import JobRead
-from patchbay.schemas.turns import TurnCreate, TurnRead, TurnResult
+from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead, TurnResult
 
 router = APIRouter(prefix="/v1", tags=["turns"])
 
@@ -44,20 +44,40 @@ async def create_turn(
     Answers at once with the ids (202); with `Accept: text/event-stream`, with the job's events as
     they happen; with `?wait=true`, with the job's outcome when it ends.
     """
-    created = await hub.turns.start(user, turn)
-    events = hub.turns.follow(created.job_id)
+    return await _answer(await hub.turns.start(user, turn), request, hub, wait=wait)
+
+
+@router.post(
+    "/messages/{message_id}/regenerate",
+    status_code=202,
+    response_model=TurnRead | TurnResult,
+    responses={200: {"description": "the outcome, with `?wait=true`"}},
+)
+async def regenerate(
+    message_id: str,
+    request: Request,
+    hub: HubDep,
+    user: CurrentUser,
+    data: Regenerate | None = None,
+    wait: Annotated[bool, Query(description="answer when the job has ended")] = False,
+) -> object:
+    """Answer a question again (`message_id`: the question or one of its answers, by id or
+    number). The new answer is a sibling of the earlier ones and becomes the chat's current
+    branch; it answers like `POST /v1/turns`."""
+    created = await hub.turns.regenerate(user, message_id, data or Regenerate())
+    return await _answer(created, request, hub, wait=wait)
+
+
+async def _answer(created: TurnRead, request: Request, hub: Hub, *, wait: bool) -> object:
+    """The ids at once; the events as they happen (SSE); or the outcome once there is one."""
     if "text/event-stream" in request.headers.get("accept", ""):
         headers = {**SSE_HEADERS, **_turn_headers(created)}
+        events = hub.turns.follow(created.job_id)
         return StreamingResponse(
             encode_all(events), media_type="text/event-stream", headers=headers
         )
     if wait:
-        outcome = None
-        async for batch in events:
-            outcome = batch[-1]
-        if outcome is None:
-            raise JobNotFound(f"job {created.job_id} ended without an outcome")
-        result = TurnResult(turn=created, outcome=outcome)
+        result = TurnResult(turn=created, outcome=await hub.turns.outcome(created.job_id))
         return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
     return created
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from patchbay.api.deps import AdminUser, CurrentUser, HubDep
+from fastapi import APIRouter, Query
+
+from patchbay.api.deps import CurrentUser, HubDep
 from patchbay.schemas.users import (
     ApiKeyCreate,
     ApiKeyIssued,
     ApiKeyRead,
+    InstructionRecord,
     UserCreate,
     UserRead,
     UserUpdate,
@@ -23,36 +26,56 @@ async def me(user: CurrentUser) -> UserRead:
 
 
 @router.get("/users", response_model=list[UserRead])
-async def list_users(hub: HubDep, _admin: AdminUser) -> list[UserRead]:
-    return await hub.users.list_users()
+async def list_users(hub: HubDep, user: CurrentUser) -> list[UserRead]:
+    """Every user for an admin; the caller alone for anyone else."""
+    return await hub.users.list_users(user)
 
 
 @router.post("/users", response_model=UserRead, status_code=201)
-async def create_user(data: UserCreate, hub: HubDep, _admin: AdminUser) -> UserRead:
-    return await hub.users.create(data)
+async def create_user(data: UserCreate, hub: HubDep, user: CurrentUser) -> UserRead:
+    return await hub.users.create(user, data)
 
 
 @router.get("/users/{user_id}", response_model=UserRead)
-async def read_user(user_id: str, hub: HubDep, _admin: AdminUser) -> UserRead:
-    return await hub.users.get(user_id)
+async def read_user(user_id: str, hub: HubDep, user: CurrentUser) -> UserRead:
+    """A user by id or number (callers who are not admins: only themself)."""
+    return await hub.users.get(user, user_id)
 
 
 @router.patch("/users/{user_id}", response_model=UserRead)
-async def update_user(user_id: str, data: UserUpdate, hub: HubDep, _admin: AdminUser) -> UserRead:
-    return await hub.users.update(user_id, data)
+async def update_user(user_id: str, data: UserUpdate, hub: HubDep, user: CurrentUser) -> UserRead:
+    """Change a user; `instruction_recording` turns recording of their instructions on or off."""
+    return await hub.users.update(user, user_id, data)
 
 
 @router.delete("/users/{user_id}", status_code=204)
-async def delete_user(user_id: str, hub: HubDep, _admin: AdminUser) -> None:
-    await hub.users.delete(user_id)
+async def delete_user(user_id: str, hub: HubDep, user: CurrentUser) -> None:
+    await hub.users.delete(user, user_id)
+
+
+@router.get("/users/{user_id}/instruction-records", response_model=list[InstructionRecord])
+async def list_records(
+    user_id: str,
+    hub: HubDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[str | None, Query(description="a record id: list older ones")] = None,
+) -> list[InstructionRecord]:
+    """The instructions recorded for a user, newest first."""
+    return await hub.users.records(user, user_id, limit=limit, before=before)
+
+
+@router.delete("/users/{user_id}/instruction-records")
+async def delete_records(user_id: str, hub: HubDep, user: CurrentUser) -> dict[str, int]:
+    return {"deleted": await hub.users.delete_records(user, user_id)}
 
 
 @router.post("/users/{user_id}/keys", response_model=ApiKeyIssued, status_code=201)
 async def issue_key(
-    user_id: str, data: ApiKeyCreate, hub: HubDep, _admin: AdminUser
+    user_id: str, data: ApiKeyCreate, hub: HubDep, user: CurrentUser
 ) -> ApiKeyIssued:
     """A new key for the user; the key itself is in this answer only."""
-    return await hub.users.issue_key(user_id, name=data.name)
+    return await hub.users.issue_key(user, user_id, name=data.name)
 
 
 @router.get("/keys", response_model=list[ApiKeyRead])
