@@ -84,7 +84,7 @@ def test_embedded_model_answers_offline_and_the_cli_works(tmp_path: Path) -> Non
         assert created.returncode == 0 and len(carol_key) == 1
         models = up.cli("models", "list", key=carol_key[0])
         assert "qwen2.5-coder-0.5b" in models.stdout
-        forbidden = up.cli("users", "list", key=carol_key[0])
+        forbidden = up.cli("users", "create", "dave", key=carol_key[0])
         assert forbidden.returncode == 1 and "permission_denied" in forbidden.stderr
         no_key = up.cli("models", "list")
         assert no_key.returncode == 2 and "PATCHBAY_API_KEY" in no_key.stderr

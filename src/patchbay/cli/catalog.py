@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from patchbay.cli.context import console, run_with_core, settings_of
-from patchbay.cli.users import _table
+from patchbay.cli.context import console, print_table, run_with_core, settings_of
 from patchbay.client import CoreClient
 from patchbay.schemas.catalog import ModelCreate, ModelRead, ProviderCreate, ProviderRead
 
@@ -23,7 +22,7 @@ def list_models(ctx: typer.Context) -> None:
         return await client.list_models()
 
     models = run_with_core(settings_of(ctx), action)
-    _table(
+    print_table(
         "models",
         ["name", "provider", "kind", "upstream model", "default"],
         [
@@ -107,7 +106,7 @@ def list_providers(ctx: typer.Context) -> None:
         return await client.call_as(list[ProviderRead], "GET", "/v1/providers")
 
     providers = run_with_core(settings_of(ctx), action)
-    _table(
+    print_table(
         "providers",
         ["name", "kind", "api base", "key"],
         [

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from patchbay.client import CoreClient
 from patchbay.config import Settings
@@ -52,3 +53,13 @@ def run_with_core(settings: Settings, action: Callable[[CoreClient], Awaitable[T
     except PatchbayError as exc:
         errors.print(f"[red]{exc.code}:[/] {exc.message}")
         raise typer.Exit(1) from exc
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A rich table of rows; None shows as blank."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    console.print(table)
