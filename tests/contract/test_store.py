@@ -62,7 +62,7 @@ async def add_echo(hub: Hub) -> None:
 
 
 async def outcome(hub: Hub, job_id: str) -> JobEvent:
-    events = [event async for batch in hub.turns.follow(job_id) for event in batch]
+    events = [event async for batch in hub.jobs.follow(job_id) for event in batch]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     return events[-1]
 
@@ -177,8 +177,8 @@ async def test_unfinished_jobs_are_failed_on_recovery(hub: Hub) -> None:
     await outcome(hub, turn.job_id)
     async with hub.db.begin() as conn:
         await conn.execute(tables.jobs.update().values(status="running"))
-    await hub.turns.recover()
-    job = await hub.turns.job(user, turn.job_id)
+    await hub.jobs.recover(hub.queue.name)
+    job = await hub.jobs.job(user, turn.job_id)
     assert job.status == "failed" and job.error and "restarted" in job.error
     assert (await hub.chats.messages(user, turn.chat_id))[-1].status == "failed"
 

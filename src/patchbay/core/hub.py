@@ -10,6 +10,7 @@ from patchbay.core.catalog import Catalog
 from patchbay.core.chats import ChatService
 from patchbay.core.instructions.executor import InstructionExecutor
 from patchbay.core.instructions.handlers import Handlers
+from patchbay.core.jobs import JobRunner
 from patchbay.core.keys import SecretBox
 from patchbay.core.llm.registry import ModelRegistry
 from patchbay.core.status import StatusBoard
@@ -37,16 +38,26 @@ class Hub:
         )
         self.bus = MemoryEventBus(retention_s=settings.jobs.event_retention_s)
         self._warmup: asyncio.Task[None] | None = None
-        self.turns = TurnEngine(
+        self.jobs = JobRunner(
             db=self.db,
             catalog=self.catalog,
             registry=self.registry,
-            queue=self.queue,
             bus=self.bus,
             settings=settings.jobs,
         )
+        self.turns = TurnEngine(
+            db=self.db,
+            catalog=self.catalog,
+            queue=self.queue,
+            jobs=self.jobs,
+            settings=settings.jobs,
+        )
         handlers = Handlers(
-            users=self.users, chats=self.chats, catalog=self.catalog, turns=self.turns
+            users=self.users,
+            chats=self.chats,
+            catalog=self.catalog,
+            turns=self.turns,
+            jobs=self.jobs,
         )
         self.instructions = InstructionExecutor(handlers, self.users)
 
@@ -63,8 +74,8 @@ class Hub:
 
     async def start(self) -> None:
         await self.registry.start()
-        await self.turns.recover()
-        await self.queue.start(self.turns.run)
+        await self.jobs.recover(self.queue.name)
+        await self.queue.start(self.jobs.run)
         if self.settings.local_model.enabled:
             self._warmup = asyncio.create_task(self._warm_local_model())
 

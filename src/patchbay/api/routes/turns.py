@@ -72,19 +72,19 @@ async def _answer(created: TurnRead, request: Request, hub: Hub, *, wait: bool) 
     """The ids at once; the events as they happen (SSE); or the outcome once there is one."""
     if "text/event-stream" in request.headers.get("accept", ""):
         headers = {**SSE_HEADERS, **_turn_headers(created)}
-        events = hub.turns.follow(created.job_id)
+        events = hub.jobs.follow(created.job_id)
         return StreamingResponse(
             encode_all(events), media_type="text/event-stream", headers=headers
         )
     if wait:
-        result = TurnResult(turn=created, outcome=await hub.turns.outcome(created.job_id))
+        result = TurnResult(turn=created, outcome=await hub.jobs.outcome(created.job_id))
         return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
     return created
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)
 async def read_job(job_id: str, hub: HubDep, user: CurrentUser) -> JobRead:
-    return await hub.turns.job(user, job_id)
+    return await hub.jobs.job(user, job_id)
 
 
 @router.get("/jobs/{job_id}/events")
@@ -96,7 +96,7 @@ async def job_events(
     after: Annotated[int | None, Query(ge=0)] = None,
 ) -> StreamingResponse:
     """The job's events as SSE; resumes after `Last-Event-ID` (or `?after=`) exactly once each."""
-    events = await hub.turns.events(user, job_id, after=resume_point(request, after))
+    events = await hub.jobs.events(user, job_id, after=resume_point(request, after))
     return StreamingResponse(
         encode_all(events), media_type="text/event-stream", headers=SSE_HEADERS
     )

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import ChatService
+from patchbay.core.jobs import JobRunner
 from patchbay.core.turns import TurnEngine
 from patchbay.core.users import UserService, require_admin
 from patchbay.errors import PatchbayError, PermissionDenied
@@ -38,12 +39,19 @@ def api_base_of(endpoint: str) -> str:
 
 class Handlers:
     def __init__(
-        self, *, users: UserService, chats: ChatService, catalog: Catalog, turns: TurnEngine
+        self,
+        *,
+        users: UserService,
+        chats: ChatService,
+        catalog: Catalog,
+        turns: TurnEngine,
+        jobs: JobRunner,
     ) -> None:
         self.users = users
         self.chats = chats
         self.catalog = catalog
         self.turns = turns
+        self.jobs = jobs
         self.table: dict[str, Handler] = {
             "USER_CREATE": self.user_create,
             "USER_UPDATE": self.user_update,
@@ -253,7 +261,7 @@ class Handlers:
         return await self._answer(actor, created, "response regenerated")
 
     async def _answer(self, user: UserRead, created: TurnRead, done: str) -> Outcome:
-        outcome = await self.turns.outcome(created.job_id)
+        outcome = await self.jobs.outcome(created.job_id)
         if outcome.type != "done":
             raise _failure(outcome)
         messages = {m.id: m for m in await self.chats.messages(user, created.chat_id)}

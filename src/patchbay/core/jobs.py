@@ -1,0 +1,344 @@
+"""Running a job and following its events: stream the model's answer as numbered events,
+checkpoint it while it grows, store the result, usage and timings when it ends, failed or not."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Connection
+
+from patchbay.config import JobSettings
+from patchbay.core.catalog import Catalog
+from patchbay.core.chats import chain_hash
+from patchbay.core.llm.registry import Generation, ModelRegistry
+from patchbay.errors import JobNotFound, PatchbayError, ProviderTimeout, StoreUnavailable
+from patchbay.logging import job_id_var
+from patchbay.queue.base import EventBus, JobSpec
+from patchbay.schemas.chats import Timings, Usage
+from patchbay.schemas.jobs import TERMINAL, ErrorInfo, JobEvent, JobRead
+from patchbay.schemas.users import UserRead
+from patchbay.store import chats as chat_rows
+from patchbay.store import jobs as job_rows
+from patchbay.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RunState:
+    """A running job's progress: the answer so far, the last event number, the timings."""
+
+    started: float
+    started_at: datetime
+    seq: int = 1
+    last_activity: float = 0.0
+    timed_out: bool = False
+    ttft: float | None = None
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def content(self) -> str:
+        return "".join(self.parts)
+
+    def timings(self) -> Timings:
+        ttft = None if self.ttft is None else round(self.ttft * 1000, 2)
+        return Timings(ttft_ms=ttft, duration_ms=round((time.monotonic() - self.started) * 1000, 2))
+
+
+class JobRunner:
+    """Runs jobs taken from a queue and serves their events to listeners."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        catalog: Catalog,
+        registry: ModelRegistry,
+        bus: EventBus,
+        settings: JobSettings,
+    ) -> None:
+        self._db = db
+        self._catalog = catalog
+        self._registry = registry
+        self._bus = bus
+        self._settings = settings
+
+    async def publish(self, event: JobEvent) -> None:
+        await self._bus.publish(event)
+
+    async def recover(self, queue_name: str) -> None:
+        """Fail the jobs a previous run of this queue left unfinished, with the reason."""
+        count = await self._db.write(
+            lambda conn: job_rows.fail_unfinished(
+                conn,
+                queue=queue_name,
+                reason="the core restarted while this job was running; send the turn again",
+            )
+        )
+        if count:
+            logger.warning("marked %d unfinished jobs from a previous run as failed", count)
+
+    async def run(self, job: JobSpec) -> None:
+        """Run one job to its end: the queue's handler."""
+        job_id_var.set(job.job_id)
+        state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
+        try:
+            target = await self._catalog.resolve(job.model)
+            generation = await self._registry.start_generation(
+                target,
+                conversation_id=job.chat_id,
+                messages=list(job.messages),
+                options=job.options,
+                stream=job.stream,
+            )
+            await self._stream(job, generation, state)
+        except PatchbayError as exc:
+            await self.fail(job, state, exc)
+            return
+        except asyncio.CancelledError:
+            error = PatchbayError("the core stopped while this job was running; send it again")
+            await asyncio.shield(self.fail(job, state, error))
+            raise
+        await self._complete(job, state, generation)
+
+    async def _stream(self, job: JobSpec, generation: Generation, state: RunState) -> None:
+        checkpoint_at = state.started + self._settings.checkpoint_interval_s
+        idle = self._settings.upstream_timeout_s
+        this = asyncio.current_task()
+        assert this is not None  # noqa: S101 - always inside the queue's task
+        watchdog = asyncio.create_task(_watch_idle(state, this, idle))
+        try:
+            async for delta in generation.deltas():
+                now = time.monotonic()
+                state.last_activity = now
+                if state.ttft is None:
+                    state.ttft = now - state.started
+                state.parts.append(delta)
+                state.seq += 1
+                await self._bus.publish(
+                    JobEvent.model_construct(
+                        job_id=job.job_id, seq=state.seq, type="running", delta=delta
+                    )
+                )
+                if now >= checkpoint_at:
+                    checkpoint_at = now + self._settings.checkpoint_interval_s
+                    await self._checkpoint(job, state)
+        except asyncio.CancelledError as exc:
+            if not state.timed_out:
+                raise
+            this.uncancel()
+            raise ProviderTimeout(f"{job.model} sent nothing for {idle:.0f}s") from exc
+        finally:
+            watchdog.cancel()
+
+    async def _persist(self, job: JobSpec, save: Callable[[Connection], None]) -> None:
+        """Store a job's outcome, waiting out a database outage for a while.
+
+        The answer is already made: rather than lose it to a database that is briefly away
+        (locked, restarting), try again with backoff; past the limit, say so in the log and let
+        the listeners have it anyway.
+        """
+        delay = 0.25
+        deadline = time.monotonic() + self._settings.store_retry_s
+        while True:
+            try:
+                await self._db.write(save)
+                return
+            except StoreUnavailable:
+                if time.monotonic() + delay > deadline:
+                    logger.error(
+                        "job %s: the database stayed away; its outcome is not stored", job.job_id
+                    )
+                    return
+                logger.warning(
+                    "job %s: database unavailable, storing again in %.1fs", job.job_id, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _checkpoint(self, job: JobSpec, state: RunState) -> None:
+        """Save the answer so far, so a crash or a reader sees it grow; skipped while the
+        database is unavailable (the final answer is stored with retries)."""
+        content = state.content
+
+        def save(conn: Connection) -> None:
+            chat_rows.update_message(conn, job.message_id, content=content, status="streaming")
+            job_rows.update_job(
+                conn, job.job_id, status="running", started_at=state.started_at, attempts=1
+            )
+
+        try:
+            await self._db.write(save)
+        except StoreUnavailable:
+            logger.warning("job %s: checkpoint skipped, the database is unavailable", job.job_id)
+
+    async def _complete(self, job: JobSpec, state: RunState, generation: Generation) -> None:
+        content = state.content
+        usage = Usage(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens)
+        timings = state.timings()
+        now = datetime.now(UTC)
+
+        def save(conn: Connection) -> None:
+            chat_rows.update_message(
+                conn,
+                job.message_id,
+                content=content,
+                status="complete",
+                prefix_hash=chain_hash(job.prefix_hash, "assistant", content),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                ttft_ms=timings.ttft_ms,
+                duration_ms=timings.duration_ms,
+                updated_at=now,
+            )
+            job_rows.update_job(
+                conn,
+                job.job_id,
+                status="done",
+                started_at=state.started_at,
+                finished_at=now,
+                attempts=1,
+                last_seq=state.seq + 1,
+            )
+
+        await self._persist(job, save)
+        self._registry.log(generation)
+        done = JobEvent(
+            job_id=job.job_id,
+            seq=state.seq + 1,
+            type="done",
+            content=content,
+            finish_reason=generation.finish_reason,
+            usage=usage,
+            timings=timings,
+            model=job.model,
+        )
+        await self._bus.publish(done)
+        logger.info(
+            "job %s done: %s, %s tokens out, %.0f ms",
+            job.job_id,
+            job.model,
+            usage.output_tokens,
+            timings.duration_ms or 0,
+        )
+
+    async def fail(self, job: JobSpec, state: RunState, error: PatchbayError) -> None:
+        """Keep the partial answer, marked failed with the reason, and tell the listeners."""
+        now = datetime.now(UTC)
+        content = state.content
+
+        def save(conn: Connection) -> None:
+            chat_rows.update_message(
+                conn, job.message_id, content=content, status="failed", error=error.message
+            )
+            job_rows.update_job(
+                conn,
+                job.job_id,
+                status="failed",
+                error=error.message,
+                finished_at=now,
+                last_seq=state.seq + 1,
+            )
+
+        await self._persist(job, save)
+        await self._bus.publish(
+            JobEvent(
+                job_id=job.job_id,
+                seq=state.seq + 1,
+                type="failed",
+                content=state.content,
+                error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
+                model=job.model,
+            )
+        )
+        logger.warning("job %s failed: %s: %s", job.job_id, error.code, error.message)
+
+    async def job(self, user: UserRead, job_id: str) -> JobRead:
+        async with self._db.connect() as conn:
+            found = await conn.run_sync(job_rows.find_job, job_id)
+        if found is None or found[1] != user.id:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return found[0]
+
+    async def events(
+        self, user: UserRead, job_id: str, *, after: int = 0
+    ) -> AsyncIterator[list[JobEvent]]:
+        """A job's events after `after`: replayed, then live; from the store once it is long done."""
+        await self.job(user, job_id)
+        return self.follow(job_id, after=after)
+
+    async def outcome(self, job_id: str) -> JobEvent:
+        """Wait for a job's terminal event (no ownership check)."""
+        outcome = None
+        async for batch in self.follow(job_id):
+            outcome = batch[-1]
+        if outcome is None or outcome.type not in TERMINAL:
+            raise JobNotFound(f"job {job_id} ended without an outcome")
+        return outcome
+
+    async def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        """Batches of events of a job the caller may see (no ownership check)."""
+        if self._bus.knows(job_id):
+            async for batch in self._bus.subscribe(job_id, after=after):
+                yield batch
+            return
+        stored = await self._stored_outcome(job_id, after)
+        if stored is not None and stored.seq > after:
+            yield [stored]
+
+    async def _stored_outcome(self, job_id: str, after: int) -> JobEvent | None:
+        """The terminal event of a job whose events are no longer in memory, from the store.
+
+        Its number is the one the live event had, so a client that saw it gets nothing twice; a job
+        that ended without one (failed by recovery) ends with the next number the client expects.
+        """
+        async with self._db.connect() as conn:
+            found = await conn.run_sync(job_rows.find_job, job_id)
+            message = (
+                None
+                if found is None
+                else await conn.run_sync(chat_rows.find_message, found[0].message_id)
+            )
+        if found is None or message is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        job, _owner, last_seq = found
+        if last_seq is None and job.status not in TERMINAL:
+            return None  # queued or running in a process whose events this one cannot see
+        seq = after + 1 if last_seq is None else last_seq
+        if job.status == "done":
+            return JobEvent(
+                job_id=job_id,
+                seq=seq,
+                type="done",
+                content=message.content,
+                finish_reason="stop",
+                usage=message.usage,
+                timings=message.timings,
+                model=job.model,
+            )
+        reason = job.error or "this job's events are gone; its process stopped"
+        return JobEvent(
+            job_id=job_id,
+            seq=seq,
+            type="cancelled" if job.status == "cancelled" else "failed",
+            content=message.content,
+            error=ErrorInfo(code="job_failed", message=reason),
+            model=job.model,
+        )
+
+
+async def _watch_idle(state: RunState, task: asyncio.Task[object], idle_s: float) -> None:
+    """Cancel `task` once the model has sent nothing for `idle_s` (one timer per job, not per token)."""
+    state.last_activity = time.monotonic()
+    while True:
+        remaining = state.last_activity + idle_s - time.monotonic()
+        if remaining <= 0:
+            state.timed_out = True
+            task.cancel()
+            return
+        await asyncio.sleep(remaining)

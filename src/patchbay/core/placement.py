@@ -1,0 +1,132 @@
+"""Where a new user message goes in the message tree, and what the model sees before it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from patchbay.core.chats import chain_hash, usable_chat
+from patchbay.errors import InvalidRequest, MessageNotFound
+from patchbay.ids import new_id
+from patchbay.schemas.chats import MessageRead
+from patchbay.schemas.turns import MessageIn, TurnCreate
+from patchbay.schemas.users import UserRead
+from patchbay.store import chats as chat_rows
+
+TITLE_LENGTH = 80
+
+
+@dataclass(slots=True)
+class Placement:
+    """Where a new user message goes and what the model sees before it."""
+
+    chat_id: str
+    parent_id: str | None
+    parent_hash: str | None
+    history: list[tuple[str, str]]
+    new_chat: chat_rows.ChatRecord | None
+    rows: list[dict[str, object]]
+
+
+def place(conn: Connection, user: UserRead, turn: TurnCreate, now: datetime) -> Placement:
+    """Where `turn` goes: an explicit chat, a stored chat its history ends, a channel thread's
+    chat, or a new chat."""
+    if turn.chat_id is not None:
+        usable = usable_chat(conn, user, turn.chat_id)
+        return _continue(conn, usable.id, usable.current_message_id)
+    if turn.history:
+        return _from_history(conn, user, turn, now)
+    if turn.thread is not None:
+        chat = chat_rows.find_thread_chat(
+            conn, owner_id=user.id, channel=turn.channel, thread=turn.thread
+        )
+        if chat is not None:
+            return _continue(conn, chat.id, chat.current_message_id)
+    chat = _new_chat(user, turn, now)
+    return Placement(chat.id, None, None, [], chat, [])
+
+
+def question_of(conn: Connection, user: UserRead, message_id: str | int) -> MessageRead:
+    """The user message to answer again, given it or one of its answers."""
+    message = chat_rows.find_message(conn, message_id)
+    if message is None:
+        raise MessageNotFound(f"no message with id {message_id!r}")
+    usable_chat(conn, user, message.chat_id)
+    if message.role == "assistant" and message.parent_id is not None:
+        question = chat_rows.find_message(conn, message.parent_id)
+        if question is not None and question.role == "user":
+            return question
+    if message.role == "user":
+        return message
+    raise InvalidRequest("only an answer, or the message it answers, can be answered again")
+
+
+def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> Placement:
+    branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf_id)
+    parent_hash = chat_rows.prefix_hash_of(conn, leaf_id) if leaf_id else None
+    return Placement(
+        chat_id=chat_id,
+        parent_id=leaf_id,
+        parent_hash=parent_hash,
+        history=[(m.role, m.content) for m in branch if m.status == "complete" or m.content],
+        new_chat=None,
+        rows=[],
+    )
+
+
+def _from_history(conn: Connection, user: UserRead, turn: TurnCreate, now: datetime) -> Placement:
+    """Continue the stored chat this history ends (its last answer), or store it as a new chat."""
+    history = turn.history or []
+    hashes: list[str] = []
+    for message in history:
+        hashes.append(chain_hash(hashes[-1] if hashes else None, message.role, message.content))
+    pairs: list[tuple[str, str]] = [(m.role, m.content) for m in history]
+    if history[-1].role == "assistant":
+        found = chat_rows.find_prefix(conn, owner_id=user.id, prefix_hash=hashes[-1])
+        if found is not None:
+            chat_id, message_id = found
+            return Placement(chat_id, message_id, hashes[-1], pairs, None, [])
+    chat = _new_chat(user, turn, now)
+    rows = _history_rows(chat.id, history, hashes, now)
+    return Placement(chat.id, str(rows[-1]["id"]), hashes[-1], pairs, chat, rows)
+
+
+def _history_rows(
+    chat_id: str, history: list[MessageIn], hashes: list[str], now: datetime
+) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    parent: str | None = None
+    for message, prefix in zip(history, hashes, strict=True):
+        message_id = new_id()
+        rows.append(
+            chat_rows.message_row(
+                id=message_id,
+                chat_id=chat_id,
+                parent_id=parent,
+                role=message.role,
+                content=message.content,
+                status="complete",
+                now=now,
+                prefix_hash=prefix,
+            )
+        )
+        parent = message_id
+    return rows
+
+
+def _new_chat(user: UserRead, turn: TurnCreate, now: datetime) -> chat_rows.ChatRecord:
+    title = " ".join(turn.text.split())[:TITLE_LENGTH] or None
+    return chat_rows.ChatRecord(
+        id=new_id(),
+        number=None,
+        owner_id=user.id,
+        title=title,
+        channel=turn.channel,
+        thread=turn.thread,
+        model=turn.model,
+        current_message_id=None,
+        created_at=now,
+        updated_at=now,
+    )
