@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from patchbay.errors import CoreUnavailable, PatchbayError, error_from_dict
 from patchbay.schemas.catalog import ModelRead
-from patchbay.schemas.jobs import JobEvent
+from patchbay.schemas.jobs import JobEvent, JobRead
 from patchbay.schemas.status import Heartbeat, StatusRead
 from patchbay.schemas.turns import TurnCreate, TurnRead, TurnResult
 from patchbay.schemas.users import UserRead
@@ -128,6 +128,10 @@ class CoreClient:
             raise CoreUnavailable(
                 f"the core at {self.base_url} is not answering; try again shortly"
             ) from exc
+
+    async def cancel_job(self, job_id: str, *, key: str | None = None) -> JobRead:
+        """Stop a queued or running job; it keeps its answer so far, marked cancelled."""
+        return await self.call_as(JobRead, "DELETE", f"/v1/jobs/{job_id}", key=key)
 
     async def run_turn(self, turn: TurnCreate, *, key: str | None = None) -> TurnResult:
         """Start a turn and wait for its outcome."""

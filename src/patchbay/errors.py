@@ -11,6 +11,7 @@
     │   └── ModelNotFound, MessageNotFound
     ├── Conflict                          409
     │   └── UserExists
+    ├── JobCancelled                      409 (a job's outcome, not raised to callers)
     ├── QueueFull                         429, retryable
     ├── ServiceUnavailable                503, retryable
     │   ├── StoreUnavailable
@@ -53,6 +54,13 @@ class InvalidRequest(PatchbayError):
 class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
     status = 413
+
+
+class JobCancelled(PatchbayError):
+    """Not raised to callers: the reason a job's owner stopped it, as its outcome says."""
+
+    code = "cancelled"
+    status = 409
 
 
 class InvalidJson(InvalidRequest):

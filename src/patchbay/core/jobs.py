@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy.engine import Connection
 
@@ -16,7 +17,13 @@ from patchbay.config import JobSettings
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import chain_hash
 from patchbay.core.llm.registry import Generation, ModelRegistry
-from patchbay.errors import JobNotFound, PatchbayError, ProviderTimeout, StoreUnavailable
+from patchbay.errors import (
+    JobCancelled,
+    JobNotFound,
+    PatchbayError,
+    ProviderTimeout,
+    StoreUnavailable,
+)
 from patchbay.logging import job_id_var
 from patchbay.queue.base import EventBus, JobSpec
 from patchbay.schemas.chats import Timings, Usage
@@ -67,6 +74,7 @@ class JobRunner:
         self._registry = registry
         self._bus = bus
         self._settings = settings
+        self._cancelled: set[str] = set()
 
     async def publish(self, event: JobEvent) -> None:
         await self._bus.publish(event)
@@ -83,10 +91,23 @@ class JobRunner:
         if count:
             logger.warning("marked %d unfinished jobs from a previous run as failed", count)
 
+    def request_cancel(self, job_id: str) -> None:
+        """Mark a job cancelled by its owner; `run` ends it as cancelled, keeping what it has."""
+        self._cancelled.add(job_id)
+
+    async def cancel_orphan(self, job_id: str) -> None:
+        """Cancel, in the store, a job no process here is running."""
+        self._cancelled.discard(job_id)
+        reason = "cancelled by its owner"
+        await self._db.write(lambda conn: job_rows.cancel_unfinished(conn, job_id, reason=reason))
+
     async def run(self, job: JobSpec) -> None:
         """Run one job to its end: the queue's handler."""
         job_id_var.set(job.job_id)
         state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
+        if job.job_id in self._cancelled:
+            await self._end_cancelled(job, state)
+            return
         try:
             target = await self._catalog.resolve(job.model)
             generation = await self._registry.start_generation(
@@ -101,10 +122,21 @@ class JobRunner:
             await self.fail(job, state, exc)
             return
         except asyncio.CancelledError:
+            if job.job_id in self._cancelled:
+                this = asyncio.current_task()
+                if this is not None:
+                    this.uncancel()
+                await asyncio.shield(self._end_cancelled(job, state))
+                return
             error = PatchbayError("the core stopped while this job was running; send it again")
             await asyncio.shield(self.fail(job, state, error))
             raise
         await self._complete(job, state, generation)
+
+    async def _end_cancelled(self, job: JobSpec, state: RunState) -> None:
+        self._cancelled.discard(job.job_id)
+        error = JobCancelled("cancelled by its owner; the answer so far is kept")
+        await self.fail(job, state, error, status="cancelled")
 
     async def _stream(self, job: JobSpec, generation: Generation, state: RunState) -> None:
         checkpoint_at = state.started + self._settings.checkpoint_interval_s
@@ -227,19 +259,27 @@ class JobRunner:
             timings.duration_ms or 0,
         )
 
-    async def fail(self, job: JobSpec, state: RunState, error: PatchbayError) -> None:
-        """Keep the partial answer, marked failed with the reason, and tell the listeners."""
+    async def fail(
+        self,
+        job: JobSpec,
+        state: RunState,
+        error: PatchbayError,
+        *,
+        status: Literal["failed", "cancelled"] = "failed",
+    ) -> None:
+        """Keep the partial answer, marked failed (or cancelled) with the reason, and tell the
+        listeners."""
         now = datetime.now(UTC)
         content = state.content
 
         def save(conn: Connection) -> None:
             chat_rows.update_message(
-                conn, job.message_id, content=content, status="failed", error=error.message
+                conn, job.message_id, content=content, status=status, error=error.message
             )
             job_rows.update_job(
                 conn,
                 job.job_id,
-                status="failed",
+                status=status,
                 error=error.message,
                 finished_at=now,
                 last_seq=state.seq + 1,
@@ -250,13 +290,13 @@ class JobRunner:
             JobEvent(
                 job_id=job.job_id,
                 seq=state.seq + 1,
-                type="failed",
+                type=status,
                 content=state.content,
                 error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
                 model=job.model,
             )
         )
-        logger.warning("job %s failed: %s: %s", job.job_id, error.code, error.message)
+        logger.warning("job %s %s: %s: %s", job.job_id, status, error.code, error.message)
 
     async def job(self, user: UserRead, job_id: str) -> JobRead:
         async with self._db.connect() as conn:

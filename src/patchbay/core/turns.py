@@ -8,6 +8,7 @@ stores a new empty answer beside the earlier ones and queues a job for it the sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ from patchbay.core.placement import Placement, place, question_of
 from patchbay.errors import MessageNotFound, QueueFull
 from patchbay.ids import new_id
 from patchbay.queue.base import JobQueue, JobSpec
-from patchbay.schemas.jobs import JobEvent
+from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
 from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
 from patchbay.store.db import Database
+
+CANCEL_WAIT_S = 5.0  # how long DELETE waits for a cancelled job to have stored its outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +94,25 @@ class TurnEngine:
             model=model,
         )
 
+    async def cancel(self, user: UserRead, job_id: str) -> JobRead:
+        """Stop a queued or running job of `user`'s; it ends as cancelled, keeping its answer so
+        far. A job that has ended already is left as it is."""
+        job = await self._jobs.job(user, job_id)
+        if job.status in TERMINAL:
+            return job
+        self._jobs.request_cancel(job_id)
+        if self._queue.cancel(job_id):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._jobs.outcome(job_id), CANCEL_WAIT_S)
+        else:
+            # Not running here: its process is gone (recovery fails such jobs on restart).
+            await self._jobs.cancel_orphan(job_id)
+        return await self._jobs.job(user, job_id)
+
     async def _enqueue(self, spec: JobSpec, now: datetime) -> None:
+        position = self._queue.depth()
         await self._jobs.publish(
-            JobEvent(job_id=spec.job_id, seq=1, type="queued", model=spec.model)
+            JobEvent(job_id=spec.job_id, seq=1, type="queued", model=spec.model, position=position)
         )
         try:
             await self._queue.submit(spec)

@@ -39,6 +39,10 @@ class JobQueue(Protocol):
     def depth(self) -> int:
         """Jobs submitted and not yet started."""
 
+    def cancel(self, job_id: str) -> bool:
+        """Interrupt a waiting or running job (its handler then ends it as cancelled); False when
+        this queue does not hold the job."""
+
     async def close(self, grace_s: float) -> None:
         """Stop taking jobs, give running ones `grace_s` to finish, then cancel the rest."""
 

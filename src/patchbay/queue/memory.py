@@ -22,7 +22,8 @@ class MemoryQueue:
         self._slots = asyncio.Semaphore(concurrency)
         self._max_depth = max_depth
         self._waiting = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
         self._handler: JobHandler | None = None
         self._closed = False
 
@@ -36,18 +37,42 @@ class MemoryQueue:
             raise QueueFull(f"{self._waiting} jobs are waiting; try again shortly")
         self._waiting += 1
         task = asyncio.create_task(self._run(self._handler, job), name=f"job-{job.job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[job.job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job.job_id, None))
 
     async def _run(self, handler: JobHandler, job: JobSpec) -> None:
+        acquired = False
         try:
-            async with self._slots:
+            try:
+                await self._slots.acquire()
+                acquired = True
+            except asyncio.CancelledError:
+                if job.job_id not in self._cancelled:
+                    raise
+                # Cancelled while waiting: the handler, which knows, records it without running.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            finally:
                 self._waiting -= 1
-                await handler(job)
+            await handler(job)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("job %s crashed its handler", job.job_id)
+        finally:
+            self._cancelled.discard(job.job_id)
+            if acquired:
+                self._slots.release()
+
+    def cancel(self, job_id: str) -> bool:
+        """Interrupt a waiting or running job; False when this queue does not hold it."""
+        task = self._tasks.get(job_id)
+        if task is None or task.done():
+            return False
+        self._cancelled.add(job_id)
+        task.cancel()
+        return True
 
     def depth(self) -> int:
         return self._waiting
@@ -56,7 +81,7 @@ class MemoryQueue:
         self._closed = True
         if not self._tasks:
             return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        _done, pending = await asyncio.wait(set(self._tasks.values()), timeout=grace_s)
         for task in pending:
             task.cancel()
         if pending:

@@ -8,7 +8,8 @@ from pydantic import BaseModel
 
 from patchbay.schemas.chats import Timings, Usage
 
-EventType = Literal["queued", "running", "done", "failed", "cancelled"]
+# `restarted`: another worker took the job over and its answer starts again from the beginning
+EventType = Literal["queued", "running", "restarted", "done", "failed", "cancelled"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
@@ -30,6 +31,7 @@ class JobEvent(BaseModel):
     timings: Timings | None = None
     error: ErrorInfo | None = None
     model: str | None = None
+    position: int | None = None  # queued: jobs ahead of this one, when known
 
     @property
     def terminal(self) -> bool:

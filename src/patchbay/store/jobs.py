@@ -59,6 +59,22 @@ def find_job(conn: Connection, job_id: str) -> tuple[JobRead, str, int | None] |
     return read, row.user_id, row.last_seq
 
 
+def cancel_unfinished(conn: Connection, job_id: str, *, reason: str) -> bool:
+    """Mark one job cancelled if it has not ended; returns whether it had not."""
+    now = datetime.now(UTC)
+    unfinished = (jobs.c.id == job_id) & jobs.c.status.in_(("queued", "running"))
+    message_id = select(jobs.c.message_id).where(unfinished).scalar_subquery()
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(status="cancelled", error=reason, updated_at=now)
+    )
+    result = conn.execute(
+        update(jobs).where(unfinished).values(status="cancelled", error=reason, finished_at=now)
+    )
+    return bool(result.rowcount)
+
+
 def fail_unfinished(conn: Connection, *, queue: str, reason: str) -> int:
     """Mark jobs that a previous process left queued or running as failed; returns how many."""
     unfinished = (jobs.c.queue == queue) & jobs.c.status.in_(("queued", "running"))

@@ -87,6 +87,13 @@ async def read_job(job_id: str, hub: HubDep, user: CurrentUser) -> JobRead:
     return await hub.jobs.job(user, job_id)
 
 
+@router.delete("/jobs/{job_id}", response_model=JobRead)
+async def cancel_job(job_id: str, hub: HubDep, user: CurrentUser) -> JobRead:
+    """Cancel a queued or running job: it stops within a second and keeps its answer so far,
+    marked cancelled. Cancelling a job that has ended changes nothing."""
+    return await hub.turns.cancel(user, job_id)
+
+
 @router.get("/jobs/{job_id}/events")
 async def job_events(
     job_id: str,

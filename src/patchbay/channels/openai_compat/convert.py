@@ -94,6 +94,8 @@ class ChunkWriter:
     """Builds the `data: …` lines of one streamed completion."""
 
     def __init__(self, *, job_id: str, model: str, include_usage: bool) -> None:
+        self.job_id = job_id
+        self.ended = False  # set once the stream's last chunk is written
         self._base = {
             "id": f"chatcmpl-{job_id}",
             "object": "chat.completion.chunk",
@@ -121,8 +123,10 @@ class ChunkWriter:
         lines = self.delta({}, finish_reason or "stop")
         if self._include_usage:
             lines += self._line({**self._base, "choices": [], "usage": usage_body(usage)})
+        self.ended = True
         return lines + b"data: [DONE]\n\n"
 
     def error(self, message: str, code: str) -> bytes:
         body = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+        self.ended = True
         return self._line(body) + b"data: [DONE]\n\n"

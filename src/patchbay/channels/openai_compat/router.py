@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -15,6 +17,8 @@ from patchbay.client import CoreClient
 from patchbay.errors import AuthenticationFailed, ModelNotFound, PatchbayError, error_from_dict
 from patchbay.schemas.catalog import ModelRead
 from patchbay.schemas.jobs import JobEvent
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
 
@@ -76,11 +80,32 @@ async def _stream(
         await stack.aclose()
         raise
     writer = ChunkWriter(job_id=created.job_id, model=created.model, include_usage=include_usage)
+    # A client that closes its stream early wants the generation stopped, as with OpenAI.
+    stack.push_async_callback(_cancel_unless_ended, client, writer, key)
     return StreamingResponse(
         _chunks(stack, writer, first, batches),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+_cancels: set[asyncio.Task[None]] = set()
+
+
+async def _cancel_unless_ended(client: CoreClient, writer: ChunkWriter, key: str) -> None:
+    if writer.ended:
+        return
+    # In the background: this runs while the response is being torn down.
+    task = asyncio.create_task(_cancel(client, writer.job_id, key))
+    _cancels.add(task)
+    task.add_done_callback(_cancels.discard)
+
+
+async def _cancel(client: CoreClient, job_id: str, key: str) -> None:
+    try:
+        await client.cancel_job(job_id, key=key)
+    except PatchbayError as exc:
+        logger.warning("could not cancel job %s after its client left: %s", job_id, exc.message)
 
 
 async def _first_output(batches: AsyncIterator[list[JobEvent]]) -> list[JobEvent]:
