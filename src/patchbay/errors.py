@@ -8,7 +8,7 @@
     ├── PermissionDenied                  403
     ├── NotFound                          404
     │   ├── UserNotFound, ChatNotFound, JobNotFound, ProviderNotFound
-    │   └── ModelNotFound, MessageNotFound
+    │   └── ModelNotFound, MessageNotFound, AssistantNotFound
     ├── Conflict                          409
     │   └── UserExists
     ├── JobCancelled                      409 (a job's outcome, not raised to callers)
@@ -108,6 +108,10 @@ class ProviderNotFound(NotFound):
 
 class ModelNotFound(NotFound):
     code = "model_not_found"
+
+
+class AssistantNotFound(NotFound):
+    code = "assistant_not_found"
 
 
 class MessageNotFound(NotFound):

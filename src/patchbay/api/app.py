@@ -11,7 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from patchbay import __version__
-from patchbay.api.routes import catalog, chats, instructions, status, turns, users
+from patchbay.api.routes import (
+    assistants,
+    catalog,
+    chats,
+    instructions,
+    status,
+    turns,
+    users,
+)
 from patchbay.asgi import BodyLimit
 from patchbay.config import Settings
 from patchbay.core.hub import Hub
@@ -78,6 +86,6 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in (turns, chats, users, catalog, status, instructions):
+    for module in (turns, chats, users, catalog, assistants, status, instructions):
         app.include_router(module.router)
     return app

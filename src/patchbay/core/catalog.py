@@ -168,6 +168,35 @@ class Catalog:
         where = f" of provider {provider!r}" if provider else ""
         raise ModelNotFound(f"no LLM {llm_name!r}{where}; LLM_LIST lists them")
 
+    async def resolve_in(self, provider: str | None, model: str | None) -> ModelTarget:
+        """A template stream's model: `model` as a model id when no provider is named; else the
+        provider's catalog model of that name (or upstream name), or that upstream model as is."""
+        if provider is None:
+            return await self.resolve(model)
+        async with self._db.connect() as conn:
+            entries = await rows.list_models(conn)
+            record = await rows.get_provider(conn, provider)
+        mine = [(m, p) for m, p in entries if p.name == provider]
+        for found in (
+            [e for e in mine if model is not None and model in (e[0].name, e[0].upstream_model)],
+            [e for e in mine if model is None and e[0].is_default],
+            mine if model is None and len(mine) == 1 else [],
+        ):
+            if found:
+                return self._target(*found[0])
+        if model is None:
+            raise ModelNotFound(f"provider {provider!r} has several models: name one in settings")
+        upstream = rows.ModelRecord(
+            id="",
+            name=f"{provider}/{model}",
+            provider_id=record.id,
+            upstream_model=model,
+            options={},
+            is_default=False,
+            created_at=record.created_at,
+        )
+        return self._target(upstream, record)
+
     async def resolve(self, name: str | None) -> ModelTarget:
         """The model a request names (or the default one), ready for the registry."""
         key = (name or "").strip()

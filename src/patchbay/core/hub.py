@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from patchbay.config import Settings, environment
+from patchbay.core.assistants import AssistantService
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import ChatService
 from patchbay.core.instructions.executor import InstructionExecutor
@@ -45,11 +46,13 @@ class Hub:
             bus=self.bus,
             settings=settings.jobs,
         )
+        self.assistants = AssistantService(self.db)
         self.turns = TurnEngine(
             db=self.db,
             catalog=self.catalog,
             queue=self.queue,
             jobs=self.jobs,
+            assistants=self.assistants,
             settings=settings.jobs,
         )
         handlers = Handlers(

@@ -18,6 +18,7 @@ from patchbay.core.catalog import Catalog
 from patchbay.core.chats import chain_hash
 from patchbay.core.llm.registry import Generation, ModelRegistry
 from patchbay.errors import (
+    InvalidRequest,
     JobCancelled,
     JobNotFound,
     PatchbayError,
@@ -26,6 +27,14 @@ from patchbay.errors import (
 )
 from patchbay.logging import job_id_var
 from patchbay.queue.base import EventBus, JobSpec
+from patchbay.schemas.assistants import (
+    PREVIOUS,
+    QUERY,
+    AssistantTemplate,
+    StreamTemplate,
+    TemplateMessage,
+    fill,
+)
 from patchbay.schemas.chats import Timings, Usage
 from patchbay.schemas.jobs import TERMINAL, ErrorInfo, JobEvent, JobRead
 from patchbay.schemas.users import UserRead
@@ -34,6 +43,22 @@ from patchbay.store import jobs as job_rows
 from patchbay.store.db import Database
 
 logger = logging.getLogger(__name__)
+
+
+def stream_messages(
+    stream: StreamTemplate, history: list[tuple[str, str]], *, query: str, previous: str
+) -> list[tuple[str, str]]:
+    """A template stream's messages for the model: placeholders filled, history inserted."""
+    values = {QUERY: query, PREVIOUS: previous}
+    messages: list[tuple[str, str]] = []
+    for message in stream.messages:
+        if isinstance(message, TemplateMessage):
+            messages.append((message.role, fill(message.content, values)))
+        else:
+            messages.extend(history)
+    if not messages:
+        raise InvalidRequest("the assistant's stream gives the model nothing to answer")
+    return messages
 
 
 @dataclass(slots=True)
@@ -109,14 +134,17 @@ class JobRunner:
             await self._end_cancelled(job, state)
             return
         try:
-            target = await self._catalog.resolve(job.model)
-            generation = await self._registry.start_generation(
-                target,
-                conversation_id=job.chat_id,
-                messages=list(job.messages),
-                options=job.options,
-                stream=job.stream,
-            )
+            if job.template is not None:
+                generation = await self._run_template(job, job.template)
+            else:
+                target = await self._catalog.resolve(job.model)
+                generation = await self._registry.start_generation(
+                    target,
+                    conversation_id=job.chat_id,
+                    messages=list(job.messages),
+                    options=job.options,
+                    stream=job.stream,
+                )
             await self._stream(job, generation, state)
         except PatchbayError as exc:
             await self.fail(job, state, exc)
@@ -132,6 +160,31 @@ class JobRunner:
             await asyncio.shield(self.fail(job, state, error))
             raise
         await self._complete(job, state, generation)
+
+    async def _run_template(self, job: JobSpec, template_json: dict[str, object]) -> Generation:
+        """Run every stream but the last to its end, each one's output feeding the next; start
+        the last one and return it, to be streamed like any answer."""
+        template = AssistantTemplate.model_validate(template_json)
+        *history, (_role, query) = job.messages
+        previous = ""
+        for index, stream in enumerate(template.streams):
+            target = await self._catalog.resolve_in(stream.provider, stream.settings.model)
+            last = index == len(template.streams) - 1
+            generation = await self._registry.start_generation(
+                target,
+                conversation_id=job.chat_id,
+                messages=stream_messages(stream, history, query=query, previous=previous),
+                options={
+                    **job.options,
+                    **stream.settings.model_dump(exclude_none=True, exclude={"model"}),
+                },
+                stream=job.stream if last else False,
+            )
+            if last:
+                return generation
+            previous = "".join([delta async for delta in generation.deltas()])
+            self._registry.log(generation)
+        raise AssertionError("a template has at least one stream")  # pragma: no cover
 
     async def _end_cancelled(self, job: JobSpec, state: RunState) -> None:
         self._cancelled.discard(job.job_id)

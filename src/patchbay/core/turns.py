@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Connection
 
 from patchbay.config import JobSettings
+from patchbay.core.assistants import MODEL_PREFIX, AssistantService
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import chain_hash
 from patchbay.core.jobs import JobRunner, RunState
 from patchbay.core.placement import Placement, place, question_of
-from patchbay.errors import MessageNotFound, QueueFull
+from patchbay.errors import InvalidRequest, MessageNotFound, QueueFull
 from patchbay.ids import new_id
 from patchbay.queue.base import JobQueue, JobSpec
+from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
 from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserRead
@@ -49,9 +51,11 @@ class TurnEngine:
         catalog: Catalog,
         queue: JobQueue,
         jobs: JobRunner,
+        assistants: AssistantService,
         settings: JobSettings,
     ) -> None:
         self._db = db
+        self._assistants = assistants
         self._catalog = catalog
         self._queue = queue
         self._jobs = jobs
@@ -59,13 +63,35 @@ class TurnEngine:
 
     async def start(self, user: UserRead, turn: TurnCreate) -> TurnRead:
         """Store the turn, queue its job and return the ids; the answer arrives as job events."""
-        target = await self._catalog.resolve(turn.model)
+        template = await self._template(turn)
+        if template is None:
+            model = (await self._catalog.resolve(turn.model)).name
+        else:  # every stream's model must exist before the turn is accepted
+            streams = template.streams
+            targets = [
+                await self._catalog.resolve_in(s.provider, s.settings.model) for s in streams
+            ]
+            model = targets[-1].name
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
+        template_json = None if template is None else template.model_dump(mode="json")
         # Once stored, a turn must reach the queue even if the caller goes away meanwhile.
-        return await asyncio.shield(self._accept(user, turn, target.name))
+        return await asyncio.shield(self._accept(user, turn, model, template_json))
 
-    async def _accept(self, user: UserRead, turn: TurnCreate, model: str) -> TurnRead:
+    async def _template(self, turn: TurnCreate) -> AssistantTemplate | None:
+        """The assistant template a turn asks for: given, named, or named as its model."""
+        name = turn.assistant_name
+        if name is None and turn.model and turn.model.startswith(MODEL_PREFIX):
+            name = turn.model.removeprefix(MODEL_PREFIX)
+        if turn.assistant is not None and name is not None:
+            raise InvalidRequest("give an assistant or an assistant's name, not both")
+        if name is not None:
+            return (await self._assistants.get(name)).template
+        return turn.assistant
+
+    async def _accept(
+        self, user: UserRead, turn: TurnCreate, model: str, template: dict[str, object] | None
+    ) -> TurnRead:
         now = datetime.now(UTC)
         ids = _TurnIds(job=new_id(), user_message=new_id(), answer=new_id())
 
@@ -84,6 +110,7 @@ class TurnEngine:
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
+            template=template,
         )
         await self._enqueue(spec, now)
         return TurnRead(

@@ -22,6 +22,9 @@ class JobSpec:
     prefix_hash: str  # of the conversation up to the prompt
     options: dict[str, object] = field(default_factory=dict)
     stream: bool = True  # ask the model for tokens as they come
+    # An assistant template (JSON): its streams run in turn, the last one answers; then
+    # `messages` holds the history and, last, the person's query.
+    template: dict[str, object] | None = None
 
 
 JobHandler = Callable[[JobSpec], Awaitable[None]]

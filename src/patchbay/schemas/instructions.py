@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from patchbay.schemas.catalog import NAME_PATTERN, ProviderKind
-from patchbay.schemas.turns import MAX_TEXT, GenerationOptions
+from patchbay.schemas.options import MAX_TEXT, GenerationOptions
 from patchbay.schemas.users import NAME_PATTERN as USERNAME_PATTERN
 from patchbay.schemas.users import Profile, Role
 

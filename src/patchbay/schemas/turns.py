@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import MessageRole
 from patchbay.schemas.jobs import JobEvent
-
-MAX_TEXT = 1_000_000
+from patchbay.schemas.options import MAX_TEXT, GenerationOptions
 
 
 class MessageIn(BaseModel):
     role: MessageRole
     content: str = Field(max_length=MAX_TEXT)
-
-
-class GenerationOptions(BaseModel):
-    """Sampling options passed through to the model; `None` means the model's default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    stop: list[str] | None = Field(default=None, max_length=4)
-    seed: int | None = None
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
 
 
 class TurnCreate(BaseModel):
@@ -41,8 +27,11 @@ class TurnCreate(BaseModel):
     chat_id: str | None = None
     text: str = Field(max_length=MAX_TEXT)
     history: list[MessageIn] | None = Field(default=None, max_length=10_000)
-    model: str | None = None
+    model: str | None = None  # or `assistant:NAME` for a stored assistant
     options: GenerationOptions = GenerationOptions()
+    # An assistant template (seed 002) to answer with, or the name of a stored one.
+    assistant: AssistantTemplate | None = None
+    assistant_name: str | None = Field(default=None, max_length=200)
     # Whether anyone wants the answer token by token. When not, the model is asked for the whole
     # answer at once, which costs the upstream and the core far less; events still arrive.
     stream: bool = True

@@ -196,6 +196,17 @@ instruction_records = Table(
     Index("ix_instruction_records_user", "user_id", "id"),
 )
 
+assistants = Table(
+    "assistants",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text),
+    Column("template", JSON, nullable=False),  # an AssistantTemplate
+    _created(),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 jobs = Table(
     "jobs",
     metadata,

@@ -10,7 +10,8 @@ import orjson
 from patchbay.channels.openai_compat.schemas import ChatCompletionRequest, ChatMessage
 from patchbay.errors import InvalidRequest
 from patchbay.schemas.chats import Usage
-from patchbay.schemas.turns import GenerationOptions, MessageIn, TurnCreate
+from patchbay.schemas.options import GenerationOptions
+from patchbay.schemas.turns import MessageIn, TurnCreate
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 FINGERPRINT = "fp_patchbay"
