@@ -78,7 +78,7 @@ class Hub:
     async def start(self) -> None:
         await self.registry.start()
         await self.jobs.recover(self.queue.name)
-        await self.queue.start(self.jobs.run)
+        await self.queue.start(self.jobs.run, self.jobs.request_cancel)
         if self.settings.local_model.enabled:
             self._warmup = asyncio.create_task(self._warm_local_model())
 

@@ -44,6 +44,11 @@ from patchbay.store.db import Database
 
 logger = logging.getLogger(__name__)
 
+# Each attempt at a job numbers its events from (attempt - 1) * EPOCH, so a worker that takes a
+# job over never reuses a number another already sent: listeners resume across takeovers.
+EPOCH = 1_000_000_000
+CANCEL_REASON = "cancelled by its owner; the answer so far is kept"
+
 
 def stream_messages(
     stream: StreamTemplate, history: list[tuple[str, str]], *, query: str, previous: str
@@ -121,15 +126,52 @@ class JobRunner:
         self._cancelled.add(job_id)
 
     async def cancel_orphan(self, job_id: str) -> None:
-        """Cancel, in the store, a job no process here is running."""
+        """Cancel, in the store, a job no process is running."""
         self._cancelled.discard(job_id)
-        reason = "cancelled by its owner"
-        await self._db.write(lambda conn: job_rows.cancel_unfinished(conn, job_id, reason=reason))
+        await self._db.write(
+            lambda conn: job_rows.cancel_unfinished(conn, job_id, reason=CANCEL_REASON)
+        )
+
+    async def cancel_if_queued(self, job_id: str, model: str) -> bool:
+        """Cancel a job no worker has taken yet: stored and told here; a worker that gets it
+        later finds it cancelled and skips it."""
+        cancelled = await self._db.write(
+            lambda conn: job_rows.cancel_unfinished(
+                conn, job_id, reason=CANCEL_REASON, statuses=("queued",)
+            )
+        )
+        if cancelled:
+            error = ErrorInfo(code=JobCancelled.code, message=CANCEL_REASON)
+            await self._bus.publish(
+                JobEvent(
+                    job_id=job_id, seq=2, type="cancelled", content="", error=error, model=model
+                )
+            )
+        return cancelled
+
+    async def _claim(self, job: JobSpec) -> int | None:
+        now = datetime.now(UTC)
+        try:
+            return await self._db.write(lambda conn: job_rows.claim(conn, job.job_id, now))
+        except StoreUnavailable:
+            logger.warning("job %s: could not mark it running; running it anyway", job.job_id)
+            return 1
 
     async def run(self, job: JobSpec) -> None:
         """Run one job to its end: the queue's handler."""
         job_id_var.set(job.job_id)
+        attempt = await self._claim(job)
+        if attempt is None:
+            self._cancelled.discard(job.job_id)
+            logger.info("job %s skipped: it was cancelled or ended before it started", job.job_id)
+            return
         state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
+        if attempt > 1:
+            state.seq = (attempt - 1) * EPOCH + 1
+            await self._bus.publish(
+                JobEvent(job_id=job.job_id, seq=state.seq, type="restarted", model=job.model)
+            )
+            logger.warning("job %s: taken over (attempt %d), starting again", job.job_id, attempt)
         if job.job_id in self._cancelled:
             await self._end_cancelled(job, state)
             return
@@ -188,7 +230,7 @@ class JobRunner:
 
     async def _end_cancelled(self, job: JobSpec, state: RunState) -> None:
         self._cancelled.discard(job.job_id)
-        error = JobCancelled("cancelled by its owner; the answer so far is kept")
+        error = JobCancelled(CANCEL_REASON)
         await self.fail(job, state, error, status="cancelled")
 
     async def _stream(self, job: JobSpec, generation: Generation, state: RunState) -> None:
@@ -253,9 +295,6 @@ class JobRunner:
 
         def save(conn: Connection) -> None:
             chat_rows.update_message(conn, job.message_id, content=content, status="streaming")
-            job_rows.update_job(
-                conn, job.job_id, status="running", started_at=state.started_at, attempts=1
-            )
 
         try:
             await self._db.write(save)
@@ -285,9 +324,7 @@ class JobRunner:
                 conn,
                 job.job_id,
                 status="done",
-                started_at=state.started_at,
                 finished_at=now,
-                attempts=1,
                 last_seq=state.seq + 1,
             )
 

@@ -127,12 +127,12 @@ class TurnEngine:
         job = await self._jobs.job(user, job_id)
         if job.status in TERMINAL:
             return job
-        self._jobs.request_cancel(job_id)
-        if self._queue.cancel(job_id):
+        if await self._jobs.cancel_if_queued(job_id, job.model):
+            await self._queue.cancel(job_id)  # free its place in an in-process queue
+        elif await self._queue.cancel(job_id):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._jobs.outcome(job_id), CANCEL_WAIT_S)
-        else:
-            # Not running here: its process is gone (recovery fails such jobs on restart).
+        else:  # no process can be running it (an in-process queue that restarted)
             await self._jobs.cancel_orphan(job_id)
         return await self._jobs.job(user, job_id)
 

@@ -28,13 +28,14 @@ class JobSpec:
 
 
 JobHandler = Callable[[JobSpec], Awaitable[None]]
+CancelHook = Callable[[str], None]  # told a job's id before its task is interrupted by its owner
 
 
 class JobQueue(Protocol):
     name: str
 
-    async def start(self, handler: JobHandler) -> None:
-        """Begin running submitted jobs with `handler`."""
+    async def start(self, handler: JobHandler, on_cancel: CancelHook | None = None) -> None:
+        """Begin running submitted jobs with `handler` (workers; a core on RabbitMQ only submits)."""
 
     async def submit(self, job: JobSpec) -> None:
         """Queue a job, or raise `QueueFull` (retryable) when the queue is at its maximum depth."""
@@ -42,9 +43,9 @@ class JobQueue(Protocol):
     def depth(self) -> int:
         """Jobs submitted and not yet started."""
 
-    def cancel(self, job_id: str) -> bool:
-        """Interrupt a waiting or running job (its handler then ends it as cancelled); False when
-        this queue does not hold the job."""
+    async def cancel(self, job_id: str) -> bool:
+        """Interrupt a waiting or running job wherever it runs (its handler then ends it as
+        cancelled); False when no process can be holding it."""
 
     async def close(self, grace_s: float) -> None:
         """Stop taking jobs, give running ones `grace_s` to finish, then cancel the rest."""

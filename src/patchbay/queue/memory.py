@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from patchbay.errors import QueueFull
-from patchbay.queue.base import JobHandler, JobSpec
+from patchbay.queue.base import CancelHook, JobHandler, JobSpec
 from patchbay.schemas.jobs import JobEvent
 
 logger = logging.getLogger(__name__)
@@ -25,10 +25,12 @@ class MemoryQueue:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._handler: JobHandler | None = None
+        self._on_cancel: CancelHook | None = None
         self._closed = False
 
-    async def start(self, handler: JobHandler) -> None:
+    async def start(self, handler: JobHandler, on_cancel: CancelHook | None = None) -> None:
         self._handler = handler
+        self._on_cancel = on_cancel
 
     async def submit(self, job: JobSpec) -> None:
         if self._handler is None or self._closed:
@@ -65,12 +67,14 @@ class MemoryQueue:
             if acquired:
                 self._slots.release()
 
-    def cancel(self, job_id: str) -> bool:
+    async def cancel(self, job_id: str) -> bool:
         """Interrupt a waiting or running job; False when this queue does not hold it."""
         task = self._tasks.get(job_id)
         if task is None or task.done():
             return False
         self._cancelled.add(job_id)
+        if self._on_cancel is not None:
+            self._on_cancel(job_id)
         task.cancel()
         return True
 
@@ -110,6 +114,8 @@ class MemoryEventBus:
         log = self._logs.get(event.job_id)
         if log is None:
             log = self._logs[event.job_id] = _JobLog()
+        elif log.events and event.seq <= log.events[-1].seq:
+            return  # seen already (an event that came back from the broker), or late
         log.events.append(event)
         waiters, log.waiters = log.waiters, []
         for waiter in waiters:

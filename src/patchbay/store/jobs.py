@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from patchbay.schemas.jobs import JobRead
@@ -59,10 +59,33 @@ def find_job(conn: Connection, job_id: str) -> tuple[JobRead, str, int | None] |
     return read, row.user_id, row.last_seq
 
 
-def cancel_unfinished(conn: Connection, job_id: str, *, reason: str) -> bool:
-    """Mark one job cancelled if it has not ended; returns whether it had not."""
+def claim(conn: Connection, job_id: str, now: datetime) -> int | None:
+    """Mark a job running as a worker takes it; returns its attempt (2 and up: a takeover), or
+    None when it must not run (cancelled, or ended, before this worker got it)."""
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status.in_(("queued", "running")))
+        .values(
+            status="running",
+            attempts=jobs.c.attempts + 1,
+            started_at=func.coalesce(jobs.c.started_at, now),
+        )
+        .returning(jobs.c.attempts)
+    )
+    row = result.first()
+    return None if row is None else int(row.attempts)
+
+
+def cancel_unfinished(
+    conn: Connection,
+    job_id: str,
+    *,
+    reason: str,
+    statuses: tuple[str, ...] = ("queued", "running"),
+) -> bool:
+    """Mark one job cancelled if its status is one of `statuses`; returns whether it was."""
     now = datetime.now(UTC)
-    unfinished = (jobs.c.id == job_id) & jobs.c.status.in_(("queued", "running"))
+    unfinished = (jobs.c.id == job_id) & jobs.c.status.in_(statuses)
     message_id = select(jobs.c.message_id).where(unfinished).scalar_subquery()
     conn.execute(
         update(messages)

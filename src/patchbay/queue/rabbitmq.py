@@ -1,0 +1,262 @@
+"""RabbitMQ queue and event bus: jobs in a durable queue that workers consume, events on a topic
+exchange that every core process follows.
+
+A worker acknowledges a job only once its outcome is stored; one that dies leaves it
+unacknowledged and RabbitMQ delivers it to another worker. The queue's maximum depth is enforced
+by the broker (`x-max-length` with `reject-publish`), so it holds across every core process.
+Cancellations go to every worker on a fanout exchange; the one running the job stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, DeliveryError
+
+from patchbay.errors import QueueFull, ServiceUnavailable
+from patchbay.queue.base import CancelHook, JobHandler, JobSpec
+from patchbay.queue.memory import MemoryEventBus
+from patchbay.schemas.jobs import JobEvent
+
+logger = logging.getLogger(__name__)
+
+DEPTH_POLL_S = 1.0
+
+
+def encode_job(job: JobSpec) -> bytes:
+    return orjson.dumps(dataclasses.asdict(job))
+
+
+def decode_job(body: bytes) -> JobSpec:
+    data: dict[str, Any] = orjson.loads(body)
+    data["messages"] = tuple(tuple(pair) for pair in data["messages"])
+    return JobSpec(**data)
+
+
+class RabbitBroker:
+    """One robust connection per process, shared by the queue, the bus and the control channel."""
+
+    def __init__(self, url: str, *, prefix: str = "patchbay") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.connection: AbstractRobustConnection | None = None
+
+    async def connect(self) -> AbstractRobustConnection:
+        if self.connection is None:
+            try:
+                self.connection = await aio_pika.connect_robust(self.url, timeout=10)
+            except (OSError, AMQPError) as exc:
+                raise ServiceUnavailable(f"RabbitMQ is not reachable: {exc}") from exc
+        return self.connection
+
+    async def channel(self, *, confirms: bool = True) -> AbstractRobustChannel:
+        connection = await self.connect()
+        return await connection.channel(publisher_confirms=confirms)
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
+
+
+class RabbitQueue:
+    """Jobs in a durable RabbitMQ queue; `start` makes this process a worker."""
+
+    name = "rabbitmq"
+
+    def __init__(
+        self, broker: RabbitBroker, *, queue_name: str, max_depth: int, concurrency: int
+    ) -> None:
+        self._broker = broker
+        self._queue_name = queue_name
+        self._max_depth = max_depth
+        self._concurrency = concurrency
+        self._depth = 0
+        self._channel: AbstractRobustChannel | None = None
+        self._control: AbstractExchange | None = None
+        self._consumer: tuple[AbstractQueue, str] | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._deliveries: dict[str, AbstractIncomingMessage] = {}
+        self._on_cancel: CancelHook | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self._channel = await self._broker.channel()
+        await self._declare(self._channel)
+        self._control = await self._channel.declare_exchange(
+            f"{self._broker.prefix}.control", aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        self._poller = asyncio.create_task(self._poll_depth())
+
+    async def _declare(self, channel: AbstractRobustChannel) -> AbstractQueue:
+        return await channel.declare_queue(
+            self._queue_name,
+            durable=True,
+            arguments={"x-max-length": self._max_depth, "x-overflow": "reject-publish"},
+        )
+
+    async def _poll_depth(self) -> None:
+        """Keep `depth()` (the queue's length, for positions and early refusals) roughly current."""
+        while True:
+            with contextlib.suppress(AMQPError, OSError, RuntimeError):
+                assert self._channel is not None  # noqa: S101 - opened first
+                queue = await self._channel.declare_queue(self._queue_name, passive=True)
+                self._depth = queue.declaration_result.message_count or 0
+            await asyncio.sleep(DEPTH_POLL_S)
+
+    def depth(self) -> int:
+        return self._depth
+
+    async def submit(self, job: JobSpec) -> None:
+        if self._channel is None:
+            raise ServiceUnavailable("the job queue is not open yet; try again shortly")
+        message = aio_pika.Message(
+            encode_job(job),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/json",
+            message_id=job.job_id,
+        )
+        try:
+            await self._channel.default_exchange.publish(message, routing_key=self._queue_name)
+        except DeliveryError as exc:  # the broker refused it: the queue is at its maximum
+            raise QueueFull(f"{self._max_depth} jobs are waiting; try again shortly") from exc
+        except (AMQPError, OSError, RuntimeError) as exc:
+            raise ServiceUnavailable(f"RabbitMQ did not take the job: {exc}") from exc
+        self._depth += 1
+
+    async def start(self, handler: JobHandler, on_cancel: CancelHook | None = None) -> None:
+        self._on_cancel = on_cancel
+        channel = await self._broker.channel(confirms=False)
+        await channel.set_qos(prefetch_count=self._concurrency)
+        queue = await self._declare(channel)
+
+        async def deliver(message: AbstractIncomingMessage) -> None:
+            await self._deliver(handler, message)
+
+        self._consumer = (queue, await queue.consume(deliver, no_ack=False))
+        control = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await control.bind(f"{self._broker.prefix}.control")
+        await control.consume(self._on_control, no_ack=True)
+
+    async def _deliver(self, handler: JobHandler, message: AbstractIncomingMessage) -> None:
+        try:
+            job = decode_job(message.body)
+        except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+            logger.error("dropping a job message that is not a job: %s", exc)
+            await message.reject(requeue=False)
+            return
+        self._deliveries[job.job_id] = message  # a redelivery of a job running here replaces it
+        if job.job_id in self._tasks:
+            return
+        task = asyncio.create_task(self._run(handler, job), name=f"job-{job.job_id}")
+        self._tasks[job.job_id] = task
+
+    async def _run(self, handler: JobHandler, job: JobSpec) -> None:
+        done = False
+        try:
+            await handler(job)
+            done = True
+        except asyncio.CancelledError:
+            pass  # shutting down: leave it to another worker
+        except Exception:
+            logger.exception("job %s crashed its handler", job.job_id)
+            done = True  # its outcome is stored as failed; running it again would fail again
+        finally:
+            self._tasks.pop(job.job_id, None)
+            message = self._deliveries.pop(job.job_id, None)
+            if message is not None:
+                with contextlib.suppress(AMQPError, RuntimeError):
+                    await (message.ack() if done else message.nack(requeue=True))
+
+    async def _on_control(self, message: AbstractIncomingMessage) -> None:
+        with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
+            command = orjson.loads(message.body)
+            if command.get("cancel"):
+                self._cancel_here(str(command["cancel"]))
+
+    def _cancel_here(self, job_id: str) -> bool:
+        task = self._tasks.get(job_id)
+        if task is None or task.done():
+            return False
+        if self._on_cancel is not None:
+            self._on_cancel(job_id)
+        task.cancel()
+        return True
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel here if this process runs the job, else tell every worker."""
+        if self._cancel_here(job_id):
+            return True
+        if self._control is None:
+            return False
+        body = orjson.dumps({"cancel": job_id})
+        await self._control.publish(aio_pika.Message(body), routing_key="")
+        return True
+
+    async def close(self, grace_s: float) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._consumer is not None:
+            queue, tag = self._consumer
+            with contextlib.suppress(AMQPError, RuntimeError):
+                await queue.cancel(tag)
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks.values()), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+
+class RabbitEventBus(MemoryEventBus):
+    """Events go out on a topic exchange (routing key: the job id); a process that serves
+    listeners (`follow=True`, the core) takes every event into its in-memory log, where
+    listeners replay and follow them as with the in-process bus."""
+
+    def __init__(self, broker: RabbitBroker, *, retention_s: float, follow: bool) -> None:
+        super().__init__(retention_s=retention_s)
+        self._broker = broker
+        self._follow = follow
+        self._exchange: AbstractExchange | None = None
+
+    async def open(self) -> None:
+        channel = await self._broker.channel(confirms=False)
+        self._exchange = await channel.declare_exchange(
+            f"{self._broker.prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        if self._follow:
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(self._exchange, routing_key="#")
+            await queue.consume(self._on_event, no_ack=True)
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = JobEvent.model_validate_json(message.body)
+        except ValueError:
+            logger.warning("ignoring an event that is not a job event")
+            return
+        await super().publish(event)
+
+    async def publish(self, event: JobEvent) -> None:
+        if self._follow:
+            await super().publish(event)  # listeners here see it at once; the echo is dropped
+        if self._exchange is None:
+            raise ServiceUnavailable("the event bus is not open yet")
+        body = event.model_dump_json(exclude_none=True).encode()
+        try:
+            await self._exchange.publish(aio_pika.Message(body), routing_key=event.job_id)
+        except (AMQPError, OSError, RuntimeError) as exc:
+            logger.warning("event %s/%d not published: %s", event.job_id, event.seq, exc)
