@@ -6,6 +6,7 @@ concurrency); each call presents the end user's API key, so the core applies tha
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
-from patchbay.errors import CoreUnavailable, PatchbayError, error_from_dict
+from patchbay.errors import CoreUnavailable, CoreUnreachable, PatchbayError, error_from_dict
 from patchbay.schemas.catalog import ModelRead
 from patchbay.schemas.jobs import JobEvent, JobRead
 from patchbay.schemas.status import Heartbeat, StatusRead
@@ -22,6 +23,7 @@ from patchbay.schemas.turns import TurnCreate, TurnRead, TurnResult
 from patchbay.schemas.users import UserRead
 
 T = TypeVar("T")
+LARGE_BODY = 1024 * 1024
 
 
 class CoreClient:
@@ -113,20 +115,28 @@ class CoreClient:
     async def status(self, *, key: str | None = None) -> StatusRead:
         return await self.call_as(StatusRead, "GET", "/v1/status", key=key)
 
-    async def instruct(self, body: bytes, *, key: str | None) -> tuple[int, bytes]:
+    async def instruct(
+        self, body: bytes, *, key: str | None, transport: str = "http"
+    ) -> tuple[int, bytes]:
         """Send raw instruction JSON (one or a batch) as is; returns the status and raw answer.
 
         The answer is the core's JSON envelope whatever the status, so a bridge (the RabbitMQ
-        consumer) passes it on unchanged. Raises `CoreUnavailable` when the core cannot be reached.
+        consumer, `transport="rabbitmq"`) passes it on unchanged. Raises `CoreUnreachable` when
+        no connection could be made (nothing was sent), `CoreUnavailable` when it broke off.
         """
+        headers = self._headers(key, **{"X-Patchbay-Transport": transport})
+        # aiohttp warns about large raw bytes bodies; a file-like body streams the same bytes.
+        data: bytes | io.BytesIO = io.BytesIO(body) if len(body) > LARGE_BODY else body
         try:
             async with self._http().post(
-                self.base_url + "/v1/instructions", data=body, headers=self._headers(key)
+                self.base_url + "/v1/instructions", data=data, headers=headers
             ) as response:
                 return response.status, await response.read()
+        except aiohttp.ClientConnectorError as exc:
+            raise CoreUnreachable(f"the core at {self.base_url} is not answering") from exc
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise CoreUnavailable(
-                f"the core at {self.base_url} is not answering; try again shortly"
+                f"the core at {self.base_url} broke off; the instruction may have run"
             ) from exc
 
     async def cancel_job(self, job_id: str, *, key: str | None = None) -> JobRead:

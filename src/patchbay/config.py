@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,13 +44,28 @@ class OpenAIChannelSettings(ServerSettings):
     request_timeout_s: float = 600.0
 
 
+class WsChannelSettings(ServerSettings):
+    """The WebSocket job channel (seed 002) at `ws://host:port/ws/`."""
+
+    port: int = 8765
+    max_frame_bytes: int = 1024 * 1024  # a bigger frame from a client closes it (1009)
+    send_queue_limit: int = 1000  # frames queued for one client; a burst waits for room
+    send_timeout_s: float = 10.0  # a client that leaves the queue full this long is closed (1008)
+    auth_timeout_s: float = 10.0  # how long a connection without a key has to send `auth`
+    request_timeout_s: float = 600.0  # longest silence accepted on a job's event stream
+
+
 class JobSettings(BaseModel):
-    concurrency: int = 64  # jobs run at once by one core (in-process queue)
+    concurrency: int = 64  # jobs run at once by one core (in-process queue) or one worker
     max_depth: int = 1000  # queued jobs past which new turns are refused (retryable)
     checkpoint_interval_s: float = 1.0  # how often a growing answer is saved
     event_retention_s: float = 300.0  # finished jobs' events kept in memory for resume
     upstream_timeout_s: float = 300.0  # a model that says nothing for this long fails the job
     store_retry_s: float = 60.0  # how long a finished job waits for an unavailable database
+    workers: int = 2  # worker processes `patchbay up` runs when the queue is RabbitMQ
+    queue_name: str = "patchbay.jobs"  # the durable RabbitMQ queue of jobs
+    exchange_prefix: str = "patchbay"  # RabbitMQ exchanges: <prefix>.events, <prefix>.control
+    stop_grace_s: float = 10.0  # how long a stopping worker lets running jobs finish
 
 
 class LlmLogSettings(BaseModel):
@@ -106,10 +121,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None  # default: generated once into the data directory
     admin_key: SecretStr | None = None  # the first admin's API key, used on first start only
     api_key: SecretStr | None = None  # the key the CLI presents to the core
-    queue: Literal["memory"] = "memory"
+    queue: Literal["memory", "rabbitmq"] = "memory"  # rabbitmq: jobs go to `patchbay worker`s
     rabbitmq_url: str | None = None  # set: the instruction consumer runs (and RabbitMQ is used)
     core: CoreSettings = CoreSettings()
     openai: OpenAIChannelSettings = OpenAIChannelSettings()
+    ws: WsChannelSettings = WsChannelSettings()
     jobs: JobSettings = JobSettings()
     llm_log: LlmLogSettings = LlmLogSettings()
     local_model: LocalModelSettings = LocalModelSettings()
@@ -130,6 +146,12 @@ class Settings(BaseSettings):
         toml_file = os.environ.get(CONFIG_FILE_ENV, "patchbay.toml")
         toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
         return (init_settings, env_settings, toml, file_secret_settings)
+
+    @model_validator(mode="after")
+    def _rabbitmq_queue_needs_a_broker(self) -> Settings:
+        if self.queue == "rabbitmq" and not self.rabbitmq_url:
+            raise ValueError("PATCHBAY_QUEUE=rabbitmq needs PATCHBAY_RABBITMQ_URL (amqp://…)")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -16,6 +16,7 @@
     ├── ServiceUnavailable                503, retryable
     │   ├── StoreUnavailable
     │   └── CoreUnavailable
+    │       └── CoreUnreachable       (nothing was sent)
     └── ProviderError                     502
         ├── ProviderUnavailable           502, retryable
         ├── ProviderTimeout               504, retryable
@@ -145,6 +146,10 @@ class StoreUnavailable(ServiceUnavailable):
 
 class CoreUnavailable(ServiceUnavailable):
     code = "core_unavailable"
+
+
+class CoreUnreachable(CoreUnavailable):
+    """No connection to the core could be made: nothing was sent, so trying again is safe."""
 
 
 class ProviderError(PatchbayError):

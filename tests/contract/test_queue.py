@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from patchbay.errors import QueueFull
-from patchbay.queue.base import JobSpec
+from patchbay.errors import QueueFull, ServiceUnavailable
+from patchbay.queue.base import EventBus, JobQueue, JobSpec
 from patchbay.queue.memory import MemoryEventBus, MemoryQueue
+from patchbay.queue.rabbitmq import RabbitBroker, RabbitEventBus, RabbitQueue
 from patchbay.schemas.jobs import JobEvent
+from tests.support.databases import require_service
+from tests.support.rabbitmq import RABBITMQ_URL, amqp_channel
+
+
+async def connected_broker() -> RabbitBroker:
+    broker = RabbitBroker(RABBITMQ_URL, prefix=f"patchbay-test-{secrets.token_hex(4)}")
+    try:
+        await broker.connect()
+    except ServiceUnavailable as exc:
+        require_service("RabbitMQ on 127.0.0.1:5672", exc)
+    return broker
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
 
 
 def spec(job_id: str) -> JobSpec:
@@ -29,11 +51,11 @@ def event(job_id: str, seq: int, kind: str = "running") -> JobEvent:
 
 
 class QueueContract:
-    def make(self, *, concurrency: int, max_depth: int) -> MemoryQueue:
+    async def make(self, *, concurrency: int, max_depth: int) -> JobQueue:
         raise NotImplementedError
 
     async def test_submitted_jobs_run(self) -> None:
-        queue = self.make(concurrency=2, max_depth=10)
+        queue = await self.make(concurrency=2, max_depth=10)
         ran: list[str] = []
 
         async def handler(job: JobSpec) -> None:
@@ -42,21 +64,24 @@ class QueueContract:
         await queue.start(handler)
         for name in "abc":
             await queue.submit(spec(name))
+        await eventually(lambda: len(ran) == 3)
         await queue.close(grace_s=5)
         assert sorted(ran) == ["a", "b", "c"]
 
     async def test_full_queue_refuses_with_a_retryable_error(self) -> None:
-        queue = self.make(concurrency=1, max_depth=1)
+        queue = await self.make(concurrency=1, max_depth=1)
         gate = asyncio.Event()
+        started: list[str] = []
 
-        async def handler(_job: JobSpec) -> None:
+        async def handler(job: JobSpec) -> None:
+            started.append(job.job_id)
             await gate.wait()
 
         await queue.start(handler)
         await queue.submit(spec("running"))
-        await asyncio.sleep(0)
+        await eventually(lambda: started == ["running"])
         await queue.submit(spec("waiting"))
-        assert queue.depth() == 1
+        await eventually(lambda: queue.depth() == 1)  # RabbitMQ's count arrives a little later
         with pytest.raises(QueueFull) as refused:
             await queue.submit(spec("refused"))
         assert refused.value.retryable
@@ -64,10 +89,12 @@ class QueueContract:
         await queue.close(grace_s=5)
 
     async def test_close_cancels_what_outlives_the_grace_period(self) -> None:
-        queue = self.make(concurrency=1, max_depth=5)
+        queue = await self.make(concurrency=1, max_depth=5)
         cancelled = asyncio.Event()
+        started = asyncio.Event()
 
         async def handler(_job: JobSpec) -> None:
+            started.set()
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
@@ -76,14 +103,12 @@ class QueueContract:
 
         await queue.start(handler)
         await queue.submit(spec("slow"))
-        await asyncio.sleep(0.01)
+        await eventually(lambda: started.is_set())
         await queue.close(grace_s=0.05)
         assert cancelled.is_set()
-        with pytest.raises(QueueFull):
-            await queue.submit(spec("late"))
 
     async def test_a_crashing_handler_does_not_stop_the_queue(self) -> None:
-        queue = self.make(concurrency=1, max_depth=5)
+        queue = await self.make(concurrency=1, max_depth=5)
         ran: list[str] = []
 
         async def handler(job: JobSpec) -> None:
@@ -94,16 +119,17 @@ class QueueContract:
         await queue.start(handler)
         await queue.submit(spec("bad"))
         await queue.submit(spec("good"))
+        await eventually(lambda: len(ran) == 2)
         await queue.close(grace_s=5)
         assert ran == ["bad", "good"]
 
 
 class EventBusContract:
-    def make(self, *, retention_s: float) -> MemoryEventBus:
+    async def make(self, *, retention_s: float) -> EventBus:
         raise NotImplementedError
 
     async def test_replay_then_live_then_end(self) -> None:
-        bus = self.make(retention_s=60)
+        bus = await self.make(retention_s=60)
         for seq in (1, 2, 3):
             await bus.publish(event("j", seq))
 
@@ -118,7 +144,7 @@ class EventBusContract:
         assert await asyncio.wait_for(listener, 5) == [2, 3, 4, 5]
 
     async def test_events_ready_together_come_as_one_batch(self) -> None:
-        bus = self.make(retention_s=60)
+        bus = await self.make(retention_s=60)
         for seq in (1, 2, 3):
             await bus.publish(event("j", seq))
         await bus.publish(event("j", 4, "done"))
@@ -127,19 +153,19 @@ class EventBusContract:
         assert [b async for b in bus.subscribe("j", after=4)] == []
 
     async def test_unknown_jobs_end_at_once(self) -> None:
-        bus = self.make(retention_s=60)
+        bus = await self.make(retention_s=60)
         assert not bus.knows("nobody")
         assert [batch async for batch in bus.subscribe("nobody")] == []
 
     async def test_finished_jobs_are_forgotten_after_retention(self) -> None:
-        bus = self.make(retention_s=0.01)
+        bus = await self.make(retention_s=0.5)
         await bus.publish(event("j", 1, "done"))
         assert bus.knows("j")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.7)
         assert not bus.knows("j")
 
     async def test_many_listeners_each_get_every_event_once(self) -> None:
-        bus = self.make(retention_s=60)
+        bus = await self.make(retention_s=60)
         await bus.publish(event("j", 1, "queued"))
 
         async def listen() -> list[int]:
@@ -155,10 +181,122 @@ class EventBusContract:
 
 
 class TestMemoryQueue(QueueContract):
-    def make(self, *, concurrency: int, max_depth: int) -> MemoryQueue:
+    async def make(self, *, concurrency: int, max_depth: int) -> JobQueue:
         return MemoryQueue(concurrency=concurrency, max_depth=max_depth)
+
+    async def test_a_closed_queue_refuses_jobs(self) -> None:
+        queue = await self.make(concurrency=1, max_depth=5)
+        await queue.close(grace_s=0)
+        with pytest.raises(QueueFull):
+            await queue.submit(spec("late"))
 
 
 class TestMemoryEventBus(EventBusContract):
-    def make(self, *, retention_s: float) -> MemoryEventBus:
+    async def make(self, *, retention_s: float) -> EventBus:
         return MemoryEventBus(retention_s=retention_s)
+
+
+class TestRabbitQueue(QueueContract):
+    @pytest.fixture(autouse=True)
+    async def _broker(self) -> AsyncIterator[None]:
+        self.broker = await connected_broker()
+        self.names: list[str] = []
+        yield
+        async with amqp_channel() as channel:
+            for name in self.names:
+                await channel.queue_delete(name)
+            await channel.exchange_delete(f"{self.broker.prefix}.control")
+        await self.broker.close()
+
+    async def make(self, *, concurrency: int, max_depth: int) -> JobQueue:
+        name = f"patchbay.jobs.test-{secrets.token_hex(6)}"
+        self.names.append(name)
+        queue = RabbitQueue(
+            self.broker, queue_name=name, max_depth=max_depth, concurrency=concurrency
+        )
+        await queue.open()
+        return queue
+
+    async def test_a_job_left_unfinished_by_a_stopping_worker_goes_to_another(self) -> None:
+        first = await self.make(concurrency=1, max_depth=5)
+        name = self.names[-1]
+        gate = asyncio.Event()
+
+        async def stuck(_job: JobSpec) -> None:
+            gate.set()
+            await asyncio.sleep(60)
+
+        await first.start(stuck)
+        await first.submit(spec("handed-back"))
+        await asyncio.wait_for(gate.wait(), 5)
+        await first.close(grace_s=0.05)  # cancelled mid-job: not acknowledged
+        second = RabbitQueue(self.broker, queue_name=name, max_depth=5, concurrency=1)
+        await second.open()
+        ran: list[str] = []
+
+        async def handler(job: JobSpec) -> None:
+            ran.append(job.job_id)
+
+        await second.start(handler)
+        await eventually(lambda: ran == ["handed-back"])
+        await second.close(grace_s=1)
+
+    async def test_cancel_reaches_the_worker_that_runs_the_job(self) -> None:
+        worker = await self.make(concurrency=1, max_depth=5)
+        told: list[str] = []
+        interrupted = asyncio.Event()
+
+        async def handler(_job: JobSpec) -> None:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                interrupted.set()
+
+        await worker.start(handler, told.append)
+        core = RabbitQueue(self.broker, queue_name=self.names[-1], max_depth=5, concurrency=1)
+        await core.open()
+        await core.submit(spec("long"))
+        await asyncio.sleep(0.2)
+        assert await core.cancel("long")
+        await asyncio.wait_for(interrupted.wait(), 5)
+        assert told == ["long"]
+        await worker.close(grace_s=1)
+        await core.close(grace_s=0)
+
+
+class _BrokerBus:
+    """A bus pair for the contract: events published by a worker's bus, listened to on a core's.
+
+    Across processes delivery takes a moment, so `publish` here returns once the core has it.
+    """
+
+    def __init__(self, publisher: RabbitEventBus, follower: RabbitEventBus) -> None:
+        self._publisher = publisher
+        self._follower = follower
+
+    async def publish(self, event: JobEvent) -> None:
+        await self._publisher.publish(event)
+        await eventually(lambda: self._follower.has(event.job_id, event.seq) or event.seq < 0)
+
+    def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        return self._follower.subscribe(job_id, after=after)
+
+    def knows(self, job_id: str) -> bool:
+        return self._follower.knows(job_id)
+
+
+class TestRabbitEventBus(EventBusContract):
+    @pytest.fixture(autouse=True)
+    async def _broker(self) -> AsyncIterator[None]:
+        self.broker = await connected_broker()
+        yield
+        async with amqp_channel() as channel:
+            await channel.exchange_delete(f"{self.broker.prefix}.events")
+        await self.broker.close()
+
+    async def make(self, *, retention_s: float) -> EventBus:
+        publisher = RabbitEventBus(self.broker, retention_s=retention_s, follow=False)
+        follower = RabbitEventBus(self.broker, retention_s=retention_s, follow=True)
+        await publisher.open()
+        await follower.open()
+        return _BrokerBus(publisher, follower)

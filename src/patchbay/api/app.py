@@ -30,13 +30,19 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
-def error_response(exc: PatchbayError) -> JSONResponse:
+INSTRUCTIONS_PATH = "/v1/instructions"
+
+
+def error_response(exc: PatchbayError, *, path: str = "") -> JSONResponse:
     headers = {"Retry-After": "2"} if exc.retryable else None
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+    body: dict[str, object] = {"error": exc.to_dict()}
+    if path == INSTRUCTIONS_PATH:  # instruction callers always get an instruction envelope
+        body = {"status": "error", "type": None, "message": exc.message, **body}
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-async def _patchbay_error(_request: Request, exc: PatchbayError) -> JSONResponse:
-    return error_response(exc)
+async def _patchbay_error(request: Request, exc: PatchbayError) -> JSONResponse:
+    return error_response(exc, path=request.url.path)
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -50,12 +56,10 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
     )
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
-    return JSONResponse(
-        {"error": {"code": "internal_error", "message": "an internal error occurred"}},
-        status_code=500,
-    )
+    error = PatchbayError("an internal error occurred")
+    return error_response(error, path=request.url.path)
 
 
 def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:

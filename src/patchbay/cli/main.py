@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from patchbay.cli import assistants, catalog, chat, chats, control, serve, users
+from patchbay.cli import assistants, catalog, chat, chats, control, serve, users, worker
 from patchbay.cli.context import State, errors
 from patchbay.config import Settings
 
@@ -36,6 +36,7 @@ app.add_typer(catalog.providers_app, name="providers")
 app.add_typer(chats.chats_app, name="chats")
 app.add_typer(assistants.assistants_app, name="assistants")
 app.command("chat")(chat.chat)
+app.command("worker")(worker.worker)
 
 if __name__ == "__main__":
     app()

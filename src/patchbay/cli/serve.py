@@ -20,7 +20,7 @@ from patchbay.logging import configure_logging
 from patchbay.supervisor.modules import modules
 from patchbay.supervisor.supervisord import Supervisor, log_path
 
-CHANNELS = ("openai",)
+CHANNELS = ("openai", "instructions", "ws")
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 
@@ -63,7 +63,9 @@ def _show_admin_key(key: str) -> None:
     )
 
 
-def _serve(app: object, host: str, port: int, settings: Settings) -> None:
+def _serve(
+    app: object, host: str, port: int, settings: Settings, *, ws_max_size: int = 16 * 1024 * 1024
+) -> None:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
@@ -73,6 +75,7 @@ def _serve(app: object, host: str, port: int, settings: Settings) -> None:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=int(STOP_GRACE_S),
+        ws_max_size=ws_max_size,
     )
     server = uvicorn.Server(config)
     server.run()
@@ -92,16 +95,47 @@ def core(ctx: typer.Context) -> None:
     _serve(create_app(settings), settings.core.host, settings.core.port, settings)
 
 
-def channel(ctx: typer.Context, name: str = typer.Argument(help="openai")) -> None:
+def channel(
+    ctx: typer.Context, name: str = typer.Argument(help="openai | instructions | ws")
+) -> None:
     """Run one channel in this process."""
     settings = settings_of(ctx)
     configure_logging(settings.log, module=f"channel-{name}")
-    if name != "openai":
+    if name not in CHANNELS:
         errors.print(f"[red]unknown channel {name!r}[/]; channels: {', '.join(CHANNELS)}")
         raise typer.Exit(2)
+    if name == "instructions":
+        _consume_instructions(settings)
+        return
+    if name == "ws":
+        _serve_ws(settings)
+        return
     from patchbay.channels.openai_compat.app import create_app
 
     _serve(create_app(settings), settings.openai.host, settings.openai.port, settings)
+
+
+def _serve_ws(settings: Settings) -> None:
+    from patchbay.channels.ws.app import create_app
+
+    ws = settings.ws
+    _serve(create_app(settings), ws.host, ws.port, settings, ws_max_size=ws.max_frame_bytes)
+
+
+def _consume_instructions(settings: Settings) -> None:
+    if settings.rabbitmq_url is None:
+        errors.print(
+            "[red]the instruction channel needs RabbitMQ:[/] set PATCHBAY_RABBITMQ_URL "
+            "(e.g. amqp://guest:guest@localhost/)"
+        )
+        raise typer.Exit(2)
+    from patchbay.channels.instructions.runner import serve
+
+    try:
+        anyio.run(serve, settings, backend_options={"use_uvloop": True})
+    except ConnectionError as exc:
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
 
 
 def up(
@@ -172,4 +206,5 @@ def _show_table(supervisor: Supervisor, settings: Settings) -> None:
         table.add_row(state.name, state.state, str(state.pid), spec.url, str(log))
     console.print(table)
     console.print(f"OpenAI base URL: [bold]{supervisor.specs['openai'].url}/v1[/]")
+    console.print(f"WebSocket jobs: [bold]ws://{settings.ws.host}:{settings.ws.port}/ws/[/]")
     console.print(f"data: {settings.data_dir}   llm logs: {settings.llm_log_path}")

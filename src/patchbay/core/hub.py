@@ -18,9 +18,21 @@ from patchbay.core.status import StatusBoard
 from patchbay.core.turns import TurnEngine
 from patchbay.core.users import Authenticator, Bootstrap, UserService, bootstrap_admin
 from patchbay.queue.memory import MemoryEventBus, MemoryQueue
+from patchbay.queue.rabbitmq import RabbitBroker, RabbitEventBus, RabbitQueue
 from patchbay.store.db import Database
 
 logger = logging.getLogger(__name__)
+
+
+def rabbit_ports(
+    broker: RabbitBroker, settings: Settings, *, follow: bool
+) -> tuple[RabbitQueue, RabbitEventBus]:
+    """The RabbitMQ queue and event bus; `follow`: this process serves listeners (a core)."""
+    jobs = settings.jobs
+    queue = RabbitQueue(
+        broker, queue_name=jobs.queue_name, max_depth=jobs.max_depth, concurrency=jobs.concurrency
+    )
+    return queue, RabbitEventBus(broker, retention_s=jobs.event_retention_s, follow=follow)
 
 
 class Hub:
@@ -34,10 +46,18 @@ class Hub:
         self.status = StatusBoard(down_after_s=settings.status.down_after_s)
         self.chats = ChatService(self.db)
         self.registry = ModelRegistry(settings)
-        self.queue = MemoryQueue(
-            concurrency=settings.jobs.concurrency, max_depth=settings.jobs.max_depth
-        )
-        self.bus = MemoryEventBus(retention_s=settings.jobs.event_retention_s)
+        self.broker: RabbitBroker | None = None
+        self.queue: MemoryQueue | RabbitQueue
+        self.bus: MemoryEventBus | RabbitEventBus
+        if settings.queue == "rabbitmq" and settings.rabbitmq_url:
+            # Workers run the jobs; this core queues them and follows their events.
+            self.broker = RabbitBroker(settings.rabbitmq_url, prefix=settings.jobs.exchange_prefix)
+            self.queue, self.bus = rabbit_ports(self.broker, settings, follow=True)
+        else:
+            self.queue = MemoryQueue(
+                concurrency=settings.jobs.concurrency, max_depth=settings.jobs.max_depth
+            )
+            self.bus = MemoryEventBus(retention_s=settings.jobs.event_retention_s)
         self._warmup: asyncio.Task[None] | None = None
         self.jobs = JobRunner(
             db=self.db,
@@ -76,6 +96,10 @@ class Hub:
         return bootstrap
 
     async def start(self) -> None:
+        if isinstance(self.queue, RabbitQueue) and isinstance(self.bus, RabbitEventBus):
+            await self.queue.open()
+            await self.bus.open()
+            return
         await self.registry.start()
         await self.jobs.recover(self.queue.name)
         await self.queue.start(self.jobs.run, self.jobs.request_cancel)
@@ -94,4 +118,6 @@ class Hub:
             self._warmup.cancel()
         await self.queue.close(grace_s=10)
         await self.registry.close()
+        if self.broker is not None:
+            await self.broker.close()
         await self.db.close()

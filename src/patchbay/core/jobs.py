@@ -165,6 +165,7 @@ class JobRunner:
             self._cancelled.discard(job.job_id)
             logger.info("job %s skipped: it was cancelled or ended before it started", job.job_id)
             return
+        logger.info("job %s started (attempt %d)", job.job_id, attempt)
         state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
         if attempt > 1:
             state.seq = (attempt - 1) * EPOCH + 1

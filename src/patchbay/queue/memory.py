@@ -110,6 +110,11 @@ class MemoryEventBus:
     def knows(self, job_id: str) -> bool:
         return job_id in self._logs
 
+    def has(self, job_id: str, seq: int) -> bool:
+        """Whether the event numbered `seq` (or a later one) of the job is here."""
+        log = self._logs.get(job_id)
+        return log is not None and bool(log.events) and log.events[-1].seq >= seq
+
     async def publish(self, event: JobEvent) -> None:
         log = self._logs.get(event.job_id)
         if log is None:

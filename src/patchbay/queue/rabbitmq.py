@@ -113,8 +113,10 @@ class RabbitQueue:
         while True:
             with contextlib.suppress(AMQPError, OSError, RuntimeError):
                 assert self._channel is not None  # noqa: S101 - opened first
-                queue = await self._channel.declare_queue(self._queue_name, passive=True)
-                self._depth = queue.declaration_result.message_count or 0
+                # the raw channel: aio-pika's robust one answers a redeclare from its cache
+                raw = await self._channel.get_underlay_channel()
+                declared = await raw.queue_declare(self._queue_name, passive=True)
+                self._depth = declared.message_count or 0
             await asyncio.sleep(DEPTH_POLL_S)
 
     def depth(self) -> int:

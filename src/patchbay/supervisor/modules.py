@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from patchbay.channels.instructions import address
 from patchbay.config import Settings
 
 
@@ -12,17 +13,31 @@ class ModuleSpec:
     name: str
     args: tuple[str, ...]  # arguments to `patchbay`
     host: str
-    port: int
+    port: int | None  # None: no HTTP port, so supervisord's RUNNING is its readiness
     priority: int  # lower starts first and stops last
+    address: str | None = None  # where a module without HTTP listens, shown as its URL
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.address or f"http://{self.host}:{self.port}"
 
 
 def modules(settings: Settings) -> list[ModuleSpec]:
-    """The modules `patchbay up` runs: the core first, then each channel."""
-    return [
+    """The modules `patchbay up` runs: the core first, then the workers (with RabbitMQ), then
+    each channel."""
+    specs = [
         ModuleSpec("core", ("core",), settings.core.host, settings.core.port, 10),
         ModuleSpec("openai", ("channel", "openai"), settings.openai.host, settings.openai.port, 20),
+        ModuleSpec("ws", ("channel", "ws"), settings.ws.host, settings.ws.port, 20),
     ]
+    if settings.queue == "rabbitmq" and settings.rabbitmq_url:
+        jobs = address(settings.rabbitmq_url, settings.jobs.queue_name)
+        for number in range(1, settings.jobs.workers + 1):
+            name = f"worker-{number}"
+            specs.append(ModuleSpec(name, ("worker", "--name", name), "", None, 15, address=jobs))
+    if settings.rabbitmq_url:
+        where = address(settings.rabbitmq_url, settings.instructions.queue)
+        specs.append(
+            ModuleSpec("instructions", ("channel", "instructions"), "", None, 20, address=where)
+        )
+    return specs

@@ -179,6 +179,8 @@ class Supervisor:
 
     def healthy(self, name: str) -> bool:
         spec = self.specs[name]
+        if spec.port is None:
+            return True  # nothing to ask over HTTP
         connection = HTTPConnection(spec.host, spec.port, timeout=1)
         try:
             connection.request("GET", "/healthz")
@@ -203,6 +205,8 @@ class Supervisor:
         return slow[0] if slow else None
 
     def _ready(self, state: ModuleState) -> bool:
+        if self.specs[state.name].port is None:  # ready once it stayed up past `startsecs`
+            return state.state == "RUNNING"
         return state.state in ("STARTING", "RUNNING") and self.healthy(state.name)
 
     def shutdown(

@@ -1,0 +1,1 @@
+"""Workers: processes that run generation jobs taken from RabbitMQ."""

@@ -1,0 +1,209 @@
+"""Jobs on RabbitMQ with real processes: a core, two workers, one killed mid-job; resume; cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY
+from tests.support.rabbitmq import RABBITMQ_URL, amqp_channel, require_rabbitmq
+from tests.support.up import PATCHBAY, up_env
+from tests.support.upstream import MockUpstream
+
+pytestmark = pytest.mark.integration
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@dataclass
+class Cluster:
+    env: dict[str, str]
+    core_url: str
+    logs: Path
+    workers: dict[str, subprocess.Popen[bytes]]
+
+    def start_worker(self, name: str) -> None:
+        with (self.logs / f"{name}.log").open("wb") as log:
+            self.workers[name] = subprocess.Popen(
+                [PATCHBAY, "worker", "--name", name],
+                env={**self.env, "PATCHBAY_LOG__LEVEL": "INFO"},
+                stderr=log,
+                stdout=log,
+                start_new_session=True,
+            )
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+
+def wait_healthy(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not come up")
+
+
+def wait_workers(core_url: str, count: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        modules = httpx.get(core_url + "/v1/status", headers=AUTH).json()["modules"]
+        if sum(m["kind"] == "worker" and m["state"] == "up" for m in modules) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the workers did not report in")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, upstream: MockUpstream) -> Iterator[Cluster]:
+    require_rabbitmq()
+    suffix = secrets.token_hex(4)
+    env = up_env(
+        tmp_path,
+        PATCHBAY_LOCAL_MODEL__ENABLED="false",
+        PATCHBAY_ADMIN_KEY=ADMIN_KEY,
+        PATCHBAY_QUEUE="rabbitmq",
+        PATCHBAY_RABBITMQ_URL=RABBITMQ_URL,
+        PATCHBAY_JOBS__QUEUE_NAME=f"patchbay.jobs.test-{suffix}",
+        PATCHBAY_JOBS__EXCHANGE_PREFIX=f"patchbay-test-{suffix}",
+        PATCHBAY_JOBS__CONCURRENCY="4",
+        PATCHBAY_JOBS__CHECKPOINT_INTERVAL_S="0.2",
+        PATCHBAY_STATUS__HEARTBEAT_INTERVAL_S="0.5",
+    )
+    core = subprocess.Popen([PATCHBAY, "core"], env=env, start_new_session=True)
+    running = Cluster(env, f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}", tmp_path, {})
+    try:
+        wait_healthy(running.core_url)
+        with httpx.Client(base_url=running.core_url, headers=AUTH) as admin:
+            admin.post(
+                "/v1/providers",
+                json={"name": "mock", "kind": "openai", "api_base": upstream.base_url},
+            ).raise_for_status()
+            admin.post(
+                "/v1/models", json={"name": "mock-gpt", "provider": "mock", "is_default": True}
+            ).raise_for_status()
+        for name in ("w1", "w2"):
+            running.start_worker(name)
+        wait_workers(running.core_url, 2)
+        yield running
+    finally:
+        for process in [core, *running.workers.values()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in [core, *running.workers.values()]:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        asyncio.run(_delete(env))
+
+
+async def _delete(env: dict[str, str]) -> None:
+    async with amqp_channel() as channel:
+        await channel.queue_delete(env["PATCHBAY_JOBS__QUEUE_NAME"])
+        for kind in ("events", "control"):
+            await channel.exchange_delete(f"{env['PATCHBAY_JOBS__EXCHANGE_PREFIX']}.{kind}")
+
+
+def events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The SSE events of a streaming response, as they come."""
+    current: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if not line:
+            if current:
+                yield current
+            current = {}
+            continue
+        field, _, value = line.partition(": ")
+        current[field] = json.loads(value) if field == "data" else value
+
+
+def test_a_turn_runs_on_a_worker(cluster: Cluster, upstream: MockUpstream) -> None:
+    result = httpx.post(
+        cluster.core_url + "/v1/turns?wait=true", json={"text": "hi"}, headers=AUTH, timeout=30
+    ).json()
+    assert result["outcome"]["type"] == "done"
+    assert result["outcome"]["content"] == upstream.reply
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_mid_job_loses_nothing(cluster: Cluster, upstream: MockUpstream) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.4
+    upstream.reply = "one two three four five six seven eight"
+    headers = {**AUTH, "Accept": "text/event-stream"}
+    seen: list[dict[str, Any]] = []
+    with httpx.stream(
+        "POST", cluster.core_url + "/v1/turns", json={"text": "count"}, headers=headers, timeout=60
+    ) as response:
+        job_id = response.headers["x-patchbay-job-id"]
+        stream = events(response)
+        for event in stream:
+            seen.append(event)
+            if event["event"] == "running" and len(seen) >= 3:
+                break
+        victim = busy_worker(cluster, job_id)
+        os.killpg(cluster.workers[victim].pid, signal.SIGKILL)
+        cluster.workers[victim].wait(timeout=10)
+        for event in stream:
+            seen.append(event)
+    kinds = [e["event"] for e in seen]
+    assert kinds.count("restarted") == 1 and kinds[-1] == "done"
+    ids = [int(e["id"]) for e in seen]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    after = kinds.index("restarted")
+    restarted_text = "".join(e["data"].get("delta", "") for e in seen[after:])
+    assert restarted_text == upstream.reply
+    assert seen[-1]["data"]["content"] == upstream.reply
+    job = httpx.get(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH).json()
+    assert job["status"] == "done"
+    chat = httpx.get(cluster.core_url + "/v1/chats", headers=AUTH).json()[0]
+    messages = httpx.get(f"{cluster.core_url}/v1/chats/{chat['id']}/messages", headers=AUTH)
+    assert [m["content"] for m in messages.json()] == ["count", upstream.reply]
+    # a listener that saw up to any point resumes with every later event exactly once
+    for last in (ids[1], ids[after - 1], ids[after], ids[-2]):
+        with httpx.stream(
+            "GET",
+            f"{cluster.core_url}/v1/jobs/{job_id}/events",
+            headers={**AUTH, "Last-Event-ID": str(last)},
+        ) as again:
+            assert [int(e["id"]) for e in events(again)] == [i for i in ids if i > last]
+
+
+def busy_worker(cluster: Cluster, job_id: str) -> str:
+    """The worker whose log says it started the job."""
+    for name in cluster.workers:
+        if f"job {job_id} started" in cluster.log(name):
+            return name
+    raise AssertionError("no worker has started the job")
+
+
+def test_cancel_reaches_the_worker(cluster: Cluster, upstream: MockUpstream) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.5
+    created = httpx.post(cluster.core_url + "/v1/turns", json={"text": "hi"}, headers=AUTH)
+    job_id = created.json()["job_id"]
+    deadline = time.monotonic() + 10
+    while (
+        httpx.get(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH).json()["status"]
+        != "running"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.6)
+    started = time.monotonic()
+    cancelled = httpx.delete(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH, timeout=10)
+    assert cancelled.json()["status"] == "cancelled"
+    assert time.monotonic() - started < 1.5
