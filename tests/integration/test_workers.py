@@ -81,6 +81,7 @@ def cluster(tmp_path: Path, upstream: MockUpstream) -> Iterator[Cluster]:
         PATCHBAY_JOBS__QUEUE_NAME=f"patchbay.jobs.test-{suffix}",
         PATCHBAY_JOBS__EXCHANGE_PREFIX=f"patchbay-test-{suffix}",
         PATCHBAY_JOBS__CONCURRENCY="4",
+        PATCHBAY_JOBS__MAX_DEPTH="3",
         PATCHBAY_JOBS__CHECKPOINT_INTERVAL_S="0.2",
         PATCHBAY_STATUS__HEARTBEAT_INTERVAL_S="0.5",
     )
@@ -207,3 +208,34 @@ def test_cancel_reaches_the_worker(cluster: Cluster, upstream: MockUpstream) -> 
     cancelled = httpx.delete(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH, timeout=10)
     assert cancelled.json()["status"] == "cancelled"
     assert time.monotonic() - started < 1.5
+
+
+def test_a_full_queue_refuses_turns_and_loses_none(cluster: Cluster) -> None:
+    for process in cluster.workers.values():
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    accepted = []
+    for number in range(3):
+        created = httpx.post(
+            cluster.core_url + "/v1/turns", json={"text": f"{number}"}, headers=AUTH
+        )
+        assert created.status_code == 202, created.text
+        accepted.append(created.json()["job_id"])
+    refused = httpx.post(
+        cluster.core_url + "/v1/turns", json={"text": "one too many"}, headers=AUTH
+    )
+    assert refused.status_code == 429 and refused.headers["retry-after"]
+    assert refused.json()["error"] == {
+        "code": "queue_full",
+        "message": refused.json()["error"]["message"],
+        "retryable": True,
+    }
+    cluster.start_worker("w3")
+    deadline = time.monotonic() + 30
+    for job_id in accepted:
+        while (
+            httpx.get(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH).json()["status"]
+            != "done"
+        ):
+            assert time.monotonic() < deadline, "an accepted job was lost"
+            time.sleep(0.1)

@@ -97,6 +97,7 @@ class ChunkWriter:
     def __init__(self, *, job_id: str, model: str, include_usage: bool) -> None:
         self.job_id = job_id
         self.ended = False  # set once the stream's last chunk is written
+        self.sent_content = False  # set once a token has gone to the client
         self._base = {
             "id": f"chatcmpl-{job_id}",
             "object": "chat.completion.chunk",

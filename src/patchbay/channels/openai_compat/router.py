@@ -124,7 +124,13 @@ def _encode(writer: ChunkWriter, batch: list[JobEvent]) -> tuple[bytes, bool]:
     out = []
     for event in batch:
         if event.type == "running" and event.delta:
+            writer.sent_content = True
             out.append(writer.delta({"content": event.delta}))
+        elif event.type == "restarted" and writer.sent_content:
+            # Another worker starts the answer again; what the client has cannot be taken back.
+            message = "the generation restarted on another worker; send the request again"
+            out.append(writer.error(message, "generation_restarted"))
+            return b"".join(out), True
         elif event.type == "done":
             out.append(writer.end(event.finish_reason, event.usage))
             return b"".join(out), True
