@@ -39,6 +39,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "llm_log": {"flush_interval_s": 0.01},
         "core": {"port": free_port()},
         "openai": {"port": free_port()},
+        "ws": {"port": free_port()},
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

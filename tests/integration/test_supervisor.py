@@ -29,7 +29,7 @@ def rows(env: dict[str, str]) -> dict[str, list[str]]:
     table = {}
     for line in out.splitlines():
         cells = [cell.strip() for cell in line.strip("│").split("│")]
-        if len(cells) >= 5 and cells[0] in ("core", "openai"):
+        if len(cells) >= 5 and cells[0] in ("core", "openai", "ws"):
             table[cells[0]] = cells[1:]
     return table
 
@@ -67,7 +67,7 @@ def test_detached_modules_are_managed_from_the_command_line(env: dict[str, str])
     assert started.returncode == 0, started.stderr
     assert "patchbay is up" in started.stdout
     table = rows(env)
-    assert set(table) == {"core", "openai"}
+    assert set(table) == {"core", "openai", "ws"}
     assert all(
         cells[0] in ("STARTING", "RUNNING") and cells[1].isdigit() for cells in table.values()
     )
@@ -112,6 +112,35 @@ def test_detached_modules_are_managed_from_the_command_line(env: dict[str, str])
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert run(env, "ps").returncode == 1
+
+
+@pytest.mark.timeout(240)
+def test_a_module_that_keeps_crashing_is_left_failed_and_the_rest_run_on(
+    env: dict[str, str],
+) -> None:
+    assert run(env, "up", "-d").returncode == 0
+    openai_url = f"http://127.0.0.1:{env['PATCHBAY_OPENAI__PORT']}"
+    delays = []
+    # Crashes once it runs (a module that dies while starting is supervisord's to retry).
+    running = lambda: rows(env)["openai"][0] == "RUNNING"  # noqa: E731
+    for _crash in range(4):  # restarted each time, after a growing delay
+        wait_for(running, timeout_s=60)
+        pid = rows(env)["openai"][1]
+        killed = time.monotonic()
+        os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda pid=pid: rows(env)["openai"][1] not in ("", pid), timeout_s=60)
+        delays.append(time.monotonic() - killed)
+        wait_for(lambda: _up(openai_url), timeout_s=60)
+    assert delays[-1] > delays[0] + 2  # 1 s, 2 s, 4 s, 8 s
+    wait_for(running, timeout_s=60)
+    os.kill(int(rows(env)["openai"][1]), signal.SIGKILL)  # the fifth crash
+    wait_for(lambda: rows(env)["openai"][0] == "FAILED", timeout_s=10)
+    assert "crashed 5 times" in run(env, "ps").stdout
+    time.sleep(3)
+    assert rows(env)["openai"][0] == "FAILED" and rows(env)["core"][0] == "RUNNING"
+    assert run(env, "start", "openai").returncode == 0
+    wait_for(lambda: _up(openai_url))
+    assert rows(env)["openai"][0] == "RUNNING"
 
 
 def _up(url: str) -> bool:

@@ -40,6 +40,7 @@ def up_env(data_dir: Path, **extra: str) -> dict[str, str]:
         PATCHBAY_DATA_DIR=str(data_dir),
         PATCHBAY_CORE__PORT=str(free_port()),
         PATCHBAY_OPENAI__PORT=str(free_port()),
+        PATCHBAY_WS__PORT=str(free_port()),
         PATCHBAY_LOG__LEVEL="WARNING",
         COLUMNS="200",
     )

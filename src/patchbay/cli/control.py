@@ -74,7 +74,8 @@ def _control(ctx: typer.Context, name: str, action: str) -> None:
 
 
 def start(ctx: typer.Context, name: str) -> None:
-    """Start a stopped module."""
+    """Start a stopped module (one left stopped for crashing too)."""
+    _supervisor(ctx).forget_failure(name)
     _control(ctx, name, "startProcess")
     console.print(f"{name} started")
 
@@ -87,6 +88,7 @@ def stop(ctx: typer.Context, name: str) -> None:
 
 def restart(ctx: typer.Context, name: str) -> None:
     """Stop a module, then start it again."""
+    _supervisor(ctx).forget_failure(name)
     _control(ctx, name, "stopProcess")
     _control(ctx, name, "startProcess")
     console.print(f"{name} restarted")

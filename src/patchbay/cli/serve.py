@@ -188,7 +188,7 @@ def _stay_up(supervisor: Supervisor, process: subprocess.Popen[bytes], stop: _St
         while not stop.set and process.poll() is None:
             time.sleep(0.5)
             for state in supervisor.states():
-                if state.state == "FATAL" and state.name not in reported:
+                if state.state in ("FATAL", "FAILED") and state.name not in reported:
                     reported.add(state.name)
                     errors.print(f"[red]{state.name} failed:[/] {state.reason}")
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 from supervisor.xmlrpc import SupervisorTransport
 
 from patchbay.config import Settings
+from patchbay.supervisor.crashwatch import failed_marker
 from patchbay.supervisor.modules import ModuleSpec
 
 STOP_GRACE_S = 10
@@ -71,7 +72,7 @@ def render(settings: Settings, specs: list[ModuleSpec]) -> str:
             f"command={_escape(command)}",
             f"priority={spec.priority}",
             "autostart=true",
-            "autorestart=true",
+            "autorestart=false",  # the crash watch restarts it, with backoff
             f"startsecs={START_SECONDS}",
             f"startretries={START_RETRIES}",
             "stopsignal=TERM",
@@ -83,6 +84,17 @@ def render(settings: Settings, specs: list[ModuleSpec]) -> str:
             "stdout_logfile_maxbytes=10MB",
             "stdout_logfile_backups=3",
         ]
+    watch = " ".join([sys.executable, "-m", "patchbay.supervisor.crashwatch", str(run)])
+    lines += [
+        "",
+        "[eventlistener:crashwatch]",
+        f"command={_escape(watch)}",
+        "events=PROCESS_STATE_EXITED",
+        "autorestart=true",
+        "priority=1",
+        f"stderr_logfile={_escape(log_path(settings, 'crashwatch'))}",
+        "stderr_logfile_maxbytes=1MB",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -136,18 +148,28 @@ class Supervisor:
         states = []
         for info in self.rpc().getAllProcessInfo():
             name = info["name"]
+            if name not in self.specs:
+                continue  # the crash watch, not a module
             running = info["statename"] == "RUNNING"
+            failed = failed_marker(self.settings.run_dir, name)
+            state, reason = info["statename"], "" if running else self.reason(name, info)
+            if not running and failed.exists():
+                state, reason = "FAILED", failed.read_text().strip()
             states.append(
                 ModuleState(
                     name=name,
-                    state=info["statename"],
+                    state=state,
                     pid=info["pid"],
                     uptime_s=info["now"] - info["start"] if running else 0,
                     restarts=max(0, spawns.get(name, 0) - 1),
-                    reason="" if running else self.reason(name, info),
+                    reason=reason,
                 )
             )
         return states
+
+    def forget_failure(self, name: str) -> None:
+        """Let a module that was left stopped for crashing be started again."""
+        failed_marker(self.settings.run_dir, name).unlink(missing_ok=True)
 
     def reason(self, name: str, info: dict[str, Any] | None = None) -> str:
         """One line on why a module is not running: its log's last word, else supervisord's."""
@@ -196,7 +218,7 @@ class Supervisor:
         while time.monotonic() < deadline:
             states = self.states()
             for state in states:
-                if state.state in ("FATAL", "STOPPED"):
+                if state.state in ("FATAL", "STOPPED", "FAILED"):
                     return state
             if all(self._ready(state) for state in states):
                 return None
