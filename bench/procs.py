@@ -160,3 +160,23 @@ async def wait_ready(
                 pass
             await asyncio.sleep(0.2)
     return None
+
+
+def command_cpu_seconds(command: str) -> float:
+    """User plus system CPU seconds used so far by the live processes named ``command``.
+
+    For servers the benchmark does not start, such as a local RabbitMQ (``beam.smp``).
+    """
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.find("(") + 1 : stat.rfind(")")] != command:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLK_TCK
