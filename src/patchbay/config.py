@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from patchbay.tokens import helper_key
+
 CONFIG_FILE_ENV = "PATCHBAY_CONFIG"
 
 
@@ -97,6 +99,24 @@ class InstructionSettings(BaseModel):
     core_retry_s: float = 30.0  # how long the consumer waits for a core that is away
 
 
+class HelperSettings(BaseModel):
+    """Helpers: third-party HTTP services that register capabilities with the core."""
+
+    registration_key: SecretStr | None = None  # default: derived from the installation secret
+    # Hosts a helper may name as its base URL wherever it registers from (else: its own address).
+    allowed_url_hosts: list[str] = []
+    max_request_bytes: int = 256 * 1024 * 1024  # the largest file sent to a helper
+    max_response_bytes: int = 16 * 1024 * 1024
+    breaker_failures: int = 5  # consecutive failures that open a helper's circuit breaker…
+    breaker_reset_s: float = 30.0  # …for this long
+    retries: int = 2  # further tries of an idempotent capability that failed
+
+    def key(self, secret: str) -> str:
+        if self.registration_key is not None:
+            return self.registration_key.get_secret_value()
+        return helper_key(secret)
+
+
 class StatusSettings(BaseModel):
     heartbeat_interval_s: float = 2.0  # how often each module reports to the core
     down_after_s: float = 6.0  # a module silent this long is shown down
@@ -132,6 +152,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     status: StatusSettings = StatusSettings()
     instructions: InstructionSettings = InstructionSettings()
+    helpers: HelperSettings = HelperSettings()
     channels: dict[str, dict[str, object]] = {}
 
     @classmethod

@@ -8,11 +8,12 @@
     ├── PermissionDenied                  403
     ├── NotFound                          404
     │   ├── UserNotFound, ChatNotFound, JobNotFound, ProviderNotFound
-    │   └── ModelNotFound, MessageNotFound, AssistantNotFound
+    │   └── ModelNotFound, MessageNotFound, AssistantNotFound, HelperNotFound
     ├── Conflict                          409
     │   └── UserExists
     ├── JobCancelled                      409 (a job's outcome, not raised to callers)
     ├── QueueFull                         429, retryable
+    ├── HelperFailed                      502, retryable
     ├── ServiceUnavailable                503, retryable
     │   ├── StoreUnavailable
     │   └── CoreUnavailable
@@ -109,6 +110,18 @@ class ProviderNotFound(NotFound):
 
 class ModelNotFound(NotFound):
     code = "model_not_found"
+
+
+class HelperNotFound(NotFound):
+    code = "helper_not_found"
+
+
+class HelperFailed(PatchbayError):
+    """A helper answered with an error, broke its schema, timed out or is unreachable."""
+
+    code = "helper_failed"
+    status = 502
+    retryable = True
 
 
 class AssistantNotFound(NotFound):

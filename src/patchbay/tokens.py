@@ -12,3 +12,9 @@ def module_token(secret: str) -> str:
 
 def valid_module_token(secret: str, token: str | None) -> bool:
     return token is not None and hmac.compare_digest(module_token(secret), token)
+
+
+def helper_key(secret: str) -> str:
+    """The key helpers present to register, when Settings names none: built-in helpers started
+    by `patchbay up` share the installation's secret, so they know it."""
+    return "pbh-" + hmac.new(secret.encode(), b"patchbay-helper", hashlib.sha256).hexdigest()

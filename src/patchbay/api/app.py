@@ -15,6 +15,7 @@ from patchbay.api.routes import (
     assistants,
     catalog,
     chats,
+    helpers,
     instructions,
     status,
     turns,
@@ -90,6 +91,6 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in (turns, chats, users, catalog, assistants, status, instructions):
+    for module in (turns, chats, users, catalog, assistants, helpers, status, instructions):
         app.include_router(module.router)
     return app

@@ -9,6 +9,7 @@ from patchbay.config import Settings, environment
 from patchbay.core.assistants import AssistantService
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import ChatService
+from patchbay.core.helpers import HelperRegistry
 from patchbay.core.instructions.executor import InstructionExecutor
 from patchbay.core.instructions.handlers import Handlers
 from patchbay.core.jobs import JobRunner
@@ -67,6 +68,12 @@ class Hub:
             settings=settings.jobs,
         )
         self.assistants = AssistantService(self.db)
+        self.helpers = HelperRegistry(
+            self.db,
+            settings.helpers,
+            key=settings.helpers.key(self.secret),
+            down_after_s=settings.status.down_after_s,
+        )
         self.turns = TurnEngine(
             db=self.db,
             catalog=self.catalog,
@@ -118,6 +125,7 @@ class Hub:
             self._warmup.cancel()
         await self.queue.close(grace_s=10)
         await self.registry.close()
+        await self.helpers.close()
         if self.broker is not None:
             await self.broker.close()
         await self.db.close()

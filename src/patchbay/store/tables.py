@@ -207,6 +207,18 @@ assistants = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+helpers = Table(
+    "helpers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("manifest", JSON, nullable=False),  # a HelperManifest
+    Column("enabled", Boolean, nullable=False),
+    Column("allowed_roles", JSON),  # None: everyone
+    Column("allowed_users", JSON),
+    Column("registered_at", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime()),
+)
+
 jobs = Table(
     "jobs",
     metadata,

@@ -1,0 +1,327 @@
+"""The helper registry: helpers register their capabilities, stay up by heartbeats, and the core
+calls them for people (schemas checked both ways, timeouts, retries of idempotent capabilities,
+a circuit breaker per helper) and to turn attachments into text."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hmac
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import jsonschema
+import orjson
+
+from patchbay.config import HelperSettings
+from patchbay.core.users import require_admin
+from patchbay.errors import (
+    AuthenticationFailed,
+    HelperFailed,
+    HelperNotFound,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from patchbay.schemas.helpers import (
+    Capability,
+    HelperManifest,
+    HelperRead,
+    HelperStats,
+    HelperUpdate,
+    ToText,
+)
+from patchbay.schemas.users import UserRead
+from patchbay.store import helpers as rows
+from patchbay.store.db import Database
+from patchbay.store.helpers import HelperRecord
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(slots=True)
+class _Health:
+    """A helper's calls as this core process saw them, and its circuit breaker."""
+
+    calls: int = 0
+    errors: int = 0
+    total_ms: float = 0.0
+    failures_in_a_row: int = 0
+    open_until: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def stats(self) -> HelperStats:
+        mean = self.total_ms / self.calls if self.calls else None
+        return HelperStats(
+            calls=self.calls,
+            errors=self.errors,
+            mean_latency_ms=None if mean is None else round(mean, 2),
+        )
+
+
+def check_manifest(manifest: HelperManifest) -> None:
+    """Refuse duplicate capability names and schemas that are not JSON Schema."""
+    names = [c.name for c in manifest.capabilities]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidRequest(f"capabilities named twice: {', '.join(duplicates)}")
+    for capability in manifest.capabilities:
+        for which in ("input_schema", "output_schema"):
+            schema = getattr(capability, which)
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise InvalidRequest(f"{capability.name}.{which}: {exc.message}") from exc
+        if capability.kind == "to-text" and not capability.media_types:
+            raise InvalidRequest(f"{capability.name}: a to-text capability names its media types")
+
+
+def _same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    if host in allowed:
+        return True
+    if peer is None:
+        return False
+    if host in LOOPBACK and peer in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host) == ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+
+
+class HelperRegistry:
+    def __init__(
+        self, db: Database, settings: HelperSettings, *, key: str, down_after_s: float
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._key = key
+        self._down_after_s = down_after_s
+        self._health: dict[str, _Health] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def check_key(self, key: str | None) -> None:
+        if key is None or not hmac.compare_digest(key, self._key):
+            raise AuthenticationFailed("a helper needs the helper registration key to do this")
+
+    # registration
+
+    async def register(self, manifest: HelperManifest, *, peer: str | None) -> HelperRead:
+        check_manifest(manifest)
+        if not _same_host(manifest.base_url, peer, self._settings.allowed_url_hosts):
+            raise PermissionDenied(
+                f"the base URL {manifest.base_url} is not where this helper registers from "
+                f"({peer}); an admin can allow its host (PATCHBAY_HELPERS__ALLOWED_URL_HOSTS)"
+            )
+        async with self._db.begin() as conn:
+            await rows.upsert_helper(conn, manifest, datetime.now(UTC))
+        logger.info("helper %s registered at %s", manifest.name, manifest.base_url)
+        return await self.get(manifest.name)
+
+    async def heartbeat(self, name: str) -> None:
+        async with self._db.begin() as conn:
+            if not await rows.touch_helper(conn, name, datetime.now(UTC)):
+                raise HelperNotFound(f"no helper named {name!r}: register again")
+
+    async def deregister(self, name: str) -> None:
+        async with self._db.begin() as conn:
+            if not await rows.delete_helper(conn, name):
+                raise HelperNotFound(f"no helper named {name!r}")
+        self._health.pop(name, None)
+
+    # reading and managing
+
+    def _read(self, record: HelperRecord) -> HelperRead:
+        manifest = record.manifest
+        seen = record.last_seen
+        up = seen is not None and (datetime.now(UTC) - seen).total_seconds() < self._down_after_s
+        return HelperRead(
+            name=record.name,
+            version=manifest.version,
+            description=manifest.description,
+            base_url=manifest.base_url,
+            capabilities=manifest.capabilities,
+            enabled=record.enabled,
+            state="up" if up else "down",
+            last_seen=seen,
+            registered_at=record.registered_at,
+            stats=self._health.get(record.name, _Health()).stats(),
+            allowed_roles=record.allowed_roles,
+            allowed_users=record.allowed_users,
+        )
+
+    async def list_helpers(self) -> list[HelperRead]:
+        async with self._db.connect() as conn:
+            return [self._read(r) for r in await rows.list_helpers(conn)]
+
+    async def get(self, name: str) -> HelperRead:
+        return self._read(await self._record(name))
+
+    async def _record(self, name: str) -> HelperRecord:
+        async with self._db.connect() as conn:
+            record = await rows.find_helper(conn, name)
+        if record is None:
+            raise HelperNotFound(f"no helper named {name!r}; GET /v1/helpers lists them")
+        return record
+
+    async def update(self, actor: UserRead, name: str, data: HelperUpdate) -> HelperRead:
+        require_admin(actor)
+        async with self._db.begin() as conn:
+            await rows.update_helper(conn, name, data.model_dump(exclude_unset=True))
+        return await self.get(name)
+
+    async def remove(self, actor: UserRead, name: str) -> None:
+        require_admin(actor)
+        await self.deregister(name)
+
+    # calling
+
+    def usable(self, helper: HelperRead, user: UserRead) -> bool:
+        """Whether `user` may use this helper now (enabled, up, allowed, breaker closed)."""
+        if not helper.enabled or helper.state != "up":
+            return False
+        if helper.allowed_users is not None or helper.allowed_roles is not None:
+            users, roles = helper.allowed_users or [], helper.allowed_roles or []
+            if user.id not in users and user.name not in users and user.role not in roles:
+                return False
+        return self._health.get(helper.name, _Health()).open_until <= time.monotonic()
+
+    async def call(
+        self, user: UserRead, helper_name: str, capability_name: str, arguments: object
+    ) -> object:
+        """Call a tool capability for `user`: arguments and result checked against its schemas."""
+        helper = await self.get(helper_name)
+        capability = _capability(helper, capability_name, "tool")
+        self._check_usable(helper, user)
+        _validate(arguments, capability.input_schema, f"{capability.name}: the arguments")
+        body = orjson.dumps(arguments)
+        raw = await self._post(helper, capability, body, "application/json")
+        try:
+            result: object = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise HelperFailed(f"{helper.name}.{capability.name} answered with no JSON") from exc
+        _validate(result, capability.output_schema, f"{capability.name}: its answer", helper=True)
+        return result
+
+    async def to_text(self, user: UserRead, media_type: str, data: bytes) -> ToText:
+        """Turn a file into text with the first usable helper that converts its media type."""
+        if not data:
+            raise InvalidRequest("the file is empty")
+        if len(data) > self._settings.max_request_bytes:
+            raise PayloadTooLarge(f"files larger than {self._settings.max_request_bytes} bytes")
+        kind = media_type.split(";", 1)[0].strip().lower()
+        for helper in await self.list_helpers():
+            for capability in helper.capabilities:
+                if capability.kind != "to-text" or not _matches(kind, capability.media_types):
+                    continue
+                if not self.usable(helper, user):
+                    continue
+                raw = await self._post(helper, capability, data, kind)
+                try:
+                    return ToText.model_validate_json(raw)
+                except ValueError as exc:
+                    raise HelperFailed(f"{helper.name} answered with no ToText") from exc
+        raise InvalidRequest(f"no helper that is up turns {kind!r} into text")
+
+    def _check_usable(self, helper: HelperRead, user: UserRead) -> None:
+        if not self.usable(helper, user):
+            raise HelperFailed(
+                f"the helper {helper.name} is not available now "
+                f"({'disabled' if not helper.enabled else helper.state})"
+            )
+
+    async def _post(
+        self, helper: HelperRead, capability: Capability, body: bytes, content_type: str
+    ) -> bytes:
+        tries = 1 + (self._settings.retries if capability.idempotent else 0)
+        health = self._health.setdefault(helper.name, _Health())
+        url = f"{helper.base_url.rstrip('/')}/capabilities/{capability.name}"
+        timeout = aiohttp.ClientTimeout(total=capability.timeout_s)
+        for attempt in range(1, tries + 1):
+            started = time.perf_counter()
+            try:
+                async with self._http().post(
+                    url, data=body, headers={"Content-Type": content_type}, timeout=timeout
+                ) as response:
+                    raw = await response.content.read(self._settings.max_response_bytes + 1)
+                    if len(raw) > self._settings.max_response_bytes:
+                        raise HelperFailed(f"{helper.name} answered with too much")
+                    if response.status >= 400:
+                        raise HelperFailed(_helper_error(helper.name, response.status, raw))
+                self._succeeded(health, started)
+                return raw
+            except (TimeoutError, aiohttp.ClientError, HelperFailed) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, HelperFailed)
+                    else HelperFailed(
+                        f"{helper.name}.{capability.name} did not answer: {type(exc).__name__}"
+                    )
+                )
+                self._failed(health, started)
+                if attempt == tries or not error.retryable:
+                    raise error from exc
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _succeeded(self, health: _Health, started: float) -> None:
+        health.calls += 1
+        health.total_ms += (time.perf_counter() - started) * 1000
+        health.failures_in_a_row = 0
+
+    def _failed(self, health: _Health, started: float) -> None:
+        health.calls += 1
+        health.errors += 1
+        health.total_ms += (time.perf_counter() - started) * 1000
+        health.failures_in_a_row += 1
+        if health.failures_in_a_row >= self._settings.breaker_failures:
+            health.open_until = time.monotonic() + self._settings.breaker_reset_s
+            health.failures_in_a_row = 0
+
+
+def _capability(helper: HelperRead, name: str, kind: str) -> Capability:
+    for capability in helper.capabilities:
+        if capability.name == name and capability.kind == kind:
+            return capability
+    raise HelperNotFound(f"the helper {helper.name} has no {kind} capability {name!r}")
+
+
+def _matches(media_type: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(media_type, p.lower()) for p in patterns)
+
+
+def _validate(value: object, schema: dict[str, Any], what: str, *, helper: bool = False) -> None:
+    if not schema:
+        return
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        if helper:
+            raise HelperFailed(f"{what} breaks its schema: {exc.message}") from exc
+        raise InvalidRequest(f"{what} break the schema: {exc.message}") from exc
+
+
+def _helper_error(name: str, status: int, raw: bytes) -> str:
+    try:
+        detail = orjson.loads(raw).get("error", {}).get("message")
+    except (orjson.JSONDecodeError, AttributeError):
+        detail = None
+    return f"{name} answered {status}" + (f": {detail}" if detail else "")

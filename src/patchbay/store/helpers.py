@@ -1,0 +1,77 @@
+"""Registered helpers in the database: their manifests, switches and allow lists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from patchbay.errors import HelperNotFound
+from patchbay.schemas.helpers import HelperManifest
+from patchbay.store.tables import helpers
+
+
+@dataclass(frozen=True, slots=True)
+class HelperRecord:
+    name: str
+    manifest: HelperManifest
+    enabled: bool
+    allowed_roles: list[str] | None
+    allowed_users: list[str] | None
+    registered_at: datetime
+    last_seen: datetime | None
+
+
+def _record(row: object) -> HelperRecord:
+    values = dict(row._mapping)  # type: ignore[attr-defined]
+    values["manifest"] = HelperManifest.model_validate(values["manifest"])
+    return HelperRecord(**values)
+
+
+async def list_helpers(conn: AsyncConnection) -> list[HelperRecord]:
+    return [_record(row) for row in await conn.execute(select(helpers).order_by(helpers.c.name))]
+
+
+async def find_helper(conn: AsyncConnection, name: str) -> HelperRecord | None:
+    row = (await conn.execute(select(helpers).where(helpers.c.name == name))).first()
+    return None if row is None else _record(row)
+
+
+async def upsert_helper(conn: AsyncConnection, manifest: HelperManifest, now: datetime) -> None:
+    """Register a helper, or take its new manifest; its switches and allow lists stay."""
+    body = manifest.model_dump(mode="json")
+    result = await conn.execute(
+        update(helpers)
+        .where(helpers.c.name == manifest.name)
+        .values(manifest=body, registered_at=now, last_seen=now)
+    )
+    if result.rowcount == 0:
+        await conn.execute(
+            helpers.insert().values(
+                name=manifest.name,
+                manifest=body,
+                enabled=True,
+                allowed_roles=None,
+                allowed_users=None,
+                registered_at=now,
+                last_seen=now,
+            )
+        )
+
+
+async def touch_helper(conn: AsyncConnection, name: str, now: datetime) -> bool:
+    result = await conn.execute(update(helpers).where(helpers.c.name == name).values(last_seen=now))
+    return bool(result.rowcount)
+
+
+async def update_helper(conn: AsyncConnection, name: str, values: dict[str, object]) -> None:
+    result = await conn.execute(update(helpers).where(helpers.c.name == name).values(**values))
+    if result.rowcount == 0:
+        raise HelperNotFound(f"no helper named {name!r}; GET /v1/helpers lists them")
+
+
+async def delete_helper(conn: AsyncConnection, name: str) -> bool:
+    result = await conn.execute(helpers.delete().where(helpers.c.name == name))
+    return bool(result.rowcount)
