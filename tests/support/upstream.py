@@ -2,7 +2,8 @@
 
 Its `mode` says how it behaves: `ok` (answers `reply`, streamed word by word when asked to
 stream), `slow` (waits `delay_s` first), `drip` (waits `delay_s` after each word), `garbage` (breaks off with invalid JSON), `error`
-(answers 500), `cut` (closes the stream before `[DONE]`). It records every request it receives.
+(answers 500), `cut` (closes the stream before `[DONE]`), `tools` (calls the first tool it is
+offered with `tool_arguments`, then answers with what the tool said). It records every request.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class MockUpstream:
         self.mode = "ok"
         self.reply = "Hello from the mock upstream."
         self.delay_s = 0.0
+        self.tool_arguments: dict[str, Any] = {}
         self.requests: list[dict[str, Any]] = []
         self.base_url = ""
 
@@ -56,10 +58,45 @@ class MockUpstream:
             return
         if self.mode == "slow":
             await asyncio.sleep(self.delay_s)
+        if self.mode == "tools":
+            await self._tools(send, request)
+            return
         if request.get("stream"):
             await self._stream(send, request)
         else:
             await self._complete(send)
+
+    async def _tools(self, send: Any, request: dict[str, Any]) -> None:
+        """First a call of the first tool offered; once its result is back, an answer quoting it."""
+        results = [m["content"] for m in request["messages"] if m["role"] == "tool"]
+        if results or not request.get("tools"):
+            text = f"The tool said: {results[-1]}" if results else self.reply
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            reason = "stop"
+        else:
+            name = request["tools"][0]["function"]["name"]
+            arguments = json.dumps(self.tool_arguments)
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            reason = "tool_calls"
+        if not request.get("stream"):
+            body = {"choices": [{"index": 0, "message": message, "finish_reason": reason}]}
+            await _send(send, 200, json.dumps(body).encode(), "application/json")
+            return
+        if "tool_calls" in message:  # streamed in two pieces, as OpenAI does
+            first, second = json.loads(json.dumps(message["tool_calls"])), message["tool_calls"]
+            first[0]["function"]["arguments"] = arguments[: len(arguments) // 2]
+            second = [{"index": 0, "function": {"arguments": arguments[len(arguments) // 2 :]}}]
+            first[0]["index"] = 0
+            chunks = [_chunk_of({"tool_calls": first}), _chunk_of({"tool_calls": second})]
+        else:
+            chunks = [_chunk_of({"content": message["content"]})]
+        chunks.append(_chunk_of({}, reason))
+        await _send(send, 200, b"".join(chunks) + b"data: [DONE]\n\n", "text/event-stream")
 
     async def _complete(self, send: Any) -> None:
         if self.mode in ("garbage", "cut"):
@@ -113,6 +150,11 @@ class MockUpstream:
             }
             tail += b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
         await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n"})
+
+
+def _chunk_of(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    return b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
 
 
 def _chunk(delta: dict[str, str], finish_reason: str | None = None) -> bytes:

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,12 +21,14 @@ import jsonschema
 import orjson
 
 from patchbay.config import HelperSettings
+from patchbay.core.llm.registry import ToolSpec
 from patchbay.core.users import require_admin
 from patchbay.errors import (
     AuthenticationFailed,
     HelperFailed,
     HelperNotFound,
     InvalidRequest,
+    PatchbayError,
     PayloadTooLarge,
     PermissionDenied,
 )
@@ -39,12 +42,14 @@ from patchbay.schemas.helpers import (
 )
 from patchbay.schemas.users import UserRead
 from patchbay.store import helpers as rows
+from patchbay.store import users as user_rows
 from patchbay.store.db import Database
 from patchbay.store.helpers import HelperRecord
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+LISTING_TTL_S = 2.0  # how long a turn reuses the list of helpers
 
 
 @dataclass(slots=True)
@@ -108,6 +113,7 @@ class HelperRegistry:
         self._down_after_s = down_after_s
         self._health: dict[str, _Health] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._listing: tuple[float, list[HelperRead]] | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -240,6 +246,50 @@ class HelperRegistry:
                 except ValueError as exc:
                     raise HelperFailed(f"{helper.name} answered with no ToText") from exc
         raise InvalidRequest(f"no helper that is up turns {kind!r} into text")
+
+    async def tools_for(self, user_id: str, record: list[dict[str, object]]) -> list[ToolSpec]:
+        """Every tool capability the user may use now, ready to offer a model; each call it makes
+        is appended to `record` (arguments, result or error, duration)."""
+        now = time.monotonic()
+        if self._listing is None or self._listing[0] < now:
+            self._listing = (now + LISTING_TTL_S, await self.list_helpers())
+        tools = [(h, c) for h in self._listing[1] for c in h.capabilities if c.kind == "tool"]
+        if not tools:
+            return []
+        async with self._db.connect() as conn:
+            user = await user_rows.get_user(conn, user_id)
+        return [
+            ToolSpec(
+                name=f"{helper.name}__{capability.name}"[:64],
+                description=capability.description,
+                input_schema=capability.input_schema or {"type": "object", "properties": {}},
+                call=partial(self._tool_call, user, helper.name, capability.name, record),
+            )
+            for helper, capability in tools
+            if self.usable(helper, user)
+        ]
+
+    async def _tool_call(
+        self,
+        user: UserRead,
+        helper: str,
+        capability: str,
+        record: list[dict[str, object]],
+        arguments: dict[str, object],
+    ) -> str:
+        started = time.perf_counter()
+        entry: dict[str, object] = {"helper": helper, "capability": capability}
+        entry["arguments"] = arguments
+        try:
+            result = await self.call(user, helper, capability, arguments)
+            entry["result"] = result
+            output = orjson.dumps(result).decode()
+        except PatchbayError as exc:
+            entry["error"] = exc.message
+            output = f"Error: {exc.message}"
+        entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        record.append(entry)
+        return output
 
     def _check_usable(self, helper: HelperRead, user: UserRead) -> None:
         if not self.usable(helper, user):

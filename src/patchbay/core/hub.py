@@ -60,20 +60,21 @@ class Hub:
             )
             self.bus = MemoryEventBus(retention_s=settings.jobs.event_retention_s)
         self._warmup: asyncio.Task[None] | None = None
-        self.jobs = JobRunner(
-            db=self.db,
-            catalog=self.catalog,
-            registry=self.registry,
-            bus=self.bus,
-            settings=settings.jobs,
-        )
-        self.assistants = AssistantService(self.db)
         self.helpers = HelperRegistry(
             self.db,
             settings.helpers,
             key=settings.helpers.key(self.secret),
             down_after_s=settings.status.down_after_s,
         )
+        self.jobs = JobRunner(
+            db=self.db,
+            catalog=self.catalog,
+            registry=self.registry,
+            bus=self.bus,
+            settings=settings.jobs,
+            helpers=self.helpers,
+        )
+        self.assistants = AssistantService(self.db)
         self.turns = TurnEngine(
             db=self.db,
             catalog=self.catalog,

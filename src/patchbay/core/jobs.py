@@ -16,7 +16,8 @@ from sqlalchemy.engine import Connection
 from patchbay.config import JobSettings
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import chain_hash
-from patchbay.core.llm.registry import Generation, ModelRegistry
+from patchbay.core.helpers import HelperRegistry
+from patchbay.core.llm.registry import Generation, ModelRegistry, ToolSpec
 from patchbay.errors import (
     InvalidRequest,
     JobCancelled,
@@ -77,6 +78,7 @@ class RunState:
     timed_out: bool = False
     ttft: float | None = None
     parts: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, object]] = field(default_factory=list)  # helpers it called
 
     @property
     def content(self) -> str:
@@ -98,8 +100,10 @@ class JobRunner:
         registry: ModelRegistry,
         bus: EventBus,
         settings: JobSettings,
+        helpers: HelperRegistry | None = None,
     ) -> None:
         self._db = db
+        self._helpers = helpers
         self._catalog = catalog
         self._registry = registry
         self._bus = bus
@@ -177,8 +181,9 @@ class JobRunner:
             await self._end_cancelled(job, state)
             return
         try:
+            tools = await self._tools(job, state)
             if job.template is not None:
-                generation = await self._run_template(job, job.template)
+                generation = await self._run_template(job, job.template, tools)
             else:
                 target = await self._catalog.resolve(job.model)
                 generation = await self._registry.start_generation(
@@ -187,6 +192,7 @@ class JobRunner:
                     messages=list(job.messages),
                     options=job.options,
                     stream=job.stream,
+                    tools=tools,
                 )
             await self._stream(job, generation, state)
         except PatchbayError as exc:
@@ -204,7 +210,19 @@ class JobRunner:
             raise
         await self._complete(job, state, generation)
 
-    async def _run_template(self, job: JobSpec, template_json: dict[str, object]) -> Generation:
+    async def _tools(self, job: JobSpec, state: RunState) -> list[ToolSpec]:
+        """The helpers' tools this job's user may use; their calls are kept in `state`."""
+        if self._helpers is None:
+            return []
+        try:
+            return await self._helpers.tools_for(job.user_id, state.tool_calls)
+        except PatchbayError as exc:  # no tools rather than no answer
+            logger.warning("job %s: no tools offered: %s", job.job_id, exc.message)
+            return []
+
+    async def _run_template(
+        self, job: JobSpec, template_json: dict[str, object], tools: list[ToolSpec]
+    ) -> Generation:
         """Run every stream but the last to its end, each one's output feeding the next; start
         the last one and return it, to be streamed like any answer."""
         template = AssistantTemplate.model_validate(template_json)
@@ -222,6 +240,7 @@ class JobRunner:
                     **stream.settings.model_dump(exclude_none=True, exclude={"model"}),
                 },
                 stream=job.stream if last else False,
+                tools=tools if last else None,
             )
             if last:
                 return generation
@@ -309,9 +328,11 @@ class JobRunner:
         now = datetime.now(UTC)
 
         def save(conn: Connection) -> None:
+            extra = {"metadata": {"tool_calls": state.tool_calls}} if state.tool_calls else {}
             chat_rows.update_message(
                 conn,
                 job.message_id,
+                **extra,
                 content=content,
                 status="complete",
                 prefix_hash=chain_hash(job.prefix_hash, "assistant", content),
@@ -364,8 +385,9 @@ class JobRunner:
         content = state.content
 
         def save(conn: Connection) -> None:
+            extra = {"metadata": {"tool_calls": state.tool_calls}} if state.tool_calls else {}
             chat_rows.update_message(
-                conn, job.message_id, content=content, status=status, error=error.message
+                conn, job.message_id, **extra, content=content, status=status, error=error.message
             )
             job_rows.update_job(
                 conn,

@@ -64,3 +64,5 @@ class MessageRead(BaseModel):
     created_at: datetime
     # In a loaded branch: this message and its alternatives (regenerated answers), oldest first.
     sibling_ids: list[str] = []
+    # The helpers' tools the model called for this answer: arguments, result or error, duration.
+    tool_calls: list[dict[str, object]] = []

@@ -64,6 +64,7 @@ def _message(row: Any, sibling_ids: list[str] | None = None) -> MessageRead:
         error=row.error,
         created_at=row.created_at,
         sibling_ids=sibling_ids or [],
+        tool_calls=(row.metadata or {}).get("tool_calls", []),
     )
 
 

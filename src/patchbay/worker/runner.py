@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from patchbay.client import CoreClient
 from patchbay.config import Settings, environment
 from patchbay.core.catalog import Catalog
+from patchbay.core.helpers import HelperRegistry
 from patchbay.core.hub import rabbit_ports
 from patchbay.core.jobs import JobRunner
 from patchbay.core.keys import SecretBox
@@ -43,12 +44,19 @@ class Worker:
         self.registry = ModelRegistry(settings)
         self.broker = RabbitBroker(settings.rabbitmq_url, prefix=settings.jobs.exchange_prefix)
         self.queue, self.bus = rabbit_ports(self.broker, settings, follow=False)
+        self.helpers = HelperRegistry(
+            self.db,
+            settings.helpers,
+            key=settings.helpers.key(secret),
+            down_after_s=settings.status.down_after_s,
+        )
         self.jobs = JobRunner(
             db=self.db,
             catalog=self.catalog,
             registry=self.registry,
             bus=self.bus,
             settings=settings.jobs,
+            helpers=self.helpers,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -66,6 +74,7 @@ class Worker:
             logger.info("worker %s stopping", self.name)
             await self.queue.close(grace_s=self.settings.jobs.stop_grace_s)
             await self.registry.close()
+            await self.helpers.close()
             await self.broker.close()
             await self.db.close()
 

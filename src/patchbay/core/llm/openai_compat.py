@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import llm
 import orjson
+from llm.parts import ToolCallPart, ToolResultPart
 from pydantic import Field
 
 from patchbay.errors import (
@@ -35,9 +36,11 @@ class ChatOptions(llm.Options):
 
 
 class OpenAICompatModel(llm.AsyncModel):
-    """Streams chat completions from `api_base` and reports the upstream's token usage."""
+    """Streams chat completions from `api_base`, reports the upstream's token usage, and passes
+    tools and their calls (OpenAI's function calling) between `llm` and the upstream."""
 
     can_stream = True
+    supports_tools = True
 
     class Options(ChatOptions):
         pass
@@ -64,11 +67,11 @@ class OpenAICompatModel(llm.AsyncModel):
     def request_body(self, prompt: llm.Prompt, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.upstream_model,
-            "messages": [
-                {"role": message.role, "content": _text(message)} for message in prompt.messages
-            ],
+            "messages": [wire for message in prompt.messages for wire in _wire(message)],
             "stream": stream,
         }
+        if prompt.tools:
+            body["tools"] = [_tool(t) for t in prompt.tools if isinstance(t, llm.Tool)]
         if stream:
             body["stream_options"] = {"include_usage": True}
         for key, value in prompt.options:
@@ -90,12 +93,14 @@ class OpenAICompatModel(llm.AsyncModel):
             ) as http:
                 if http.status >= 400:
                     raise _status_error(http.status, await http.read())
+                calls = _ToolCalls()
                 if not stream:
-                    for delta in _deltas(_parse(await http.read()), response):
+                    for delta in _deltas(_parse(await http.read()), response, calls):
                         yield delta
-                    return
-                async for delta in _read_stream(http, response):
-                    yield delta
+                else:
+                    async for delta in _read_stream(http, response, calls):
+                        yield delta
+                calls.hand_to(response)
         except TimeoutError as exc:
             raise ProviderTimeout(f"{self.model_id}: the upstream stopped answering") from exc
         except aiohttp.ClientConnectionError as exc:
@@ -106,8 +111,37 @@ class OpenAICompatModel(llm.AsyncModel):
             raise ProviderProtocolError(f"{self.model_id}: the upstream broke off: {exc}") from exc
 
 
+class _ToolCalls:
+    """Tool calls as they arrive in pieces (streamed) or whole, handed to `llm` at the end."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def add(self, pieces: list[dict[str, Any]]) -> None:
+        for position, piece in enumerate(pieces):
+            call = self._calls.setdefault(
+                int(piece.get("index", position)), {"id": None, "name": "", "arguments": ""}
+            )
+            function = piece.get("function") or {}
+            call["id"] = piece.get("id") or call["id"]
+            call["name"] += function.get("name") or ""
+            call["arguments"] += function.get("arguments") or ""
+
+    def hand_to(self, response: llm.AsyncResponse) -> None:
+        for call in self._calls.values():
+            try:
+                arguments = orjson.loads(call["arguments"] or "{}")
+            except orjson.JSONDecodeError as exc:
+                raise ProviderProtocolError(
+                    f"the upstream called {call['name']} with arguments that are not JSON"
+                ) from exc
+            response.add_tool_call(
+                llm.ToolCall(name=call["name"], arguments=arguments, tool_call_id=call["id"])
+            )
+
+
 async def _read_stream(
-    http: aiohttp.ClientResponse, response: llm.AsyncResponse
+    http: aiohttp.ClientResponse, response: llm.AsyncResponse, calls: _ToolCalls
 ) -> AsyncGenerator[str, None]:
     buffer = b""
     async for data in http.content.iter_any():
@@ -119,13 +153,14 @@ async def _read_stream(
             payload = line[5:].strip()
             if payload == b"[DONE]":
                 return
-            for delta in _deltas(_parse(payload), response):
+            for delta in _deltas(_parse(payload), response, calls):
                 yield delta
     raise ProviderProtocolError("the upstream closed the stream before [DONE]")
 
 
-def _deltas(chunk: dict[str, Any], response: llm.AsyncResponse) -> list[str]:
-    """The text in a streamed chunk or a whole completion; records usage and finish reason."""
+def _deltas(chunk: dict[str, Any], response: llm.AsyncResponse, calls: _ToolCalls) -> list[str]:
+    """The text in a streamed chunk or a whole completion; records usage, finish reason and tool
+    calls."""
     if "error" in chunk:
         raise ProviderError(f"the upstream failed: {_error_message(chunk)}")
     usage = chunk.get("usage")
@@ -133,9 +168,12 @@ def _deltas(chunk: dict[str, Any], response: llm.AsyncResponse) -> list[str]:
         response.set_usage(input=usage.get("prompt_tokens"), output=usage.get("completion_tokens"))
     deltas = []
     for choice in chunk.get("choices") or ():
-        content = (choice.get("delta") or choice.get("message") or {}).get("content")
+        message = choice.get("delta") or choice.get("message") or {}
+        content = message.get("content")
         if content:
             deltas.append(content)
+        if message.get("tool_calls"):
+            calls.add(message["tool_calls"])
         if choice.get("finish_reason"):
             response.response_json = {"finish_reason": choice["finish_reason"]}
     return deltas
@@ -151,8 +189,44 @@ def _parse(data: bytes) -> dict[str, Any]:
     return chunk
 
 
-def _text(message: llm.Message) -> str:
-    return "".join(getattr(part, "text", "") for part in message.parts)
+def _wire(message: llm.Message) -> list[dict[str, Any]]:
+    """One `llm` message in OpenAI's wire format: text, tool calls, or tool results."""
+    text, calls, results = [], [], []
+    for part in message.parts:
+        if isinstance(part, ToolCallPart):
+            arguments = orjson.dumps(part.arguments).decode()
+            calls.append(
+                {
+                    "type": "function",
+                    "id": part.tool_call_id,
+                    "function": {"name": part.name, "arguments": arguments},
+                }
+            )
+        elif isinstance(part, ToolResultPart):
+            results.append(
+                {"role": "tool", "tool_call_id": part.tool_call_id, "content": part.output}
+            )
+        else:
+            text.append(getattr(part, "text", ""))
+    if message.role == "tool":
+        return results
+    entry: dict[str, Any] = {"role": message.role, "content": "".join(text)}
+    if calls:
+        entry["tool_calls"] = calls
+        entry["content"] = entry["content"] or None
+    return [entry]
+
+
+def _tool(tool: llm.Tool) -> dict[str, Any]:
+    parameters = tool.input_schema or {"type": "object", "properties": {}}
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description or "",
+            "parameters": parameters,
+        },
+    }
 
 
 def _error_message(payload: dict[str, Any]) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import llm
+from llm.models import AsyncChainResponse
 
 from patchbay.config import Settings
 from patchbay.core.llm.local import LocalEngine, assemble_default_gguf
@@ -19,6 +20,8 @@ from patchbay.core.llm.openai_compat import OpenAICompatModel
 from patchbay.errors import InvalidRequest, ModelNotFound, PatchbayError, ProviderError
 
 logger = logging.getLogger(__name__)
+
+TOOL_ROUNDS = 6  # model calls one answer may take while it uses tools
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +36,35 @@ class ModelTarget:
     options: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to the model: `call` gets the model's arguments and returns what the model
+    reads back (an error message included: a failing tool never breaks the answer)."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    call: Callable[[dict[str, Any]], Awaitable[str]]
+
+
 @dataclass(slots=True)
 class Generation:
-    """One model call in progress: iterate `deltas()`, then read usage and finish reason."""
+    """One model call in progress, with the further calls its tool calls lead to: iterate
+    `deltas()`, then read usage and finish reason."""
 
-    response: Any  # llm.AsyncResponse
+    response: Any  # llm.AsyncResponse, or a chain of them when tools were offered
     model_name: str
+    responses: list[Any] = field(default_factory=list)
 
     async def deltas(self) -> AsyncIterator[str]:
         try:
+            if isinstance(self.response, AsyncChainResponse):
+                async for response in self.response.responses():
+                    self.responses.append(response)
+                    async for chunk in response:
+                        yield chunk
+                return
+            self.responses.append(self.response)
             async for chunk in self.response:
                 yield chunk
         except PatchbayError:
@@ -51,19 +74,22 @@ class Generation:
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise ProviderError(f"{self.model_name} failed: {exc}") from exc
 
+    def _total(self, field_name: str) -> int | None:
+        values = [getattr(r, field_name) for r in self.responses]
+        known = [int(v) for v in values if v is not None]
+        return sum(known) if known else None
+
     @property
     def input_tokens(self) -> int | None:
-        value = self.response.input_tokens
-        return None if value is None else int(value)
+        return self._total("input_tokens")
 
     @property
     def output_tokens(self) -> int | None:
-        value = self.response.output_tokens
-        return None if value is None else int(value)
+        return self._total("output_tokens")
 
     @property
     def finish_reason(self) -> str:
-        data = self.response.response_json
+        data = self.responses[-1].response_json if self.responses else None
         if isinstance(data, dict) and data.get("finish_reason"):
             return str(data["finish_reason"])
         return "stop"
@@ -113,8 +139,10 @@ class ModelRegistry:
         messages: list[tuple[str, str]],
         options: dict[str, Any],
         stream: bool = True,
+        tools: list[ToolSpec] | None = None,
     ) -> Generation:
-        """Start a call: all messages but the last as history, the last as the prompt."""
+        """Start a call: all messages but the last as history, the last as the prompt; `tools`
+        are offered to a model that supports them, and the calls it makes are run."""
         model = await self._model(target)
         *history, (_role, prompt) = messages
         conversation = model.conversation()
@@ -124,21 +152,31 @@ class ModelRegistry:
         dropped = sorted(set(merged) - set(known))
         if dropped:
             logger.debug("%s ignores options %s", target.name, dropped)
+        kept = {k: v for k, v in merged.items() if k in known and v is not None}
+        earlier = [_message(role, content) for role, content in history]
         try:
-            response = conversation.prompt(
-                prompt,
-                messages=[_message(role, content) for role, content in history],
-                stream=stream,
-                options={k: v for k, v in merged.items() if k in known and v is not None},
-            )
+            if tools and getattr(model, "supports_tools", False):
+                response = conversation.chain(
+                    prompt,
+                    messages=earlier,
+                    stream=stream,
+                    options=kept,
+                    tools=[_llm_tool(tool) for tool in tools],
+                    chain_limit=TOOL_ROUNDS,
+                )
+            else:
+                response = conversation.prompt(
+                    prompt, messages=earlier, stream=stream, options=kept
+                )
         except ValueError as exc:  # options the model's Options class rejects
             raise InvalidRequest(f"{target.name}: {exc}") from exc
         return Generation(response=response, model_name=target.name)
 
     def log(self, generation: Generation) -> None:
-        """Queue a finished call for the `llm` logs database."""
+        """Queue a finished call (each round of it) for the `llm` logs database."""
         if self.log_writer is not None:
-            self.log_writer.submit(generation.response)
+            for response in generation.responses:
+                self.log_writer.submit(response)
 
     async def _model(self, target: ModelTarget) -> Any:
         key = (target.name, target.kind, target.upstream_model, target.api_base, target.api_key)
@@ -209,3 +247,15 @@ _BUILDERS: dict[str, Callable[[str], Any]] = {
 
 def _message(role: str, content: str) -> Any:
     return _BUILDERS[role](content)
+
+
+def _llm_tool(tool: ToolSpec) -> llm.Tool:
+    async def implementation(**arguments: Any) -> str:
+        return await tool.call(arguments)
+
+    return llm.Tool(
+        name=tool.name,
+        description=tool.description,
+        input_schema=tool.input_schema,
+        implementation=implementation,
+    )

@@ -1,0 +1,147 @@
+"""Documents helper: PDF, DOCX, XLSX, PPTX, HTML, Markdown and CSV to Markdown, offline.
+
+markitdown does the converting; a PDF page without a text layer (a scan) is rendered with
+pypdfium2 and read by the OCR helper's engine, in this process.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+from pydantic import BaseModel, Field
+
+from patchbay.helpers.builtin.ocr import OcrEngine
+from patchbay.helpers.sdk import Helper, UnreadableInput, UnsupportedMediaType
+from patchbay.schemas.helpers import ToText
+
+if TYPE_CHECKING:
+    from markitdown import MarkItDown
+
+logger = logging.getLogger(__name__)
+
+PDF = "application/pdf"
+EXTENSIONS = {  # media type → the extension markitdown picks its converter by
+    PDF: ".pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "text/html": ".html",
+    "application/xhtml+xml": ".html",
+    "text/markdown": ".md",
+    "text/x-markdown": ".md",
+    "text/csv": ".csv",
+    "text/plain": ".txt",
+}
+
+
+class DocumentOptions(BaseModel):
+    ocr: bool = True  # read scanned PDF pages
+    max_ocr_pages: int = Field(default=50, ge=0)  # scanned pages read per document
+    ocr_scale: float = Field(default=2.0, gt=0, le=8)  # render at 72 dpi × this for OCR
+    threads: int = Field(default=2, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
+
+class DocumentReader:
+    """markitdown plus OCR for scanned pages, both loaded on first use. Blocking calls."""
+
+    def __init__(self, options: DocumentOptions) -> None:
+        self.options = options
+        self.ocr = OcrEngine(threads=options.threads)
+        self._markitdown: MarkItDown | None = None
+        self._lock = threading.Lock()
+
+    def _converter(self) -> MarkItDown:
+        with self._lock:
+            if self._markitdown is None:
+                from markitdown import MarkItDown
+
+                self._markitdown = MarkItDown(enable_plugins=False)
+            return self._markitdown
+
+    def convert(self, data: bytes, media_type: str) -> ToText:
+        extension = EXTENSIONS.get(media_type)
+        if extension is None:  # the capability checked; this guards direct callers
+            raise UnsupportedMediaType(f"documents cannot read {media_type}")
+        pages = scanned = None
+        if media_type == PDF:
+            pages, scanned = pdf_layout(data)
+        markdown = self._markitdown_text(data, media_type, extension)
+        if scanned:
+            markdown = "\n\n".join(filter(None, [markdown, self._ocr_pages(data, scanned)]))
+        return ToText(text=markdown, format="markdown", pages=pages)
+
+    def _markitdown_text(self, data: bytes, media_type: str, extension: str) -> str:
+        from markitdown import MarkItDownException, StreamInfo
+
+        info = StreamInfo(mimetype=media_type, extension=extension)
+        try:
+            result = self._converter().convert_stream(io.BytesIO(data), stream_info=info)
+        except MarkItDownException as exc:
+            raise UnreadableInput(f"cannot read this {extension[1:].upper()} file: {exc}") from exc
+        return result.markdown.strip()
+
+    def _ocr_pages(self, data: bytes, pages: list[int]) -> str:
+        """Markdown sections with the OCR'd text of the (0-based) `pages` of a PDF."""
+        import pypdfium2 as pdfium
+
+        limit = self.options.max_ocr_pages if self.options.ocr else 0
+        sections = []
+        document = pdfium.PdfDocument(data)
+        try:
+            for index in pages[:limit]:
+                bitmap = document[index].render(scale=self.options.ocr_scale)
+                text = self.ocr.read(bitmap.to_pil()).strip()
+                sections.append(f"<!-- page {index + 1}: scanned, read by OCR -->\n{text}")
+        finally:
+            document.close()
+        if len(pages) > limit:
+            skipped = ", ".join(str(i + 1) for i in pages[limit:])
+            sections.append(f"<!-- pages {skipped}: scanned, not read (OCR limit) -->")
+        return "\n\n".join(sections)
+
+
+def pdf_layout(data: bytes) -> tuple[int, list[int]]:
+    """How many pages a PDF has, and which (0-based) have no text layer."""
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        raise UnreadableInput(f"not a readable PDF: {exc}") from exc
+    try:
+        scanned = []
+        for index in range(len(document)):
+            textpage = document[index].get_textpage()
+            if not textpage.get_text_range().strip():
+                scanned.append(index)
+        return len(document), scanned
+    finally:
+        document.close()
+
+
+class DocumentsHelper(Helper):
+    name = "documents"
+    description = "Turns documents (PDF, Office, HTML, Markdown, CSV) into Markdown, offline."
+    version = "1"
+
+    def __init__(self, options: DocumentOptions | None = None) -> None:
+        self.options = options or DocumentOptions()
+        super().__init__(max_body_bytes=self.options.max_body_bytes)
+        self.reader = DocumentReader(self.options)
+        self._limiter = anyio.CapacityLimiter(1)
+        self.to_text(*EXTENSIONS, name="document-to-text", timeout_s=600)(self.document_to_text)
+
+    async def document_to_text(self, data: bytes, media_type: str) -> ToText:
+        """A document as Markdown: headings, lists and tables kept; scanned PDF pages by OCR."""
+        return await anyio.to_thread.run_sync(
+            self.reader.convert, data, media_type, limiter=self._limiter
+        )
+
+
+def create_helper(options: DocumentOptions | None = None) -> DocumentsHelper:
+    return DocumentsHelper(options)
