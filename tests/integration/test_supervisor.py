@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -122,13 +123,16 @@ def test_a_module_that_keeps_crashing_is_left_failed_and_the_rest_run_on(
     openai_url = f"http://127.0.0.1:{env['PATCHBAY_OPENAI__PORT']}"
     delays = []
     # Crashes once it runs (a module that dies while starting is supervisord's to retry).
-    running = lambda: rows(env)["openai"][0] == "RUNNING"  # noqa: E731
+
+    def running() -> bool:
+        return rows(env)["openai"][0] == "RUNNING"
+
     for _crash in range(4):  # restarted each time, after a growing delay
         wait_for(running, timeout_s=60)
-        pid = rows(env)["openai"][1]
+        old = rows(env)["openai"][1]
         killed = time.monotonic()
-        os.kill(int(pid), signal.SIGKILL)
-        wait_for(lambda pid=pid: rows(env)["openai"][1] not in ("", pid), timeout_s=60)
+        os.kill(int(old), signal.SIGKILL)
+        wait_for(partial(_respawned, env, old), timeout_s=60)
         delays.append(time.monotonic() - killed)
         wait_for(lambda: _up(openai_url), timeout_s=60)
     assert delays[-1] > delays[0] + 2  # 1 s, 2 s, 4 s, 8 s
@@ -141,6 +145,10 @@ def test_a_module_that_keeps_crashing_is_left_failed_and_the_rest_run_on(
     assert run(env, "start", "openai").returncode == 0
     wait_for(lambda: _up(openai_url))
     assert rows(env)["openai"][0] == "RUNNING"
+
+
+def _respawned(env: dict[str, str], old_pid: str) -> bool:
+    return rows(env)["openai"][1] not in ("", old_pid)
 
 
 def _up(url: str) -> bool:
