@@ -21,6 +21,7 @@ import jsonschema
 import orjson
 
 from patchbay.config import HelperSettings
+from patchbay.core import mcp
 from patchbay.core.llm.registry import ToolSpec
 from patchbay.core.users import require_admin
 from patchbay.errors import (
@@ -142,6 +143,25 @@ class HelperRegistry:
         logger.info("helper %s registered at %s", manifest.name, manifest.base_url)
         return await self.get(manifest.name)
 
+    async def add_mcp(self, actor: UserRead, name: str, url: str) -> HelperRead:
+        """Register an MCP server by URL (admins): its tools become capabilities."""
+        require_admin(actor)
+        manifest = await mcp.manifest_of(name, url)
+        check_manifest(manifest)
+        async with self._db.begin() as conn:
+            await rows.upsert_helper(conn, manifest, datetime.now(UTC))
+        logger.info("MCP server %s registered as helper %s", url, name)
+        return await self.get(name)
+
+    async def ping_mcp(self) -> None:
+        """Mark each MCP helper seen if it answers a ping (they send no heartbeats)."""
+        async with self._db.connect() as conn:
+            records = [r for r in await rows.list_helpers(conn) if r.manifest.protocol == "mcp"]
+        for record in records:
+            if await mcp.ping(record.manifest.base_url):
+                async with self._db.begin() as conn:
+                    await rows.touch_helper(conn, record.name, datetime.now(UTC))
+
     async def heartbeat(self, name: str) -> None:
         async with self._db.begin() as conn:
             if not await rows.touch_helper(conn, name, datetime.now(UTC)):
@@ -164,6 +184,7 @@ class HelperRegistry:
             version=manifest.version,
             description=manifest.description,
             base_url=manifest.base_url,
+            protocol=manifest.protocol,
             capabilities=manifest.capabilities,
             enabled=record.enabled,
             state="up" if up else "down",
@@ -218,12 +239,16 @@ class HelperRegistry:
         capability = _capability(helper, capability_name, "tool")
         self._check_usable(helper, user)
         _validate(arguments, capability.input_schema, f"{capability.name}: the arguments")
-        body = orjson.dumps(arguments)
-        raw = await self._post(helper, capability, body, "application/json")
-        try:
-            result: object = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise HelperFailed(f"{helper.name}.{capability.name} answered with no JSON") from exc
+        if helper.protocol == "mcp":
+            result = await self._call_mcp(helper, capability, arguments)
+        else:
+            raw = await self._post(helper, capability, orjson.dumps(arguments), "application/json")
+            try:
+                result = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise HelperFailed(
+                    f"{helper.name}.{capability.name} answered with no JSON"
+                ) from exc
         _validate(result, capability.output_schema, f"{capability.name}: its answer", helper=True)
         return result
 
@@ -331,6 +356,25 @@ class HelperRegistry:
                     raise error from exc
                 await asyncio.sleep(0.2 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call_mcp(
+        self, helper: HelperRead, capability: Capability, arguments: object
+    ) -> object:
+        health = self._health.setdefault(helper.name, _Health())
+        started = time.perf_counter()
+        tool = capability.remote_name or capability.name
+        try:
+            result = await asyncio.wait_for(
+                mcp.call_tool(helper.base_url, tool, dict(arguments)),  # type: ignore[call-overload]
+                capability.timeout_s,
+            )
+        except (HelperFailed, TimeoutError) as exc:
+            self._failed(health, started)
+            if isinstance(exc, TimeoutError):
+                raise HelperFailed(f"{helper.name}.{tool} did not answer in time") from exc
+            raise
+        self._succeeded(health, started)
+        return result
 
     def _succeeded(self, health: _Health, started: float) -> None:
         health.calls += 1

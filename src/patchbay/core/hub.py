@@ -60,6 +60,7 @@ class Hub:
             )
             self.bus = MemoryEventBus(retention_s=settings.jobs.event_retention_s)
         self._warmup: asyncio.Task[None] | None = None
+        self._mcp_pinger: asyncio.Task[None] | None = None
         self.helpers = HelperRegistry(
             self.db,
             settings.helpers,
@@ -104,6 +105,7 @@ class Hub:
         return bootstrap
 
     async def start(self) -> None:
+        self._mcp_pinger = asyncio.create_task(self._ping_mcp_forever())
         if isinstance(self.queue, RabbitQueue) and isinstance(self.bus, RabbitEventBus):
             await self.queue.open()
             await self.bus.open()
@@ -113,6 +115,15 @@ class Hub:
         await self.queue.start(self.jobs.run, self.jobs.request_cancel)
         if self.settings.local_model.enabled:
             self._warmup = asyncio.create_task(self._warm_local_model())
+
+    async def _ping_mcp_forever(self) -> None:
+        """MCP servers send no heartbeats: ask them, so their state is known."""
+        while True:
+            await asyncio.sleep(self.settings.status.heartbeat_interval_s)
+            try:
+                await self.helpers.ping_mcp()
+            except Exception:
+                logger.exception("could not check the MCP helpers")
 
     async def _warm_local_model(self) -> None:
         """Load the embedded model in the background, so the first turn does not wait for it."""
@@ -124,6 +135,8 @@ class Hub:
     async def close(self) -> None:
         if self._warmup is not None:
             self._warmup.cancel()
+        if self._mcp_pinger is not None:
+            self._mcp_pinger.cancel()
         await self.queue.close(grace_s=10)
         await self.registry.close()
         await self.helpers.close()

@@ -37,6 +37,7 @@ class Capability(BaseModel):
     )  # to-text: e.g. "application/pdf", "image/*"
     idempotent: bool = False  # safe to call again after a failure
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    remote_name: str | None = Field(default=None, max_length=200)  # MCP: the tool's own name
 
 
 class HelperManifest(BaseModel):
@@ -46,6 +47,7 @@ class HelperManifest(BaseModel):
     version: str = Field(default="0", max_length=100)
     description: str = Field(default="", max_length=4000)
     base_url: str = Field(max_length=2000)  # where the core reaches it, e.g. http://127.0.0.1:8801
+    protocol: Literal["http", "mcp"] = "http"  # mcp: an MCP server (streamable HTTP) at base_url
     capabilities: list[Capability] = Field(min_length=1, max_length=200)
 
 
@@ -69,6 +71,7 @@ class HelperRead(BaseModel):
     version: str
     description: str
     base_url: str
+    protocol: Literal["http", "mcp"] = "http"
     capabilities: list[Capability]
     enabled: bool
     state: Literal["up", "down"]
@@ -77,6 +80,13 @@ class HelperRead(BaseModel):
     stats: HelperStats
     allowed_roles: list[str] | None  # None: everyone
     allowed_users: list[str] | None
+
+
+class McpServerAdd(BaseModel):
+    """An admin registers an MCP server (streamable HTTP) as a helper: its tools become tools."""
+
+    name: str = Field(pattern=NAME)
+    url: str = Field(max_length=2000)  # e.g. http://127.0.0.1:9000/mcp
 
 
 class HelperUpdate(BaseModel):

@@ -15,6 +15,7 @@ from patchbay.schemas.helpers import (
     HelperManifest,
     HelperRead,
     HelperUpdate,
+    McpServerAdd,
     ToText,
 )
 
@@ -31,6 +32,12 @@ async def register(
     hub.helpers.check_key(key)
     peer = request.client.host if request.client else None
     return await hub.helpers.register(manifest, peer=peer)
+
+
+@router.post("/helpers/mcp", response_model=HelperRead, status_code=201)
+async def add_mcp_server(data: McpServerAdd, hub: HubDep, user: CurrentUser) -> HelperRead:
+    """Admins: register an MCP server (streamable HTTP) by URL; its tools become capabilities."""
+    return await hub.helpers.add_mcp(user, data.name, data.url)
 
 
 @router.post("/helpers/{name}/heartbeat", status_code=204)

@@ -1,0 +1,93 @@
+"""MCP servers as helpers: the official `mcp` SDK as the client, over streamable HTTP.
+
+Registering an MCP server turns its tools into capabilities of a helper with protocol `mcp`; each
+call opens a session, calls the tool and closes it, so a server that restarts costs nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from patchbay.errors import HelperFailed
+from patchbay.schemas.helpers import Capability, HelperManifest
+
+MCP_TIMEOUT_S = 30.0
+
+
+@asynccontextmanager
+async def _session(url: str) -> AsyncIterator[ClientSession]:
+    async with (
+        streamable_http_client(url) as streams,
+        ClientSession(streams[0], streams[1]) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def capability_name(tool_name: str) -> str:
+    """A capability name (lowercase, `[a-z0-9_-]`) for an MCP tool's name."""
+    name = re.sub(r"[^a-z0-9_-]+", "_", tool_name.lower()).strip("_-") or "tool"
+    return name[:64]
+
+
+async def manifest_of(name: str, url: str) -> HelperManifest:
+    """The manifest of the MCP server at `url`: one capability per tool it lists."""
+    try:
+        async with _session(url) as session:
+            listed = await session.list_tools()
+    except Exception as exc:
+        raise HelperFailed(f"the MCP server at {url} refused: {_reason(exc)}") from exc
+    capabilities = [
+        Capability(
+            name=capability_name(tool.name),
+            remote_name=tool.name,
+            description=(tool.description or tool.name)[:4000],
+            input_schema=dict(tool.input_schema or {}),
+            output_schema=dict(getattr(tool, "output_schema", None) or {}),
+            timeout_s=MCP_TIMEOUT_S,
+        )
+        for tool in listed.tools
+    ]
+    if not capabilities:
+        raise HelperFailed(f"the MCP server at {url} offers no tools")
+    return HelperManifest(
+        name=name,
+        description=f"MCP server at {url}",
+        base_url=url,
+        protocol="mcp",
+        capabilities=capabilities,
+    )
+
+
+async def call_tool(url: str, tool: str, arguments: dict[str, object]) -> object:
+    """Call one tool; its structured result, else its text."""
+    try:
+        async with _session(url) as session:
+            result = await session.call_tool(tool, arguments)
+    except Exception as exc:
+        raise HelperFailed(f"the MCP server at {url} failed: {_reason(exc)}") from exc
+    text = "".join(getattr(part, "text", "") for part in result.content)
+    if result.is_error:
+        raise HelperFailed(f"the MCP tool {tool} failed: {text[:500]}")
+    structured = getattr(result, "structured_content", None)
+    return structured if structured is not None else {"text": text}
+
+
+async def ping(url: str) -> bool:
+    try:
+        async with _session(url) as session:
+            await session.send_ping()
+    except Exception:  # noqa: BLE001 - down, whatever the reason
+        return False
+    return True
+
+
+def _reason(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:300]
