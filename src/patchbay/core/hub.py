@@ -7,6 +7,7 @@ import logging
 
 from patchbay.config import Settings, environment
 from patchbay.core.assistants import AssistantService
+from patchbay.core.attachments import AttachmentStore
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import ChatService
 from patchbay.core.helpers import HelperRegistry
@@ -76,12 +77,16 @@ class Hub:
             helpers=self.helpers,
         )
         self.assistants = AssistantService(self.db)
+        self.attachments = AttachmentStore(
+            settings.data_dir / "files", self.helpers, max_bytes=settings.helpers.max_request_bytes
+        )
         self.turns = TurnEngine(
             db=self.db,
             catalog=self.catalog,
             queue=self.queue,
             jobs=self.jobs,
             assistants=self.assistants,
+            attachments=self.attachments,
             settings=settings.jobs,
         )
         handlers = Handlers(

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from patchbay.core.attachments import for_the_model
 from patchbay.core.chats import chain_hash, usable_chat
 from patchbay.errors import InvalidRequest, MessageNotFound
 from patchbay.ids import new_id
@@ -70,7 +71,11 @@ def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> Placement:
         chat_id=chat_id,
         parent_id=leaf_id,
         parent_hash=parent_hash,
-        history=[(m.role, m.content) for m in branch if m.status == "complete" or m.content],
+        history=[
+            (m.role, for_the_model(m.content, m.attachments))
+            for m in branch
+            if m.status == "complete" or m.content
+        ],
         new_chat=None,
         rows=[],
     )

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from patchbay.config import JobSettings
 from patchbay.core.assistants import MODEL_PREFIX, AssistantService
+from patchbay.core.attachments import AttachmentStore, Upload, decode, for_the_model
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import chain_hash
 from patchbay.core.jobs import JobRunner, RunState
@@ -26,6 +27,7 @@ from patchbay.errors import InvalidRequest, MessageNotFound, QueueFull
 from patchbay.ids import new_id
 from patchbay.queue.base import JobQueue, JobSpec
 from patchbay.schemas.assistants import AssistantTemplate
+from patchbay.schemas.chats import AttachmentRead
 from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
 from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserRead
@@ -52,17 +54,24 @@ class TurnEngine:
         queue: JobQueue,
         jobs: JobRunner,
         assistants: AssistantService,
+        attachments: AttachmentStore,
         settings: JobSettings,
     ) -> None:
         self._db = db
+        self._attachments = attachments
         self._assistants = assistants
         self._catalog = catalog
         self._queue = queue
         self._jobs = jobs
         self._settings = settings
 
-    async def start(self, user: UserRead, turn: TurnCreate) -> TurnRead:
-        """Store the turn, queue its job and return the ids; the answer arrives as job events."""
+    async def start(
+        self, user: UserRead, turn: TurnCreate, uploads: list[Upload] | None = None
+    ) -> TurnRead:
+        """Store the turn, queue its job and return the ids; the answer arrives as job events.
+
+        Its attachments (and `uploads`, files sent as multipart) are turned into text first.
+        """
         template = await self._template(turn)
         if template is None:
             model = (await self._catalog.resolve(turn.model)).name
@@ -75,8 +84,10 @@ class TurnEngine:
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
         template_json = None if template is None else template.model_dump(mode="json")
+        files = [decode(a, i) for i, a in enumerate(turn.attachments)] + (uploads or [])
+        attached = await self._attachments.accept(user, files) if files else []
         # Once stored, a turn must reach the queue even if the caller goes away meanwhile.
-        return await asyncio.shield(self._accept(user, turn, model, template_json))
+        return await asyncio.shield(self._accept(user, turn, model, template_json, attached))
 
     async def _template(self, turn: TurnCreate) -> AssistantTemplate | None:
         """The assistant template a turn asks for: given, named, or named as its model."""
@@ -90,14 +101,20 @@ class TurnEngine:
         return turn.assistant
 
     async def _accept(
-        self, user: UserRead, turn: TurnCreate, model: str, template: dict[str, object] | None
+        self,
+        user: UserRead,
+        turn: TurnCreate,
+        model: str,
+        template: dict[str, object] | None,
+        attached: list[AttachmentRead],
     ) -> TurnRead:
         now = datetime.now(UTC)
         ids = _TurnIds(job=new_id(), user_message=new_id(), answer=new_id())
 
         def store(conn: Connection) -> tuple[Placement, str]:
             context = place(conn, user, turn, now)
-            return context, self._insert_turn(conn, context, user, turn, model, ids, now)
+            hash_ = self._insert_turn(conn, context, user, turn, model, ids, now, attached)
+            return context, hash_
 
         context, user_hash = await self._db.write(store)
         spec = JobSpec(
@@ -106,7 +123,7 @@ class TurnEngine:
             chat_id=context.chat_id,
             message_id=ids.answer,
             model=model,
-            messages=(*context.history, ("user", turn.text)),
+            messages=(*context.history, ("user", for_the_model(turn.text, attached))),
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
@@ -169,7 +186,9 @@ class TurnEngine:
             question = question_of(conn, user, message_id)
             branch = chat_rows.branch(conn, chat_id=question.chat_id, leaf_id=question.id)
             history: list[tuple[str, str]] = [
-                (m.role, m.content) for m in branch if m.status == "complete" or m.content
+                (m.role, for_the_model(m.content, m.attachments))
+                for m in branch
+                if m.status == "complete" or m.content
             ]
             answer = chat_rows.message_row(
                 id=answer_id,
@@ -228,6 +247,7 @@ class TurnEngine:
         model: str,
         ids: _TurnIds,
         now: datetime,
+        attached: list[AttachmentRead],
     ) -> str:
         """The user message, an empty answer and the job, in the transaction `conn` holds.
 
@@ -247,6 +267,7 @@ class TurnEngine:
                 now=now,
                 prefix_hash=user_hash,
                 author_id=user.id,
+                attachments=[a.model_dump() for a in attached],
             ),
             chat_rows.message_row(
                 id=ids.answer,

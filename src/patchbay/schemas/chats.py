@@ -48,6 +48,16 @@ class Timings(BaseModel):
     duration_ms: float | None = None
 
 
+class AttachmentRead(BaseModel):
+    """A file that came with a message: where it is kept, and the text a helper made of it."""
+
+    id: str  # the sha256 of its bytes
+    media_type: str
+    filename: str | None
+    size: int
+    text: str
+
+
 class MessageRead(BaseModel):
     id: str
     number: int | None
@@ -64,5 +74,6 @@ class MessageRead(BaseModel):
     created_at: datetime
     # In a loaded branch: this message and its alternatives (regenerated answers), oldest first.
     sibling_ids: list[str] = []
+    attachments: list[AttachmentRead] = []
     # The helpers' tools the model called for this answer: arguments, result or error, duration.
     tool_calls: list[dict[str, object]] = []

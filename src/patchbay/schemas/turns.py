@@ -15,6 +15,14 @@ class MessageIn(BaseModel):
     content: str = Field(max_length=MAX_TEXT)
 
 
+class AttachmentIn(BaseModel):
+    """A file that comes with a turn: base64 (or a `data:` URL), turned into text by a helper."""
+
+    media_type: str | None = Field(default=None, max_length=200)  # default: from the data URL
+    data: str = Field(max_length=400_000_000)
+    filename: str | None = Field(default=None, max_length=500)
+
+
 class TurnCreate(BaseModel):
     """A person's message, from any channel.
 
@@ -32,6 +40,7 @@ class TurnCreate(BaseModel):
     # An assistant template (seed 002) to answer with, or the name of a stored one.
     assistant: AssistantTemplate | None = None
     assistant_name: str | None = Field(default=None, max_length=200)
+    attachments: list[AttachmentIn] = Field(default=[], max_length=20)
     # Whether anyone wants the answer token by token. When not, the model is asked for the whole
     # answer at once, which costs the upstream and the core far less; events still arrive.
     stream: bool = True

@@ -65,6 +65,7 @@ def _message(row: Any, sibling_ids: list[str] | None = None) -> MessageRead:
         created_at=row.created_at,
         sibling_ids=sibling_ids or [],
         tool_calls=(row.metadata or {}).get("tool_calls", []),
+        attachments=row.attachments or [],
     )
 
 
@@ -188,6 +189,7 @@ def message_row(
     model: str | None = None,
     prefix_hash: str | None = None,
     author_id: str | None = None,
+    attachments: list[dict[str, object]] | None = None,
 ) -> dict[str, object]:
     """A full messages row, ready for a bulk insert (its number comes from the database)."""
     return {
@@ -200,7 +202,7 @@ def message_row(
         "status": status,
         "model": model,
         "prefix_hash": prefix_hash,
-        "attachments": [],
+        "attachments": attachments or [],
         "metadata": {},
         "input_tokens": None,
         "output_tokens": None,

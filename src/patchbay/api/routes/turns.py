@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from patchbay.api.deps import CurrentUser, HubDep
 from patchbay.api.sse import SSE_HEADERS, encode_all, resume_point
+from patchbay.core.attachments import Upload
 from patchbay.core.hub import Hub
+from patchbay.errors import InvalidRequest
 from patchbay.schemas.jobs import JobRead
 from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead, TurnResult
 
@@ -45,6 +49,60 @@ async def create_turn(
     they happen; with `?wait=true`, with the job's outcome when it ends.
     """
     return await _answer(await hub.turns.start(user, turn), request, hub, wait=wait)
+
+
+@router.post(
+    "/turns/upload",
+    status_code=202,
+    response_model=TurnRead | TurnResult,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "turn": {"type": "string", "description": "the TurnCreate, as JSON"},
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                        },
+                        "required": ["turn"],
+                    }
+                }
+            }
+        }
+    },
+)
+async def create_turn_with_files(
+    request: Request,
+    hub: HubDep,
+    user: CurrentUser,
+    wait: Annotated[bool, Query(description="answer when the job has ended")] = False,
+) -> object:
+    """`POST /v1/turns` as multipart/form-data: a `turn` field (the turn as JSON) and files,
+    each turned into text by a helper and kept with the message."""
+    try:
+        form = await request.form(max_files=20, max_fields=5)
+    except (ValueError, KeyError, HTTPException) as exc:
+        raise InvalidRequest(f"send multipart/form-data with a `turn` field: {exc}") from exc
+    try:
+        raw = form.get("turn")
+        if not isinstance(raw, str):
+            raise InvalidRequest("the `turn` field (the turn as JSON) is missing")
+        try:
+            turn = TurnCreate.model_validate_json(raw)
+        except ValidationError as exc:
+            raise InvalidRequest(f"turn: {exc.errors()[0]['msg']}") from exc
+        uploads = []
+        for item in form.getlist("files"):
+            if isinstance(item, UploadFile):
+                media_type = item.content_type or "application/octet-stream"
+                uploads.append(Upload(media_type, await item.read(), item.filename))
+    finally:
+        await form.close()
+    return await _answer(await hub.turns.start(user, turn, uploads), request, hub, wait=wait)
 
 
 @router.post(

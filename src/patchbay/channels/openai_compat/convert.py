@@ -7,36 +7,64 @@ from typing import Any
 
 import orjson
 
-from patchbay.channels.openai_compat.schemas import ChatCompletionRequest, ChatMessage
+from patchbay.channels.openai_compat.schemas import ChatCompletionRequest, ChatMessage, ContentPart
 from patchbay.errors import InvalidRequest
 from patchbay.schemas.chats import Usage
 from patchbay.schemas.options import GenerationOptions
-from patchbay.schemas.turns import MessageIn, TurnCreate
+from patchbay.schemas.turns import AttachmentIn, MessageIn, TurnCreate
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 FINGERPRINT = "fp_patchbay"
 
 
-def _text(message: ChatMessage, index: int) -> str:
+AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg"}
+
+
+def _content(message: ChatMessage, index: int) -> tuple[str, list[AttachmentIn]]:
+    """A message's text and its files (images, audio, files as data URLs or base64)."""
     if message.role not in _ROLES:
         raise InvalidRequest(f"messages[{index}]: {message.role!r} messages are not supported yet")
     if message.content is None:
         raise InvalidRequest(f"messages[{index}]: content is required")
     if isinstance(message.content, str):
-        return message.content
-    texts = []
+        return message.content, []
+    texts: list[str] = []
+    files: list[AttachmentIn] = []
     for part in message.content:
-        if part.type != "text" or part.text is None:
-            raise InvalidRequest(
-                f"messages[{index}]: {part.type!r} content parts are not supported yet"
-            )
-        texts.append(part.text)
-    return "".join(texts)
+        if part.type == "text" and part.text is not None:
+            texts.append(part.text)
+        else:
+            files.append(_attachment(part, index))
+    return "".join(texts), files
+
+
+def _attachment(part: ContentPart, index: int) -> AttachmentIn:
+    extra = part.model_extra or {}
+    where = f"messages[{index}]: a {part.type!r} part"
+    if part.type == "image_url":
+        url = str((extra.get("image_url") or {}).get("url", ""))
+        if not url.startswith("data:"):
+            raise InvalidRequest(f"{where} must hold a data: URL (patchbay fetches no URLs)")
+        return AttachmentIn(data=url)
+    if part.type == "input_audio":
+        audio = extra.get("input_audio") or {}
+        media_type = AUDIO_TYPES.get(str(audio.get("format", "")).lower())
+        if media_type is None:
+            raise InvalidRequest(f"{where} needs a format: {', '.join(AUDIO_TYPES)}")
+        return AttachmentIn(media_type=media_type, data=str(audio.get("data", "")))
+    if part.type == "file":
+        file = extra.get("file") or {}
+        return AttachmentIn(data=str(file.get("file_data", "")), filename=file.get("filename"))
+    raise InvalidRequest(f"{where} is not supported (text, image_url, input_audio, file)")
 
 
 def to_turn(request: ChatCompletionRequest) -> TurnCreate:
     """All messages but the last become the history; the last, from the user, is the turn."""
-    messages = [(_ROLES.get(m.role, m.role), _text(m, i)) for i, m in enumerate(request.messages)]
+    contents = [_content(m, i) for i, m in enumerate(request.messages)]
+    messages = [
+        (_ROLES.get(m.role, m.role), text)
+        for m, (text, _) in zip(request.messages, contents, strict=True)
+    ]
     *history, (role, text) = messages
     if role != "user":
         raise InvalidRequest("the last message must be from the user")
@@ -57,6 +85,7 @@ def to_turn(request: ChatCompletionRequest) -> TurnCreate:
         model=request.model,
         options=options,
         stream=request.stream,
+        attachments=contents[-1][1],  # files in earlier messages were read when they were sent
     )
 
 

@@ -1,0 +1,133 @@
+"""Attachments: files with a turn (JSON, multipart, OpenAI content parts) become text by helpers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from patchbay.schemas.helpers import HELPER_KEY_HEADER
+from patchbay.tokens import helper_key
+from tests.support.hand_helper import HandHelper, running_helper
+from tests.support.stack import Stack
+from tests.support.upstream import MockUpstream
+
+pytestmark = pytest.mark.integration
+
+NOTE = b"The secret word is pineapple."
+
+
+@pytest.fixture
+def helper(stack: Stack) -> Iterator[HandHelper]:
+    with running_helper() as hand:
+        key = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+        httpx.post(f"{stack.core_url}/v1/helpers", json=hand.manifest(), headers=key)
+        yield hand
+
+
+def auth(stack: Stack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.admin_key}"}
+
+
+def last_prompt(upstream: MockUpstream) -> str:
+    return str(upstream.requests[-1]["messages"][-1]["content"])
+
+
+def test_a_turn_with_an_attachment(
+    stack: Stack, upstream: MockUpstream, helper: HandHelper
+) -> None:
+    attachment = {
+        "media_type": "text/plain",
+        "data": base64.b64encode(NOTE).decode(),
+        "filename": "notes.txt",
+    }
+    result = httpx.post(
+        f"{stack.core_url}/v1/turns?wait=true",
+        json={"text": "What is the secret word?", "attachments": [attachment]},
+        headers=auth(stack),
+    ).json()
+    assert result["outcome"]["type"] == "done"
+    assert last_prompt(upstream) == (
+        "What is the secret word?\n\n[Attached: notes.txt (text/plain)]\n" + NOTE.decode()
+    )
+    chat_id = result["turn"]["chat_id"]
+    question = httpx.get(f"{stack.core_url}/v1/chats/{chat_id}/messages", headers=auth(stack))
+    (kept,) = question.json()[0]["attachments"]
+    assert (kept["filename"], kept["size"], kept["text"]) == ("notes.txt", len(NOTE), NOTE.decode())
+    stored = stack.settings.data_dir / "files" / kept["id"][:2] / kept["id"]
+    assert stored.read_bytes() == NOTE
+    # the next turn's history still carries the file's text
+    httpx.post(
+        f"{stack.core_url}/v1/turns?wait=true",
+        json={"text": "And again?", "chat_id": chat_id},
+        headers=auth(stack),
+    )
+    assert "pineapple" in upstream.requests[-1]["messages"][0]["content"]
+
+
+def test_multipart_upload(stack: Stack, upstream: MockUpstream, helper: HandHelper) -> None:
+    response = httpx.post(
+        f"{stack.core_url}/v1/turns/upload?wait=true",
+        data={"turn": json.dumps({"text": "Read this."})},
+        files=[("files", ("notes.txt", NOTE, "text/plain"))],
+        headers=auth(stack),
+    )
+    assert response.json()["outcome"]["type"] == "done", response.text
+    assert last_prompt(upstream).endswith(NOTE.decode())
+    missing = httpx.post(
+        f"{stack.core_url}/v1/turns/upload", files=[("files", ("a.txt", NOTE))], headers=auth(stack)
+    )
+    assert missing.status_code == 400 and "turn" in missing.json()["error"]["message"]
+
+
+def test_openai_content_parts(stack: Stack, upstream: MockUpstream, helper: HandHelper) -> None:
+    client = openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=stack.admin_key)
+    data_url = "data:text/plain;base64," + base64.b64encode(NOTE).decode()
+    content: list[Any] = [
+        {"type": "text", "text": "What does the file say?"},
+        {"type": "file", "file": {"file_data": data_url, "filename": "n.txt"}},
+    ]
+    with client:
+        answer = client.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": content}]
+        )
+        assert answer.choices[0].message.content == upstream.reply
+        assert "pineapple" in last_prompt(upstream)
+        with pytest.raises(openai.BadRequestError, match="data: URL"):
+            client.chat.completions.create(
+                model="mock-gpt",
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}
+                        ],
+                    }
+                ],
+            )
+
+
+@pytest.mark.parametrize(
+    ("attachment", "expected"),
+    [
+        ({"media_type": "text/plain", "data": ""}, "empty"),
+        ({"media_type": "text/plain", "data": "%%%not base64"}, "base64"),
+        ({"data": base64.b64encode(NOTE).decode()}, "media_type"),
+        ({"media_type": "application/x-nothing", "data": "AAAA"}, "application/x-nothing"),
+    ],
+)
+def test_bad_attachments_are_refused_before_anything_is_stored(
+    stack: Stack, helper: HandHelper, attachment: dict[str, str], expected: str
+) -> None:
+    response = httpx.post(
+        f"{stack.core_url}/v1/turns",
+        json={"text": "hi", "attachments": [attachment]},
+        headers=auth(stack),
+    )
+    assert response.status_code == 400 and expected in response.json()["error"]["message"]
+    assert httpx.get(f"{stack.core_url}/v1/chats", headers=auth(stack)).json() == []
