@@ -61,7 +61,7 @@ class JobSettings(BaseModel):
     concurrency: int = 64  # jobs run at once by one core (in-process queue) or one worker
     max_depth: int = 1000  # queued jobs past which new turns are refused (retryable)
     checkpoint_interval_s: float = 1.0  # how often a growing answer is saved
-    event_retention_s: float = 300.0  # finished jobs' events kept in memory for resume
+    event_retention_s: float = 120.0  # finished jobs' events kept in memory for resume
     upstream_timeout_s: float = 300.0  # a model that says nothing for this long fails the job
     store_retry_s: float = 60.0  # how long a finished job waits for an unavailable database
     workers: int = 2  # worker processes `patchbay up` runs when the queue is RabbitMQ

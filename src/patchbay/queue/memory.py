@@ -100,23 +100,55 @@ class _JobLog:
         self.waiters: list[asyncio.Future[None]] = []
 
 
+class _FinishedLog:
+    """A finished job's events, kept small: a token is a (number, text) pair until replayed."""
+
+    __slots__ = ("events", "job_id")
+
+    def __init__(self, job_id: str, events: list[JobEvent]) -> None:
+        self.job_id = job_id
+        self.events: list[JobEvent | tuple[int, str]] = [
+            (e.seq, e.delta or "") if e.type == "running" else e for e in events
+        ]
+
+    def replay(self, after: int) -> list[JobEvent]:
+        replayed = []
+        for item in self.events:
+            if isinstance(item, tuple):
+                if item[0] > after:
+                    replayed.append(
+                        JobEvent.model_construct(
+                            job_id=self.job_id, seq=item[0], type="running", delta=item[1]
+                        )
+                    )
+            elif item.seq > after:
+                replayed.append(item)
+        return replayed
+
+
 class MemoryEventBus:
-    """Keeps each job's events in memory (for `retention_s` after it ends) so listeners can resume."""
+    """Keeps each job's events in memory (for `retention_s` after it ends, compacted) so
+    listeners can resume."""
 
     def __init__(self, *, retention_s: float) -> None:
-        self._logs: dict[str, _JobLog] = {}
+        self._logs: dict[str, _JobLog | _FinishedLog] = {}
         self._retention_s = retention_s
 
     def knows(self, job_id: str) -> bool:
         return job_id in self._logs
 
     def has(self, job_id: str, seq: int) -> bool:
-        """Whether the event numbered `seq` (or a later one) of the job is here."""
+        """Whether the event numbered `seq` (or a later one) of the job is here, or the job has
+        ended here (nothing later will come)."""
         log = self._logs.get(job_id)
+        if isinstance(log, _FinishedLog):
+            return True
         return log is not None and bool(log.events) and log.events[-1].seq >= seq
 
     async def publish(self, event: JobEvent) -> None:
         log = self._logs.get(event.job_id)
+        if isinstance(log, _FinishedLog):
+            return  # it has ended: whatever comes now is late
         if log is None:
             log = self._logs[event.job_id] = _JobLog()
         elif log.events and event.seq <= log.events[-1].seq:
@@ -127,6 +159,8 @@ class MemoryEventBus:
             if not waiter.done():
                 waiter.set_result(None)
         if event.terminal:
+            # Listeners following it keep the full log they hold; later ones get a compact copy.
+            self._logs[event.job_id] = _FinishedLog(event.job_id, log.events)
             asyncio.get_running_loop().call_later(
                 self._retention_s, self._logs.pop, event.job_id, None
             )
@@ -134,6 +168,11 @@ class MemoryEventBus:
     async def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
         log = self._logs.get(job_id)
         if log is None:
+            return
+        if isinstance(log, _FinishedLog):
+            replayed = log.replay(after)
+            if replayed:
+                yield replayed
             return
         index = 0
         while True:

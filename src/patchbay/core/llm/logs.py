@@ -22,6 +22,8 @@ from pydantic import ConfigDict
 
 logger = logging.getLogger(__name__)
 
+PARENT_CHECK_S = 1.0  # how often an idle writer checks that the core is still there
+
 
 def log_record(response: Any) -> dict[str, Any]:
     """What the writer needs to store one finished `llm.AsyncResponse`."""
@@ -73,6 +75,7 @@ class LlmLogWriter:
             logger.warning("the llm log writer did not finish in %.0fs; stopping it", timeout_s)
             self._process.kill()
         self._queue.close()
+        self._queue.join_thread()
         self._process = None
 
 
@@ -105,10 +108,19 @@ def rebuild(record: dict[str, Any]) -> llm.Response:
 
 
 def write_forever(path: str, records: Any, batch_size: int, interval_s: float) -> None:
-    """The writer process: store records in batches until it receives None."""
+    """The writer process: store records in batches until it receives None (or its parent is
+    gone and the queue is empty).
+
+    It ignores SIGTERM and SIGINT: supervisord signals the module's whole process group, and the
+    records still queued would be lost; the core tells it to stop once it has queued the last.
+    """
+    import signal
+
     import sqlite_utils
     from llm.logs import LogStore
 
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     db = sqlite_utils.Database(path)
     db.execute("PRAGMA journal_mode=WAL")
     store = LogStore(db)
@@ -125,7 +137,14 @@ def write_forever(path: str, records: Any, batch_size: int, interval_s: float) -
 
 
 def _take_batch(records: Any, batch_size: int, interval_s: float) -> tuple[list[Any], bool]:
-    first = records.get()
+    while True:
+        try:
+            first = records.get(timeout=PARENT_CHECK_S)
+            break
+        except queue.Empty:
+            parent = multiprocessing.parent_process()
+            if parent is not None and not parent.is_alive():
+                return [], True  # the core died without saying so, and nothing is left
     if first is None:
         return [], True
     batch = [first]
