@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -18,6 +19,12 @@ from pydantic import BaseModel, TypeAdapter
 from patchbay.errors import CoreUnavailable, CoreUnreachable, PatchbayError, error_from_dict
 from patchbay.schemas.catalog import ModelRead
 from patchbay.schemas.jobs import JobEvent, JobRead
+from patchbay.schemas.senders import (
+    AS_USER_HEADER,
+    MODULE_TOKEN_HEADER,
+    SenderResolve,
+    SenderResolved,
+)
 from patchbay.schemas.status import Heartbeat, StatusRead
 from patchbay.schemas.turns import TurnCreate, TurnRead, TurnResult
 from patchbay.schemas.users import UserRead
@@ -26,17 +33,30 @@ T = TypeVar("T")
 LARGE_BODY = 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class ActAs:
+    """In place of an API key: a channel module (holding the module token) acting for one of its
+    senders, a user it resolved with `resolve_sender`."""
+
+    user_id: str
+
+
+Key = str | ActAs | None
+
+
 class CoreClient:
     def __init__(
         self,
         base_url: str,
         *,
-        api_key: str | None = None,
+        api_key: Key = None,
+        module_token: str | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 600.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.module_token = module_token
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout_s, sock_read=read_timeout_s
         )
@@ -58,16 +78,19 @@ class CoreClient:
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
-    def _headers(self, key: str | None, **extra: str) -> dict[str, str]:
+    def _headers(self, key: Key, **extra: str) -> dict[str, str]:
         key = key or self.api_key
         headers = {"Content-Type": "application/json", **extra}
-        if key:
+        if isinstance(key, ActAs):
+            headers[AS_USER_HEADER] = key.user_id
+            headers[MODULE_TOKEN_HEADER] = self.module_token or ""
+        elif key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
     @asynccontextmanager
     async def _request(
-        self, method: str, path: str, *, key: str | None, body: Any = None, **headers: str
+        self, method: str, path: str, *, key: Key, body: Any = None, **headers: str
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         data = None if body is None else _dump(body)
         try:
@@ -82,23 +105,21 @@ class CoreClient:
                 f"the core at {self.base_url} is not answering; try again shortly"
             ) from exc
 
-    async def call(
-        self, method: str, path: str, *, key: str | None = None, body: Any = None
-    ) -> Any:
+    async def call(self, method: str, path: str, *, key: Key = None, body: Any = None) -> Any:
         """A JSON request; returns the decoded answer (None for 204)."""
         async with self._request(method, path, key=key, body=body) as response:
             raw = await response.read()
         return orjson.loads(raw) if raw else None
 
     async def call_as(
-        self, kind: type[T], method: str, path: str, *, key: str | None = None, body: Any = None
+        self, kind: type[T], method: str, path: str, *, key: Key = None, body: Any = None
     ) -> T:
         return TypeAdapter(kind).validate_python(await self.call(method, path, key=key, body=body))
 
-    async def me(self, *, key: str | None = None) -> UserRead:
+    async def me(self, *, key: Key = None) -> UserRead:
         return await self.call_as(UserRead, "GET", "/v1/me", key=key)
 
-    async def list_models(self, *, key: str | None = None) -> list[ModelRead]:
+    async def list_models(self, *, key: Key = None) -> list[ModelRead]:
         return await self.call_as(list[ModelRead], "GET", "/v1/models", key=key)
 
     async def heartbeat(self, beat: Heartbeat, *, token: str) -> None:
@@ -112,7 +133,7 @@ class CoreClient:
         ):
             pass
 
-    async def status(self, *, key: str | None = None) -> StatusRead:
+    async def status(self, *, key: Key = None) -> StatusRead:
         return await self.call_as(StatusRead, "GET", "/v1/status", key=key)
 
     async def instruct(
@@ -139,17 +160,26 @@ class CoreClient:
                 f"the core at {self.base_url} broke off; the instruction may have run"
             ) from exc
 
-    async def cancel_job(self, job_id: str, *, key: str | None = None) -> JobRead:
+    async def resolve_sender(self, sender: SenderResolve) -> SenderResolved:
+        """Who a sender is (a channel module, with the module token): a user, a pairing code to
+        give them, or a refusal."""
+        headers = {MODULE_TOKEN_HEADER: self.module_token or ""}
+        async with self._request(
+            "POST", "/v1/senders/resolve", key=None, body=sender, **headers
+        ) as response:
+            return SenderResolved.model_validate_json(await response.read())
+
+    async def cancel_job(self, job_id: str, *, key: Key = None) -> JobRead:
         """Stop a queued or running job; it keeps its answer so far, marked cancelled."""
         return await self.call_as(JobRead, "DELETE", f"/v1/jobs/{job_id}", key=key)
 
-    async def run_turn(self, turn: TurnCreate, *, key: str | None = None) -> TurnResult:
+    async def run_turn(self, turn: TurnCreate, *, key: Key = None) -> TurnResult:
         """Start a turn and wait for its outcome."""
         return await self.call_as(TurnResult, "POST", "/v1/turns?wait=true", key=key, body=turn)
 
     @asynccontextmanager
     async def stream_turn(
-        self, turn: TurnCreate, *, key: str | None = None
+        self, turn: TurnCreate, *, key: Key = None
     ) -> AsyncIterator[tuple[TurnRead, AsyncIterator[list[JobEvent]]]]:
         """Start a turn and follow its events as they happen, in batches."""
         async with self._request(
@@ -167,7 +197,7 @@ class CoreClient:
 
     @asynccontextmanager
     async def job_events(
-        self, job_id: str, *, after: int = 0, key: str | None = None
+        self, job_id: str, *, after: int = 0, key: Key = None
     ) -> AsyncIterator[AsyncIterator[list[JobEvent]]]:
         """Follow a job's events from just after `after` (resume), in batches."""
         async with self._request(

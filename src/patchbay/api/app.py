@@ -17,6 +17,7 @@ from patchbay.api.routes import (
     chats,
     helpers,
     instructions,
+    senders,
     status,
     turns,
     users,
@@ -91,6 +92,16 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in (turns, chats, users, catalog, assistants, helpers, status, instructions):
+    for module in (
+        turns,
+        chats,
+        users,
+        catalog,
+        assistants,
+        helpers,
+        senders,
+        status,
+        instructions,
+    ):
         app.include_router(module.router)
     return app

@@ -7,8 +7,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from patchbay.core.hub import Hub
-from patchbay.core.users import require_admin
+from patchbay.core.users import SYSTEM, require_admin
+from patchbay.errors import AuthenticationFailed
+from patchbay.schemas.senders import AS_USER_HEADER, MODULE_TOKEN_HEADER
 from patchbay.schemas.users import UserRead
+from patchbay.tokens import valid_module_token
 
 
 async def get_hub(request: Request) -> Hub:
@@ -29,7 +32,23 @@ def bearer_key(request: Request) -> str | None:
 
 
 async def current_user(request: Request, hub: HubDep) -> UserRead:
+    """The caller: by API key, or a channel module acting for one of its senders (the module
+    token and `X-Patchbay-As-User`)."""
+    as_user = request.headers.get(AS_USER_HEADER)
+    if as_user is not None:
+        if not valid_module_token(hub.secret, request.headers.get(MODULE_TOKEN_HEADER)):
+            raise AuthenticationFailed("acting for a user needs this installation's module token")
+        return await hub.users.get(SYSTEM, as_user)
     return await hub.auth.authenticate(bearer_key(request))
+
+
+async def current_module(request: Request, hub: HubDep) -> None:
+    """A module of this installation (signed with its module token)."""
+    if not valid_module_token(hub.secret, request.headers.get(MODULE_TOKEN_HEADER)):
+        raise AuthenticationFailed("this needs this installation's module token")
+
+
+ModuleCaller = Annotated[None, Depends(current_module)]
 
 
 CurrentUser = Annotated[UserRead, Depends(current_user)]

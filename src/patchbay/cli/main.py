@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from patchbay.cli import assistants, catalog, chat, chats, control, serve, users, worker
+from patchbay.cli import (
+    assistants,
+    catalog,
+    chat,
+    chats,
+    control,
+    senders,
+    serve,
+    users,
+    worker,
+)
 from patchbay.cli.context import State, errors
 from patchbay.config import Settings
 
@@ -35,6 +45,8 @@ app.add_typer(catalog.models_app, name="models")
 app.add_typer(catalog.providers_app, name="providers")
 app.add_typer(chats.chats_app, name="chats")
 app.add_typer(assistants.assistants_app, name="assistants")
+app.add_typer(senders.pairing_app, name="pairing")
+app.add_typer(senders.identities_app, name="identities")
 app.command("chat")(chat.chat)
 app.command("worker")(worker.worker)
 

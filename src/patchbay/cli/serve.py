@@ -20,7 +20,7 @@ from patchbay.logging import configure_logging
 from patchbay.supervisor.modules import modules
 from patchbay.supervisor.supervisord import Supervisor, log_path
 
-CHANNELS = ("openai", "instructions", "ws")
+CHANNELS = ("openai", "instructions", "ws", "web")
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 
@@ -96,23 +96,46 @@ def core(ctx: typer.Context) -> None:
 
 
 def channel(
-    ctx: typer.Context, name: str = typer.Argument(help="openai | instructions | ws")
+    ctx: typer.Context, name: str = typer.Argument(help="openai | instructions | ws | web")
 ) -> None:
     """Run one channel in this process."""
     settings = settings_of(ctx)
     configure_logging(settings.log, module=f"channel-{name}")
     if name not in CHANNELS:
-        errors.print(f"[red]unknown channel {name!r}[/]; channels: {', '.join(CHANNELS)}")
-        raise typer.Exit(2)
+        _serve_plugin_channel(settings, name)
+        return
     if name == "instructions":
         _consume_instructions(settings)
         return
     if name == "ws":
         _serve_ws(settings)
         return
+    if name == "web":
+        _serve_web(settings)
+        return
     from patchbay.channels.openai_compat.app import create_app
 
     _serve(create_app(settings), settings.openai.host, settings.openai.port, settings)
+
+
+def _serve_plugin_channel(settings: Settings, name: str) -> None:
+    """A channel registered through the `register_channels` hook (built in, or a package's)."""
+    from patchbay.channels.base import channel_settings
+    from patchbay.channels.runner import create_app
+    from patchbay.plugins.manager import build_plugin_manager, channel_classes
+
+    found = channel_classes(build_plugin_manager())
+    if name not in found:
+        known = ", ".join([*CHANNELS, *sorted(found)])
+        errors.print(f"[red]unknown channel {name!r}[/]; channels: {known}")
+        raise typer.Exit(2)
+    own = channel_settings(found[name], dict(settings.channels.get(name, {})))
+    if own.port is None:
+        errors.print(
+            f"[red]channel {name} needs a port:[/] set PATCHBAY_CHANNELS__{name.upper()}__PORT"
+        )
+        raise typer.Exit(2)
+    _serve(create_app(settings, found[name]), own.host, own.port, settings)
 
 
 def _serve_ws(settings: Settings) -> None:
@@ -120,6 +143,12 @@ def _serve_ws(settings: Settings) -> None:
 
     ws = settings.ws
     _serve(create_app(settings), ws.host, ws.port, settings, ws_max_size=ws.max_frame_bytes)
+
+
+def _serve_web(settings: Settings) -> None:
+    from patchbay.channels.web.app import create_app
+
+    _serve(create_app(settings), settings.web.host, settings.web.port, settings)
 
 
 def _consume_instructions(settings: Settings) -> None:
@@ -207,4 +236,6 @@ def _show_table(supervisor: Supervisor, settings: Settings) -> None:
     console.print(table)
     console.print(f"OpenAI base URL: [bold]{supervisor.specs['openai'].url}/v1[/]")
     console.print(f"WebSocket jobs: [bold]ws://{settings.ws.host}:{settings.ws.port}/ws/[/]")
+    if "web" in supervisor.specs:
+        console.print(f"Web chat: [bold]{supervisor.specs['web'].url}/[/]")
     console.print(f"data: {settings.data_dir}   llm logs: {settings.llm_log_path}")

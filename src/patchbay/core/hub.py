@@ -16,6 +16,7 @@ from patchbay.core.instructions.handlers import Handlers
 from patchbay.core.jobs import JobRunner
 from patchbay.core.keys import SecretBox
 from patchbay.core.llm.registry import ModelRegistry
+from patchbay.core.senders import SenderService
 from patchbay.core.status import StatusBoard
 from patchbay.core.turns import TurnEngine
 from patchbay.core.users import Authenticator, Bootstrap, UserService, bootstrap_admin
@@ -77,6 +78,7 @@ class Hub:
             helpers=self.helpers,
         )
         self.assistants = AssistantService(self.db)
+        self.senders = SenderService(self.db)
         self.attachments = AttachmentStore(
             settings.data_dir / "files", self.helpers, max_bytes=settings.helpers.max_request_bytes
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from patchbay.core.keys import display_prefix, hash_api_key, new_api_key
 from patchbay.errors import AuthenticationFailed, PermissionDenied, UserNotFound
@@ -20,6 +21,16 @@ from patchbay.store.db import Database
 from patchbay.store.refs import Ref
 
 ADMIN_NAME = "admin"
+# The installation itself, for lookups a trusted module makes on a sender's behalf.
+SYSTEM = UserRead(
+    id="system",
+    number=None,
+    name="system",
+    role="admin",
+    profile={},
+    instruction_recording=False,
+    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,6 +219,18 @@ helpers = Table(
     Column("last_seen", UTCDateTime()),
 )
 
+pairings = Table(
+    "pairings",
+    metadata,
+    Column("code", String(20), primary_key=True),
+    Column("channel", String(100), nullable=False),
+    Column("address", String(500), nullable=False),
+    Column("display_name", String(200)),
+    _created(),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("channel", "address", name="uq_pairings_channel_address"),
+)
+
 jobs = Table(
     "jobs",
     metadata,

@@ -52,6 +52,17 @@ async def get_user(conn: AsyncConnection, user_id: Ref) -> UserRead:
     return _user(row)
 
 
+async def get_user_by_ref(conn: AsyncConnection, ref: str) -> UserRead:
+    """A user by id, number or name."""
+    try:
+        return await get_user(conn, ref)
+    except UserNotFound:
+        row = (await conn.execute(select(users).where(users.c.name == ref))).first()
+        if row is None:
+            raise
+        return _user(row)
+
+
 async def list_users(conn: AsyncConnection) -> list[UserRead]:
     rows = await conn.execute(select(users).order_by(users.c.id))
     return [_user(row) for row in rows]

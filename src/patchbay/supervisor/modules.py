@@ -29,6 +29,7 @@ def modules(settings: Settings) -> list[ModuleSpec]:
         ModuleSpec("core", ("core",), settings.core.host, settings.core.port, 10),
         ModuleSpec("openai", ("channel", "openai"), settings.openai.host, settings.openai.port, 20),
         ModuleSpec("ws", ("channel", "ws"), settings.ws.host, settings.ws.port, 20),
+        ModuleSpec("web", ("channel", "web"), settings.web.host, settings.web.port, 20),
     ]
     if settings.queue == "rabbitmq" and settings.rabbitmq_url:
         jobs = address(settings.rabbitmq_url, settings.jobs.queue_name)
@@ -40,4 +41,21 @@ def modules(settings: Settings) -> list[ModuleSpec]:
         specs.append(
             ModuleSpec("instructions", ("channel", "instructions"), "", None, 20, address=where)
         )
+    return specs + plugin_channels(settings)
+
+
+def plugin_channels(settings: Settings) -> list[ModuleSpec]:
+    """Channels registered through the plugin hook that the settings enable."""
+    enabled = [name for name, raw in settings.channels.items() if raw.get("enabled")]
+    if not enabled:
+        return []
+    from patchbay.channels.base import channel_settings
+    from patchbay.plugins.manager import build_plugin_manager, channel_classes
+
+    found = channel_classes(build_plugin_manager())
+    specs = []
+    for name in enabled:
+        if name in found:
+            own = channel_settings(found[name], dict(settings.channels[name]))
+            specs.append(ModuleSpec(name, ("channel", name), own.host, own.port, 20))
     return specs

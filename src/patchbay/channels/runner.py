@@ -1,0 +1,65 @@
+"""Runs one plugin channel as its own process: its routes and /healthz under uvicorn, its `run()`
+beside them, and heartbeats to the core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from patchbay.channels.base import Channel, channel_settings
+from patchbay.channels.heartbeat import beat_forever
+from patchbay.client import CoreClient
+from patchbay.config import Settings
+from patchbay.tokens import module_token
+
+
+def create_app(settings: Settings, channel_class: type[Channel[Any]]) -> FastAPI:
+    """The channel's app; its lifespan starts the channel's `run()` and its heartbeats."""
+    own = channel_settings(channel_class, dict(settings.channels.get(channel_class.name, {})))
+    secret = settings.installation_secret()
+    core = CoreClient(settings.core.base_url, module_token=module_token(secret))
+
+    channel = channel_class(own, core)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = f"http://{own.host}:{own.port}" if own.port else channel_class.name
+        tasks = [
+            asyncio.create_task(channel.run()),
+            asyncio.create_task(
+                beat_forever(
+                    core,
+                    module=channel_class.name,
+                    url=url,
+                    secret=secret,
+                    interval_s=settings.status.heartbeat_interval_s,
+                )
+            ),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await channel.close()
+            await core.close()
+
+    app = FastAPI(title=f"patchbay {channel_class.name} channel", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.state.channel = channel
+    router = channel.router()
+    if router is not None:
+        app.include_router(router)
+    return app
