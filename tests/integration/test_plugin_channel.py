@@ -26,12 +26,11 @@ def channel_url(stack: Stack, policy: str) -> Iterator[str]:
     manager = build_plugin_manager(entry_points=False)
     manager.register(postcard)
     channel = channel_classes(manager)["postcard"]
+    port = free_port()
     settings = stack.settings.model_copy(
-        update={"channels": {"postcard": {"policy": policy, "port": free_port()}}}
+        update={"channels": {"postcard": {"policy": policy, "port": port}}}
     )
-    with serve_in_thread(
-        create_app(settings, channel), settings.channels["postcard"]["port"]
-    ) as url:  # type: ignore[arg-type]
+    with serve_in_thread(create_app(settings, channel), port) as url:
         yield url
 
 
