@@ -233,9 +233,18 @@ async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:
     assert await hub.chats.list_chats(bob, limit=10, before=None) == []
 
 
-async def test_migration_numbers_existing_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_numbers_existing_rows(tmp_path: Path, backend: str) -> None:
     """A database made by the first release gains numbers, in creation order, and keeps its rows."""
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    if backend == "sqlite":
+        await _migrate_old_database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+        return
+    async with postgres_url() as url:
+        await _migrate_old_database(url)
+
+
+async def _migrate_old_database(url: str) -> None:
+    db = Database(url)
     try:
         async with db.begin() as conn:
             await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
@@ -244,7 +253,7 @@ async def test_migration_numbers_existing_rows(tmp_path: Path) -> None:
                 await conn.execute(
                     text(
                         "insert into users (id, name, role, profile, instruction_recording,"
-                        " created_at, updated_at) values (:id, :name, 'user', '{}', 0,"
+                        " created_at, updated_at) values (:id, :name, 'user', '{}', false,"
                         " '2026-01-01', '2026-01-01')"
                     ),
                     {"id": user_id, "name": name},
