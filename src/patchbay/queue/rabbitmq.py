@@ -25,11 +25,14 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError
+from pydantic import TypeAdapter
 
 from patchbay.errors import QueueFull, ServiceUnavailable
 from patchbay.queue.base import CancelHook, JobHandler, JobSpec
 from patchbay.queue.memory import MemoryEventBus
 from patchbay.schemas.jobs import JobEvent
+
+EVENTS: TypeAdapter[list[JobEvent]] = TypeAdapter(list[JobEvent])
 
 logger = logging.getLogger(__name__)
 
@@ -224,15 +227,22 @@ class RabbitQueue:
 
 
 class RabbitEventBus(MemoryEventBus):
-    """Events go out on a topic exchange (routing key: the job id); a process that serves
-    listeners (`follow=True`, the core) takes every event into its in-memory log, where
-    listeners replay and follow them as with the in-process bus."""
+    """Events go out on a topic exchange; a process that serves listeners (`follow=True`, the
+    core) takes every event into its in-memory log, where listeners replay and follow them as
+    with the in-process bus.
+
+    The events published in one turn of the event loop (the tokens of every job this worker
+    runs) go out as one message, a JSON list, in order: a message per token would cost the
+    worker, the broker and every core far more than the token itself.
+    """
 
     def __init__(self, broker: RabbitBroker, *, retention_s: float, follow: bool) -> None:
         super().__init__(retention_s=retention_s)
         self._broker = broker
         self._follow = follow
         self._exchange: AbstractExchange | None = None
+        self._outbox: list[bytes] = []
+        self._flushing: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         channel = await self._broker.channel(confirms=False)
@@ -242,23 +252,35 @@ class RabbitEventBus(MemoryEventBus):
         if self._follow:
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
             await queue.bind(self._exchange, routing_key="#")
-            await queue.consume(self._on_event, no_ack=True)
+            await queue.consume(self._on_events, no_ack=True)
 
-    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+    async def _on_events(self, message: AbstractIncomingMessage) -> None:
         try:
-            event = JobEvent.model_validate_json(message.body)
+            events = EVENTS.validate_json(message.body)
         except ValueError:
-            logger.warning("ignoring an event that is not a job event")
+            logger.warning("ignoring a message that is not a list of job events")
             return
-        await super().publish(event)
+        for event in events:
+            await super().publish(event)
 
     async def publish(self, event: JobEvent) -> None:
         if self._follow:
             await super().publish(event)  # listeners here see it at once; the echo is dropped
         if self._exchange is None:
             raise ServiceUnavailable("the event bus is not open yet")
-        body = event.model_dump_json(exclude_none=True).encode()
-        try:
-            await self._exchange.publish(aio_pika.Message(body), routing_key=event.job_id)
-        except (AMQPError, OSError, RuntimeError) as exc:
-            logger.warning("event %s/%d not published: %s", event.job_id, event.seq, exc)
+        self._outbox.append(event.model_dump_json(exclude_none=True).encode())
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        if event.terminal:  # the end of a job waits until it is on its way
+            await asyncio.shield(self._flushing)
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let this loop turn's other events join the message
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            body = b"[" + b",".join(batch) + b"]"
+            assert self._exchange is not None  # noqa: S101 - checked by publish
+            try:
+                await self._exchange.publish(aio_pika.Message(body), routing_key="events")
+            except (AMQPError, OSError, RuntimeError) as exc:
+                logger.warning("%d events not published: %s", len(batch), exc)
