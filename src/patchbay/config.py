@@ -57,6 +57,14 @@ class WsChannelSettings(ServerSettings):
     request_timeout_s: float = 600.0  # longest silence accepted on a job's event stream
 
 
+class WebChannelSettings(ServerSettings):
+    """The web chat page at `http://host:port/`, which proxies its API calls to the core."""
+
+    port: int = 8080
+    max_body_bytes: int = 32 * 1024 * 1024  # the largest upload (a turn with its files)
+    request_timeout_s: float = 600.0  # longest silence accepted on a streamed answer
+
+
 class JobSettings(BaseModel):
     concurrency: int = 64  # jobs run at once by one core (in-process queue) or one worker
     max_depth: int = 1000  # queued jobs past which new turns are refused (retryable)
@@ -110,6 +118,15 @@ class HelperSettings(BaseModel):
     breaker_failures: int = 5  # consecutive failures that open a helper's circuit breaker…
     breaker_reset_s: float = 30.0  # …for this long
     retries: int = 2  # further tries of an idempotent capability that failed
+    # The built-in to-text helpers `patchbay up` runs (each its own process), and their options,
+    # e.g. {"speech": {"model": "tiny.en"}}.
+    builtin: list[Literal["documents", "ocr", "speech", "video"]] = [
+        "documents",
+        "ocr",
+        "speech",
+        "video",
+    ]
+    builtin_options: dict[str, dict[str, object]] = {}
 
     def key(self, secret: str) -> str:
         if self.registration_key is not None:
@@ -146,6 +163,7 @@ class Settings(BaseSettings):
     core: CoreSettings = CoreSettings()
     openai: OpenAIChannelSettings = OpenAIChannelSettings()
     ws: WsChannelSettings = WsChannelSettings()
+    web: WebChannelSettings = WebChannelSettings()
     jobs: JobSettings = JobSettings()
     llm_log: LlmLogSettings = LlmLogSettings()
     local_model: LocalModelSettings = LocalModelSettings()

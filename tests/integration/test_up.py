@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -61,6 +63,7 @@ def test_a_module_that_cannot_start_fails_up_with_a_reason(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # the real model on two cores, which other work may be using
 def test_embedded_model_answers_offline_and_the_cli_works(tmp_path: Path) -> None:
     env = up_env(tmp_path, PATCHBAY_ADMIN_KEY=ADMIN_KEY)
     with (
@@ -98,3 +101,32 @@ def test_embedded_model_answers_offline_and_the_cli_works(tmp_path: Path) -> Non
             max_tokens=10,
         )
         assert "4" in (by_path.choices[0].message.content or "")
+
+
+@pytest.mark.timeout(180)
+def test_the_built_in_helpers_run_and_register(tmp_path: Path) -> None:
+    env = up_env(
+        tmp_path,
+        PATCHBAY_LOCAL_MODEL__ENABLED="false",
+        PATCHBAY_ADMIN_KEY=ADMIN_KEY,
+        PATCHBAY_HELPERS__BUILTIN='["documents", "ocr"]',
+    )
+    with patchbay_up(env) as up:
+        assert "helper-documents" in "".join(up.output)
+        deadline = time.monotonic() + 60
+        while True:
+            listed = httpx.get(
+                up.core_url + "/v1/helpers", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+            ).json()
+            if {(h["name"], h["state"]) for h in listed} >= {("documents", "up"), ("ocr", "up")}:
+                break
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.5)
+        converted = httpx.post(
+            up.core_url + "/v1/convert",
+            content=b"a,b\n1,2\n",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "text/csv"},
+            timeout=60,
+        )
+        assert converted.status_code == 200, converted.text
+        assert "| a | b |" in converted.json()["text"]

@@ -41,7 +41,9 @@ def up_env(data_dir: Path, **extra: str) -> dict[str, str]:
         PATCHBAY_CORE__PORT=str(free_port()),
         PATCHBAY_OPENAI__PORT=str(free_port()),
         PATCHBAY_WS__PORT=str(free_port()),
+        PATCHBAY_WEB__PORT=str(free_port()),
         PATCHBAY_LOG__LEVEL="WARNING",
+        PATCHBAY_HELPERS__BUILTIN="[]",  # the tests that need them ask for them
         COLUMNS="200",
     )
     env.update(extra)

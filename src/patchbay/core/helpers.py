@@ -340,7 +340,10 @@ class HelperRegistry:
                     if len(raw) > self._settings.max_response_bytes:
                         raise HelperFailed(f"{helper.name} answered with too much")
                     if response.status >= 400:
-                        raise HelperFailed(_helper_error(helper.name, response.status, raw))
+                        error = HelperFailed(_helper_error(helper.name, response.status, raw))
+                        # The helper read the input and refused it: asking again changes nothing.
+                        error.retryable = response.status >= 500
+                        raise error
                 self._succeeded(health, started)
                 return raw
             except (TimeoutError, aiohttp.ClientError, HelperFailed) as exc:

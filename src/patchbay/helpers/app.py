@@ -59,6 +59,7 @@ def create_app(
         routes=[
             Route("/manifest", get_manifest, methods=["GET"]),
             Route("/health", get_health, methods=["GET"]),
+            Route("/healthz", get_health, methods=["GET"]),  # what `patchbay up` probes
             Route("/capabilities/{name}", call_capability, methods=["POST"]),
         ],
         exception_handlers={PatchbayError: _patchbay_error},

@@ -13,7 +13,13 @@ import time
 import aiohttp
 import orjson
 
-from patchbay.errors import AuthenticationFailed, CoreUnreachable, InvalidRequest, PatchbayError
+from patchbay.errors import (
+    AuthenticationFailed,
+    CoreUnreachable,
+    InvalidRequest,
+    PatchbayError,
+    PermissionDenied,
+)
 from patchbay.schemas.helpers import HELPER_KEY_HEADER, HelperManifest
 
 logger = logging.getLogger(__name__)
@@ -160,6 +166,8 @@ def _refusal(status: int, raw: bytes, core_url: str) -> PatchbayError:
         return AuthenticationFailed(
             f"the core refused the helper key ({detail}); use the installation's helper key"
         )
-    if status == 400 or status == 422:
+    if status == 403:
+        return PermissionDenied(f"the core refused this helper: {detail}")
+    if status in (400, 422):
         return InvalidRequest(f"the core refused the manifest: {detail}")
     return PatchbayError(f"the core at {core_url} answered {status}: {detail}")

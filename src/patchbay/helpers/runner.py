@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
 
 from patchbay.helpers.app import create_app
-from patchbay.helpers.registration import Registration
+from patchbay.helpers.registration import DEFAULT_INTERVAL_S, Registration
 from patchbay.helpers.sdk import Helper
 
 
@@ -22,6 +23,7 @@ class Serving:
     url: str | None = None  # how the core reaches it; default http://host:port
     core_url: str | None = None  # None: serve without registering
     key: str | None = None  # the helper registration key
+    heartbeat_s: float = DEFAULT_INTERVAL_S  # unless the core's answer names another interval
 
     @property
     def base_url(self) -> str:
@@ -55,18 +57,22 @@ def build_app(helper: Helper, serving: Serving) -> Starlette:
         if serving.key is None:
             raise ValueError("registering with a core needs the helper registration key")
         manifest = helper.manifest(serving.base_url)
-        registration = Registration(serving.core_url, key=serving.key, manifest=manifest)
+        registration = Registration(
+            serving.core_url, key=serving.key, manifest=manifest, interval_s=serving.heartbeat_s
+        )
     return create_app(helper, base_url=serving.base_url, registration=registration)
 
 
 def run_helper(helper: Helper, serving: Serving, *, log_level: str = "info") -> None:
     """Serve `helper` until SIGINT/SIGTERM; it deregisters on the way out."""
     app = build_app(helper, serving)
+    if not logging.getLogger().handlers:  # run from a script, not from the patchbay CLI
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     uvicorn.run(
         app,
         host=serving.host,
         port=serving.port,
         log_level=log_level,
         lifespan="on",
-        log_config=None,  # the entry point configured logging
+        log_config=None,  # logging is configured above or by the entry point
     )

@@ -12,6 +12,14 @@
 A tool takes one pydantic model (or plain typed keyword parameters, gathered into one) and returns
 anything pydantic can describe; both JSON schemas come from the annotations, the description from
 the docstring. `patchbay.helpers.app` serves the contract; `patchbay.helpers.runner` runs it.
+
+What a capability may raise to refuse its input, and what the SDK raises for it (each is answered
+as `{"error": {"code", "message", "retryable"}}` with its status):
+
+    InvalidRequest (bad JSON, schema)  400   EmptyInput, UnsupportedMediaType  400
+    UnreadableInput (corrupt file)     422   InputTooLarge                     413
+    InvalidOutput (breaks its schema)  500   CapabilityFailed (an exception)   500
+    CapabilityTimeout                  504, retryable
 """
 
 from __future__ import annotations
@@ -187,6 +195,20 @@ class Helper:
 
     async def shutdown(self) -> None:
         """Runs once after the helper deregistered."""
+
+    def run(
+        self,
+        *,
+        port: int = 8800,
+        host: str = "127.0.0.1",
+        core_url: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Serve this helper until stopped, registered with `core_url` if given (what
+        `patchbay helper run module:helper` does, for `python my_helper.py`)."""
+        from patchbay.helpers.runner import Serving, run_helper
+
+        run_helper(self, Serving(host=host, port=port, core_url=core_url, key=key))
 
     @property
     def capabilities(self) -> list[CapabilityImpl]:

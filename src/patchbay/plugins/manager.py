@@ -11,7 +11,11 @@ from patchbay.plugins import hookspecs
 if TYPE_CHECKING:
     from patchbay.channels.base import Channel
 
-BUILTIN: tuple[str, ...] = ()  # built-in channel modules that register through the hook
+# Built-in channel modules: they register through the same hook as third-party packages.
+BUILTIN: tuple[str, ...] = (
+    "patchbay.channels.sms.channel",
+    "patchbay.channels.voice.channel",
+)
 
 
 def build_plugin_manager(*, entry_points: bool = True) -> pluggy.PluginManager:

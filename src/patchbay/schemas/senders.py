@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from patchbay.schemas.users import UserRead
 
 SenderPolicy = Literal["open", "pairing", "allowlist"]
-MODULE_TOKEN_HEADER = "X-Patchbay-Module-Token"
+MODULE_TOKEN_HEADER = "X-Patchbay-Module-Token"  # noqa: S105 - a header's name, not a secret
 AS_USER_HEADER = "X-Patchbay-As-User"  # with the module token: act as this user
 
 

@@ -41,7 +41,19 @@ def modules(settings: Settings) -> list[ModuleSpec]:
         specs.append(
             ModuleSpec("instructions", ("channel", "instructions"), "", None, 20, address=where)
         )
-    return specs + plugin_channels(settings)
+    return specs + plugin_channels(settings) + builtin_helpers(settings)
+
+
+def builtin_helpers(settings: Settings) -> list[ModuleSpec]:
+    """The built-in to-text helpers the settings name, each its own process."""
+    from patchbay.helpers.builtin import BUILTINS
+
+    return [
+        ModuleSpec(
+            f"helper-{name}", ("helper", "builtin", name), "127.0.0.1", BUILTINS[name].port, 30
+        )
+        for name in settings.helpers.builtin
+    ]
 
 
 def plugin_channels(settings: Settings) -> list[ModuleSpec]:

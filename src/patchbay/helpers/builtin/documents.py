@@ -12,78 +12,96 @@ import threading
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from patchbay.helpers.builtin.ocr import OcrEngine
 from patchbay.helpers.sdk import Helper, UnreadableInput, UnsupportedMediaType
 from patchbay.schemas.helpers import ToText
 
 if TYPE_CHECKING:
-    from markitdown import MarkItDown
+    from markitdown import DocumentConverter
 
 logger = logging.getLogger(__name__)
 
 PDF = "application/pdf"
-EXTENSIONS = {  # media type → the extension markitdown picks its converter by
-    PDF: ".pdf",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
-    "text/html": ".html",
-    "application/xhtml+xml": ".html",
-    "text/markdown": ".md",
-    "text/x-markdown": ".md",
-    "text/csv": ".csv",
-    "text/plain": ".txt",
+FORMATS = {  # media type → (extension, the markitdown converter for it)
+    PDF: (".pdf", "PdfConverter"),
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": (
+        ".docx",
+        "DocxConverter",
+    ),
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": (
+        ".xlsx",
+        "XlsxConverter",
+    ),
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": (
+        ".pptx",
+        "PptxConverter",
+    ),
+    "text/html": (".html", "HtmlConverter"),
+    "application/xhtml+xml": (".html", "HtmlConverter"),
+    "text/markdown": (".md", "PlainTextConverter"),
+    "text/x-markdown": (".md", "PlainTextConverter"),
+    "text/csv": (".csv", "CsvConverter"),
+    "text/plain": (".txt", "PlainTextConverter"),
 }
 
 
 class DocumentOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
+
     ocr: bool = True  # read scanned PDF pages
     max_ocr_pages: int = Field(default=50, ge=0)  # scanned pages read per document
-    ocr_scale: float = Field(default=2.0, gt=0, le=8)  # render at 72 dpi × this for OCR
+    ocr_scale: float = Field(default=2.0, gt=0, le=8)  # render at 72 dpi x this for OCR
     threads: int = Field(default=2, gt=0)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
 
 
 class DocumentReader:
-    """markitdown plus OCR for scanned pages, both loaded on first use. Blocking calls."""
+    """markitdown's converters plus OCR for scanned pages, loaded on first use. Blocking calls."""
 
     def __init__(self, options: DocumentOptions) -> None:
         self.options = options
         self.ocr = OcrEngine(threads=options.threads)
-        self._markitdown: MarkItDown | None = None
+        self._converters: dict[str, DocumentConverter] = {}
         self._lock = threading.Lock()
 
-    def _converter(self) -> MarkItDown:
+    def _converter(self, name: str) -> DocumentConverter:
         with self._lock:
-            if self._markitdown is None:
-                from markitdown import MarkItDown
+            if name not in self._converters:
+                from markitdown import converters
 
-                self._markitdown = MarkItDown(enable_plugins=False)
-            return self._markitdown
+                self._converters[name] = getattr(converters, name)()
+            return self._converters[name]
 
     def convert(self, data: bytes, media_type: str) -> ToText:
-        extension = EXTENSIONS.get(media_type)
-        if extension is None:  # the capability checked; this guards direct callers
+        if media_type not in FORMATS:  # the capability checked; this guards direct callers
             raise UnsupportedMediaType(f"documents cannot read {media_type}")
         pages = scanned = None
         if media_type == PDF:
             pages, scanned = pdf_layout(data)
-        markdown = self._markitdown_text(data, media_type, extension)
+        markdown = self._markdown(data, media_type)
         if scanned:
             markdown = "\n\n".join(filter(None, [markdown, self._ocr_pages(data, scanned)]))
         return ToText(text=markdown, format="markdown", pages=pages)
 
-    def _markitdown_text(self, data: bytes, media_type: str, extension: str) -> str:
-        from markitdown import MarkItDownException, StreamInfo
+    def _markdown(self, data: bytes, media_type: str) -> str:
+        """The document as Markdown, by the one converter for its type: markitdown's own routing
+        would fall back to reading a broken DOCX as plain text."""
+        from markitdown import MissingDependencyException, StreamInfo
 
+        extension, name = FORMATS[media_type]
         info = StreamInfo(mimetype=media_type, extension=extension)
         try:
-            result = self._converter().convert_stream(io.BytesIO(data), stream_info=info)
-        except MarkItDownException as exc:
-            raise UnreadableInput(f"cannot read this {extension[1:].upper()} file: {exc}") from exc
-        return result.markdown.strip()
+            result = self._converter(name).convert(io.BytesIO(data), info)
+        except MissingDependencyException:
+            raise
+        except Exception as exc:  # parsers of untrusted files fail in many ways
+            kind = extension[1:].upper()
+            raise UnreadableInput(
+                f"cannot read this {kind} file: {type(exc).__name__}: {exc}"
+            ) from exc
+        return result.markdown.replace("\f", "\n\n").strip()  # pdfminer ends pages with \f
 
     def _ocr_pages(self, data: bytes, pages: list[int]) -> str:
         """Markdown sections with the OCR'd text of the (0-based) `pages` of a PDF."""
@@ -134,13 +152,16 @@ class DocumentsHelper(Helper):
         super().__init__(max_body_bytes=self.options.max_body_bytes)
         self.reader = DocumentReader(self.options)
         self._limiter = anyio.CapacityLimiter(1)
-        self.to_text(*EXTENSIONS, name="document-to-text", timeout_s=600)(self.document_to_text)
+        self.to_text(*FORMATS, name="document-to-text", timeout_s=600)(self.document_to_text)
 
     async def document_to_text(self, data: bytes, media_type: str) -> ToText:
         """A document as Markdown: headings, lists and tables kept; scanned PDF pages by OCR."""
         return await anyio.to_thread.run_sync(
             self.reader.convert, data, media_type, limiter=self._limiter
         )
+
+
+Options = DocumentOptions  # what `patchbay helper builtin` validates its options with
 
 
 def create_helper(options: DocumentOptions | None = None) -> DocumentsHelper:

@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from patchbay.helpers.sdk import Helper, InputTooLarge, UnreadableInput
 from patchbay.schemas.helpers import ToText
@@ -27,6 +27,8 @@ MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"
 
 
 class OcrOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
+
     max_pixels: int = Field(default=50_000_000, gt=0)  # per image or frame
     max_frames: int = Field(default=20, gt=0)  # pages of a TIFF, frames of a GIF
     threads: int = Field(default=2, gt=0)  # ONNX Runtime threads per recognition
@@ -60,7 +62,7 @@ class OcrEngine:
 
         if image.width * image.height > self.max_pixels:
             raise InputTooLarge(
-                f"the image is {image.width}×{image.height} pixels, over the "
+                f"the image is {image.width}x{image.height} pixels, over the "
                 f"{self.max_pixels:,} this helper reads"
             )
         pixels = np.asarray(image.convert("RGB"))
@@ -123,6 +125,9 @@ class OcrHelper(Helper):
             lambda: read_frames(self.engine, data, max_frames=self.options.max_frames)
         )
         return ToText(text=text, format="plain", pages=frames if frames > 1 else None)
+
+
+Options = OcrOptions  # what `patchbay helper builtin` validates its options with
 
 
 def create_helper(options: OcrOptions | None = None) -> OcrHelper:

@@ -1,0 +1,86 @@
+"""Sending SMS through Twilio's REST API (or any gateway speaking its wire format), for answers
+that outlast the webhook; paced per sending number, retried when Twilio is busy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from patchbay.channels.sms.limits import Pacer
+from patchbay.channels.sms.segments import segment_count
+from patchbay.channels.sms.twilio_format import TwilioSettings, account_auth
+from patchbay.errors import PatchbayError
+
+logger = logging.getLogger(__name__)
+TRIES = 3
+SEND_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+
+
+class SmsNotSent(PatchbayError):
+    """Twilio (or the gateway) would not take a message."""
+
+    code = "delivery_failed"
+    status = 502
+
+
+class TwilioMessages:
+    """`POST /2010-04-01/Accounts/{sid}/Messages.json` with basic auth and To/From/Body."""
+
+    def __init__(
+        self,
+        settings: TwilioSettings,
+        http: Callable[[], aiohttp.ClientSession],
+        *,
+        pacer: Pacer,
+        segment_length: int = 153,
+        backoff_s: float = 2.0,
+    ) -> None:
+        self._settings = settings
+        self._http = http
+        self._pacer = pacer
+        self._segment_length = segment_length
+        self._backoff_s = backoff_s
+
+    async def send(self, *, to: str, from_: str, body: str) -> str:
+        """Send one message; returns the SID Twilio gave it."""
+        settings = self._settings
+        if settings.auth_token is None or not settings.account_sid:
+            raise SmsNotSent("set the channel's account_sid and auth_token to send messages")
+        url = (
+            f"{settings.api_base_url.rstrip('/')}/2010-04-01/Accounts/"
+            f"{settings.account_sid}/Messages.json"
+        )
+        form = {"To": to, "From": from_, "Body": body}
+        await self._pacer.wait(from_, segment_count(body, segment_length=self._segment_length))
+        for attempt in range(1, TRIES + 1):
+            try:
+                status, answer = await self._post(url, form)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                reason = f"Twilio could not be reached: {exc!r}"
+            else:
+                if status < 300:
+                    return str(answer.get("sid", ""))
+                reason = f"Twilio answered {status}: {answer.get('message', '')}"
+                if status != 429 and status < 500:
+                    raise SmsNotSent(reason)
+            logger.warning("sms to %s: try %d of %d failed (%s)", to, attempt, TRIES, reason)
+            if attempt < TRIES:
+                await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
+        raise SmsNotSent(reason)
+
+    async def _post(self, url: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        headers = account_auth(self._settings)
+        async with self._http().post(
+            url, data=form, headers=headers, timeout=SEND_TIMEOUT
+        ) as response:
+            raw = await response.read()
+        try:
+            answer = json.loads(raw)
+        except ValueError:  # a proxy's error page, say
+            answer = None
+        return response.status, answer if isinstance(answer, dict) else {}

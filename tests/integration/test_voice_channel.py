@@ -1,0 +1,288 @@
+"""The voice channel end to end: signed Twilio voice webhooks, a call kept as one chat, and
+recordings (from the Twilio stand-in, or uploaded) transcribed by a speech helper.
+
+The speech helper here is a stand-in with a to-text capability for `audio/*` that answers a
+fixed transcript, so the test needs no speech model; the recording is a real (silent) WAV file.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import wave
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from patchbay.channels.runner import create_app
+from patchbay.channels.voice import channel as voice_channel
+from patchbay.plugins.manager import build_plugin_manager, channel_classes
+from patchbay.schemas.helpers import HELPER_KEY_HEADER
+from patchbay.tokens import helper_key
+from tests.conftest import free_port
+from tests.integration.test_sms_channel import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    WEBHOOK_KEY,
+    TwilioStandIn,
+    admin_cli,
+    chats,
+    parse,
+    running_twilio,
+    signed_post,
+)
+from tests.support.servers import serve_in_thread
+from tests.support.stack import Stack
+from tests.support.upstream import MockUpstream
+
+pytestmark = pytest.mark.integration
+
+CALLER = "+15550011"
+TRANSCRIPT = "What is the capital of France?"
+
+
+def silent_wav() -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\x00\x00" * 800)
+    return buffer.getvalue()
+
+
+@dataclass
+class SpeechStandIn:
+    """A speech helper: turns any audio into the same transcript, noting what it was given."""
+
+    heard: list[tuple[str, int]] = field(default_factory=list)  # (media type, bytes)
+    url: str = ""
+
+    def manifest(self) -> dict[str, object]:
+        capability = {
+            "name": "transcribe",
+            "description": "What is said in a recording.",
+            "kind": "to-text",
+            "media_types": ["audio/*"],
+        }
+        return {
+            "name": "speech-stand-in",
+            "version": "1",
+            "description": "transcribes audio",
+            "base_url": self.url,
+            "capabilities": [capability],
+        }
+
+    def app(self) -> Starlette:
+        async def transcribe(request: Request) -> Response:
+            body = await request.body()
+            self.heard.append((request.headers["content-type"], len(body)))
+            return JSONResponse({"text": TRANSCRIPT, "format": "plain", "duration_s": 0.1})
+
+        async def health(_request: Request) -> Response:
+            return JSONResponse({"status": "ok"})
+
+        return Starlette(
+            routes=[
+                Route("/capabilities/transcribe", transcribe, methods=["POST"]),
+                Route("/health", health),
+            ]
+        )
+
+
+@pytest.fixture
+def speech(stack: Stack) -> Iterator[SpeechStandIn]:
+    stand_in = SpeechStandIn()
+    with serve_in_thread(stand_in.app(), free_port()) as url:
+        stand_in.url = url
+        key = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+        httpx.post(f"{stack.core_url}/v1/helpers", json=stand_in.manifest(), headers=key)
+        yield stand_in
+
+
+@pytest.fixture
+def twilio() -> Iterator[TwilioStandIn]:
+    with running_twilio() as stand_in:
+        yield stand_in
+
+
+@dataclass
+class Call:
+    url: str
+    sid: str
+    caller: str = CALLER
+
+    def post(self, path: str, **fields: str) -> ET.Element:
+        params = {"CallSid": self.sid, "From": self.caller, "To": "+15550100", **fields}
+        params["AccountSid"] = ACCOUNT_SID
+        return parse(signed_post(f"{self.url}{path}", params))
+
+
+@contextmanager
+def serving(stack: Stack, twilio: TwilioStandIn, **overrides: object) -> Iterator[str]:
+    manager = build_plugin_manager(entry_points=False)
+    manager.register(voice_channel)
+    port = free_port()
+    own: dict[str, object] = {
+        "port": port,
+        "policy": "open",
+        "account_sid": ACCOUNT_SID,
+        "auth_token": AUTH_TOKEN,
+        "api_base_url": twilio.url,
+        "webhook_secret": WEBHOOK_KEY,
+        **overrides,
+    }
+    settings = stack.settings.model_copy(update={"channels": {"voice": own}})
+    with serve_in_thread(create_app(settings, channel_classes(manager)["voice"]), port) as url:
+        yield url
+
+
+@pytest.fixture
+def voice(stack: Stack, twilio: TwilioStandIn) -> Iterator[str]:
+    with serving(stack, twilio) as url:
+        yield url
+
+
+def spoken(root: ET.Element) -> str:
+    return " ".join(say.text or "" for say in root.iter("Say"))
+
+
+def test_a_call_gathers_speech_and_speaks_answers(
+    stack: Stack, upstream: MockUpstream, voice: str
+) -> None:
+    call = Call(voice, "CA0001")
+    greeting = call.post("/voice/twilio")
+    gather = greeting.find("Gather")
+    assert gather is not None and gather.get("input") == "speech"
+    assert gather.get("action") == "/voice/twilio/speech"
+    assert "What would you like to ask" in spoken(gather)
+    answer = call.post("/voice/twilio/speech", SpeechResult="Where is Paris?", Confidence="0.9")
+    assert [element.tag for element in answer] == ["Say", "Gather", "Say", "Hangup"]
+    assert answer[0].text == upstream.reply
+    assert upstream.requests[-1]["messages"][-1]["content"] == "Where is Paris?"
+    # the same call continues the same chat; another call is another chat
+    call.post("/voice/twilio/speech", SpeechResult="And Rome?")
+    contents = [m["content"] for m in upstream.requests[-1]["messages"]]
+    assert contents[-3:] == ["Where is Paris?", upstream.reply, "And Rome?"]
+    Call(voice, "CA0002").post("/voice/twilio/speech", SpeechResult="Hello?")
+    assert sorted(c["thread"] for c in chats(stack)) == ["CA0001", "CA0002"]
+    assert {c["channel"] for c in chats(stack)} == {"voice"}
+
+
+def test_silence_is_asked_again(upstream: MockUpstream, voice: str) -> None:
+    root = Call(voice, "CA0003").post("/voice/twilio/speech", SpeechResult="")
+    assert "did not catch" in spoken(root) and upstream.requests == []
+
+
+def test_answers_are_spoken_in_pieces_without_markup(upstream: MockUpstream, voice: str) -> None:
+    upstream.reply = "**Paris** is the capital. " + "It is lovely. " * 80
+    root = Call(voice, "CA0004").post("/voice/twilio/speech", SpeechResult="Tell me.")
+    says = [say.text or "" for say in root.findall("Say")][:-1]  # the last one says goodbye
+    assert len(says) > 1 and all(len(s) <= 500 for s in says)
+    assert says[0].startswith("Paris is the capital.") and "*" not in "".join(says)
+
+
+def test_a_caller_waiting_for_pairing_hears_the_code(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    with serving(stack, twilio, policy="pairing") as url:
+        root = Call(url, "CA0005").post("/voice/twilio")
+        assert [element.tag for element in root] == ["Say", "Hangup"]
+        code = re.search(r"code is ((?:[A-Z0-9], ){7}[A-Z0-9])\.", spoken(root))
+        assert code, spoken(root)
+        uploaded = httpx.post(
+            f"{url}/voice/upload",
+            files={"file": ("memo.wav", silent_wav(), "audio/wav")},
+            data={"from": CALLER},
+            headers={"X-Webhook-Secret": WEBHOOK_KEY},
+        ).json()
+        assert uploaded["status"] == "pairing"
+        assert code.group(1).replace(", ", "") in uploaded["text"]  # the same code
+        admin_cli(stack, "pairing", "approve", "voice", code.group(1).replace(", ", ""))
+        assert Call(url, "CA0006").post("/voice/twilio").find("Gather") is not None
+    assert upstream.requests == []
+
+
+def test_waiting_for_no_answer_asks_again(upstream: MockUpstream, voice: str) -> None:
+    root = Call(voice, "CA0010").post("/voice/twilio/wait")
+    assert "lost track" in spoken(root) and root.find("Gather") is not None
+
+
+def test_a_wrong_signature_is_refused(stack: Stack, upstream: MockUpstream, voice: str) -> None:
+    params = {"CallSid": "CA0007", "From": CALLER, "SpeechResult": "hello"}
+    response = httpx.post(
+        f"{voice}/voice/twilio/speech", data=params, headers={"X-Twilio-Signature": "forged"}
+    )
+    assert response.status_code == 403
+    assert upstream.requests == [] and chats(stack) == []
+
+
+def test_a_slow_answer_pauses_then_is_spoken(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 2.0
+    with serving(stack, twilio, time_limit_s=0.5) as url:
+        call = Call(url, "CA0008")
+        root = call.post("/voice/twilio/speech", SpeechResult="Think hard.")
+        assert [element.tag for element in root] == ["Pause", "Redirect"]
+        assert root[1].text == "/voice/twilio/wait"
+        for _ in range(20):  # Twilio follows the redirect until the answer is there
+            root = call.post("/voice/twilio/wait")
+            if root.find("Say") is not None:
+                break
+        assert root[0].text == upstream.reply
+    assert len(upstream.requests) == 1
+
+
+def test_a_recorded_call_is_transcribed_and_answered(
+    stack: Stack,
+    upstream: MockUpstream,
+    twilio: TwilioStandIn,
+    speech: SpeechStandIn,
+) -> None:
+    twilio.media["RE0001"] = (silent_wav(), "audio/x-wav")
+    with serving(stack, twilio, listen="record") as url:
+        call = Call(url, "CA0009")
+        greeting = call.post("/voice/twilio")
+        record = greeting.find("Record")
+        assert record is not None and record.get("action") == "/voice/twilio/recording"
+        answer = call.post(
+            "/voice/twilio/recording",
+            RecordingUrl=f"{twilio.url}/media/RE0001",
+            RecordingDuration="1",
+        )
+        assert answer[0].text == upstream.reply
+        assert answer.find("Record") is not None  # and it listens again
+    assert speech.heard == [("audio/x-wav", len(silent_wav()))]
+    assert TRANSCRIPT in upstream.requests[-1]["messages"][-1]["content"]
+    (chat,) = chats(stack)
+    assert chat["thread"] == "CA0009"
+
+
+def test_an_uploaded_recording_is_answered(
+    stack: Stack, upstream: MockUpstream, voice: str, speech: SpeechStandIn
+) -> None:
+    files = {"file": ("memo.wav", silent_wav(), "audio/wav")}
+    url = f"{voice}/voice/upload"
+    refused = httpx.post(url, files=files, data={"from": CALLER})
+    assert refused.status_code == 401
+    wrong = httpx.post(url, files=files, data={"from": CALLER}, headers={"X-Webhook-Secret": "x"})
+    assert wrong.status_code == 401 and speech.heard == []
+    response = httpx.post(
+        url,
+        files=files,
+        data={"from": CALLER},
+        headers={"X-Webhook-Secret": WEBHOOK_KEY},
+        timeout=30,
+    )
+    assert response.json() == {"status": "known", "text": upstream.reply}, response.text
+    assert TRANSCRIPT in upstream.requests[-1]["messages"][-1]["content"]
+    assert speech.heard == [("audio/wav", len(silent_wav()))]
