@@ -7,7 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from patchbay.cli.main import app
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
 from tests.support.hand_helper import HandHelper, running_helper
@@ -112,3 +114,32 @@ def test_heartbeat_deregistration_and_admin_controls(stack: Stack, helper: HandH
     assert httpx.post(call, json={"a": 1, "b": 2}, headers=auth(stack)).status_code == 502
     assert httpx.delete(patch, headers=key(stack)).status_code == 204
     assert httpx.get(patch, headers=auth(stack)).status_code == 404
+
+
+def test_the_helpers_command(stack: Stack, helper: HandHelper) -> None:
+    register(stack, helper.manifest()).raise_for_status()
+    env = {
+        "PATCHBAY_CORE__URL": stack.core_url,
+        "PATCHBAY_API_KEY": stack.admin_key,
+        "COLUMNS": "200",
+    }
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(app, ["helpers", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    listed = cli("list")
+    assert "calc" in listed and "add (tool)" in listed and "up" in listed
+    cli("disable", "calc")
+    assert (
+        httpx.get(f"{stack.core_url}/v1/helpers/calc", headers=auth(stack)).json()["enabled"]
+        is False
+    )
+    cli("enable", "calc")
+    cli("allow", "calc", "--role", "admin")
+    assert httpx.get(f"{stack.core_url}/v1/helpers/calc", headers=auth(stack)).json()[
+        "allowed_roles"
+    ] == ["admin"]
+    cli("remove", "calc")
+    assert httpx.get(f"{stack.core_url}/v1/helpers", headers=auth(stack)).json() == []

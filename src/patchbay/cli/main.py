@@ -11,6 +11,7 @@ from patchbay.cli import (
     chat,
     chats,
     control,
+    helper_registry,
     helpers,
     senders,
     serve,
@@ -48,6 +49,7 @@ app.add_typer(chats.chats_app, name="chats")
 app.add_typer(assistants.assistants_app, name="assistants")
 app.add_typer(senders.pairing_app, name="pairing")
 app.add_typer(helpers.helper_app, name="helper")
+app.add_typer(helper_registry.helpers_app, name="helpers")
 app.add_typer(senders.identities_app, name="identities")
 app.command("chat")(chat.chat)
 app.command("worker")(worker.worker)
