@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from patchbay.channels.base import Channel, channel_settings
 from patchbay.channels.heartbeat import beat_forever
@@ -29,8 +30,9 @@ def create_app(settings: Settings, channel_class: type[Channel[Any]]) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = f"http://{own.host}:{own.port}" if own.port else channel_class.name
+        app.state.run = asyncio.create_task(channel.run())
         tasks = [
-            asyncio.create_task(channel.run()),
+            app.state.run,
             asyncio.create_task(
                 beat_forever(
                     core,
@@ -55,8 +57,13 @@ def create_app(settings: Settings, channel_class: type[Channel[Any]]) -> FastAPI
     app = FastAPI(title=f"patchbay {channel_class.name} channel", lifespan=lifespan)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        """Down when the channel's own servers or pollers (`run()`) have stopped."""
+        run: asyncio.Task[None] | None = getattr(app.state, "run", None)
+        if run is not None and run.done() and not run.cancelled() and run.exception():
+            reason = f"{channel_class.name} stopped: {run.exception()}"
+            return JSONResponse({"status": "down", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     app.state.channel = channel
     router = channel.router()

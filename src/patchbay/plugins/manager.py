@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 # Built-in channel modules: they register through the same hook as third-party packages.
 BUILTIN: tuple[str, ...] = (
+    "patchbay.channels.email",
     "patchbay.channels.sms.channel",
     "patchbay.channels.voice.channel",
 )

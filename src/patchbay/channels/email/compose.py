@@ -1,0 +1,49 @@
+"""The mails the channel sends: an answer as a proper reply (Re: subject, In-Reply-To,
+References) so mail clients thread it, and the pairing note for a sender not let in yet."""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+
+from patchbay.channels.email.parse import InboundMail
+
+RE_PREFIX = re.compile(r"^\s*((re|aw|sv|antw)(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+MAX_REFERENCES = 20  # RFC 5322 lets a long thread's References be trimmed in the middle
+
+
+def reply_subject(subject: str) -> str:
+    """`Re: <subject>`, never `Re: Re: <subject>`."""
+    rest = RE_PREFIX.sub("", subject).strip()
+    return f"Re: {rest or '(no subject)'}"
+
+
+def references_of(mail: InboundMail) -> list[str]:
+    """The thread so far, this mail last; the first (the root) is always kept."""
+    chain = [*mail.references, *([mail.message_id] if mail.message_id else [])]
+    if len(chain) > MAX_REFERENCES:
+        chain = [chain[0], *chain[-(MAX_REFERENCES - 1) :]]
+    return chain
+
+
+def reply(mail: InboundMail, *, sender: str, text: str) -> EmailMessage:
+    """A reply to `mail` from `sender` (the channel's address) saying `text`."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = formataddr((mail.display_name or "", mail.sender))
+    message["Subject"] = reply_subject(mail.subject)
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain=domain_of(sender))
+    if mail.message_id:
+        message["In-Reply-To"] = mail.message_id
+    references = references_of(mail)
+    if references:
+        message["References"] = " ".join(references)
+    message["Auto-Submitted"] = "auto-replied"  # RFC 3834: other robots must not answer it
+    message.set_content(text)
+    return message
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2] or "localhost"
