@@ -40,6 +40,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "core": {"port": free_port()},
         "openai": {"port": free_port()},
         "ws": {"port": free_port()},
+        "web": {"port": free_port()},
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -129,7 +129,8 @@ def twilio() -> Iterator[TwilioStandIn]:
 @contextmanager
 def serving(stack: Stack, twilio: TwilioStandIn, **overrides: object) -> Iterator[SmsChannel]:
     manager = build_plugin_manager(entry_points=False)
-    manager.register(sms_channel)
+    if not manager.is_registered(sms_channel):
+        manager.register(sms_channel)
     port = free_port()
     own: dict[str, object] = {
         "port": port,

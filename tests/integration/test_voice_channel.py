@@ -129,7 +129,8 @@ class Call:
 @contextmanager
 def serving(stack: Stack, twilio: TwilioStandIn, **overrides: object) -> Iterator[str]:
     manager = build_plugin_manager(entry_points=False)
-    manager.register(voice_channel)
+    if not manager.is_registered(voice_channel):
+        manager.register(voice_channel)
     port = free_port()
     own: dict[str, object] = {
         "port": port,

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 BUILTIN: tuple[str, ...] = (
     "patchbay.channels.email",
     "patchbay.channels.sms.channel",
+    "patchbay.channels.telegram.channel",
     "patchbay.channels.voice.channel",
+    "patchbay.channels.xmpp.channel",
 )
 
 

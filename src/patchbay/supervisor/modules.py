@@ -58,16 +58,16 @@ def builtin_helpers(settings: Settings) -> list[ModuleSpec]:
 
 def plugin_channels(settings: Settings) -> list[ModuleSpec]:
     """Channels registered through the plugin hook that the settings enable."""
-    enabled = [name for name, raw in settings.channels.items() if raw.get("enabled")]
-    if not enabled:
+    if not settings.channels:
         return []
     from patchbay.channels.base import channel_settings
     from patchbay.plugins.manager import build_plugin_manager, channel_classes
 
     found = channel_classes(build_plugin_manager())
     specs = []
-    for name in enabled:
+    for name, raw in settings.channels.items():
         if name in found:
-            own = channel_settings(found[name], dict(settings.channels[name]))
-            specs.append(ModuleSpec(name, ("channel", name), own.host, own.port, 20))
+            own = channel_settings(found[name], dict(raw))
+            if own.enabled:
+                specs.append(ModuleSpec(name, ("channel", name), own.host, own.port, 20))
     return specs

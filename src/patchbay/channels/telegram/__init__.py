@@ -1,0 +1,1 @@
+"""The Telegram bot channel (`patchbay channel telegram`); the plugin module is `channel`."""

@@ -1,0 +1,182 @@
+"""The Telegram channel: a bot in webhook mode (`POST /telegram/webhook`). Each message is a turn in
+the sender's chat for that Telegram chat; the answer goes back with `sendMessage`, in pieces of at
+most 4,096 characters, paced to Telegram's limits.
+
+The webhook answers at once and the turn runs after it, so a slow answer does not make Telegram
+deliver the update again; an update delivered twice anyway (same `update_id`) is answered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from pydantic import Field, SecretStr, ValidationError, field_validator
+
+from patchbay.channels.base import Channel, ChannelSettings, chunks
+from patchbay.channels.telegram.botapi import BotApi, BotApiError, Pace
+from patchbay.channels.telegram.conversations import Conversations, Inbound
+from patchbay.channels.telegram.files import fetch_files
+from patchbay.channels.telegram.limits import RecentIds
+from patchbay.channels.telegram.schemas import Message, Update, User
+from patchbay.client import CoreClient
+from patchbay.plugins import hookimpl
+from patchbay.plugins.hookspecs import RegisterChannel
+from patchbay.schemas.turns import AttachmentIn
+
+logger = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
+WEBHOOK_PATH = "/telegram/webhook"
+MAX_UPDATE_BYTES = 1_000_000  # updates are small JSON; a file comes as a reference to fetch
+SETUP_RETRY_S = (1.0, 5.0, 30.0, 60.0)  # waits between setWebhook attempts, the last repeated
+SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+class TelegramSettings(ChannelSettings):
+    port: int | None = 8095
+    bot_token: SecretStr  # from @BotFather
+    # Telegram sends it with every update; 1-256 characters of A-Z, a-z, 0-9, _ and -
+    webhook_secret: SecretStr
+    public_url: str | None = None  # where Telegram reaches this channel: setWebhook on start
+    api_base: str = "https://api.telegram.org"  # a stand-in speaks the same format in tests
+    max_message_chars: int = Field(default=4096, ge=1, le=4096)
+    chat_interval_s: float = Field(default=1.0, ge=0)  # between messages to one chat
+    group_interval_s: float = Field(default=3.0, ge=0)  # in groups (20 a minute)
+    per_minute: int = Field(default=20, ge=1)  # messages one sender may send in a minute
+    max_file_bytes: int = Field(default=20_000_000, ge=1)  # the Bot API's getFile limit
+    shutdown_grace_s: float = Field(default=5.0, ge=0)  # for answers on their way at shutdown
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_accepts(cls, value: SecretStr) -> SecretStr:
+        if not SECRET_FORMAT.fullmatch(value.get_secret_value()):
+            raise ValueError("use 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+
+class TelegramChannel(Channel[TelegramSettings]):
+    name = "telegram"
+    settings_model = TelegramSettings
+
+    def __init__(self, settings: TelegramSettings, core: CoreClient) -> None:
+        super().__init__(settings, core)
+        pace = Pace(chat_s=settings.chat_interval_s, group_s=settings.group_interval_s)
+        self.api = BotApi(
+            lambda: self.http, base_url=settings.api_base, token=settings.bot_token, pace=pace
+        )
+        self.conversations = Conversations(self, per_minute=settings.per_minute)
+        self._updates = RecentIds()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def router(self) -> APIRouter:
+        router = APIRouter(tags=["telegram"])
+
+        @router.post(WEBHOOK_PATH)
+        async def webhook(
+            request: Request,
+            secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None,
+        ) -> dict[str, bool]:
+            self._check_secret(secret)
+            body = await request.body()
+            if len(body) > MAX_UPDATE_BYTES:
+                raise HTTPException(413, "a Telegram update is under 1 MB")
+            try:
+                update = Update.model_validate_json(body)
+            except ValidationError as exc:
+                raise HTTPException(400, "not a Telegram Update") from exc
+            self.accept(update)
+            return {"ok": True}
+
+        return router
+
+    def _check_secret(self, given: str | None) -> None:
+        expected = self.settings.webhook_secret.get_secret_value().encode()
+        if given is None or not hmac.compare_digest(given.encode(), expected):
+            logger.warning("telegram: an update with a wrong secret token was refused")
+            raise HTTPException(401, f"wrong or missing {SECRET_HEADER}")
+
+    def accept(self, update: Update) -> None:
+        """Answer `update` in the background, unless it was seen before or is not for us."""
+        if not self._updates.add(str(update.update_id)):
+            logger.info("telegram: update %d delivered again; not answered", update.update_id)
+            return
+        message = update.message
+        if message is None or message.sender is None or message.sender.is_bot:
+            return
+        task = asyncio.create_task(self._handle(message, message.sender))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("telegram: a message was not answered", exc_info=task.exception())
+
+    async def _handle(self, message: Message, sender: User) -> None:
+        text = message.text or message.caption or ""
+        if text.strip().startswith("/start"):
+            text = ""  # the bot's first message: no question yet
+
+        async def files() -> list[AttachmentIn]:
+            return await fetch_files(self.api, message, max_bytes=self.settings.max_file_bytes)
+
+        inbound = Inbound(
+            address=str(sender.id),
+            thread=str(message.chat.id),
+            text=text,
+            display_name=sender.display_name,
+            metadata={"telegram_message_id": message.message_id},
+            files=files,
+        )
+
+        async def reply(answer: str) -> None:
+            await self.deliver(message.chat.id, answer, reply_to=message.message_id)
+
+        await self.conversations.handle(inbound, reply)
+
+    async def deliver(self, chat_id: int, text: str, *, reply_to: int | None = None) -> None:
+        """Send `text` to the chat in pieces Telegram accepts; the first replies to `reply_to`."""
+        for number, piece in enumerate(chunks(text, self.settings.max_message_chars)):
+            try:
+                await self.api.send_message(
+                    chat_id, piece, reply_to=reply_to if not number else None
+                )
+            except BotApiError as exc:
+                logger.error("telegram: an answer to chat %d was not sent (%s)", chat_id, exc)
+                return
+
+    async def run(self) -> None:
+        """Point Telegram's webhook here when a public URL is set, retrying until it is done."""
+        if not self.settings.public_url:
+            return
+        url = self.settings.public_url.rstrip("/") + WEBHOOK_PATH
+        for attempt in itertools.count():
+            try:
+                await self.api.set_webhook(url, secret=self.settings.webhook_secret)
+            except BotApiError as exc:
+                delay = SETUP_RETRY_S[min(attempt, len(SETUP_RETRY_S) - 1)]
+                logger.error("telegram: setWebhook failed (%s); again in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+            else:
+                logger.info("telegram: webhook set to %s", url)
+                return
+
+    async def close(self) -> None:
+        """Give answers on their way a moment to go out, then stop."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().close()
+
+
+@hookimpl
+def register_channels(register: RegisterChannel) -> None:
+    register(TelegramChannel)

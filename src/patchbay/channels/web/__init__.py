@@ -1,0 +1,1 @@
+"""The web chat channel: a single page served by the channel itself, its API proxied to the core."""

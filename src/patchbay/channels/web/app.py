@@ -1,0 +1,91 @@
+"""The web chat channel's app: `create_app(settings)` serves the page, `/auth/session`, `/api/…`
+(proxied to the core) and `/healthz`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from patchbay import __version__
+from patchbay.asgi import BodyLimit
+from patchbay.channels.heartbeat import beat_forever
+from patchbay.channels.web.headers import SecurityHeaders
+from patchbay.channels.web.proxy import CoreProxy
+from patchbay.channels.web.session import key_of, require_page, session
+from patchbay.client import CoreClient
+from patchbay.config import Settings
+from patchbay.errors import PatchbayError
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def _error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PatchbayError)  # noqa: S101 - registered for PatchbayError only
+    headers = {"Retry-After": "2"} if exc.retryable else None
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+
+
+def create_app(settings: Settings, *, core: CoreClient | None = None) -> Starlette:
+    web = settings.web
+    client = core or CoreClient(settings.core.base_url, read_timeout_s=30.0)
+    proxy = CoreProxy(settings.core.base_url, read_timeout_s=web.request_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        beating = asyncio.create_task(
+            beat_forever(
+                client,
+                module="web",
+                url=f"http://{web.host}:{web.port}",
+                secret=settings.installation_secret(),
+                interval_s=settings.status.heartbeat_interval_s,
+            )
+        )
+        try:
+            yield
+        finally:
+            beating.cancel()
+            await client.close()
+            await proxy.close()
+
+    async def page(_request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def favicon(_request: Request) -> Response:
+        return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml")
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def auth(request: Request) -> Response:
+        return await session(request, client)
+
+    async def api(request: Request) -> Response:
+        require_page(request)
+        return await proxy.forward(request, path=request.path_params["path"], key=key_of(request))
+
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/favicon.ico", favicon),
+            Route("/healthz", healthz),
+            Route("/auth/session", auth, methods=["GET", "POST", "DELETE"]),
+            Route("/api/{path:path}", api, methods=["GET", "POST", "PATCH", "DELETE"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BodyLimit, max_bytes=web.max_body_bytes),
+        ],
+        exception_handlers={PatchbayError: _error},
+        lifespan=lifespan,
+    )

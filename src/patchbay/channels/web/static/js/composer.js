@@ -1,0 +1,154 @@
+// Writing a message: the text box, attached files (picked, dropped or recorded) and Send/Stop.
+
+import { byId, el, formatSize, icon } from "./dom.js";
+
+const MAX_FILES = 20;
+
+export class Composer {
+  constructor({ onSend, onStop, onError }) {
+    this.files = [];
+    this.previews = new Map();
+    this.recorder = null;
+    this.onError = onError;
+    this.form = byId("composer");
+    this.prompt = byId("prompt");
+    this.input = byId("file-input");
+    this.list = byId("attachments");
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      onSend();
+    });
+    byId("stop").addEventListener("click", () => onStop());
+    byId("attach").addEventListener("click", () => this.input.click());
+    byId("record").addEventListener("click", () => this.toggleRecording());
+    this.input.addEventListener("change", () => {
+      this.add([...this.input.files]);
+      this.input.value = "";
+    });
+    this.prompt.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.form.requestSubmit();
+      }
+    });
+    this.prompt.addEventListener("input", () => this.fit());
+    this.form.addEventListener("dragover", (event) => event.preventDefault());
+    this.form.addEventListener("drop", (event) => {
+      event.preventDefault();
+      this.add([...(event.dataTransfer ? event.dataTransfer.files : [])]);
+    });
+    this.list.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-remove]");
+      if (button) this.remove(Number(button.dataset.remove));
+    });
+  }
+
+  get text() {
+    return this.prompt.value.trim();
+  }
+
+  fit() {
+    this.prompt.style.height = "auto";
+    this.prompt.style.height = `${this.prompt.scrollHeight}px`;
+  }
+
+  add(files) {
+    const room = MAX_FILES - this.files.length;
+    if (files.length > room) this.onError(new Error(`At most ${MAX_FILES} files go with one message.`));
+    this.files.push(...files.slice(0, Math.max(room, 0)));
+    this.render();
+  }
+
+  remove(index) {
+    this.files.splice(index, 1);
+    this.render();
+  }
+
+  render() {
+    for (const url of this.previews.values()) URL.revokeObjectURL(url);
+    this.previews.clear();
+    this.list.replaceChildren(
+      ...this.files.map((file, index) => {
+        let preview = icon("file");
+        if (file.type.startsWith("image/")) {
+          const url = URL.createObjectURL(file);
+          this.previews.set(index, url);
+          preview = el("img", { attrs: { src: url, alt: "" } });
+        }
+        return el("li", { cls: "file-chip", attrs: { title: file.type || "file" } }, [
+          preview,
+          el("span", { text: file.name }),
+          el("span", { cls: "muted", text: formatSize(file.size) }),
+          el("button", {
+            attrs: { type: "button", "aria-label": `Remove ${file.name}`, "data-remove": String(index) },
+          }, [icon("x")]),
+        ]);
+      }),
+    );
+  }
+
+  clear() {
+    this.prompt.value = "";
+    this.files = [];
+    this.render();
+    this.fit();
+  }
+
+  setBusy(busy) {
+    byId("send").hidden = busy;
+    byId("stop").hidden = !busy;
+  }
+
+  async toggleRecording() {
+    if (this.recorder) {
+      this.recorder.stop();
+      return;
+    }
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.MediaRecorder) {
+      this.onError(new Error("This browser cannot record audio on this page."));
+      return;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (error) {
+      this.onError(new Error(`The microphone is not available (${error.message || error.name}).`));
+      return;
+    }
+    this.record(stream);
+  }
+
+  record(stream) {
+    const webm = "audio/webm;codecs=opus";
+    const recorder = new MediaRecorder(stream, MediaRecorder.isTypeSupported(webm) ? { mimeType: webm } : {});
+    const chunks = [];
+    const button = byId("record");
+    const clock = byId("record-time");
+    const started = Date.now();
+    const tick = () => {
+      const seconds = Math.floor((Date.now() - started) / 1000);
+      clock.textContent = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+    };
+    const timer = setInterval(tick, 500);
+    recorder.addEventListener("dataavailable", (event) => {
+      if (event.data.size) chunks.push(event.data);
+    });
+    recorder.addEventListener("stop", () => {
+      clearInterval(timer);
+      for (const track of stream.getTracks()) track.stop();
+      this.recorder = null;
+      button.setAttribute("aria-pressed", "false");
+      button.setAttribute("aria-label", "Record audio");
+      clock.hidden = true;
+      const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+      const blob = new Blob(chunks, { type: "audio/webm" });
+      this.add([new File([blob], `recording-${stamp}.webm`, { type: "audio/webm" })]);
+    });
+    this.recorder = recorder;
+    recorder.start(250);
+    tick();
+    clock.hidden = false;
+    button.setAttribute("aria-pressed", "true");
+    button.setAttribute("aria-label", "Stop recording");
+  }
+}

@@ -1,0 +1,114 @@
+// The answer being generated: followed as it streams, kept in sessionStorage so a reload resumes it
+// (`GET /api/jobs/{id}/events` with `Last-Event-ID`), and stopped on request.
+
+import { ApiError, id, request } from "./api.js";
+import { readEvents } from "./sse.js";
+
+const STORAGE_KEY = "patchbay.job";
+const TERMINAL = new Set(["done", "failed", "cancelled"]);
+const SAVE_EVERY_MS = 150;
+const MAX_RESUMES = 5;
+const RETRY_STATUSES = new Set([0, 502, 503, 504]);
+
+export const STREAM = { Accept: "text/event-stream" };
+
+export function savedJob() {
+  try {
+    const job = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
+    return job && job.jobId && job.chatId ? job : null;
+  } catch {
+    return null;
+  }
+}
+
+export function forgetJob() {
+  sessionStorage.removeItem(STORAGE_KEY);
+}
+
+function save(job) {
+  sessionStorage.setItem(STORAGE_KEY, JSON.stringify(job));
+}
+
+// A new job from the headers of `POST /api/turns` or `…/regenerate`.
+export function jobFrom(response) {
+  const header = (name) => response.headers.get(name);
+  return {
+    jobId: header("X-Patchbay-Job-Id"),
+    chatId: header("X-Patchbay-Chat-Id"),
+    messageId: header("X-Patchbay-Message-Id"),
+    lastEventId: 0,
+    text: "",
+    state: "queued",
+    error: null,
+  };
+}
+
+function apply(job, event) {
+  if (Number.isFinite(event.id)) job.lastEventId = event.id;
+  const data = event.data || {};
+  if (event.type === "running") {
+    job.state = "running";
+    job.text += data.delta || "";
+  } else if (event.type === "restarted") {
+    job.text = ""; // another worker starts the answer again from its beginning
+  } else if (event.type === "queued") {
+    job.state = "queued";
+  } else if (TERMINAL.has(event.type)) {
+    job.state = event.type;
+    if (typeof data.content === "string") job.text = data.content;
+    job.error = data.error ? data.error.message : null;
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function resume(job, signal) {
+  return request(`/api/jobs/${id(job.jobId)}/events`, {
+    headers: { ...STREAM, "Last-Event-ID": String(job.lastEventId) },
+    signal,
+  });
+}
+
+// Follow `job` to its end: `response` first when there is one, then, whenever a stream breaks
+// off, again from the last event seen. `onUpdate(job)` runs after each event.
+export async function follow(job, response, onUpdate, signal) {
+  save(job);
+  let saved = Date.now();
+  let failures = 0;
+  for (;;) {
+    try {
+      const stream = response || (await resume(job, signal));
+      response = null;
+      for await (const event of readEvents(stream)) {
+        apply(job, event);
+        failures = 0;
+        if (TERMINAL.has(event.type)) {
+          forgetJob();
+          onUpdate(job);
+          return job;
+        }
+        if (Date.now() - saved > SAVE_EVERY_MS) {
+          save(job);
+          saved = Date.now();
+        }
+        onUpdate(job);
+      }
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      if (error instanceof ApiError && !RETRY_STATUSES.has(error.status)) throw error;
+      // the stream broke off, or the core is briefly away: resume below
+    }
+    response = null;
+    if (signal && signal.aborted) throw new DOMException("no longer followed", "AbortError");
+    save(job);
+    failures += 1;
+    if (failures > MAX_RESUMES) {
+      throw new ApiError(0, "stream_lost", "The answer's stream broke off; reload the page to pick it up.");
+    }
+    await sleep(250 * failures);
+  }
+}
+
+export function stopJob(job) {
+  return request(`/api/jobs/${id(job.jobId)}`, { method: "DELETE" });
+}

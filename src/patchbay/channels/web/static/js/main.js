@@ -1,0 +1,386 @@
+// The web chat page: signing in, the chat list, the conversation and the answer being written.
+
+import * as api from "./api.js";
+import { chatTitle, renderChats } from "./chats.js";
+import { Composer } from "./composer.js";
+import { byId } from "./dom.js";
+import { explain, isSignedOut } from "./errors.js";
+import { STREAM, follow, forgetJob, jobFrom, savedJob, stopJob } from "./generation.js";
+import { chosenModel, loadModels, rememberModel } from "./models.js";
+import { clearNotice, notify } from "./notice.js";
+import { renderThread, showAnswer, showPending } from "./thread.js";
+
+const state = { user: null, chats: [], chatId: null, messages: [], job: null, sending: false };
+let following = new AbortController(); // aborted on sign-out: stops reading the answer's stream
+const messagesBox = byId("messages");
+let composer;
+let frame = 0;
+
+// ---- notices and errors
+
+function fail(error) {
+  if (error && error.name === "AbortError") return;
+  if (isSignedOut(error)) {
+    leave("Your key is no longer accepted; sign in again.");
+    return;
+  }
+  notify(explain(error));
+}
+
+// A click or submit handler that reports its failures instead of leaving them unhandled.
+const guarded = (handler) => (...args) => Promise.resolve(handler(...args)).catch(fail);
+
+// ---- signing in and out
+
+function showSignIn(message) {
+  byId("app").hidden = true;
+  byId("signin").hidden = false;
+  const error = byId("signin-error");
+  error.textContent = message || "";
+  error.hidden = !message;
+  byId("key").focus();
+}
+
+async function submitKey(event) {
+  event.preventDefault();
+  const input = byId("key");
+  const key = input.value.trim();
+  if (!key) {
+    showSignIn("Enter your API key.");
+    return;
+  }
+  const button = event.submitter || byId("signin-form").querySelector("button");
+  button.disabled = true;
+  try {
+    const { user } = await api.signIn(key);
+    input.value = "";
+    await enter(user);
+  } catch (error) {
+    showSignIn(error.status === 401 ? "That key was not accepted. Check it and try again." : explain(error));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function leave(message) {
+  following.abort();
+  following = new AbortController();
+  forgetJob();
+  Object.assign(state, { user: null, chats: [], chatId: null, messages: [], job: null, sending: false });
+  messagesBox.replaceChildren();
+  clearNotice();
+  history.replaceState(null, "", location.pathname);
+  showSignIn(message);
+}
+
+async function signOut() {
+  try {
+    await api.signOut();
+  } finally {
+    leave("");
+  }
+}
+
+async function enter(user) {
+  state.user = user;
+  byId("signin").hidden = true;
+  byId("app").hidden = false;
+  byId("who").textContent = user.name;
+  await Promise.all([loadModels(), loadChats()]);
+  const job = savedJob();
+  const chatId = (job && job.chatId) || chatInAddress();
+  if (chatId) await openChat(chatId);
+  else newChat();
+  // An answer that was being written when the page was left: follow it on (a job the core no
+  // longer knows is simply dropped).
+  if (job && job.chatId === state.chatId) run(job, null).catch((error) => error.status !== 404 && fail(error));
+  else if (job) forgetJob();
+  composer.prompt.focus();
+}
+
+// ---- chats
+
+function chatInAddress() {
+  const match = /^#chat=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  return match ? match[1] : null;
+}
+
+function drawChats() {
+  const shown = renderChats(byId("chat-list"), state.chats, {
+    currentId: state.chatId,
+    filter: byId("search").value,
+  });
+  const empty = byId("no-chats");
+  empty.hidden = shown > 0;
+  empty.textContent = state.chats.length ? "No chat matches." : "No chats yet.";
+}
+
+async function loadChats() {
+  state.chats = await api.getJson("/api/chats?limit=200");
+  drawChats();
+}
+
+function setTitle() {
+  const chat = state.chats.find((item) => item.id === state.chatId);
+  const title = state.chatId ? chatTitle(chat) : "New chat";
+  byId("chat-title").textContent = title;
+  document.title = `${title} · patchbay`;
+}
+
+function drawThread() {
+  renderThread(messagesBox, state.messages, { busy: Boolean(state.job) || state.sending });
+  byId("empty").hidden = state.messages.length > 0;
+  if (state.job) showAnswer(messagesBox, state.job);
+}
+
+function scrollDown() {
+  const thread = byId("thread");
+  thread.scrollTop = thread.scrollHeight;
+}
+
+async function loadMessages() {
+  state.messages = await api.getJson(`/api/chats/${api.id(state.chatId)}/messages`);
+  drawThread();
+}
+
+async function openChat(chatId) {
+  if ((state.job || state.sending) && chatId !== state.chatId) {
+    notify("Wait for the answer to finish, or stop it, before switching chats.");
+    return;
+  }
+  state.chatId = chatId;
+  history.replaceState(null, "", `${location.pathname}#chat=${chatId}`);
+  closeSidebar();
+  try {
+    await loadMessages();
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    notify("That chat is no longer there.");
+    newChat();
+    return;
+  }
+  setTitle();
+  drawChats();
+  scrollDown();
+}
+
+function newChat() {
+  if (state.job || state.sending) return;
+  state.chatId = null;
+  state.messages = [];
+  history.replaceState(null, "", location.pathname);
+  closeSidebar();
+  drawThread();
+  setTitle();
+  drawChats();
+  composer.prompt.focus();
+}
+
+async function renameChat(chatId) {
+  const chat = state.chats.find((item) => item.id === chatId);
+  const dialog = byId("rename-dialog");
+  const input = byId("rename-input");
+  input.value = chat && chat.title ? chat.title : "";
+  const choice = await ask(dialog, input);
+  const title = input.value.trim();
+  if (choice !== "ok" || !title) return;
+  await api.getJson(`/api/chats/${api.id(chatId)}`, { method: "PATCH", json: { title } });
+  await loadChats();
+  setTitle();
+}
+
+async function deleteChat(chatId) {
+  if (state.job && state.job.chatId === chatId) {
+    notify("Stop the answer being written before deleting this chat.");
+    return;
+  }
+  const chat = state.chats.find((item) => item.id === chatId);
+  byId("delete-name").textContent = chatTitle(chat);
+  if ((await ask(byId("delete-dialog"))) !== "ok") return;
+  await api.request(`/api/chats/${api.id(chatId)}`, { method: "DELETE" });
+  if (state.chatId === chatId) newChat();
+  await loadChats();
+}
+
+function ask(dialog, focus) {
+  return new Promise((resolve) => {
+    dialog.returnValue = "";
+    dialog.addEventListener("close", () => resolve(dialog.returnValue), { once: true });
+    dialog.showModal();
+    if (focus) focus.select();
+  });
+}
+
+// ---- sending, regenerating, following an answer
+
+async function send() {
+  const text = composer.text;
+  const files = [...composer.files];
+  if (state.job || state.sending || (!text && !files.length)) return;
+  clearNotice();
+  state.sending = true;
+  composer.setBusy(true);
+  byId("empty").hidden = true;
+  const pending = showPending(messagesBox, text, files);
+  scrollDown();
+  const turn = { text, channel: "web", chat_id: state.chatId || undefined, model: chosenModel() };
+  let response;
+  try {
+    if (files.length) {
+      const form = new FormData();
+      form.append("turn", JSON.stringify(turn));
+      for (const file of files) form.append("files", file, file.name);
+      response = await api.request("/api/turns/upload", {
+        method: "POST",
+        body: form,
+        headers: STREAM,
+        signal: following.signal,
+      });
+    } else {
+      const init = { method: "POST", json: turn, headers: STREAM, signal: following.signal };
+      response = await api.request("/api/turns", init);
+    }
+  } catch (error) {
+    for (const node of pending) node.remove();
+    byId("empty").hidden = state.messages.length > 0;
+    throw error;
+  } finally {
+    state.sending = false;
+    if (!response) composer.setBusy(false);
+  }
+  composer.clear();
+  const job = jobFrom(response);
+  state.chatId = job.chatId;
+  history.replaceState(null, "", `${location.pathname}#chat=${job.chatId}`);
+  await run(job, response);
+}
+
+async function regenerate(messageId) {
+  if (state.job || state.sending) return;
+  clearNotice();
+  const model = chosenModel();
+  const body = model && !model.startsWith("assistant:") ? { model } : {};
+  const response = await api.request(`/api/messages/${api.id(messageId)}/regenerate`, {
+    method: "POST",
+    json: body,
+    headers: STREAM,
+    signal: following.signal,
+  });
+  await run(jobFrom(response), response);
+}
+
+async function switchBranch(messageId) {
+  if (state.job) return;
+  await api.getJson(`/api/chats/${api.id(state.chatId)}`, {
+    method: "PATCH",
+    json: { current_message_id: messageId },
+  });
+  await loadMessages();
+}
+
+function redraw(job) {
+  if (frame) return;
+  frame = requestAnimationFrame(() => {
+    frame = 0;
+    const thread = byId("thread");
+    const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
+    showAnswer(messagesBox, job);
+    if (atBottom) scrollDown();
+  });
+}
+
+// Follow `job` (its stream `response`, or resumed from sessionStorage) until it ends.
+async function run(job, response) {
+  state.job = job;
+  composer.setBusy(true);
+  try {
+    loadChats().then(setTitle, fail);
+    await loadMessages();
+    scrollDown();
+    await follow(job, response, redraw, following.signal);
+  } catch (error) {
+    if (error.status === 404) forgetJob();
+    throw error;
+  } finally {
+    state.job = null;
+    composer.setBusy(false);
+    if (state.chatId) {
+      await Promise.all([loadMessages(), loadChats()]).catch(fail);
+      setTitle();
+    }
+  }
+}
+
+async function stop() {
+  if (state.job) await stopJob(state.job);
+}
+
+// ---- wiring
+
+function closeSidebar() {
+  byId("app").classList.remove("sidebar-open");
+  byId("scrim").hidden = true;
+}
+
+function openSidebar() {
+  byId("app").classList.add("sidebar-open");
+  byId("scrim").hidden = false;
+}
+
+function onChatListClick(event) {
+  const button = event.target.closest("[data-action]");
+  if (!button) return;
+  const chatId = button.dataset.id;
+  if (button.dataset.action === "open") guarded(openChat)(chatId);
+  else if (button.dataset.action === "rename") guarded(renameChat)(chatId);
+  else if (button.dataset.action === "delete") guarded(deleteChat)(chatId);
+}
+
+function onThreadClick(event) {
+  const button = event.target.closest("[data-action]");
+  if (!button) return;
+  if (button.dataset.action === "regenerate") guarded(regenerate)(button.dataset.id);
+  else if (button.dataset.action === "branch") guarded(switchBranch)(button.dataset.target);
+  else if (button.dataset.action === "copy") copyCode(button);
+}
+
+function copyCode(button) {
+  const code = button.closest("pre").querySelector("code");
+  navigator.clipboard.writeText(code ? code.textContent : "").then(
+    () => {
+      button.textContent = "Copied";
+      setTimeout(() => (button.textContent = "Copy"), 1500);
+    },
+    () => notify("The browser did not allow copying."),
+  );
+}
+
+function wire() {
+  composer = new Composer({ onSend: guarded(send), onStop: guarded(stop), onError: fail });
+  byId("signin-form").addEventListener("submit", guarded(submitKey));
+  byId("sign-out").addEventListener("click", guarded(signOut));
+  byId("new-chat").addEventListener("click", () => newChat());
+  byId("search").addEventListener("input", () => drawChats());
+  byId("chat-list").addEventListener("click", onChatListClick);
+  byId("messages").addEventListener("click", onThreadClick);
+  byId("notice-close").addEventListener("click", clearNotice);
+  byId("open-sidebar").addEventListener("click", openSidebar);
+  byId("close-sidebar").addEventListener("click", closeSidebar);
+  byId("scrim").addEventListener("click", closeSidebar);
+  byId("model").addEventListener("change", rememberModel);
+}
+
+async function start() {
+  wire();
+  let user = null;
+  try {
+    ({ user } = await api.session());
+  } catch (error) {
+    showSignIn(explain(error));
+    return;
+  }
+  if (user) await enter(user);
+  else showSignIn("");
+}
+
+start().catch(fail);

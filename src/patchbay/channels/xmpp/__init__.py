@@ -1,0 +1,1 @@
+"""The XMPP channel (`patchbay channel xmpp`); the plugin module is `channel`."""

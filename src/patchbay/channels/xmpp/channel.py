@@ -1,0 +1,94 @@
+"""The XMPP channel: a bot account people chat with from any XMPP client. Each chat message is a
+turn in the sender's chat (one chat per bare JID); the answer comes back as chat messages.
+
+The connection runs in `run()`; the runner still serves /healthz over HTTP on `port`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from pydantic import Field
+
+from patchbay.channels.base import Channel, ChannelSettings, chunks
+from patchbay.channels.telegram.conversations import Conversations, Inbound
+from patchbay.channels.telegram.limits import RecentIds
+from patchbay.channels.xmpp.connection import ChatMessage, XmppAccount, XmppConnection
+from patchbay.client import CoreClient
+from patchbay.plugins import hookimpl
+from patchbay.plugins.hookspecs import RegisterChannel
+
+logger = logging.getLogger(__name__)
+
+
+class XmppSettings(ChannelSettings, XmppAccount):
+    port: int | None = 8096  # HTTP, for /healthz
+    max_message_chars: int = Field(default=4000, ge=100)  # per message; longer answers in parts
+    per_minute: int = Field(default=20, ge=1)  # messages one sender may send in a minute
+    shutdown_grace_s: float = Field(default=5.0, ge=0)  # for answers on their way at shutdown
+
+
+class XmppChannel(Channel[XmppSettings]):
+    name = "xmpp"
+    settings_model = XmppSettings
+
+    def __init__(self, settings: XmppSettings, core: CoreClient) -> None:
+        super().__init__(settings, core)
+        self.connection = XmppConnection(settings, self.received)
+        self.conversations = Conversations(self, per_minute=settings.per_minute)
+        self._seen = RecentIds()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Stay online until cancelled; then let answers on their way go out, and log out."""
+        self.connection.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s)
+            await self.connection.stop()
+
+    def received(self, message: ChatMessage) -> None:
+        """Answer `message` in the background (once, if the server delivers it twice)."""
+        # Some clients number their messages per session, so the text is part of the key.
+        key = f"{message.sender}/{message.id}/{hashlib.sha256(message.body.encode()).hexdigest()}"
+        if message.id is not None and not self._seen.add(key):
+            logger.info("xmpp: message %s delivered again; not answered", message.id)
+            return
+        task = asyncio.create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("xmpp: a message was not answered", exc_info=task.exception())
+
+    async def _handle(self, message: ChatMessage) -> None:
+        inbound = Inbound(
+            address=message.sender,
+            thread=message.sender,
+            text=message.body,
+            display_name=message.sender.split("@", 1)[0],
+            metadata={"xmpp_id": message.id} if message.id else {},
+        )
+
+        async def reply(answer: str) -> None:
+            for piece in chunks(answer, self.settings.max_message_chars):
+                self.connection.send(message.sender, piece)
+
+        await self.conversations.handle(inbound, reply)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().close()
+
+
+@hookimpl
+def register_channels(register: RegisterChannel) -> None:
+    register(XmppChannel)

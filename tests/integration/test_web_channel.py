@@ -1,0 +1,449 @@
+"""The web chat channel in a real headless Chromium: what a person sees and can do on the page."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, FilePayload, Locator, expect
+
+from patchbay.channels.web.app import create_app as create_web
+from patchbay.schemas.helpers import HELPER_KEY_HEADER
+from patchbay.tokens import helper_key
+from tests.conftest import ADMIN_KEY, free_port, make_settings
+from tests.support.browser import PHONE, Tab, chromium, open_tab, sign_in
+from tests.support.hand_helper import running_helper
+from tests.support.servers import serve_in_thread
+from tests.support.stack import Stack
+from tests.support.up import PATCHBAY, up_env
+from tests.support.upstream import MockUpstream
+
+pytestmark = pytest.mark.integration
+
+REPLY = "Hello from the mock upstream."
+PAGE = {"X-Patchbay-Web": "1"}  # what the page's scripts send with every call
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def web(stack: Stack) -> Iterator[str]:
+    with serve_in_thread(create_web(stack.settings), stack.settings.web.port) as url:
+        yield url
+
+
+@pytest.fixture
+def key(stack: Stack) -> str:
+    return stack.new_user("alice")
+
+
+@pytest.fixture
+def tab(browser: Browser, tmp_path: Path) -> Iterator[Tab]:
+    with open_tab(browser, tmp_path) as opened:
+        yield opened
+
+
+def send(tab: Tab, text: str) -> None:
+    prompt = tab.page.get_by_label("Message")
+    prompt.fill(text)
+    prompt.press("Enter")
+
+
+def answer(tab: Tab) -> Locator:  # the last answer on the page
+    return tab.page.locator("article.msg.assistant .bubble").last
+
+
+def test_sign_in_send_and_see_the_answer_stream_in_as_markdown(
+    tab: Tab, web: str, key: str, upstream: MockUpstream
+) -> None:
+    upstream.reply = "Here is **bold** text and code:\n\n```python\nprint('hi')\n```"
+    sign_in(tab, web, key)
+    page = tab.page
+    expect(page.get_by_text("What can I help with?")).to_be_visible()
+    send(tab, "Show me <b>markup</b>")
+    expect(page.locator("article.msg.user .bubble")).to_have_text("Show me <b>markup</b>")
+    expect(answer(tab).locator("strong")).to_have_text("bold")
+    expect(answer(tab).locator("pre code")).to_have_text("print('hi')")
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.locator("#chat-list").get_by_text("Show me <b>markup</b>")).to_be_visible()
+    expect(page.locator("#chat-title")).to_have_text("Show me <b>markup</b>")
+    tab.shot("answer")
+    tab.assert_no_errors()
+
+
+def test_answers_are_sanitized_before_they_reach_the_page(
+    tab: Tab, web: str, key: str, upstream: MockUpstream
+) -> None:
+    upstream.reply = (
+        'Look: <img src="x" onerror="window.pwned=1"> <script>window.pwned=2</script> **safe**'
+    )
+    sign_in(tab, web, key)
+    send(tab, "Anything")
+    expect(answer(tab).locator("strong")).to_have_text("safe")
+    expect(answer(tab)).to_contain_text('<img src="x" onerror="window.pwned=1">')  # shown as text
+    assert tab.page.evaluate("window.pwned") is None
+    assert answer(tab).locator("script, [onerror]").count() == 0
+    tab.assert_no_errors()
+
+
+@pytest.mark.timeout(90)
+def test_stop_a_generation(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.3
+    upstream.reply = " ".join(f"word{n}" for n in range(1, 61))
+    sign_in(tab, web, key)
+    page = tab.page
+    send(tab, "Count slowly")
+    expect(answer(tab)).to_contain_text("word3")
+    tab.shot("streaming")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped")).to_be_visible()
+    upstream.mode = "ok"  # the rest of the upstream's answer, which nobody reads now, goes quickly
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+    kept = answer(tab).inner_text()
+    assert "word3" in kept and "word60" not in kept
+    with httpx.Client(base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}) as core:
+        (chat,) = core.get("/v1/chats").json()
+        last = core.get(f"/v1/chats/{chat['id']}/messages").json()[-1]
+    assert last["status"] == "cancelled" and "word60" not in last["content"]
+    tab.assert_no_errors()
+
+
+@pytest.mark.timeout(90)
+def test_regenerate_and_switch_between_branches(
+    tab: Tab, web: str, key: str, upstream: MockUpstream
+) -> None:
+    sign_in(tab, web, key)
+    page = tab.page
+    send(tab, "Say hello")
+    expect(answer(tab)).to_have_text(REPLY)
+    upstream.reply = "A second, better answer."
+    page.get_by_role("button", name="Regenerate").click()
+    expect(answer(tab)).to_have_text("A second, better answer.")
+    expect(page.locator(".branch-count")).to_have_text("2 / 2")
+    tab.shot("branches")
+    page.get_by_role("button", name="Previous answer").click()
+    expect(page.locator(".branch-count")).to_have_text("1 / 2")
+    expect(answer(tab)).to_have_text(REPLY)
+    expect(page.get_by_role("button", name="Previous answer")).to_be_disabled()
+    page.get_by_role("button", name="Next answer").click()
+    expect(page.locator(".branch-count")).to_have_text("2 / 2")
+    expect(answer(tab)).to_have_text("A second, better answer.")
+    page.reload()  # the branch shown is the chat's, kept by the core
+    expect(answer(tab)).to_have_text("A second, better answer.")
+    tab.assert_no_errors()
+
+
+def test_pick_a_model_or_an_assistant(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
+) -> None:
+    polite = {
+        "messages": [
+            {"role": "system", "content": "Be polite."},
+            {"role": "user", "content": "{query}"},
+        ]
+    }
+    with stack.admin() as admin:
+        admin.post(
+            "/v1/assistants", json={"name": "polite", "template": {"streams": [polite]}}
+        ).raise_for_status()
+    sign_in(tab, web, key)
+    page, picker = tab.page, tab.page.get_by_label("Model or assistant")
+    expect(picker).to_have_value("")  # the default model, named in the option
+    expect(picker.locator("option:checked")).to_have_text("Default (mock-gpt)")
+    picker.select_option("echo")
+    send(tab, "ping")
+    expect(page.locator("article.msg.assistant .meta")).to_contain_text("echo")
+    expect(answer(tab)).to_contain_text("ping")
+    assert upstream.requests == []  # the echo model answered, not the upstream
+
+    page.get_by_role("button", name="New chat").click()
+    picker.select_option(label="polite")
+    send(tab, "Hello, assistant")
+    expect(answer(tab)).to_have_text(REPLY)
+    assert upstream.requests[-1]["messages"][0] == {"role": "system", "content": "Be polite."}
+    page.reload()
+    expect(picker).to_have_value("assistant:polite")  # the choice is remembered
+    tab.assert_no_errors()
+
+
+def test_rename_search_and_delete_chats(tab: Tab, web: str, key: str, stack: Stack) -> None:
+    with httpx.Client(
+        base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as core:
+        for text in ("Plan a trip to Lisbon", "A recipe for soup"):
+            core.post("/v1/turns?wait=true", json={"text": text}).raise_for_status()
+        sign_in(tab, web, key)
+        page, chats = tab.page, tab.page.locator("#chat-list")
+        expect(
+            chats.get_by_role("button", name="Plan a trip to Lisbon", exact=True)
+        ).to_be_visible()
+        expect(chats.get_by_role("button", name="A recipe for soup", exact=True)).to_be_visible()
+
+        page.get_by_label("Search chats").fill("lisbon")
+        expect(chats.get_by_role("button", name="A recipe for soup", exact=True)).to_be_hidden()
+        page.get_by_role("button", name="Rename Plan a trip to Lisbon").click()
+        page.get_by_label("Chat title").fill("Lisbon in spring")
+        page.get_by_role("button", name="Save").click()
+        expect(chats.get_by_role("button", name="Lisbon in spring", exact=True)).to_be_visible()
+        page.get_by_label("Search chats").fill("")
+        expect(chats.locator("li")).to_have_count(2)
+
+        chats.get_by_role("button", name="A recipe for soup", exact=True).click()
+        expect(page.locator("#chat-title")).to_have_text("A recipe for soup")
+        page.get_by_role("button", name="Delete A recipe for soup").click()
+        expect(page.get_by_text("and all its messages will be gone")).to_be_visible()
+        tab.shot("delete-dialog")
+        page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+        expect(chats.locator("li")).to_have_count(1)
+        expect(page.locator("#chat-title")).to_have_text("New chat")
+        titles = [chat["title"] for chat in core.get("/v1/chats").json()]
+    assert titles == ["Lisbon in spring"]
+    tab.assert_no_errors()
+
+
+def test_attach_a_file(tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream) -> None:
+    with running_helper() as hand:
+        secret = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+        httpx.post(f"{stack.core_url}/v1/helpers", json=hand.manifest(), headers=secret)
+        sign_in(tab, web, key)
+        page = tab.page
+        note = b"The secret word is pineapple."
+        page.locator("#file-input").set_input_files(
+            files=[FilePayload(name="notes.txt", mimeType="text/plain", buffer=note)]
+        )
+        expect(page.locator("#attachments").get_by_text("notes.txt")).to_be_visible()
+        send(tab, "What is the secret word?")
+        expect(answer(tab)).to_have_text(REPLY)
+        expect(page.locator("article.msg.user .files")).to_contain_text("notes.txt")
+        expect(page.locator("#attachments li")).to_have_count(0)
+        tab.shot("attachment")
+    assert "pineapple" in str(upstream.requests[-1]["messages"][-1]["content"])
+    tab.assert_no_errors()
+
+
+def test_record_audio_in_the_browser(tab: Tab, web: str, key: str) -> None:
+    sign_in(tab, web, key)
+    page = tab.page
+    page.get_by_role("button", name="Record audio").click()
+    expect(page.get_by_role("button", name="Stop recording")).to_be_visible()
+    page.wait_for_timeout(1200)
+    page.get_by_role("button", name="Stop recording").click()
+    chip = page.locator("#attachments li")
+    expect(chip).to_have_count(1)
+    expect(chip).to_contain_text("recording-")
+    expect(chip).to_have_attribute("title", "audio/webm")
+    tab.assert_no_errors()
+
+
+@pytest.mark.timeout(90)
+def test_refreshing_mid_answer_resumes_the_stream(
+    tab: Tab, web: str, key: str, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.3
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 31)) + "."
+    sign_in(tab, web, key)
+    page = tab.page
+    resumed: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            resumed.append(request.headers.get("last-event-id", ""))
+            if request.url.endswith("/events")
+            else None
+        ),
+    )
+    send(tab, "Take your time")
+    expect(answer(tab)).to_contain_text("part4")
+    page.reload()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    assert resumed and int(resumed[0]) > 3  # it asked only for what it had not seen
+    page.reload()  # and the stored answer is the same, whole
+    expect(answer(tab)).to_have_text(upstream.reply)
+    tab.assert_no_errors()
+
+
+def test_a_wrong_key_is_refused_plainly(tab: Tab, web: str) -> None:
+    page = tab.page
+    page.goto(web)
+    page.get_by_label("API key").fill("pb-not-a-real-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "That key was not accepted. Check it and try again."
+    )
+    expect(page.get_by_role("button", name="New chat")).to_be_hidden()
+    tab.shot("wrong-key")
+    tab.assert_no_errors("status of 401")
+
+
+def test_a_failed_answer_is_shown_plainly(
+    tab: Tab, web: str, key: str, upstream: MockUpstream
+) -> None:
+    upstream.mode = "error"
+    sign_in(tab, web, key)
+    send(tab, "Are you there?")
+    expect(tab.page.locator("article.msg.assistant .state-failed")).to_have_text(
+        "The answer failed: the upstream answered 500: upstream exploded"
+    )
+    expect(tab.page.get_by_role("button", name="Send")).to_be_visible()
+    tab.shot("failed")
+    tab.assert_no_errors()
+
+
+def test_a_key_that_stops_working_leads_back_to_sign_in(tab: Tab, web: str, key: str) -> None:
+    sign_in(tab, web, key)
+    tab.page.context.clear_cookies()  # as when the session ends
+    send(tab, "Still there?")
+    expect(tab.page.get_by_role("alert")).to_have_text(
+        "Your key is no longer accepted; sign in again."
+    )
+    expect(tab.page.get_by_role("button", name="Sign in")).to_be_visible()
+    tab.assert_no_errors("status of 401")
+
+
+def test_sign_out(tab: Tab, web: str, key: str) -> None:
+    sign_in(tab, web, key)
+    tab.page.get_by_role("button", name="Sign out").click()
+    expect(tab.page.get_by_role("button", name="Sign in")).to_be_visible()
+    tab.page.reload()
+    expect(tab.page.get_by_role("button", name="Sign in")).to_be_visible()
+    tab.assert_no_errors()
+
+
+def test_a_busy_core_is_reported_plainly(tab: Tab, web: str, key: str) -> None:
+    sign_in(tab, web, key)
+    page = tab.page
+    page.route(
+        "**/api/turns",
+        lambda route: route.fulfill(
+            status=429,
+            content_type="application/json",
+            body='{"error": {"code": "queue_full", "message": "too many turns"}}',
+        ),
+    )
+    send(tab, "Hello?")
+    expect(page.get_by_role("alert")).to_contain_text("busy right now; try again in a moment")
+    expect(page.get_by_label("Message")).to_have_value("Hello?")  # nothing typed is lost
+    tab.assert_no_errors("status of 429")
+
+
+def test_the_page_works_at_phone_width(
+    browser: Browser, tmp_path: Path, web: str, key: str
+) -> None:
+    with open_tab(browser, tmp_path, viewport=PHONE) as phone:
+        sign_in(phone, web, key)
+        page = phone.page
+        new_chat = page.get_by_role("button", name="New chat")
+        expect(new_chat).not_to_be_in_viewport()  # the chat list slides away
+        send(phone, "Hi from my phone")
+        expect(answer(phone)).to_have_text(REPLY)
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        phone.shot("phone-chat")
+        page.get_by_role("button", name="Show chats").click()
+        expect(new_chat).to_be_in_viewport(ratio=1)  # slid in all the way
+        expect(page.locator("#chat-list").get_by_text("Hi from my phone")).to_be_visible()
+        phone.shot("phone-chats")
+        page.locator("#chat-list").get_by_text("Hi from my phone").click()
+        expect(new_chat).not_to_be_in_viewport()
+        phone.assert_no_errors()
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(web: str) -> None:
+    page = httpx.get(web + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert (
+        "frame-ancestors 'none'" in policy and page.headers["x-content-type-options"] == "nosniff"
+    )
+    assert re.findall(r"<script(?![^>]*\bsrc=)", page.text) == []  # no inline script
+    assert "http" not in " ".join(re.findall(r'(?:src|href)="([^"]*)"', page.text))  # no CDN
+    for asset in (
+        "/static/js/main.js",
+        "/static/vendor/marked.esm.js",
+        "/static/vendor/purify.es.js",
+    ):
+        script = httpx.get(web + asset)
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert httpx.get(web + "/healthz").json()["status"] == "ok"
+
+
+def test_the_api_takes_calls_from_the_signed_in_page_only(web: str, key: str) -> None:
+    with httpx.Client(base_url=web) as browser:
+        assert browser.get("/api/me").status_code == 403  # another site's form or script
+        assert browser.get("/api/me", headers=PAGE).json()["error"]["code"] == "invalid_api_key"
+        assert browser.get("/auth/session", headers=PAGE).json() == {"user": None}
+        wrong = browser.post("/auth/session", json={"key": "pb-wrong"}, headers=PAGE)
+        assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+
+        signed_in = browser.post("/auth/session", json={"key": key}, headers=PAGE)
+        assert signed_in.json()["user"]["name"] == "alice"
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert browser.get("/api/me", headers=PAGE).json()["name"] == "alice"
+        assert browser.get("/auth/session", headers=PAGE).json()["user"]["name"] == "alice"
+        # only what the page uses passes to the core
+        assert browser.get("/api/users", headers=PAGE).status_code == 404
+        assert browser.get("/api/chats/%2E%2E", headers=PAGE).status_code == 404
+        assert browser.post("/api/models", json={}, headers=PAGE).status_code == 404
+
+        assert browser.delete("/auth/session", headers=PAGE).status_code == 204
+        assert browser.get("/api/me", headers=PAGE).status_code == 401
+
+
+def test_a_core_that_is_away_is_reported_as_unavailable(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)  # nothing listens on the core's port
+    with serve_in_thread(create_web(settings), settings.web.port) as url:
+        signed = httpx.post(url + "/auth/session", json={"key": "pb-any"}, headers=PAGE)
+        proxied = httpx.get(url + "/api/chats", headers=PAGE, cookies={"patchbay_key": "pb-any"})
+    for response in (signed, proxied):
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert response.json()["error"]["code"] == "core_unavailable"
+
+
+def test_the_channel_reports_to_the_core(stack: Stack, web: str) -> None:
+    deadline = time.monotonic() + 15
+    with stack.admin() as admin:
+        while True:
+            found = {m["name"]: m for m in admin.get("/v1/status").json()["modules"]}
+            if found.get("web", {}).get("state") == "up":
+                break
+            assert time.monotonic() < deadline, found
+            time.sleep(0.2)
+    assert found["web"]["url"] == web and found["web"]["kind"] == "channel"
+
+
+def test_patchbay_channel_web_serves_the_page(tmp_path: Path) -> None:
+    port = free_port()
+    env = up_env(tmp_path, PATCHBAY_WEB__PORT=str(port), PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    process = subprocess.Popen(
+        [PATCHBAY, "channel", "web"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/")
+                break
+            except httpx.ConnectError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert page.status_code == 200 and "Sign in with your API key" in page.text
+    finally:
+        process.terminate()
+        process.wait(15)
+        assert process.stderr is not None
+        process.stderr.close()

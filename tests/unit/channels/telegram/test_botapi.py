@@ -1,0 +1,117 @@
+"""The Bot API client against a fake session: retries, 429s, refusals, downloads."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from patchbay.channels.telegram.botapi import BotApi, BotApiError, Pace
+from patchbay.errors import PayloadTooLarge
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        self.content = self
+
+    async def json(self, content_type: str | None = None) -> Any:
+        if isinstance(self.body, bytes):
+            raise ValueError("not JSON")
+        return self.body
+
+    async def read(self, size: int = -1) -> bytes:
+        assert isinstance(self.body, bytes)
+        return self.body[:size]
+
+    async def __aenter__(self) -> FakeResponse:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        pass
+
+
+class FakeSession:
+    def __init__(self, *answers: tuple[int, Any] | Exception) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, Any]] = []
+
+    def _next(self, url: str, body: Any) -> FakeResponse:
+        self.calls.append((url, body))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return FakeResponse(*answer)
+
+    def post(self, url: str, *, json: Any, timeout: Any) -> FakeResponse:
+        return self._next(url, json)
+
+    def get(self, url: str, *, timeout: Any) -> FakeResponse:
+        return self._next(url, None)
+
+
+def api(session: FakeSession, slept: list[float]) -> BotApi:
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 2))
+
+    return BotApi(
+        lambda: cast(aiohttp.ClientSession, session),
+        base_url="https://bots.example/",
+        token=SecretStr("1:abc"),
+        pace=Pace(chat_s=0, group_s=0, all_s=0),
+        sleep=sleep,
+    )
+
+
+OK = (200, {"ok": True, "result": {"message_id": 1}})
+
+
+async def test_send_message_speaks_the_wire_format() -> None:
+    session = FakeSession(OK)
+    await api(session, []).send_message(42, "hi", reply_to=7)
+    url, body = session.calls[0]
+    assert url == "https://bots.example/bot1:abc/sendMessage"
+    assert body["chat_id"] == 42 and body["text"] == "hi" and body["reply_to_message_id"] == 7
+
+
+async def test_a_429_waits_its_retry_after_then_sends() -> None:
+    too_many = {"ok": False, "error_code": 429, "parameters": {"retry_after": 3}}
+    session = FakeSession((429, too_many), OK)
+    slept: list[float] = []
+    await api(session, slept).send_message(42, "hi")
+    assert len(session.calls) == 2 and 3.0 in slept
+
+
+async def test_network_errors_and_5xx_are_retried_with_backoff() -> None:
+    session = FakeSession(aiohttp.ClientConnectionError(), (502, b"bad gateway"), OK)
+    slept: list[float] = []
+    await api(session, slept).send_message(42, "hi")
+    assert len(session.calls) == 3 and slept == [1.0, 2.0]
+
+
+async def test_a_refusal_is_not_retried() -> None:
+    forbidden = {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked"}
+    session = FakeSession((403, forbidden))
+    with pytest.raises(BotApiError, match="bot was blocked"):
+        await api(session, []).send_message(42, "hi")
+    assert len(session.calls) == 1
+
+
+async def test_it_gives_up_after_a_few_tries() -> None:
+    session = FakeSession(*[(500, {"ok": False, "description": "oops"})] * 4)
+    with pytest.raises(BotApiError, match="oops"):
+        await api(session, []).send_message(42, "hi")
+
+
+async def test_downloads_stop_at_the_limit() -> None:
+    session = FakeSession((200, b"x" * 11), (200, b"x" * 10), (404, b""))
+    client = api(session, [])
+    with pytest.raises(PayloadTooLarge):
+        await client.download("documents/a", max_bytes=10)
+    assert await client.download("documents/b", max_bytes=10) == b"x" * 10
+    assert session.calls[1][0] == "https://bots.example/file/bot1:abc/documents/b"
+    with pytest.raises(BotApiError, match="404"):
+        await client.download("documents/c", max_bytes=10)
