@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from patchbay.channels.base import Channel, channel_settings
-from patchbay.channels.heartbeat import beat_forever
+from patchbay.channels.heartbeat import heartbeats
 from patchbay.client import CoreClient
 from patchbay.config import Settings
 from patchbay.tokens import module_token
@@ -31,26 +31,13 @@ def create_app(settings: Settings, channel_class: type[Channel[Any]]) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = f"http://{own.host}:{own.port}" if own.port else channel_class.name
         app.state.run = asyncio.create_task(channel.run())
-        tasks = [
-            app.state.run,
-            asyncio.create_task(
-                beat_forever(
-                    core,
-                    module=channel_class.name,
-                    url=url,
-                    secret=secret,
-                    interval_s=settings.status.heartbeat_interval_s,
-                )
-            ),
-        ]
         try:
-            yield
+            async with heartbeats(core, settings, module=channel_class.name, url=url):
+                yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            app.state.run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await app.state.run
             await channel.close()
             await core.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import hmac
 import ipaddress
 import logging
@@ -405,11 +406,19 @@ def _matches(media_type: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(media_type, p.lower()) for p in patterns)
 
 
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: bytes) -> jsonschema.Draft202012Validator:
+    """A validator per schema, built once: checking the schema itself costs far more than
+    checking a value against it."""
+    return jsonschema.Draft202012Validator(orjson.loads(schema_json))
+
+
 def _validate(value: object, schema: dict[str, Any], what: str, *, helper: bool = False) -> None:
     if not schema:
         return
+    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
     try:
-        jsonschema.validate(value, schema)
+        validator.validate(value)
     except jsonschema.ValidationError as exc:
         if helper:
             raise HelperFailed(f"{what} breaks its schema: {exc.message}") from exc

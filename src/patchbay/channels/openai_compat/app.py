@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from patchbay import __version__
 from patchbay.asgi import BodyLimit
-from patchbay.channels.heartbeat import beat_forever
+from patchbay.channels.heartbeat import heartbeats
 from patchbay.channels.openai_compat.errors import error_body, openai_error, too_large_body
 from patchbay.channels.openai_compat.router import router
 from patchbay.client import CoreClient
@@ -43,19 +42,11 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> FastAPI
             settings.core.base_url, read_timeout_s=settings.openai.request_timeout_s
         )
         app.state.core = client
-        beating = asyncio.create_task(
-            beat_forever(
-                client,
-                module="openai",
-                url=f"http://{settings.openai.host}:{settings.openai.port}",
-                secret=settings.installation_secret(),
-                interval_s=settings.status.heartbeat_interval_s,
-            )
-        )
+        url = f"http://{settings.openai.host}:{settings.openai.port}"
         try:
-            yield
+            async with heartbeats(client, settings, module="openai", url=url):
+                yield
         finally:
-            beating.cancel()
             await client.close()
 
     app = FastAPI(title="patchbay OpenAI channel", version=__version__, lifespan=lifespan)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from patchbay import __version__
 from patchbay.asgi import BodyLimit
-from patchbay.channels.heartbeat import beat_forever
+from patchbay.channels.heartbeat import heartbeats
 from patchbay.channels.web.headers import SecurityHeaders
 from patchbay.channels.web.proxy import CoreProxy
 from patchbay.channels.web.session import key_of, require_page, session
@@ -41,19 +40,12 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> Starlet
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        beating = asyncio.create_task(
-            beat_forever(
-                client,
-                module="web",
-                url=f"http://{web.host}:{web.port}",
-                secret=settings.installation_secret(),
-                interval_s=settings.status.heartbeat_interval_s,
-            )
-        )
         try:
-            yield
+            async with heartbeats(
+                client, settings, module="web", url=f"http://{web.host}:{web.port}"
+            ):
+                yield
         finally:
-            beating.cancel()
             await client.close()
             await proxy.close()
 

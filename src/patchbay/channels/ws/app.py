@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -15,7 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from patchbay import __version__
-from patchbay.channels.heartbeat import beat_forever
+from patchbay.channels.heartbeat import heartbeats
 from patchbay.channels.ws.session import Session
 from patchbay.client import CoreClient
 from patchbay.config import Settings
@@ -44,19 +43,12 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> Starlet
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         server_log, redact = logging.getLogger("uvicorn.error"), RedactKeys()
         server_log.addFilter(redact)
-        beating = asyncio.create_task(
-            beat_forever(
-                client,
-                module="ws",
-                url=f"ws://{ws.host}:{ws.port}{PATH}",
-                secret=settings.installation_secret(),
-                interval_s=settings.status.heartbeat_interval_s,
-            )
-        )
         try:
-            yield
+            async with heartbeats(
+                client, settings, module="ws", url=f"ws://{ws.host}:{ws.port}{PATH}"
+            ):
+                yield
         finally:
-            beating.cancel()
             await client.close()
             server_log.removeFilter(redact)
 
