@@ -24,10 +24,19 @@ from tests.support.upstream import MockUpstream  # noqa: E402
 ADMIN_KEY = "pb-test-admin-0123456789abcdef0123456789abcdef"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now and never handed out before in this run: the kernel may give the same
+    ephemeral port to two quick asks, and two servers of one test would then collide."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
