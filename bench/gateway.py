@@ -30,11 +30,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import uvloop
@@ -48,6 +48,7 @@ import load
 import report as reporting
 from procs import ServerProcess, free_port, machine_busy_seconds, wait_ready
 
+T = TypeVar("T")
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 ALL_TARGETS = ("mock", "patchbay", "litellm")
@@ -383,26 +384,30 @@ async def run(settings: Settings) -> int:
     return 1 if failed else 0
 
 
-async def _main(settings: Settings) -> int:
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    if task is not None:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+def run_bench(run: Callable[[T], Awaitable[int]], settings: T) -> int:
+    """Run a benchmark's `run(settings)` on uvloop and return its exit code: SIGTERM cancels it,
+    a `BenchError` is said in one line (1), an interruption is 130."""
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        if task is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await run(settings)
+        except BenchError as exc:
+            console.print(f"[red]could not run:[/red] {escape(str(exc))}")
+            return 1
+
     try:
-        return await run(settings)
-    except BenchError as exc:
-        console.print(f"[red]could not run:[/red] {escape(str(exc))}")
-        return 1
+        return uvloop.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print("[red]interrupted[/red]")
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    settings = parse_args(argv)
-    try:
-        return uvloop.run(_main(settings))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("[red]interrupted[/red]")
-        return 130
+    return run_bench(run, parse_args(argv))
 
 
 if __name__ == "__main__":

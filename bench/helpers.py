@@ -29,7 +29,6 @@ import os
 import random
 import re
 import secrets
-import signal
 import sys
 import tempfile
 import time
@@ -42,7 +41,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-import uvloop
 from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
@@ -52,8 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import helpers_report as reporting
 import load
+from gateway import BenchError, patchbay_command, run_bench
 from procs import ServerProcess, free_port, machine_busy_seconds, wait_ready
-from report import fmt_ms, write_json
+from report import fmt_ms, save
 
 from patchbay.helpers import Helper
 
@@ -72,10 +71,6 @@ PDF_LINES = 20  # per page; Helvetica 16 with 10 mm lines fits 27
 console = Console()
 if not console.is_terminal:  # piped or redirected: wide enough for the tables
     console = Console(width=130)
-
-
-class BenchError(Exception):
-    """Something the benchmark needs could not run."""
 
 
 # --- the tool helper (imported by `patchbay helper run helpers:make_echo_helper`) ----------
@@ -138,14 +133,6 @@ def parse_args(argv: list[str] | None) -> Settings:
 # --- processes -----------------------------------------------------------------------------
 
 
-def patchbay_command() -> str:
-    """The ``patchbay`` console script of this venv."""
-    for candidate in (Path(sys.executable).parent / "patchbay", REPO / ".venv/bin/patchbay"):
-        if candidate.is_file():
-            return str(candidate)
-    raise BenchError("no patchbay command in the venv (is the package installed? pip install -e .)")
-
-
 def fail_with_log(proc: ServerProcess, why: str) -> BenchError:
     """A BenchError carrying the tail of the process's output."""
     return BenchError(f"{why}\n--- {proc.name} output (tail) ---\n{proc.log_tail()}")
@@ -183,7 +170,7 @@ async def start_core(stack: contextlib.ExitStack, work: Path) -> Core:
         }
     )
     proc = ServerProcess(
-        "patchbay core", [patchbay_command(), "core"], work / "core.log", env, work
+        "patchbay core", [str(patchbay_command()), "core"], work / "core.log", env, work
     )
     stack.callback(proc.stop)
     url = f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}"
@@ -198,7 +185,7 @@ async def start_helper(
 ) -> tuple[ServerProcess, str]:
     """Start ``patchbay helper COMMAND`` registering with ``core``; wait until the core has it up."""
     port = free_port()
-    argv = [patchbay_command(), "helper", *command, "--port", str(port), "--core", core.url]
+    argv = [str(patchbay_command()), "helper", *command, "--port", str(port), "--core", core.url]
     work = core.proc.log_path.parent
     proc = ServerProcess(f"helper {name}", argv, work / f"helper-{name}.log", core.env, work)
     stack.callback(proc.stop)
@@ -641,12 +628,7 @@ async def run(settings: Settings) -> int:
     reporting.derive(report)
     reporting.print_report(console, report)
     console.print(f"[bold]reading:[/bold] {escape(reporting.reading(report))}")
-    write_json(settings.out, report)
-    png = settings.out.with_suffix(".png")
-    plot_note = reporting.plot(png, report)
-    console.print(
-        escape(f"wrote {settings.out}" + (f" ({plot_note})" if plot_note else f" and {png}"))
-    )
+    console.print(escape(save(settings.out, report, reporting.plot)))
     errors = sum(
         row["errors"]
         for entry in report["tool_calls"].get("paths", {}).values()
@@ -657,25 +639,10 @@ async def run(settings: Settings) -> int:
     return 1 if failed or errors else 0
 
 
-async def _main(settings: Settings) -> int:
-    task = asyncio.current_task()
-    if task is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await run(settings)
-    except BenchError as exc:
-        console.print(f"[red]could not run:[/red] {escape(str(exc))}")
-        return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     settings = parse_args(argv)
-    try:
-        return uvloop.run(_main(settings))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("[red]interrupted[/red]")
-        return 130
+    return run_bench(run, settings)
 
 
 if __name__ == "__main__":

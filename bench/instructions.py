@@ -53,9 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import instructions_report as reporting
 import load
-from gateway import BenchError, patchbay_command, stop_on_error
+from gateway import BenchError, patchbay_command, run_bench, stop_on_error
 from procs import ServerProcess, command_cpu_seconds, free_port, machine_busy_seconds, wait_ready
-from report import write_json
+from report import save
 
 from patchbay.channels.instructions import address
 from patchbay.config import InstructionSettings
@@ -519,27 +519,12 @@ async def run(settings: Settings) -> int:
         await measure_all(Path(tmp), settings, report)
     reporting.derive(report)
     reporting.print_report(console, report)
-    write_json(settings.out, report)
-    png = settings.out.with_suffix(".png")
-    plot_note = reporting.plot(png, report)
-    written = f"wrote {settings.out}" + (f" ({plot_note})" if plot_note else f" and {png}")
-    console.print(escape(written))
+    console.print(escape(save(settings.out, report, reporting.plot)))
     failed = any(entry["status"] != "ok" for entry in report["transports"].values())
     errors = sum(row["errors"] for row in report["rows"])
     if errors:
         console.print(f"[red]{errors} request(s) failed[/red]")
     return 1 if failed or errors else 0
-
-
-async def _main(settings: Settings) -> int:
-    task = asyncio.current_task()
-    if task is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await run(settings)
-    except BenchError as exc:
-        console.print(f"[red]could not run:[/red] {escape(str(exc))}")
-        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,11 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.echo_server:
         uvloop.run(serve_echo(args.amqp_url, args.echo_server))
         return 0
-    try:
-        return uvloop.run(_main(settings_from(args)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("[red]interrupted[/red]")
-        return 130
+    return run_bench(run, settings_from(args))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import logging
 import os
 import resource
 import secrets
-import signal
 import sys
 import tempfile
 import time
@@ -40,7 +39,6 @@ from typing import Any
 import aio_pika
 import aiohttp
 import orjson
-import uvloop
 import websockets
 from aio_pika.exceptions import AMQPError
 from rich.console import Console
@@ -52,9 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jobs_report as reporting
 import load
+from gateway import BenchError, patchbay_command, run_bench
 from mock_upstream import CONTENT
 from procs import ServerProcess, command_cpu_seconds, free_port, machine_busy_seconds, wait_ready
-from report import fmt_ms, write_json
+from report import fmt_ms, save
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -71,10 +70,6 @@ WS_SETTLE_S = 2.0
 console = Console()
 if not console.is_terminal:  # piped or redirected: wide enough for the tables
     console = Console(width=140)
-
-
-class BenchError(Exception):
-    """Something the benchmark needs could not run."""
 
 
 @dataclass(frozen=True)
@@ -131,14 +126,6 @@ def parse_args(argv: list[str] | None) -> Settings:
 
 
 # --- processes -----------------------------------------------------------------------------
-
-
-def patchbay_command() -> Path:
-    """The ``patchbay`` console script of this venv."""
-    for candidate in (Path(sys.executable).parent / "patchbay", REPO / ".venv/bin/patchbay"):
-        if candidate.is_file():
-            return candidate
-    raise BenchError("no patchbay command in the venv (is the package installed? pip install -e .)")
 
 
 def read_status(pid: int, field: str) -> int:
@@ -723,27 +710,11 @@ async def run(settings: Settings) -> int:
     reporting.derive(report)
     reporting.print_report(console, report)
     console.print(f"[bold]reading:[/bold] {escape(reporting.reading(report))}")
-    write_json(settings.out, report)
-    png = settings.out.with_suffix(".png")
-    plot_note = reporting.plot(png, report)
-    console.print(
-        escape(f"wrote {settings.out}" + (f" ({plot_note})" if plot_note else f" and {png}"))
-    )
+    console.print(escape(save(settings.out, report, reporting.plot)))
     errors = sum((e.get("result") or {}).get("errors", 0) for e in report["queues"].values())
     if errors:
         console.print(f"[red]{errors} turn(s) failed[/red]")
     return 1 if failed or errors else 0
-
-
-async def _main(settings: Settings) -> int:
-    task = asyncio.current_task()
-    if task is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await run(settings)
-    except BenchError as exc:
-        console.print(f"[red]could not run:[/red] {escape(str(exc))}")
-        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -751,11 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     for library in ("aiormq", "aio_pika", "websockets"):  # failures are reported once, plainly
         logging.getLogger(library).setLevel(logging.CRITICAL)
-    try:
-        return uvloop.run(_main(settings))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("[red]interrupted[/red]")
-        return 130
+    return run_bench(run, settings)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ client, req/s ratios of patchbay over LiteLLM against their targets).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,14 @@ def write_json(path: Path, report: Report) -> None:
     """Write the whole report as indented JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def save(out: Path, report: Report, draw: Callable[[Path, Report], str | None]) -> str:
+    """Write the report as JSON and its plot beside it (`.png`); what was written, to say."""
+    write_json(out, report)
+    png = out.with_suffix(".png")
+    note = draw(png, report)
+    return f"wrote {out}" + (f" ({note})" if note else f" and {png}")
 
 
 def plot(path: Path, report: Report) -> str | None:
