@@ -115,7 +115,9 @@ class HelperRegistry:
         self._down_after_s = down_after_s
         self._health: dict[str, _Health] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._listing: tuple[float, list[HelperRead]] | None = None
+        # The helpers as last read, shared by every turn for LISTING_TTL_S: one read however many
+        # turns start at once (each reading it for itself cost the core ~4% under load).
+        self._listing: tuple[float, asyncio.Future[list[HelperRead]]] | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -273,13 +275,24 @@ class HelperRegistry:
                     raise HelperFailed(f"{helper.name} answered with no ToText") from exc
         raise InvalidRequest(f"no helper that is up turns {kind!r} into text")
 
+    async def _recent_listing(self) -> list[HelperRead]:
+        now = time.monotonic()
+        if self._listing is None or self._listing[0] < now:
+            self._listing = (now + LISTING_TTL_S, asyncio.ensure_future(self.list_helpers()))
+        listing = self._listing[1]
+        try:
+            return await asyncio.shield(listing)  # one waiter's cancellation is not the others'
+        except Exception:
+            if self._listing is not None and self._listing[1] is listing:
+                self._listing = None  # read again next time rather than keep the failure
+            raise
+
     async def tools_for(self, user_id: str, record: list[dict[str, object]]) -> list[ToolSpec]:
         """Every tool capability the user may use now, ready to offer a model; each call it makes
         is appended to `record` (arguments, result or error, duration)."""
-        now = time.monotonic()
-        if self._listing is None or self._listing[0] < now:
-            self._listing = (now + LISTING_TTL_S, await self.list_helpers())
-        tools = [(h, c) for h in self._listing[1] for c in h.capabilities if c.kind == "tool"]
+        tools = [
+            (h, c) for h in await self._recent_listing() for c in h.capabilities if c.kind == "tool"
+        ]
         if not tools:
             return []
         async with self._db.connect() as conn:
