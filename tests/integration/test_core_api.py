@@ -146,6 +146,11 @@ def test_bad_turns_get_clear_errors(stack: Stack) -> None:
     for body, status, code in cases:
         response = httpx.post(f"{stack.core_url}/v1/turns", json=body, headers=auth(stack))
         assert (response.status_code, response.json()["error"]["code"]) == (status, code), body
+    not_json = httpx.post(f"{stack.core_url}/v1/turns", content=b"{text", headers=auth(stack))
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_request"
+    no_key = httpx.post(f"{stack.core_url}/v1/turns", json={"text": "hi"})
+    assert (no_key.status_code, no_key.json()["error"]["code"]) == (401, "invalid_api_key")
 
 
 def test_chats_can_be_renamed_and_deleted(stack: Stack) -> None:

@@ -26,6 +26,8 @@ from patchbay.asgi import BodyLimit
 from patchbay.config import Settings
 from patchbay.core.hub import Hub
 from patchbay.errors import PatchbayError
+from patchbay.json_body import add_schemas
+from patchbay.schemas.turns import TurnCreate
 
 logger = logging.getLogger(__name__)
 
@@ -104,4 +106,5 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
         instructions,
     ):
         app.include_router(module.router)
+    add_schemas(app, TurnCreate)
     return app

@@ -74,6 +74,9 @@ def _serve(
         http="httptools",
         access_log=False,
         log_config=None,
+        # Nothing sits in front of patchbay's modules that it should trust to name the client
+        # (the helper registry checks the real peer address), and the middleware costs every request.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(STOP_GRACE_S),
         ws_max_size=ws_max_size,
     )

@@ -283,9 +283,12 @@ class HelperRegistry:
         try:
             return await asyncio.shield(listing)  # one waiter's cancellation is not the others'
         except Exception:
-            if self._listing is not None and self._listing[1] is listing:
-                self._listing = None  # read again next time rather than keep the failure
+            self._forget_listing(listing)  # read again next time rather than keep the failure
             raise
+
+    def _forget_listing(self, listing: asyncio.Future[list[HelperRead]]) -> None:
+        if self._listing is not None and self._listing[1] is listing:
+            self._listing = None
 
     async def tools_for(self, user_id: str, record: list[dict[str, object]]) -> list[ToolSpec]:
         """Every tool capability the user may use now, ready to offer a model; each call it makes

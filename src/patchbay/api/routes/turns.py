@@ -9,11 +9,12 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from patchbay.api.deps import CurrentUser, HubDep
+from patchbay.api.deps import CurrentUser, HubDep, current_user, get_hub
 from patchbay.api.sse import SSE_HEADERS, encode_all, resume_point
 from patchbay.core.attachments import Upload
 from patchbay.core.hub import Hub
 from patchbay.errors import InvalidRequest
+from patchbay.json_body import documented, read_body
 from patchbay.schemas.jobs import JobRead
 from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead, TurnResult
 
@@ -35,12 +36,10 @@ def _turn_headers(turn: TurnRead) -> dict[str, str]:
     status_code=202,
     response_model=TurnRead | TurnResult,
     responses={200: {"description": "the outcome, with `?wait=true`"}},
+    openapi_extra=documented(TurnCreate),
 )
 async def create_turn(
-    turn: TurnCreate,
     request: Request,
-    hub: HubDep,
-    user: CurrentUser,
     wait: Annotated[bool, Query(description="answer when the job has ended")] = False,
 ) -> object:
     """Store a turn and start its job.
@@ -48,6 +47,11 @@ async def create_turn(
     Answers at once with the ids (202); with `Accept: text/event-stream`, with the job's events as
     they happen; with `?wait=true`, with the job's outcome when it ends.
     """
+    # Every turn from every channel comes this way: the caller and the body are read here rather
+    # than as FastAPI dependencies, which cost more than the rest of the route (see json_body).
+    hub = await get_hub(request)
+    user = await current_user(request, hub)
+    turn = await read_body(request, TurnCreate)
     return await _answer(await hub.turns.start(user, turn), request, hub, wait=wait)
 
 
@@ -137,7 +141,7 @@ async def _answer(created: TurnRead, request: Request, hub: Hub, *, wait: bool) 
     if wait:
         result = TurnResult(turn=created, outcome=await hub.jobs.outcome(created.job_id))
         return Response(result.model_dump_json(exclude_none=True), media_type="application/json")
-    return created
+    return Response(created.model_dump_json(), status_code=202, media_type="application/json")
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead)

@@ -14,9 +14,11 @@ from patchbay.asgi import BodyLimit
 from patchbay.channels.heartbeat import heartbeats
 from patchbay.channels.openai_compat.errors import error_body, openai_error, too_large_body
 from patchbay.channels.openai_compat.router import router
+from patchbay.channels.openai_compat.schemas import ChatCompletionRequest
 from patchbay.client import CoreClient
 from patchbay.config import Settings
 from patchbay.errors import PatchbayError
+from patchbay.json_body import add_schemas
 
 
 async def _patchbay_error(_request: Request, exc: PatchbayError) -> JSONResponse:
@@ -59,4 +61,5 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> FastAPI
         return {"status": "ok", "version": __version__}
 
     app.include_router(router)
+    add_schemas(app, ChatCompletionRequest)
     return app

@@ -15,6 +15,7 @@ from patchbay.channels.openai_compat.convert import ChunkWriter, completion, to_
 from patchbay.channels.openai_compat.schemas import ChatCompletionRequest
 from patchbay.client import CoreClient
 from patchbay.errors import AuthenticationFailed, ModelNotFound, PatchbayError, error_from_dict
+from patchbay.json_body import documented, read_body
 from patchbay.schemas.catalog import ModelRead
 from patchbay.schemas.jobs import JobEvent
 
@@ -45,9 +46,12 @@ def _failure(event: JobEvent) -> PatchbayError:
     return error_from_dict(data, 502)
 
 
-@router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+@router.post(
+    "/chat/completions", response_model=None, openapi_extra=documented(ChatCompletionRequest)
+)
+async def chat_completions(request: Request) -> Any:
     key = _key(request)
+    body = await read_body(request, ChatCompletionRequest)
     turn = to_turn(body)
     client = _client(request)
     if not body.stream:
