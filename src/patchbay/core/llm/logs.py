@@ -116,23 +116,29 @@ def write_forever(path: str, records: Any, batch_size: int, interval_s: float) -
     """
     import signal
 
-    import sqlite_utils
     from llm.logs import LogStore
+
+    from patchbay.core.llm.schema_cache import SchemaCachedDatabase
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    db = sqlite_utils.Database(path)
+    db = SchemaCachedDatabase(path)
     db.execute("PRAGMA journal_mode=WAL")
     store = LogStore(db)
     stopping = False
     while not stopping:
         batch, stopping = _take_batch(records, batch_size, interval_s)
-        try:
-            with db.conn:
-                for record in batch:
-                    store.log(rebuild(record))
-        except Exception:  # losing a log batch must not stop the writer
-            logger.exception("could not write %d calls to %s", len(batch), path)
+        for attempt in (1, 2):
+            try:
+                with db.conn:
+                    for record in batch:
+                        store.log(rebuild(record))
+                break
+            except Exception:  # losing a log batch must not stop the writer
+                if attempt == 1:
+                    db.forget_schema()  # another program may have changed it: look again, once
+                    continue
+                logger.exception("could not write %d calls to %s", len(batch), path)
     db.close()
 
 
