@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,6 +67,7 @@ class Database:
         self._writer: asyncio.Task[None] | None = None
         self._sync_engine: Engine | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
+        self._writer_conn: Connection | None = None  # the writer thread's own, kept open
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             self._sync_engine = create_engine(
@@ -128,22 +129,42 @@ class Database:
 
     def _run_batch(self, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any]]:
         """In the writer thread: all ops in one transaction, or each alone if that fails."""
-        assert self._sync_engine is not None  # noqa: S101 - set whenever the thread is
         try:
-            with self._sync_engine.begin() as conn:
+            with self._writer_transaction() as conn:
                 return [(True, op(conn)) for op in ops]
         except Exception:  # noqa: BLE001 - isolate the failing op by running each alone
             return [self._run_alone(op) for op in ops]
 
     def _run_alone(self, op: WriteOp[Any]) -> tuple[bool, Any]:
-        assert self._sync_engine is not None  # noqa: S101 - set whenever the thread is
         try:
-            with self._sync_engine.begin() as conn:
+            with self._writer_transaction() as conn:
                 return True, op(conn)
         except (TimeoutError, OSError, DBAPIError) as exc:
             return False, _unavailable(exc) if _is_outage(exc) else exc
         except Exception as exc:  # noqa: BLE001 - handed to the caller waiting on the future
             return False, exc
+
+    @contextmanager
+    def _writer_transaction(self) -> Iterator[Connection]:
+        """In the writer thread: a transaction on its connection, which stays open between
+        batches (checking one out of the pool per batch cost more than most batches' SQL). After
+        a failure the connection is dropped, so the next batch starts on a fresh one."""
+        assert self._sync_engine is not None  # noqa: S101 - set whenever the thread is
+        if self._writer_conn is None:
+            self._writer_conn = self._sync_engine.connect()
+        conn = self._writer_conn
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            self._drop_writer_connection()
+            raise
+
+    def _drop_writer_connection(self) -> None:
+        if self._writer_conn is not None:
+            conn, self._writer_conn = self._writer_conn, None
+            with suppress(Exception):  # a broken connection may fail to close; it is gone anyway
+                conn.close()
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -160,6 +181,7 @@ class Database:
         if self._writer is not None:
             await asyncio.wait({self._writer}, timeout=10)
         if self._writer_thread is not None:
+            self._writer_thread.submit(self._drop_writer_connection)  # in its own thread
             self._writer_thread.shutdown(wait=True)
         if self._sync_engine is not None:
             self._sync_engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from patchbay.schemas.jobs import JobRead
@@ -61,7 +61,10 @@ def find_job(conn: Connection, job_id: str) -> tuple[JobRead, str, int | None] |
 
 _CLAIM = (
     update(jobs)
-    .where(jobs.c.id == bindparam("b_id"), jobs.c.status.in_(("queued", "running")))
+    # Two plain comparisons, not IN: an IN list is rendered into the SQL again on every run.
+    .where(
+        jobs.c.id == bindparam("b_id"), or_(jobs.c.status == "queued", jobs.c.status == "running")
+    )
     .values(
         status="running",
         attempts=jobs.c.attempts + 1,
