@@ -114,7 +114,10 @@ class CoreClient:
     async def call_as(
         self, kind: type[T], method: str, path: str, *, key: Key = None, body: Any = None
     ) -> T:
-        return TypeAdapter(kind).validate_python(await self.call(method, path, key=key, body=body))
+        """A JSON request whose answer is read straight into `kind`."""
+        async with self._request(method, path, key=key, body=body) as response:
+            raw = await response.read()
+        return _adapter(kind).validate_json(raw or b"null")
 
     async def me(self, *, key: Key = None) -> UserRead:
         return await self.call_as(UserRead, "GET", "/v1/me", key=key)
@@ -225,6 +228,17 @@ async def _batches(
 def _event(block: bytes) -> JobEvent | None:
     data = [line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")]
     return JobEvent.model_validate_json(b"\n".join(data)) if data else None
+
+
+_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: type[T]) -> TypeAdapter[T]:
+    """One adapter per answer type: building one costs more than the validation."""
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
+    return adapter
 
 
 def _dump(body: Any) -> bytes:

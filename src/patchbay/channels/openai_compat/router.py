@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from patchbay.channels.openai_compat.convert import ChunkWriter, completion, to_turn
 from patchbay.channels.openai_compat.schemas import ChatCompletionRequest
@@ -59,14 +60,17 @@ async def chat_completions(request: Request) -> Any:
         outcome = result.outcome
         if outcome.type != "done":
             raise _failure(outcome)
-        return JSONResponse(
-            completion(
-                job_id=result.turn.job_id,
-                model=result.turn.model,
-                content=outcome.content or "",
-                finish_reason=outcome.finish_reason,
-                usage=outcome.usage,
-            )
+        return Response(
+            orjson.dumps(
+                completion(
+                    job_id=result.turn.job_id,
+                    model=result.turn.model,
+                    content=outcome.content or "",
+                    finish_reason=outcome.finish_reason,
+                    usage=outcome.usage,
+                )
+            ),
+            media_type="application/json",
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return await _stream(client, turn, key, include_usage)
