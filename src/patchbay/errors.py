@@ -10,7 +10,7 @@
     │   ├── UserNotFound, ChatNotFound, JobNotFound, ProviderNotFound
     │   └── ModelNotFound, MessageNotFound, AssistantNotFound, HelperNotFound
     ├── Conflict                          409
-    │   └── UserExists
+    │   └── UserExists, DuplicateDelivery
     ├── JobCancelled                      409 (a job's outcome, not raised to callers)
     ├── QueueFull                         429, retryable
     ├── HelperFailed                      502, retryable
@@ -27,6 +27,8 @@ The core raises these and never imports FastAPI; each entry point maps them to i
 """
 
 from __future__ import annotations
+
+from typing import Self
 
 
 class PatchbayError(Exception):
@@ -46,6 +48,11 @@ class PatchbayError(Exception):
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Self:
+        """The error `to_dict` described, as a module receives it over the wire."""
+        return cls(str(data.get("message", "unknown error")))
 
 
 class InvalidRequest(PatchbayError):
@@ -141,6 +148,32 @@ class UserExists(Conflict):
     code = "user_exists"
 
 
+class DuplicateDelivery(Conflict):
+    """A channel sent a message the core took before (the same `delivery_id`): nothing was stored
+    or run again. It names the turn that took it."""
+
+    code = "duplicate_delivery"
+
+    def __init__(self, message: str, *, chat_id: str, message_id: str, job_id: str) -> None:
+        super().__init__(message)
+        self.chat_id = chat_id
+        self.message_id = message_id
+        self.job_id = job_id
+
+    def to_dict(self) -> dict[str, object]:
+        ids = {"chat_id": self.chat_id, "message_id": self.message_id, "job_id": self.job_id}
+        return {**super().to_dict(), **ids}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Self:
+        return cls(
+            str(data.get("message", "delivered before")),
+            chat_id=str(data.get("chat_id", "")),
+            message_id=str(data.get("message_id", "")),
+            job_id=str(data.get("job_id", "")),
+        )
+
+
 class QueueFull(PatchbayError):
     code = "queue_full"
     status = 429
@@ -200,11 +233,10 @@ _index(PatchbayError)
 def error_from_dict(data: dict[str, object], status: int) -> PatchbayError:
     """Rebuild an error a module received over the wire, keeping its class where the code is known."""
     code = str(data.get("code", ""))
-    message = str(data.get("message", "unknown error"))
     cls = _BY_CODE.get(code)
     if cls is None:
-        error = PatchbayError(message)
+        error = PatchbayError.from_dict(data)
         error.code, error.status = code or "internal_error", status
         error.retryable = bool(data.get("retryable", False))
         return error
-    return cls(message)
+    return cls.from_dict(data)

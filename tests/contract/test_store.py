@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from patchbay.errors import (
     AuthenticationFailed,
     ChatNotFound,
     Conflict,
+    DuplicateDelivery,
     ModelNotFound,
     PermissionDenied,
 )
@@ -22,7 +24,7 @@ from patchbay.ids import new_id
 from patchbay.schemas.catalog import ModelCreate, ModelUpdate, ProviderCreate
 from patchbay.schemas.chats import ChatCreate, ChatUpdate
 from patchbay.schemas.jobs import JobEvent
-from patchbay.schemas.turns import MessageIn, Regenerate, TurnCreate
+from patchbay.schemas.turns import MessageIn, Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserCreate, UserRead, UserUpdate
 from patchbay.store import tables
 from patchbay.store import users as user_rows
@@ -183,6 +185,30 @@ async def test_unfinished_jobs_are_failed_on_recovery(hub: Hub) -> None:
     assert (await hub.chats.messages(user, turn.chat_id))[-1].status == "failed"
 
 
+async def test_a_delivery_is_one_turn_even_when_it_comes_ten_times_at_once(hub: Hub) -> None:
+    await add_echo(hub)
+    ann = await admin(hub)
+    sms = TurnCreate(channel="sms", thread="+15550001", text="hi", delivery_id="SM1")
+    results = await asyncio.gather(
+        *[hub.turns.start(ann, sms) for _ in range(10)], return_exceptions=True
+    )
+    (taken,) = [r for r in results if isinstance(r, TurnRead)]
+    refused = [r for r in results if isinstance(r, DuplicateDelivery)]
+    assert len(refused) == 9, results
+    assert {(r.chat_id, r.message_id, r.job_id) for r in refused} == {
+        (taken.chat_id, taken.user_message_id, taken.job_id)
+    }
+    with pytest.raises(DuplicateDelivery):  # and later
+        await hub.turns.start(ann, sms)
+    (chat,) = await hub.chats.list_chats(ann, limit=10, before=None)
+    assert [m.role for m in await hub.chats.messages(ann, chat.id)] == ["user", "assistant"]
+    # the id is the channel's, and the sender's: elsewhere it is another message
+    await hub.turns.start(ann, sms.model_copy(update={"channel": "telegram"}))
+    bob = await hub.users.create(ann, UserCreate(name="bob"))
+    await hub.turns.start(bob, sms)
+    await hub.chats.delete(ann, chat.id)  # its deliveries go with it
+
+
 async def test_migrations_keep_existing_rows(hub: Hub) -> None:
     await add_echo(hub)
     await hub.db.migrate()
@@ -192,7 +218,7 @@ async def test_migrations_keep_existing_rows(hub: Hub) -> None:
             await conn.execute(text("select version_num from alembic_version"))
         ).scalar_one()
     assert count == 1
-    assert revision == "0005"
+    assert revision == "0006"
 
 
 async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:

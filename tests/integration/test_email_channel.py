@@ -17,11 +17,9 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from typer.testing import CliRunner
 
 from patchbay.channels.email import EmailChannel
 from patchbay.channels.runner import create_app
-from patchbay.cli.main import app as cli
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
 from tests.conftest import free_port
@@ -141,13 +139,6 @@ def chats(stack: Stack) -> list[dict[str, Any]]:
         ]
 
 
-def admin_cli(stack: Stack, *args: str) -> str:
-    env = {"PATCHBAY_CORE__URL": stack.core_url, "PATCHBAY_API_KEY": stack.admin_key}
-    result = CliRunner().invoke(cli, list(args), env=env)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def test_a_mail_is_answered_as_a_reply_and_a_thread_is_one_chat(
     stack: Stack, upstream: MockUpstream, sink: Sink
 ) -> None:
@@ -189,10 +180,10 @@ def test_pairing_then_answers(stack: Stack, upstream: MockUpstream, sink: Sink) 
         refused = send(port, mail("hello again"))
         assert refused[0] == 550 and code.group(1) in refused[1]  # no second note, a clear no
         assert chats(stack) == []
-        admin_cli(stack, "pairing", "approve", "email", code.group(1))
+        stack.cli("pairing", "approve", "email", code.group(1))
         assert send(port, mail("now?"))[0] == 250
         assert sink.wait(2)[1].get_content().strip() == upstream.reply
-    assert ANN in admin_cli(stack, "identities", "list")
+    assert ANN in stack.cli("identities", "list")
 
 
 def test_an_attachment_reaches_the_model(stack: Stack, upstream: MockUpstream, sink: Sink) -> None:
@@ -229,8 +220,8 @@ def test_core_down_is_a_451_and_a_retry_works(
 def test_allowlist_refuses_unknown_and_forged_senders_storing_nothing(
     stack: Stack, upstream: MockUpstream, sink: Sink
 ) -> None:
-    admin_cli(stack, "users", "create", "bob", "--no-with-key")
-    admin_cli(stack, "identities", "link", "bob", "email", "bob@example.org")
+    stack.cli("users", "create", "bob", "--no-with-key")
+    stack.cli("identities", "link", "bob", "email", "bob@example.org")
     with email_channel(stack, sink, policy="allowlist") as port:
         code, text = send(port, mail("hi", sender="eve@evil.test"), "eve@evil.test")
         assert code == 550 and "may not write here" in text
@@ -256,6 +247,21 @@ def test_a_repeated_delivery_is_answered_once(
         assert code == 250 and "answered once" in text
         time.sleep(0.5)
     assert len(sink.mails) == 1
+    assert len(chats(stack)[0]["messages"]) == 2
+
+
+def test_a_mail_delivered_again_after_a_restart_is_not_answered_again(
+    stack: Stack, upstream: MockUpstream, sink: Sink
+) -> None:
+    message = mail("Once, please")
+    with email_channel(stack, sink, policy="open") as port:
+        assert send(port, message)[0] == 250
+        sink.wait(1)
+    with email_channel(stack, sink, policy="open") as port:  # remembers no Message-IDs
+        code, text = send(port, message)
+        assert code == 250 and "answered once" in text
+        time.sleep(0.5)
+    assert len(sink.mails) == 1 and len(upstream.requests) == 1
     assert len(chats(stack)[0]["messages"]) == 2
 
 

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from patchbay.channels.runner import create_app
-from patchbay.cli.main import app as cli
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from tests.conftest import free_port
 from tests.support import postcard
@@ -45,13 +43,6 @@ def send(url: str, sender: str, text: str) -> list[str]:
     return list(response.json())
 
 
-def admin_cli(stack: Stack, *args: str) -> str:
-    env = {"PATCHBAY_CORE__URL": stack.core_url, "PATCHBAY_API_KEY": stack.admin_key}
-    result = CliRunner().invoke(cli, list(args), env=env)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def test_a_plugin_channel_is_small() -> None:
     source = Path(postcard.__file__).read_text().splitlines()
     lines = [line for line in source if line.strip()]
@@ -65,11 +56,11 @@ def test_pairing_then_answers_in_pieces(
     code = re.search(r"code is ([A-Z0-9]{8})", first)
     assert code, first
     assert send(postcards, "ann@example.org", "hello again")[0] == first  # same code, no new one
-    assert code.group(1) in admin_cli(stack, "pairing", "list")
-    admin_cli(stack, "pairing", "approve", "postcard", code.group(1))
+    assert code.group(1) in stack.cli("pairing", "list")
+    stack.cli("pairing", "approve", "postcard", code.group(1))
     pieces = send(postcards, "ann@example.org", "hello")
     assert " ".join(pieces) == upstream.reply and all(len(p) <= 40 for p in pieces)
-    assert "ann@example.org" in admin_cli(stack, "identities", "list")
+    assert "ann@example.org" in stack.cli("identities", "list")
     # the same sender's next postcard continues the same chat
     send(postcards, "ann@example.org", "more")
     with stack.admin() as admin:
@@ -82,8 +73,8 @@ def test_open_and_allowlist_policies(stack: Stack, upstream: MockUpstream) -> No
         assert " ".join(send(url, "+15550001", "hi")) == upstream.reply
     for url in channel_url(stack, "allowlist"):
         assert "may not use" in send(url, "+15550002", "hi")[0]
-        admin_cli(stack, "users", "create", "bob", "--no-with-key")
-        admin_cli(stack, "identities", "link", "bob", "postcard", "+15550002")
+        stack.cli("users", "create", "bob", "--no-with-key")
+        stack.cli("identities", "link", "bob", "postcard", "+15550002")
         assert " ".join(send(url, "+15550002", "hi")) == upstream.reply
 
 

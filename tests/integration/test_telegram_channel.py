@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from typer.testing import CliRunner
 
 from patchbay.channels.runner import create_app
-from patchbay.channels.telegram import channel as telegram
-from patchbay.cli.main import app as cli
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
@@ -150,15 +148,12 @@ def bot_settings() -> dict[str, object]:
     return {"policy": "open", "chat_interval_s": 0.01}
 
 
-@pytest.fixture
-def bot(
+@contextmanager
+def serving(
     stack: Stack, bot_api: tuple[BotApiStandIn, str], bot_settings: dict[str, object]
 ) -> Iterator[Bot]:
     stand_in, api_url = bot_api
-    manager = build_plugin_manager(entry_points=False)
-    if not manager.is_registered(telegram):  # until it is one of the built-in plugins
-        manager.register(telegram)
-    channel = channel_classes(manager)["telegram"]
+    channel = channel_classes(build_plugin_manager(entry_points=False))["telegram"]
     port = free_port()
     own = {"port": port, "bot_token": TOKEN, "webhook_secret": SECRET, "api_base": api_url}
     settings = stack.settings.model_copy(update={"channels": {"telegram": own | bot_settings}})
@@ -166,11 +161,12 @@ def bot(
         yield Bot(url, stand_in)
 
 
-def admin_cli(stack: Stack, *args: str) -> str:
-    env = {"PATCHBAY_CORE__URL": stack.core_url, "PATCHBAY_API_KEY": stack.admin_key}
-    result = CliRunner().invoke(cli, list(args), env=env)
-    assert result.exit_code == 0, result.output
-    return result.output
+@pytest.fixture
+def bot(
+    stack: Stack, bot_api: tuple[BotApiStandIn, str], bot_settings: dict[str, object]
+) -> Iterator[Bot]:
+    with serving(stack, bot_api, bot_settings) as running:
+        yield running
 
 
 @pytest.mark.parametrize("bot_settings", [{"chat_interval_s": 0.01}])  # pairing, the default
@@ -181,8 +177,8 @@ def test_pairing_then_an_answer_to_the_message(
     (first,) = bot.api.wait_sent(1)
     code = re.search(r"code is ([A-Z0-9]{8})", first["text"])
     assert code, first
-    admin_cli(stack, "pairing", "approve", "telegram", code.group(1))
-    assert "42" in admin_cli(stack, "identities", "list")
+    stack.cli("pairing", "approve", "telegram", code.group(1))
+    assert "42" in stack.cli("identities", "list")
     update = bot.say("hello again")
     answer = bot.api.wait_sent(2)[1]
     assert answer["text"] == upstream.reply
@@ -232,6 +228,23 @@ def test_a_repeated_update_is_answered_once(upstream: MockUpstream, bot: Bot) ->
     time.sleep(0.5)
     assert len(bot.api.sent()) == 1
     assert len(upstream.requests) == 1
+
+
+def test_an_update_delivered_again_after_a_restart_is_not_answered_again(
+    stack: Stack,
+    upstream: MockUpstream,
+    bot_api: tuple[BotApiStandIn, str],
+    bot_settings: dict[str, object],
+) -> None:
+    with serving(stack, bot_api, bot_settings) as bot:
+        update = bot.say("hello")
+        bot.api.wait_sent(1)
+    with serving(stack, bot_api, bot_settings) as bot:  # remembers no update ids
+        assert bot.post(update).json() == {"ok": True}
+        bot.say("and now?")
+        bot.api.wait_sent(2)
+        time.sleep(0.5)
+    assert len(bot.api.sent()) == 2 and len(upstream.requests) == 2
 
 
 def test_a_429_is_waited_out(upstream: MockUpstream, bot: Bot) -> None:

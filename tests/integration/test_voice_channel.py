@@ -12,7 +12,6 @@ import re
 import wave
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -22,25 +21,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from patchbay.channels.runner import create_app
-from patchbay.channels.voice import channel as voice_channel
-from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
 from tests.conftest import free_port
-from tests.integration.test_sms_channel import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    WEBHOOK_KEY,
-    TwilioStandIn,
-    admin_cli,
-    chats,
-    parse,
-    running_twilio,
-    signed_post,
-)
 from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack
+from tests.support.twilio import (
+    ACCOUNT_SID,
+    WEBHOOK_KEY,
+    TwilioStandIn,
+    parse,
+    running_twilio,
+    serving,
+    signed_post,
+)
 from tests.support.upstream import MockUpstream
 
 pytestmark = pytest.mark.integration
@@ -126,29 +120,9 @@ class Call:
         return parse(signed_post(f"{self.url}{path}", params))
 
 
-@contextmanager
-def serving(stack: Stack, twilio: TwilioStandIn, **overrides: object) -> Iterator[str]:
-    manager = build_plugin_manager(entry_points=False)
-    if not manager.is_registered(voice_channel):
-        manager.register(voice_channel)
-    port = free_port()
-    own: dict[str, object] = {
-        "port": port,
-        "policy": "open",
-        "account_sid": ACCOUNT_SID,
-        "auth_token": AUTH_TOKEN,
-        "api_base_url": twilio.url,
-        "webhook_secret": WEBHOOK_KEY,
-        **overrides,
-    }
-    settings = stack.settings.model_copy(update={"channels": {"voice": own}})
-    with serve_in_thread(create_app(settings, channel_classes(manager)["voice"]), port) as url:
-        yield url
-
-
 @pytest.fixture
 def voice(stack: Stack, twilio: TwilioStandIn) -> Iterator[str]:
-    with serving(stack, twilio) as url:
+    with serving(stack, twilio, "voice") as url:
         yield url
 
 
@@ -174,8 +148,8 @@ def test_a_call_gathers_speech_and_speaks_answers(
     contents = [m["content"] for m in upstream.requests[-1]["messages"]]
     assert contents[-3:] == ["Where is Paris?", upstream.reply, "And Rome?"]
     Call(voice, "CA0002").post("/voice/twilio/speech", SpeechResult="Hello?")
-    assert sorted(c["thread"] for c in chats(stack)) == ["CA0001", "CA0002"]
-    assert {c["channel"] for c in chats(stack)} == {"voice"}
+    assert sorted(c["thread"] for c in stack.chats()) == ["CA0001", "CA0002"]
+    assert {c["channel"] for c in stack.chats()} == {"voice"}
 
 
 def test_silence_is_asked_again(upstream: MockUpstream, voice: str) -> None:
@@ -194,7 +168,7 @@ def test_answers_are_spoken_in_pieces_without_markup(upstream: MockUpstream, voi
 def test_a_caller_waiting_for_pairing_hears_the_code(
     stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
 ) -> None:
-    with serving(stack, twilio, policy="pairing") as url:
+    with serving(stack, twilio, "voice", policy="pairing") as url:
         root = Call(url, "CA0005").post("/voice/twilio")
         assert [element.tag for element in root] == ["Say", "Hangup"]
         code = re.search(r"code is ((?:[A-Z0-9], ){7}[A-Z0-9])\.", spoken(root))
@@ -207,7 +181,7 @@ def test_a_caller_waiting_for_pairing_hears_the_code(
         ).json()
         assert uploaded["status"] == "pairing"
         assert code.group(1).replace(", ", "") in uploaded["text"]  # the same code
-        admin_cli(stack, "pairing", "approve", "voice", code.group(1).replace(", ", ""))
+        stack.cli("pairing", "approve", "voice", code.group(1).replace(", ", ""))
         assert Call(url, "CA0006").post("/voice/twilio").find("Gather") is not None
     assert upstream.requests == []
 
@@ -223,14 +197,14 @@ def test_a_wrong_signature_is_refused(stack: Stack, upstream: MockUpstream, voic
         f"{voice}/voice/twilio/speech", data=params, headers={"X-Twilio-Signature": "forged"}
     )
     assert response.status_code == 403
-    assert upstream.requests == [] and chats(stack) == []
+    assert upstream.requests == [] and stack.chats() == []
 
 
 def test_a_slow_answer_pauses_then_is_spoken(
     stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
 ) -> None:
     upstream.mode, upstream.delay_s = "slow", 2.0
-    with serving(stack, twilio, time_limit_s=0.5) as url:
+    with serving(stack, twilio, "voice", time_limit_s=0.5) as url:
         call = Call(url, "CA0008")
         root = call.post("/voice/twilio/speech", SpeechResult="Think hard.")
         assert [element.tag for element in root] == ["Pause", "Redirect"]
@@ -250,7 +224,7 @@ def test_a_recorded_call_is_transcribed_and_answered(
     speech: SpeechStandIn,
 ) -> None:
     twilio.media["RE0001"] = (silent_wav(), "audio/x-wav")
-    with serving(stack, twilio, listen="record") as url:
+    with serving(stack, twilio, "voice", listen="record") as url:
         call = Call(url, "CA0009")
         greeting = call.post("/voice/twilio")
         record = greeting.find("Record")
@@ -264,7 +238,7 @@ def test_a_recorded_call_is_transcribed_and_answered(
         assert answer.find("Record") is not None  # and it listens again
     assert speech.heard == [("audio/x-wav", len(silent_wav()))]
     assert TRANSCRIPT in upstream.requests[-1]["messages"][-1]["content"]
-    (chat,) = chats(stack)
+    (chat,) = stack.chats()
     assert chat["thread"] == "CA0009"
 
 

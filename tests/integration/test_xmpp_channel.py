@@ -13,13 +13,11 @@ from pathlib import Path
 import pytest
 from slixmpp import JID, ClientXMPP
 from slixmpp.stanza import Message
-from typer.testing import CliRunner
 
 from patchbay.channels.runner import create_app
 from patchbay.channels.xmpp import channel as xmpp
 from patchbay.channels.xmpp.channel import XmppChannel
 from patchbay.channels.xmpp.connection import XmppAccount, XmppConnection
-from patchbay.cli.main import app as cli
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from tests.conftest import free_port
 from tests.support.prosody import Prosody, running_prosody
@@ -124,13 +122,6 @@ class Person:
             await self.client.disconnect(wait=1.0)
 
 
-def admin_cli(stack: Stack, *args: str) -> str:
-    env = {"PATCHBAY_CORE__URL": stack.core_url, "PATCHBAY_API_KEY": stack.admin_key}
-    result = CliRunner().invoke(cli, list(args), env=env)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 async def test_a_message_gets_the_models_answer(
     upstream: MockUpstream, prosody: Prosody, bot: Bot
 ) -> None:
@@ -148,8 +139,8 @@ async def test_pairing_then_answers(
         ann.say(bot.jid, "hello")
         code = re.search(r"code is ([A-Z0-9]{8})", await ann.hears())
         assert code
-        await asyncio.to_thread(admin_cli, stack, "pairing", "approve", "xmpp", code.group(1))
-        listed = await asyncio.to_thread(admin_cli, stack, "identities", "list")
+        await asyncio.to_thread(stack.cli, "pairing", "approve", "xmpp", code.group(1))
+        listed = await asyncio.to_thread(stack.cli, "identities", "list")
         assert "ann@localhost" in listed
         ann.say(bot.jid, "hello again")
         assert await ann.hears() == upstream.reply

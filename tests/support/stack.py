@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+from typer.testing import CliRunner
 
 from patchbay.api.app import create_app as create_core
 from patchbay.channels.openai_compat.app import create_app as create_openai
+from patchbay.cli.main import app as cli
 from patchbay.config import Settings
 from tests.support.servers import serve_in_thread
 
@@ -27,6 +30,18 @@ class Stack:
             headers={"Authorization": f"Bearer {self.admin_key}"},
             timeout=30,
         )
+
+    def chats(self) -> list[dict[str, Any]]:
+        """Every user's chats."""
+        with self.admin() as admin:
+            return list(admin.get("/v1/chats", params={"all_users": True}).json())
+
+    def cli(self, *args: str) -> str:
+        """Run `patchbay ARGS` as the admin against this stack; its output."""
+        env = {"PATCHBAY_CORE__URL": self.core_url, "PATCHBAY_API_KEY": self.admin_key}
+        result = CliRunner().invoke(cli, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
 
     def new_user(self, name: str) -> str:
         """Create a user and return a fresh API key for them."""

@@ -8,6 +8,7 @@ A channel gets its settings (`settings.channels[NAME]`, validated by its `settin
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel
 
 from patchbay.client import ActAs, CoreClient
 from patchbay.schemas.senders import SenderPolicy, SenderResolve, SenderResolved
-from patchbay.schemas.turns import AttachmentIn, TurnCreate, TurnResult
+from patchbay.schemas.turns import MAX_DELIVERY_ID, AttachmentIn, TurnCreate, TurnResult
 
 
 class ChannelSettings(BaseModel):
@@ -79,8 +80,13 @@ class Channel(Generic[S]):
         thread: str | None = None,
         attachments: Sequence[AttachmentIn] = (),
         metadata: dict[str, object] | None = None,
+        delivery_id: str | None = None,
     ) -> TurnResult:
-        """Send what a sender said as a turn in their chat for `thread`; wait for the answer."""
+        """Send what a sender said as a turn in their chat for `thread`; wait for the answer.
+
+        `delivery_id` is the channel's id for the message: raises `DuplicateDelivery` when the
+        core took it before (it was answered then).
+        """
         turn = TurnCreate(
             channel=self.name,
             thread=thread,
@@ -89,6 +95,7 @@ class Channel(Generic[S]):
             attachments=list(attachments),
             metadata=metadata or {},
             stream=False,
+            delivery_id=delivery_id,
         )
         return await self.core.run_turn(turn, key=ActAs(user_id))
 
@@ -101,6 +108,15 @@ def pairing_message(resolved: SenderResolved) -> str:
             "they approve it with `patchbay pairing approve` (it expires in an hour)."
         )
     return "Sorry, this address may not use this service."
+
+
+def delivery_key(*parts: str) -> str:
+    """A `delivery_id` from what makes a message the same one (a sender, a message id), hashed
+    when it would be longer than the core keeps."""
+    key = " ".join(parts)
+    if len(key) <= MAX_DELIVERY_ID:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def chunks(text: str, limit: int) -> list[str]:

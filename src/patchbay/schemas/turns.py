@@ -9,6 +9,8 @@ from patchbay.schemas.chats import MessageRole
 from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.options import MAX_TEXT, GenerationOptions
 
+MAX_DELIVERY_ID = 300
+
 
 class MessageIn(BaseModel):
     role: MessageRole
@@ -27,7 +29,10 @@ class TurnCreate(BaseModel):
     """A person's message, from any channel.
 
     `history`, when given, is the conversation the client holds (OpenAI style); a stored chat whose
-    messages match it is continued instead of storing it again.
+    messages match it is continued instead of storing it again. `delivery_id` is the channel's id
+    for the incoming message (an email's Message-ID, a Twilio MessageSid): a turn whose delivery
+    the core already took is refused with `duplicate_delivery` (409), so a redelivery is not
+    answered twice.
     """
 
     channel: str = Field(default="api", max_length=100)
@@ -45,6 +50,7 @@ class TurnCreate(BaseModel):
     # answer at once, which costs the upstream and the core far less; events still arrive.
     stream: bool = True
     metadata: dict[str, object] = {}
+    delivery_id: str | None = Field(default=None, min_length=1, max_length=MAX_DELIVERY_ID)
 
 
 class Regenerate(BaseModel):

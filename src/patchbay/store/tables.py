@@ -249,3 +249,17 @@ jobs = Table(
     Column("finished_at", UTCDateTime()),
     Index("ix_jobs_status", "status"),
 )
+
+# The channel's id of each incoming message a turn was made of: the same message delivered again
+# (after a channel restarted, say) is refused instead of answered twice. Per user, so nobody can
+# claim another sender's ids ahead of them.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("user_id", String(26), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("channel", String(100), primary_key=True),
+    Column("delivery_id", String(300), primary_key=True),
+    Column("message_id", String(26), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("job_id", String(26), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    _created(),
+)

@@ -16,7 +16,14 @@ from patchbay.channels.email.inbox import Inbox, Verdict
 from patchbay.channels.email.relay import Relay, RelayUnavailable
 from patchbay.channels.email.settings import EmailSettings, RelaySettings
 from patchbay.client import CoreClient
-from patchbay.errors import CoreUnavailable, InvalidRequest, ModelNotFound, PatchbayError, QueueFull
+from patchbay.errors import (
+    CoreUnavailable,
+    DuplicateDelivery,
+    InvalidRequest,
+    ModelNotFound,
+    PatchbayError,
+    QueueFull,
+)
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from patchbay.schemas.senders import SenderPolicy, SenderResolved
 from patchbay.schemas.turns import TurnRead
@@ -101,6 +108,7 @@ async def test_a_stored_turn_is_taken_and_followed_once(fakes: Fakes) -> None:
     (turn,) = fakes.turns
     assert (turn.channel, turn.thread, turn.text) == ("email", "<m1@x>", "Hi\n\nHello")
     assert turn.metadata["message_id"] == "<m1@x>" and fakes.followed == [CREATED]
+    assert turn.delivery_id == f"{ANN} <m1@x>"
     again = await fakes.inbox.receive(mail(), mail_from=ANN)
     assert again.code == 250 and len(fakes.turns) == 1 and len(fakes.followed) == 1
 
@@ -119,6 +127,15 @@ async def test_a_turn_the_core_refuses(fakes: Fakes, error: PatchbayError, code:
     assert (await fakes.inbox.receive(mail(), mail_from=ANN)).code == code
     fakes.start_error = None  # refused mail is not remembered: the retry is taken
     assert (await fakes.inbox.receive(mail(), mail_from=ANN)).code == 250
+
+
+async def test_a_mail_the_core_took_before_is_taken_and_not_followed(fakes: Fakes) -> None:
+    fakes.start_error = DuplicateDelivery(
+        "delivered before", chat_id="c", message_id="m", job_id="j"
+    )
+    verdict = await fakes.inbox.receive(mail(), mail_from=ANN)
+    assert verdict.code == 250 and "answered once" in verdict.text
+    assert fakes.followed == []
 
 
 async def test_an_unreachable_core_defers_the_mail(fakes: Fakes) -> None:

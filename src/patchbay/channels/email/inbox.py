@@ -7,15 +7,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from patchbay.channels.base import Channel, pairing_message
+from patchbay.channels.base import Channel, delivery_key, pairing_message
 from patchbay.channels.email import compose
 from patchbay.channels.email.answers import Answers
-from patchbay.channels.email.limits import RecentKeys, SenderRate
 from patchbay.channels.email.parse import InboundMail, UnreadableMail, parse_mail
 from patchbay.channels.email.relay import Relay, RelayUnavailable
 from patchbay.channels.email.settings import EmailSettings
+from patchbay.channels.limits import RecentIds, SenderRate
 from patchbay.client import ActAs
-from patchbay.errors import PatchbayError
+from patchbay.errors import DuplicateDelivery, PatchbayError
 from patchbay.schemas.options import MAX_TEXT
 from patchbay.schemas.senders import SenderResolved
 from patchbay.schemas.turns import TurnCreate, TurnRead
@@ -32,6 +32,9 @@ class Verdict:
     def line(self) -> str:
         """The SMTP reply: one line (a reason may come from the core), within RFC 5321's 512."""
         return f"{self.code} {' '.join(self.text.split())}"[:500]
+
+
+ANSWERED = Verdict(250, "2.0.0 this mail came before and was answered once")
 
 
 def later(exc: PatchbayError) -> Verdict:
@@ -52,10 +55,10 @@ class Inbox:
         self.channel = channel
         self.settings = channel.settings
         self.relay = relay
-        # In memory only: a restart forgets them (the core has no lookup by Message-ID yet; each
-        # turn carries it in its metadata so one could be added).
-        self.seen = RecentKeys()
-        self.told = RecentKeys()  # "address code": pairing notes already mailed
+        # A first check, in memory: the core refuses a mail it took before (its Message-ID is the
+        # turn's delivery_id) even after a restart.
+        self.seen = RecentIds()
+        self.told = RecentIds()  # "address code": pairing notes already mailed
         self.busy: set[str] = set()
         self.rate = SenderRate(self.settings.max_mails_per_minute)
         self.answers = Answers(channel.core, relay, address=self.settings.address)
@@ -95,7 +98,7 @@ class Inbox:
             )
         key = f"{mail.sender} {mail.key}"  # another sender cannot silence this one's mail
         if key in self.seen:
-            return Verdict(250, "2.0.0 this mail came before and was answered once")
+            return ANSWERED
         if key in self.busy:
             return Verdict(451, "4.3.0 this mail is being handled; try again later")
         wait = self.rate.take(mail.sender)
@@ -152,11 +155,15 @@ class Inbox:
             attachments=list(mail.attachments),
             metadata={"message_id": mail.key, "from": mail.sender, "subject": mail.subject},
             stream=False,
+            delivery_id=delivery_key(mail.sender, mail.key),
         )
         try:  # without ?wait the core answers once the turn is stored and its job queued
             created = await self.channel.core.call_as(
                 TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn
             )
+        except DuplicateDelivery:
+            logger.info("mail %s from %s was taken before", mail.key, mail.sender)
+            return ANSWERED
         except PatchbayError as exc:
             if exc.status in (400, 413) and not exc.retryable:  # this mail will never do
                 return Verdict(554, f"5.6.0 {exc.message}")

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from twilio.twiml.messaging_response import MessagingResponse
 
-from patchbay.channels.base import Channel, chunks, pairing_message
-from patchbay.channels.sms.limits import FloodGate, Pacer, SeenIds
+from patchbay.channels.base import Channel, chunks, delivery_key, pairing_message
+from patchbay.channels.limits import FloodGate, RecentIds
 from patchbay.channels.sms.media import fetch_media, media_of
 from patchbay.channels.sms.outbound import TwilioMessages
 from patchbay.channels.sms.replies import FLOODED, answer_text, sorry
@@ -28,7 +28,7 @@ from patchbay.channels.sms.twilio_format import (
     twiml,
 )
 from patchbay.client import CoreClient
-from patchbay.errors import PatchbayError
+from patchbay.errors import DuplicateDelivery, PatchbayError
 from patchbay.plugins import hookimpl
 from patchbay.plugins.hookspecs import RegisterChannel
 from patchbay.schemas.options import MAX_TEXT
@@ -76,11 +76,13 @@ class SmsChannel(Channel[SmsSettings]):
 
     def __init__(self, settings: SmsSettings, core: CoreClient) -> None:
         super().__init__(settings, core)
-        self._seen = SeenIds()
+        self._seen = RecentIds()
         self._flood = FloodGate(settings.per_minute)
-        pacer = Pacer(settings.segments_per_s)
         self.outbox = TwilioMessages(
-            settings, lambda: self.http, pacer=pacer, segment_length=settings.segment_length
+            settings,
+            lambda: self.http,
+            segments_per_s=settings.segments_per_s,
+            segment_length=settings.segment_length,
         )
         self._later: set[asyncio.Task[None]] = set()
 
@@ -123,7 +125,10 @@ class SmsChannel(Channel[SmsSettings]):
 
     async def answer(self, sms: Sms, *, time_limit_s: float | None = None) -> str | None:
         """What to reply at once; None for nothing (a repeated delivery, a flood, a refused
-        sender, or an answer that comes later by the outbound sender)."""
+        sender, or an answer that comes later by the outbound sender).
+
+        Repeated deliveries are caught here while the channel remembers them, and by the core
+        (the message id is the turn's `delivery_id`) after it restarted."""
         if sms.message_id and not self._seen.add(sms.message_id):
             logger.info(
                 "sms %s from %s: a repeated delivery, not answered", sms.message_id, sms.sender
@@ -137,6 +142,9 @@ class SmsChannel(Channel[SmsSettings]):
             return FLOODED if gate == "warn" else None
         try:
             return await self._answer(sms, time_limit_s)
+        except DuplicateDelivery:
+            logger.info("sms %s from %s: answered when it came before", sms.message_id, sms.sender)
+            return None
         except PatchbayError as exc:
             logger.warning("sms from %s: not answered (%s)", sms.sender, exc.message)
             return sorry(exc)
@@ -159,6 +167,7 @@ class SmsChannel(Channel[SmsSettings]):
                 thread=sms.sender,
                 attachments=attachments,
                 metadata={k: v for k, v in metadata.items() if v is not None},
+                delivery_id=delivery_key(sms.message_id) if sms.message_id else None,
             )
         )
         if time_limit_s is None:
@@ -185,6 +194,8 @@ class SmsChannel(Channel[SmsSettings]):
         """Send the answer of a turn that outlasted the webhook through Twilio's API."""
         try:
             text = answer_text(await turn)
+        except DuplicateDelivery:
+            return  # answered when it came before
         except PatchbayError as exc:
             text = sorry(exc)
         number = self.settings.from_number or sms.to

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from patchbay.channels.sms.limits import Pacer
+from patchbay.channels.limits import Pacer
 from patchbay.channels.sms.segments import segment_count
 from patchbay.channels.sms.twilio_format import TwilioSettings, account_auth
 from patchbay.errors import PatchbayError
@@ -36,13 +36,15 @@ class TwilioMessages:
         settings: TwilioSettings,
         http: Callable[[], aiohttp.ClientSession],
         *,
-        pacer: Pacer,
+        segments_per_s: float = 1.0,
         segment_length: int = 153,
         backoff_s: float = 2.0,
     ) -> None:
         self._settings = settings
         self._http = http
-        self._pacer = pacer
+        # Twilio takes about one segment a second from a long code and queues, then refuses, more.
+        self._pacer = Pacer()
+        self._segment_s = 1 / segments_per_s
         self._segment_length = segment_length
         self._backoff_s = backoff_s
 
@@ -56,7 +58,8 @@ class TwilioMessages:
             f"{settings.account_sid}/Messages.json"
         )
         form = {"To": to, "From": from_, "Body": body}
-        await self._pacer.wait(from_, segment_count(body, segment_length=self._segment_length))
+        segments = segment_count(body, segment_length=self._segment_length)
+        await self._pacer.wait(from_, segments * self._segment_s)
         for attempt in range(1, TRIES + 1):
             try:
                 status, answer = await self._post(url, form)

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
-from patchbay.channels.telegram.limits import Pacer, Sleep
+from patchbay.channels.limits import Pacer, Sleep
 from patchbay.channels.telegram.schemas import File
 from patchbay.errors import PatchbayError, PayloadTooLarge
 

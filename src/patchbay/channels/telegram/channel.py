@@ -3,7 +3,9 @@ the sender's chat for that Telegram chat; the answer goes back with `sendMessage
 most 4,096 characters, paced to Telegram's limits.
 
 The webhook answers at once and the turn runs after it, so a slow answer does not make Telegram
-deliver the update again; an update delivered twice anyway (same `update_id`) is answered once.
+deliver the update again; an update delivered twice anyway is answered once: caught by its
+`update_id` while the channel remembers it, and by the core (the bot, chat and message ids are the
+turn's `delivery_id`) after a restart.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from fastapi import APIRouter, Header, HTTPException, Request
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from patchbay.channels.base import Channel, ChannelSettings, chunks
+from patchbay.channels.limits import RecentIds
 from patchbay.channels.telegram.botapi import BotApi, BotApiError, Pace
 from patchbay.channels.telegram.conversations import Conversations, Inbound
 from patchbay.channels.telegram.files import fetch_files
-from patchbay.channels.telegram.limits import RecentIds
 from patchbay.channels.telegram.schemas import Message, Update, User
 from patchbay.client import CoreClient
 from patchbay.plugins import hookimpl
@@ -72,6 +74,9 @@ class TelegramChannel(Channel[TelegramSettings]):
         )
         self.conversations = Conversations(self, per_minute=settings.per_minute)
         self._updates = RecentIds()
+        # A message id is unique in its chat; the bot's own id (the token's first part) keeps a
+        # new bot's chats, numbered from 1 again, from being taken for the old one's.
+        self._bot_id = settings.bot_token.get_secret_value().split(":", 1)[0]
         self._tasks: set[asyncio.Task[None]] = set()
 
     def router(self) -> APIRouter:
@@ -133,6 +138,7 @@ class TelegramChannel(Channel[TelegramSettings]):
             display_name=sender.display_name,
             metadata={"telegram_message_id": message.message_id},
             files=files,
+            delivery_id=f"{self._bot_id}/{message.chat.id}/{message.message_id}",
         )
 
         async def reply(answer: str) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from patchbay.channels.base import Channel, pairing_message
-from patchbay.channels.telegram.limits import FloodGate, KeyedLock
-from patchbay.errors import PatchbayError
+from patchbay.channels.limits import FloodGate, KeyedLock
+from patchbay.errors import DuplicateDelivery, PatchbayError
 from patchbay.schemas.options import MAX_TEXT
 from patchbay.schemas.turns import AttachmentIn, TurnResult
 
@@ -43,6 +43,7 @@ class Inbound:
     display_name: str | None = None
     metadata: dict[str, object] = field(default_factory=dict)
     files: FetchFiles | None = None  # fetched only once the sender is let in
+    delivery_id: str | None = None  # the channel's id for the message: answered once, ever
 
 
 class Conversations:
@@ -50,22 +51,25 @@ class Conversations:
 
     def __init__(self, channel: Channel[Any], *, per_minute: int) -> None:
         self.channel = channel
-        self.gate = FloodGate(per_minute, 60.0)
+        self.gate = FloodGate(per_minute)
         self.threads = KeyedLock()
 
     async def handle(self, inbound: Inbound, reply: Reply) -> None:
         """Answer `inbound` through `reply`; a flooding sender's excess is dropped unanswered
-        (one notice first) and never reaches the core."""
+        (one notice first) and never reaches the core, and a message the core took before (its
+        `delivery_id`) is not answered again."""
         verdict = self.gate.check(inbound.address)
-        if verdict != "ok":
+        if verdict != "pass":
             logger.info("%s: a sender floods; message dropped", self.channel.name)
-            if verdict == "refuse":
+            if verdict == "warn":
                 await reply(FLOOD_NOTICE)
             return
         async with self.threads.hold(inbound.thread):
-            await reply(await self._answer(inbound))
+            answer = await self._answer(inbound)
+            if answer is not None:
+                await reply(answer)
 
-    async def _answer(self, inbound: Inbound) -> str:
+    async def _answer(self, inbound: Inbound) -> str | None:
         started = time.monotonic()
         try:
             name = inbound.display_name[:MAX_NAME] if inbound.display_name else None
@@ -83,7 +87,11 @@ class Conversations:
                 thread=inbound.thread,
                 attachments=attachments,
                 metadata=inbound.metadata,
+                delivery_id=inbound.delivery_id,
             )
+        except DuplicateDelivery:
+            logger.info("%s: a message answered before came again", self.channel.name)
+            return None
         except PatchbayError as exc:
             logger.warning("%s: no answer (%s: %s)", self.channel.name, exc.code, exc.message)
             return f"Sorry, I could not answer that: {exc.message}"

@@ -12,15 +12,19 @@ import logging
 
 from pydantic import Field
 
-from patchbay.channels.base import Channel, ChannelSettings, chunks
+from patchbay.channels.base import Channel, ChannelSettings, chunks, delivery_key
+from patchbay.channels.limits import RecentIds
 from patchbay.channels.telegram.conversations import Conversations, Inbound
-from patchbay.channels.telegram.limits import RecentIds
 from patchbay.channels.xmpp.connection import ChatMessage, XmppAccount, XmppConnection
 from patchbay.client import CoreClient
 from patchbay.plugins import hookimpl
 from patchbay.plugins.hookspecs import RegisterChannel
 
 logger = logging.getLogger(__name__)
+
+# Shorter ids are taken for a client's per-session counter, which may come again with the same
+# text in a later session: those are told apart from redeliveries in memory only, not by the core.
+MIN_UNIQUE_ID = 16
 
 
 class XmppSettings(ChannelSettings, XmppAccount):
@@ -58,7 +62,8 @@ class XmppChannel(Channel[XmppSettings]):
         if message.id is not None and not self._seen.add(key):
             logger.info("xmpp: message %s delivered again; not answered", message.id)
             return
-        task = asyncio.create_task(self._handle(message))
+        unique = message.id is not None and len(message.id) >= MIN_UNIQUE_ID
+        task = asyncio.create_task(self._handle(message, delivery_key(key) if unique else None))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
@@ -67,13 +72,14 @@ class XmppChannel(Channel[XmppSettings]):
         if not task.cancelled() and task.exception() is not None:
             logger.error("xmpp: a message was not answered", exc_info=task.exception())
 
-    async def _handle(self, message: ChatMessage) -> None:
+    async def _handle(self, message: ChatMessage, delivery_id: str | None) -> None:
         inbound = Inbound(
             address=message.sender,
             thread=message.sender,
             text=message.body,
             display_name=message.sender.split("@", 1)[0],
             metadata={"xmpp_id": message.id} if message.id else {},
+            delivery_id=delivery_id,
         )
 
         async def reply(answer: str) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from patchbay.channels.sms.limits import Pacer
 from patchbay.channels.sms.outbound import SmsNotSent, TwilioMessages
 from patchbay.channels.sms.twilio_format import TwilioSettings
 
@@ -54,7 +53,7 @@ class FakeSession:
 
 def messages(session: FakeSession, settings: TwilioSettings = SETTINGS) -> TwilioMessages:
     http: Any = lambda: session  # noqa: E731 - stands in for the channel's session getter
-    return TwilioMessages(settings, http, pacer=Pacer(1000), backoff_s=0)
+    return TwilioMessages(settings, http, segments_per_s=1000, backoff_s=0)
 
 
 async def test_a_message_is_posted_with_the_accounts_credentials() -> None:

@@ -18,7 +18,7 @@ from patchbay.channels.telegram.conversations import (
     answer_text,
 )
 from patchbay.client import CoreClient
-from patchbay.errors import CoreUnavailable, PayloadTooLarge
+from patchbay.errors import CoreUnavailable, DuplicateDelivery, PayloadTooLarge
 from patchbay.schemas.jobs import ErrorInfo, JobEvent
 from patchbay.schemas.senders import SenderResolved
 from patchbay.schemas.turns import AttachmentIn, TurnRead, TurnResult
@@ -65,8 +65,17 @@ class FakeChannel(Channel[ChannelSettings]):
         thread: str | None = None,
         attachments: Sequence[AttachmentIn] = (),
         metadata: dict[str, object] | None = None,
+        delivery_id: str | None = None,
     ) -> TurnResult:
-        self.turns.append({"user": user_id, "text": text, "thread": thread, "files": attachments})
+        self.turns.append(
+            {
+                "user": user_id,
+                "text": text,
+                "thread": thread,
+                "files": attachments,
+                "delivery": delivery_id,
+            }
+        )
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome
@@ -94,7 +103,9 @@ KNOWN = SenderResolved(status="known", user=ANN)
 async def test_a_known_sender_gets_the_answer_of_a_turn_in_their_thread() -> None:
     channel = FakeChannel(KNOWN)
     assert await converse(channel, hello()) == ["The answer."]
-    assert channel.turns == [{"user": "u1", "text": "hello", "thread": "42", "files": []}]
+    assert channel.turns == [
+        {"user": "u1", "text": "hello", "thread": "42", "files": [], "delivery": None}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -149,6 +160,13 @@ async def test_errors_become_a_clear_sorry(error: Exception) -> None:
     channel.outcome = error
     (said,) = await converse(channel, hello())
     assert said.startswith("Sorry, I could not answer that: ") and str(error) in said
+
+
+async def test_a_message_the_core_took_before_is_not_answered_again() -> None:
+    channel = FakeChannel(KNOWN)
+    channel.outcome = DuplicateDelivery("delivered before", chat_id="c", message_id="m", job_id="j")
+    assert await converse(channel, hello(delivery_id="bot/42/7")) == []
+    assert channel.turns[0]["delivery"] == "bot/42/7"
 
 
 async def test_the_core_being_down_is_a_sorry_too() -> None:
