@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from patchbay.errors import QueueFull, ServiceUnavailable
-from patchbay.queue.base import EventBus, JobQueue, JobSpec
+from patchbay.queue.base import EventBus, JobQueue, JobSpec, PromptMessage
 from patchbay.queue.memory import MemoryEventBus, MemoryQueue
 from patchbay.queue.rabbitmq import RabbitBroker, RabbitEventBus, RabbitQueue
 from patchbay.schemas.jobs import JobEvent
@@ -41,7 +41,7 @@ def spec(job_id: str) -> JobSpec:
         chat_id="c",
         message_id="m",
         model="echo",
-        messages=(("user", "hi"),),
+        messages=(PromptMessage("user", "hi"),),
         prefix_hash="h",
     )
 

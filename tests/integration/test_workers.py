@@ -1,8 +1,10 @@
-"""Jobs on RabbitMQ with real processes: a core, two workers, one killed mid-job; resume; cancel."""
+"""Jobs on RabbitMQ with real processes: a core, two workers, one killed mid-job; resume; cancel;
+a picture carried to a worker for a model that reads it."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -182,6 +184,24 @@ def test_a_worker_killed_mid_job_loses_nothing(cluster: Cluster, upstream: MockU
             headers={**AUTH, "Last-Event-ID": str(last)},
         ) as again:
             assert [int(e["id"]) for e in events(again)] == [i for i in ids if i > last]
+
+
+def test_a_picture_crosses_rabbitmq_to_a_model_that_reads_it(
+    cluster: Cluster, upstream: MockUpstream
+) -> None:
+    picture = {"media_type": "image/png", "data": base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()}
+    with httpx.Client(base_url=cluster.core_url, headers=AUTH, timeout=30) as admin:
+        vision = {
+            "name": "vision",
+            "provider": "mock",
+            "options": {"attachment_types": ["image/png"]},
+        }
+        admin.post("/v1/models", json=vision).raise_for_status()
+        body = {"text": "What is it?", "model": "vision", "attachments": [picture]}
+        result = admin.post("/v1/turns?wait=true", json=body).json()
+    assert result["outcome"]["type"] == "done"
+    _text, image = upstream.requests[-1]["messages"][-1]["content"]
+    assert image["image_url"]["url"] == f"data:image/png;base64,{picture['data']}"
 
 
 def busy_worker(cluster: Cluster, job_id: str) -> str:

@@ -8,7 +8,13 @@ import typer
 
 from patchbay.cli.context import console, print_table, run_with_core, settings_of
 from patchbay.client import CoreClient
-from patchbay.schemas.catalog import ModelCreate, ModelRead, ProviderCreate, ProviderRead
+from patchbay.schemas.catalog import (
+    ATTACHMENT_TYPES,
+    ModelCreate,
+    ModelRead,
+    ProviderCreate,
+    ProviderRead,
+)
 
 models_app = typer.Typer(help="Manage models.", no_args_is_help=True)
 providers_app = typer.Typer(help="Manage providers (admin).", no_args_is_help=True)
@@ -47,12 +53,21 @@ def add_model(
     provider: str = typer.Option(..., help="the provider's name"),
     upstream_model: str | None = typer.Option(None, help="the provider's id (default: NAME)"),
     default: bool = typer.Option(False, help="make it the default model"),
+    attachment_type: list[str] = typer.Option(
+        [],
+        "--attachment-type",
+        help="a media type it reads itself, sent as is (image/png, audio/wav…); repeat",
+    ),
 ) -> None:
     """Add a model on a provider."""
     _add_model(
         ctx,
         ModelCreate(
-            name=name, provider=provider, upstream_model=upstream_model, is_default=default
+            name=name,
+            provider=provider,
+            upstream_model=upstream_model,
+            options={ATTACHMENT_TYPES: attachment_type} if attachment_type else {},
+            is_default=default,
         ),
     )
 

@@ -1,5 +1,6 @@
 """Attachments: files that come with a turn are kept (by their sha256 under the data directory)
-and turned into text by the helpers, so any model can read them."""
+and turned into text by the helpers, so any model can read them; a model that reads a file's media
+type itself (a vision model, an image) is sent the file instead."""
 
 from __future__ import annotations
 
@@ -7,14 +8,22 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from patchbay.core.helpers import HelperRegistry
 from patchbay.errors import InvalidRequest, PayloadTooLarge
+from patchbay.queue.base import PromptFile, PromptMessage
 from patchbay.schemas.chats import AttachmentRead
 from patchbay.schemas.turns import AttachmentIn
 from patchbay.schemas.users import UserRead
+
+logger = logging.getLogger(__name__)
+
+# A message of the conversation as stored: its role, its text and its files.
+Said = tuple[str, str, list[AttachmentRead]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +53,31 @@ def decode(attachment: AttachmentIn, index: int) -> Upload:
     return Upload(media_type=media_type, data=data, filename=attachment.filename)
 
 
-def for_the_model(text: str, attachments: list[AttachmentRead]) -> str:
+def attached_text(attachment: AttachmentRead) -> str:
+    """What a model that cannot read a file itself reads in its place."""
+    name = attachment.filename or attachment.media_type
+    return f"\n\n[Attached: {name} ({attachment.media_type})]\n{attachment.text}"
+
+
+def for_the_model(text: str, attachments: Sequence[AttachmentRead]) -> str:
     """What the model reads for a message: its text, then each attachment's text."""
-    parts = [text]
+    if not attachments:
+        return text
+    return "".join([text, *map(attached_text, attachments)])
+
+
+def prompt_message(said: Said, native: frozenset[str], kept: dict[str, bytes]) -> PromptMessage:
+    """A message for the model: the files of a media type in `native` go as they are (their
+    bytes in `kept`, by sha256), the others as their text."""
+    role, text, attachments = said
+    files, as_text = [], []
     for attachment in attachments:
-        name = attachment.filename or attachment.media_type
-        parts.append(f"\n\n[Attached: {name} ({attachment.media_type})]\n{attachment.text}")
-    return "".join(parts)
+        data = kept.get(attachment.id) if attachment.media_type in native else None
+        if data is None:
+            as_text.append(attachment)
+        else:
+            files.append(PromptFile(attachment.media_type, data, attached_text(attachment)))
+    return PromptMessage(role, for_the_model(text, as_text), tuple(files))
 
 
 class AttachmentStore:
@@ -59,9 +86,12 @@ class AttachmentStore:
         self._helpers = helpers
         self._max_bytes = max_bytes
 
-    async def accept(self, user: UserRead, uploads: list[Upload]) -> list[AttachmentRead]:
-        """Keep each file and turn it into text; refuses what cannot be read, before storing
-        anything of the turn."""
+    async def accept(
+        self, user: UserRead, uploads: list[Upload], *, native: frozenset[str] = frozenset()
+    ) -> list[AttachmentRead]:
+        """Keep each file and turn it into text, unless the model reads its media type itself
+        (`native`: no helper is needed then); refuses what cannot be read, before storing anything
+        of the turn."""
         accepted = []
         for index, upload in enumerate(uploads):
             if not upload.data:
@@ -71,18 +101,46 @@ class AttachmentStore:
                     f"attachments[{index}] is {len(upload.data)} bytes; the limit is "
                     f"{self._max_bytes}"
                 )
-            converted = await self._helpers.to_text(user, upload.media_type, upload.data)
+            media_type = upload.media_type.split(";", 1)[0].strip().lower()
+            text = ""
+            if media_type not in native:
+                text = (await self._helpers.to_text(user, upload.media_type, upload.data)).text
             digest = await asyncio.to_thread(self._keep, upload.data)
             accepted.append(
                 AttachmentRead(
                     id=digest,
-                    media_type=upload.media_type.split(";", 1)[0].strip().lower(),
+                    media_type=media_type,
                     filename=upload.filename,
                     size=len(upload.data),
-                    text=converted.text,
+                    text=text,
                 )
             )
         return accepted
+
+    async def prompt_messages(
+        self, conversation: Sequence[Said], *, native: frozenset[str]
+    ) -> tuple[PromptMessage, ...]:
+        """A job's messages: each one's text with its files' text, but files of a media type in
+        `native` go to the model as they are (or as text, should one no longer be kept)."""
+        if native:
+            wanted = {a.id for _, _, files in conversation for a in files if a.media_type in native}
+            if wanted:
+                kept = await asyncio.to_thread(self._read, wanted)
+                return tuple(prompt_message(said, native, kept) for said in conversation)
+        return tuple(
+            PromptMessage(role, for_the_model(text, files)) for role, text, files in conversation
+        )
+
+    def _read(self, digests: set[str]) -> dict[str, bytes]:
+        kept = {}
+        for digest in digests:
+            try:
+                kept[digest] = (self._directory / digest[:2] / digest).read_bytes()
+            except OSError as exc:
+                logger.warning(
+                    "attachment %s cannot be read (%s); the model gets its text", digest, exc
+                )
+        return kept
 
     def _keep(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()

@@ -9,6 +9,7 @@ from patchbay.core.keys import SecretBox
 from patchbay.core.llm.registry import ModelTarget
 from patchbay.errors import InvalidRequest, ModelNotFound
 from patchbay.schemas.catalog import (
+    ATTACHMENT_TYPES,
     ModelCreate,
     ModelRead,
     ModelUpdate,
@@ -224,11 +225,14 @@ class Catalog:
             api_key = self._box.decrypt(provider.api_key_encrypted)
         elif provider.api_key_env:
             api_key = self._env.get(provider.api_key_env)
+        options = {**provider.options, **model.options}
+        media_types = options.pop(ATTACHMENT_TYPES, None)  # checked at the edge: a list
         return ModelTarget(
             name=model.name,
             kind=provider.kind,
             upstream_model=model.upstream_model,
             api_base=provider.api_base,
             api_key=api_key,
-            options={**provider.options, **model.options},
+            options=options,
+            attachment_types=frozenset(media_types if isinstance(media_types, list) else ()),
         )

@@ -87,6 +87,7 @@ class Hub:
             catalog=self.catalog,
             queue=self.queue,
             jobs=self.jobs,
+            registry=self.registry,
             assistants=self.assistants,
             attachments=self.attachments,
             settings=settings.jobs,

@@ -27,8 +27,9 @@ from patchbay.errors import (
     StoreUnavailable,
 )
 from patchbay.logging import job_id_var
-from patchbay.queue.base import EventBus, JobSpec
+from patchbay.queue.base import EventBus, JobSpec, PromptMessage
 from patchbay.schemas.assistants import (
+    PLACEHOLDER,
     PREVIOUS,
     QUERY,
     AssistantTemplate,
@@ -52,14 +53,20 @@ CANCEL_REASON = "cancelled by its owner; the answer so far is kept"
 
 
 def stream_messages(
-    stream: StreamTemplate, history: list[tuple[str, str]], *, query: str, previous: str
-) -> list[tuple[str, str]]:
-    """A template stream's messages for the model: placeholders filled, history inserted."""
-    values = {QUERY: query, PREVIOUS: previous}
-    messages: list[tuple[str, str]] = []
+    stream: StreamTemplate,
+    history: list[PromptMessage],
+    *,
+    query: PromptMessage,
+    previous: str,
+) -> list[PromptMessage]:
+    """A template stream's messages for the model: placeholders filled, history inserted; the
+    query's files go with each message that holds the query."""
+    values = {QUERY: query.text, PREVIOUS: previous}
+    messages: list[PromptMessage] = []
     for message in stream.messages:
         if isinstance(message, TemplateMessage):
-            messages.append((message.role, fill(message.content, values)))
+            files = query.files if QUERY in PLACEHOLDER.findall(message.content) else ()
+            messages.append(PromptMessage(message.role, fill(message.content, values), files))
         else:
             messages.extend(history)
     if not messages:
@@ -226,7 +233,7 @@ class JobRunner:
         """Run every stream but the last to its end, each one's output feeding the next; start
         the last one and return it, to be streamed like any answer."""
         template = AssistantTemplate.model_validate(template_json)
-        *history, (_role, query) = job.messages
+        *history, query = job.messages
         previous = ""
         for index, stream in enumerate(template.streams):
             target = await self._catalog.resolve_in(stream.provider, stream.settings.model)

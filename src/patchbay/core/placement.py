@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from patchbay.core.attachments import for_the_model
+from patchbay.core.attachments import Said
 from patchbay.core.chats import chain_hash, usable_chat
 from patchbay.errors import InvalidRequest, MessageNotFound
 from patchbay.ids import new_id
@@ -26,7 +26,7 @@ class Placement:
     chat_id: str
     parent_id: str | None
     parent_hash: str | None
-    history: list[tuple[str, str]]
+    history: list[Said]
     new_chat: chat_rows.ChatRecord | None
     rows: list[dict[str, object]]
 
@@ -72,7 +72,7 @@ def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> Placement:
         parent_id=leaf_id,
         parent_hash=parent_hash,
         history=[
-            (m.role, for_the_model(m.content, m.attachments))
+            (m.role, m.content, m.attachments)
             for m in branch
             if m.status == "complete" or m.content
         ],
@@ -87,7 +87,7 @@ def _from_history(conn: Connection, user: UserRead, turn: TurnCreate, now: datet
     hashes: list[str] = []
     for message in history:
         hashes.append(chain_hash(hashes[-1] if hashes else None, message.role, message.content))
-    pairs: list[tuple[str, str]] = [(m.role, m.content) for m in history]
+    pairs: list[Said] = [(m.role, m.content, []) for m in history]
     if history[-1].role == "assistant":
         found = chat_rows.find_prefix(conn, owner_id=user.id, prefix_hash=hashes[-1])
         if found is not None:

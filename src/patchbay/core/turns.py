@@ -18,14 +18,15 @@ from sqlalchemy.engine import Connection
 
 from patchbay.config import JobSettings
 from patchbay.core.assistants import MODEL_PREFIX, AssistantService
-from patchbay.core.attachments import AttachmentStore, Upload, decode, for_the_model
+from patchbay.core.attachments import AttachmentStore, Said, Upload, decode
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import chain_hash
 from patchbay.core.jobs import JobRunner, RunState
+from patchbay.core.llm.registry import ModelRegistry, ModelTarget
 from patchbay.core.placement import Placement, place, question_of
 from patchbay.errors import InvalidRequest, MessageNotFound, QueueFull
 from patchbay.ids import new_id
-from patchbay.queue.base import JobQueue, JobSpec
+from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
 from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import AttachmentRead
 from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
@@ -34,6 +35,7 @@ from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
 from patchbay.store.db import Database
+from patchbay.store.deliveries import claim_delivery
 
 CANCEL_WAIT_S = 5.0  # how long DELETE waits for a cancelled job to have stored its outcome
 
@@ -53,11 +55,13 @@ class TurnEngine:
         catalog: Catalog,
         queue: JobQueue,
         jobs: JobRunner,
+        registry: ModelRegistry,
         assistants: AssistantService,
         attachments: AttachmentStore,
         settings: JobSettings,
     ) -> None:
         self._db = db
+        self._registry = registry
         self._attachments = attachments
         self._assistants = assistants
         self._catalog = catalog
@@ -70,24 +74,40 @@ class TurnEngine:
     ) -> TurnRead:
         """Store the turn, queue its job and return the ids; the answer arrives as job events.
 
-        Its attachments (and `uploads`, files sent as multipart) are turned into text first.
+        Its attachments (and `uploads`, files sent as multipart) are turned into text first, but
+        for those the model reads itself.
         """
         template = await self._template(turn)
         if template is None:
-            model = (await self._catalog.resolve(turn.model)).name
+            targets = [await self._catalog.resolve(turn.model)]
         else:  # every stream's model must exist before the turn is accepted
             streams = template.streams
             targets = [
                 await self._catalog.resolve_in(s.provider, s.settings.model) for s in streams
             ]
-            model = targets[-1].name
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
         template_json = None if template is None else template.model_dump(mode="json")
         files = [decode(a, i) for i, a in enumerate(turn.attachments)] + (uploads or [])
-        attached = await self._attachments.accept(user, files) if files else []
+        attached = []
+        if files:
+            native = await self._native(targets)
+            attached = await self._attachments.accept(user, files, native=native)
         # Once stored, a turn must reach the queue even if the caller goes away meanwhile.
-        return await asyncio.shield(self._accept(user, turn, model, template_json, attached))
+        return await asyncio.shield(self._accept(user, turn, targets, template_json, attached))
+
+    async def _native(self, targets: list[ModelTarget]) -> frozenset[str]:
+        """The media types every model of the turn reads itself."""
+        kinds = [await self._registry.accepted_media(target) for target in targets]
+        return frozenset.intersection(*kinds)
+
+    async def _prompt(
+        self, targets: list[ModelTarget], conversation: list[Said]
+    ) -> tuple[PromptMessage, ...]:
+        """The job's messages: files go as they are to models that read them, else as text."""
+        with_files = any(files for _role, _text, files in conversation)
+        native = await self._native(targets) if with_files else frozenset()
+        return await self._attachments.prompt_messages(conversation, native=native)
 
     async def _template(self, turn: TurnCreate) -> AssistantTemplate | None:
         """The assistant template a turn asks for: given, named, or named as its model."""
@@ -104,26 +124,38 @@ class TurnEngine:
         self,
         user: UserRead,
         turn: TurnCreate,
-        model: str,
+        targets: list[ModelTarget],
         template: dict[str, object] | None,
         attached: list[AttachmentRead],
     ) -> TurnRead:
+        model = targets[-1].name
         now = datetime.now(UTC)
         ids = _TurnIds(job=new_id(), user_message=new_id(), answer=new_id())
 
         def store(conn: Connection) -> tuple[Placement, str]:
             context = place(conn, user, turn, now)
             hash_ = self._insert_turn(conn, context, user, turn, model, ids, now, attached)
+            if turn.delivery_id is not None:  # delivered before: all of it rolls back
+                claim_delivery(
+                    conn,
+                    user_id=user.id,
+                    channel=turn.channel,
+                    delivery_id=turn.delivery_id,
+                    message_id=ids.user_message,
+                    job_id=ids.job,
+                    now=now,
+                )
             return context, hash_
 
         context, user_hash = await self._db.write(store)
+        conversation = [*context.history, ("user", turn.text, attached)]
         spec = JobSpec(
             job_id=ids.job,
             user_id=user.id,
             chat_id=context.chat_id,
             message_id=ids.answer,
             model=model,
-            messages=(*context.history, ("user", for_the_model(turn.text, attached))),
+            messages=await self._prompt(targets, conversation),
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
@@ -174,19 +206,20 @@ class TurnEngine:
         target = await self._catalog.resolve(turn.model or earlier.model)
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
-        return await asyncio.shield(self._accept_again(user, message_id, turn, target.name))
+        return await asyncio.shield(self._accept_again(user, message_id, turn, target))
 
     async def _accept_again(
-        self, user: UserRead, message_id: str | int, turn: Regenerate, model: str
+        self, user: UserRead, message_id: str | int, turn: Regenerate, target: ModelTarget
     ) -> TurnRead:
+        model = target.name
         now = datetime.now(UTC)
         job_id, answer_id = new_id(), new_id()
 
-        def store(conn: Connection) -> tuple[str, str, str, list[tuple[str, str]]]:
+        def store(conn: Connection) -> tuple[str, str, str, list[Said]]:
             question = question_of(conn, user, message_id)
             branch = chat_rows.branch(conn, chat_id=question.chat_id, leaf_id=question.id)
-            history: list[tuple[str, str]] = [
-                (m.role, for_the_model(m.content, m.attachments))
+            history: list[Said] = [
+                (m.role, m.content, m.attachments)
                 for m in branch
                 if m.status == "complete" or m.content
             ]
@@ -224,7 +257,7 @@ class TurnEngine:
             chat_id=chat_id,
             message_id=answer_id,
             model=model,
-            messages=tuple(history),
+            messages=await self._prompt([target], history),
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,

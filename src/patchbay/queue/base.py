@@ -4,9 +4,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from patchbay.schemas.jobs import JobEvent
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFile:
+    """A file the model may read itself; `text` is what it reads in its place when it cannot."""
+
+    media_type: str
+    data: bytes
+    text: str
+
+
+class PromptMessage(NamedTuple):
+    """One message for the model: its text (with the text of files it does not read itself) and
+    the files it does."""
+
+    role: str
+    text: str
+    files: tuple[PromptFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +36,7 @@ class JobSpec:
     chat_id: str
     message_id: str  # the assistant message the job fills
     model: str
-    messages: tuple[tuple[str, str], ...]  # (role, content), oldest first; the last is the prompt
+    messages: tuple[PromptMessage, ...]  # oldest first; the last is the prompt
     prefix_hash: str  # of the conversation up to the prompt
     options: dict[str, object] = field(default_factory=dict)
     stream: bool = True  # ask the model for tokens as they come

@@ -10,6 +10,7 @@ Cancellations go to every worker on a fanout exchange; the one running the job s
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import logging
@@ -28,7 +29,7 @@ from aio_pika.exceptions import AMQPError, DeliveryError
 from pydantic import TypeAdapter
 
 from patchbay.errors import QueueFull, ServiceUnavailable
-from patchbay.queue.base import CancelHook, JobHandler, JobSpec
+from patchbay.queue.base import CancelHook, JobHandler, JobSpec, PromptFile, PromptMessage
 from patchbay.queue.memory import MemoryEventBus
 from patchbay.schemas.jobs import JobEvent
 
@@ -40,13 +41,32 @@ DEPTH_POLL_S = 1.0
 
 
 def encode_job(job: JobSpec) -> bytes:
-    return orjson.dumps(dataclasses.asdict(job))
+    return orjson.dumps(dataclasses.asdict(job), default=_json_default)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, bytes):  # a file the model reads itself
+        return base64.b64encode(value).decode()
+    if isinstance(value, tuple):  # a PromptMessage (orjson writes only plain tuples)
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def decode_job(body: bytes) -> JobSpec:
     data: dict[str, Any] = orjson.loads(body)
-    data["messages"] = tuple(tuple(pair) for pair in data["messages"])
+    data["messages"] = tuple(_message(item) for item in data["messages"])
     return JobSpec(**data)
+
+
+def _message(item: list[Any]) -> PromptMessage:
+    # Jobs queued before messages carried files are [role, text].
+    role, text, *rest = item
+    files = rest[0] if rest else []
+    return PromptMessage(
+        role,
+        text,
+        tuple(PromptFile(f["media_type"], base64.b64decode(f["data"]), f["text"]) for f in files),
+    )
 
 
 class RabbitBroker:

@@ -55,7 +55,7 @@ class AttachmentRead(BaseModel):
     media_type: str
     filename: str | None
     size: int
-    text: str
+    text: str  # empty when the model read the file itself and no helper was asked
 
 
 class MessageRead(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import llm
 import orjson
-from llm.parts import ToolCallPart, ToolResultPart
+from llm.parts import AttachmentPart, TextPart, ToolCallPart, ToolResultPart
 from pydantic import Field
 
 from patchbay.errors import (
@@ -23,6 +23,8 @@ from patchbay.errors import (
 )
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
+# The audio types OpenAI's `input_audio` part carries, by the `format` it names them with.
+AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/mp3": "mp3"}
 
 
 class ChatOptions(llm.Options):
@@ -36,8 +38,9 @@ class ChatOptions(llm.Options):
 
 
 class OpenAICompatModel(llm.AsyncModel):
-    """Streams chat completions from `api_base`, reports the upstream's token usage, and passes
-    tools and their calls (OpenAI's function calling) between `llm` and the upstream."""
+    """Streams chat completions from `api_base`, reports the upstream's token usage, passes
+    tools and their calls (OpenAI's function calling) between `llm` and the upstream, and sends
+    files of its `attachment_types` (configured per model) as content parts."""
 
     can_stream = True
     supports_tools = True
@@ -54,8 +57,10 @@ class OpenAICompatModel(llm.AsyncModel):
         api_key: str | None,
         session: SessionFactory,
         timeout_s: float,
+        attachment_types: frozenset[str] = frozenset(),
     ) -> None:
         self.model_id = model_id
+        self.attachment_types = attachment_types
         self.upstream_model = upstream_model
         self.url = api_base.rstrip("/") + "/chat/completions"
         self._headers = {"Content-Type": "application/json"}
@@ -190,10 +195,15 @@ def _parse(data: bytes) -> dict[str, Any]:
 
 
 def _wire(message: llm.Message) -> list[dict[str, Any]]:
-    """One `llm` message in OpenAI's wire format: text, tool calls, or tool results."""
-    text, calls, results = [], [], []
+    """One `llm` message in OpenAI's wire format: text (with files, as content parts), tool
+    calls, or tool results."""
+    text, calls, results, files = [], [], [], []
     for part in message.parts:
-        if isinstance(part, ToolCallPart):
+        if isinstance(part, TextPart):
+            text.append(part.text)
+        elif isinstance(part, AttachmentPart) and part.attachment is not None:
+            files.append(_file_part(part.attachment))
+        elif isinstance(part, ToolCallPart):
             arguments = orjson.dumps(part.arguments).decode()
             calls.append(
                 {
@@ -206,15 +216,30 @@ def _wire(message: llm.Message) -> list[dict[str, Any]]:
             results.append(
                 {"role": "tool", "tool_call_id": part.tool_call_id, "content": part.output}
             )
-        else:
-            text.append(getattr(part, "text", ""))
     if message.role == "tool":
         return results
     entry: dict[str, Any] = {"role": message.role, "content": "".join(text)}
+    if files:
+        joined = entry["content"]
+        entry["content"] = [{"type": "text", "text": joined}, *files] if joined else files
     if calls:
         entry["tool_calls"] = calls
         entry["content"] = entry["content"] or None
     return [entry]
+
+
+def _file_part(attachment: llm.Attachment) -> dict[str, Any]:
+    """A file as an OpenAI content part: images by data URL, wav and mp3 as `input_audio`, any
+    other type as a `file` part (as OpenAI takes PDFs)."""
+    media_type = attachment.resolve_type()
+    data = attachment.base64_content()
+    audio_format = AUDIO_FORMATS.get(media_type)
+    if audio_format is not None:
+        return {"type": "input_audio", "input_audio": {"data": data, "format": audio_format}}
+    url = f"data:{media_type};base64,{data}"
+    if media_type.startswith("image/"):
+        return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "file", "file": {"file_data": url}}
 
 
 def _tool(tool: llm.Tool) -> dict[str, Any]:

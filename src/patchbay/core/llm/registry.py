@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,9 @@ from patchbay.config import Settings
 from patchbay.core.llm.local import LocalEngine, assemble_default_gguf
 from patchbay.core.llm.logs import LlmLogWriter
 from patchbay.core.llm.openai_compat import OpenAICompatModel
+from patchbay.core.llm.prompts import llm_message, text_and_files
 from patchbay.errors import InvalidRequest, ModelNotFound, PatchbayError, ProviderError
+from patchbay.queue.base import PromptMessage
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class ModelTarget:
     api_base: str | None
     api_key: str | None
     options: dict[str, Any]
+    # What an OpenAI-compatible model reads itself (an `llm` plugin's model declares its own).
+    attachment_types: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,7 @@ class ModelRegistry:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._models: dict[tuple[str | None, ...], Any] = {}
+        self._models: dict[tuple[object, ...], Any] = {}
         self._session: aiohttp.ClientSession | None = None
         self._engines: dict[Path, tuple[LocalEngine, str]] = {}
         self._engine_lock = asyncio.Lock()
@@ -136,7 +140,7 @@ class ModelRegistry:
         target: ModelTarget,
         *,
         conversation_id: str,
-        messages: list[tuple[str, str]],
+        messages: Sequence[PromptMessage],
         options: dict[str, Any],
         stream: bool = True,
         tools: list[ToolSpec] | None = None,
@@ -144,7 +148,9 @@ class ModelRegistry:
         """Start a call: all messages but the last as history, the last as the prompt; `tools`
         are offered to a model that supports them, and the calls it makes are run."""
         model = await self._model(target)
-        *history, (_role, prompt) = messages
+        *history, last = messages
+        accepted = model.attachment_types
+        prompt, attachments = text_and_files(last, accepted)
         conversation = model.conversation()
         conversation.id = conversation_id.lower()
         merged = {**target.options, **options}
@@ -153,11 +159,12 @@ class ModelRegistry:
         if dropped:
             logger.debug("%s ignores options %s", target.name, dropped)
         kept = {k: v for k, v in merged.items() if k in known and v is not None}
-        earlier = [_message(role, content) for role, content in history]
+        earlier = [llm_message(message, accepted) for message in history]
         try:
             if tools and getattr(model, "supports_tools", False):
                 response = conversation.chain(
                     prompt,
+                    attachments=attachments,
                     messages=earlier,
                     stream=stream,
                     options=kept,
@@ -166,7 +173,7 @@ class ModelRegistry:
                 )
             else:
                 response = conversation.prompt(
-                    prompt, messages=earlier, stream=stream, options=kept
+                    prompt, attachments=attachments, messages=earlier, stream=stream, options=kept
                 )
         except ValueError as exc:  # options the model's Options class rejects
             raise InvalidRequest(f"{target.name}: {exc}") from exc
@@ -178,8 +185,25 @@ class ModelRegistry:
             for response in generation.responses:
                 self.log_writer.submit(response)
 
+    async def accepted_media(self, target: ModelTarget) -> frozenset[str]:
+        """The media types `target` reads itself: files of these types go to it as they are."""
+        if target.kind != "llm":
+            return target.attachment_types  # known without starting a local engine
+        try:
+            model = await self._model(target)
+        except ModelNotFound:  # its job says so when it runs
+            return frozenset()
+        return frozenset(model.attachment_types)
+
     async def _model(self, target: ModelTarget) -> Any:
-        key = (target.name, target.kind, target.upstream_model, target.api_base, target.api_key)
+        key = (
+            target.name,
+            target.kind,
+            target.upstream_model,
+            target.api_base,
+            target.api_key,
+            target.attachment_types,
+        )
         model = self._models.get(key)
         if model is None:
             model = await self._build(target)
@@ -202,6 +226,7 @@ class ModelRegistry:
             upstream_model=target.upstream_model,
             api_base=api_base,
             api_key=api_key,
+            attachment_types=target.attachment_types,
             session=self.session,
             timeout_s=self._settings.jobs.upstream_timeout_s,
         )
@@ -236,17 +261,6 @@ def _plugin_model(target: ModelTarget) -> Any:
             f"no installed llm plugin provides an async model {target.upstream_model!r}; "
             "see `llm models list`"
         ) from exc
-
-
-_BUILDERS: dict[str, Callable[[str], Any]] = {
-    "system": llm.system,
-    "user": llm.user,
-    "assistant": llm.assistant,
-}
-
-
-def _message(role: str, content: str) -> Any:
-    return _BUILDERS[role](content)
 
 
 def _llm_tool(tool: ToolSpec) -> llm.Tool:

@@ -1,0 +1,90 @@
+"""Which files a model is sent as they are, and which as the text a helper made of them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from patchbay.config import HelperSettings
+from patchbay.core.attachments import AttachmentStore, Said, Upload, prompt_message
+from patchbay.core.helpers import HelperRegistry
+from patchbay.queue.base import PromptFile, PromptMessage
+from patchbay.schemas.chats import AttachmentRead
+from patchbay.schemas.users import UserRead
+from patchbay.store.db import Database
+
+PNG = b"\x89PNG\r\n\x1a\n picture"
+PDF = b"%PDF-1.7 document"
+VISION = frozenset({"image/png", "image/jpeg"})
+
+
+def attachment(
+    data: bytes, media_type: str, text: str = "", name: str | None = None
+) -> AttachmentRead:
+    return AttachmentRead(
+        id=hashlib.sha256(data).hexdigest(),
+        media_type=media_type,
+        filename=name,
+        size=len(data),
+        text=text,
+    )
+
+
+PICTURE = attachment(PNG, "image/png", name="cat.png")
+REPORT = attachment(PDF, "application/pdf", text="Q3 was good.", name="q3.pdf")
+KEPT = {PICTURE.id: PNG, REPORT.id: PDF}
+
+
+def test_a_file_the_model_reads_goes_as_it_is_the_others_as_their_text() -> None:
+    message = prompt_message(("user", "Look:", [PICTURE, REPORT]), VISION, KEPT)
+    assert message == PromptMessage(
+        "user",
+        "Look:\n\n[Attached: q3.pdf (application/pdf)]\nQ3 was good.",
+        (PromptFile("image/png", PNG, "\n\n[Attached: cat.png (image/png)]\n"),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("native", "kept"),
+    [
+        (frozenset(), KEPT),  # a model that reads no files
+        (frozenset({"image/jpeg"}), KEPT),  # nor this type
+        (VISION, {}),  # the file is no longer kept
+    ],
+)
+def test_otherwise_a_file_goes_as_its_text(native: frozenset[str], kept: dict[str, bytes]) -> None:
+    message = prompt_message(("user", "Look:", [PICTURE]), native, kept)
+    assert message == PromptMessage("user", "Look:\n\n[Attached: cat.png (image/png)]\n")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[AttachmentStore]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
+    helpers = HelperRegistry(db, HelperSettings(), key="k", down_after_s=30)
+    yield AttachmentStore(tmp_path / "files", helpers, max_bytes=1 << 20)
+    await db.close()
+
+
+async def test_a_file_the_model_reads_needs_no_helper(store: AttachmentStore) -> None:
+    user = UserRead(
+        id="u",
+        number=1,
+        name="ann",
+        role="user",
+        profile={},
+        instruction_recording=False,
+        created_at=datetime.now(UTC),
+    )
+    (kept,) = await store.accept(user, [Upload("image/PNG", PNG, "cat.png")], native=VISION)
+    assert kept == PICTURE  # no helper asked, no text made
+
+    history: list[Said] = [("user", "Look:", [kept]), ("assistant", "A cat.", [])]
+    first, answer = await store.prompt_messages(history, native=VISION)
+    assert first.files == (PromptFile("image/png", PNG, "\n\n[Attached: cat.png (image/png)]\n"),)
+    assert answer == PromptMessage("assistant", "A cat.")
+    as_text = await store.prompt_messages(history, native=frozenset())
+    assert as_text[0] == PromptMessage("user", "Look:\n\n[Attached: cat.png (image/png)]\n")
