@@ -76,6 +76,7 @@ class Hub:
             bus=self.bus,
             settings=settings.jobs,
             helpers=self.helpers,
+            exclusive=isinstance(self.queue, MemoryQueue),
         )
         self.assistants = AssistantService(self.db)
         self.senders = SenderService(self.db)

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Literal
 
 from sqlalchemy.engine import Connection
@@ -108,8 +109,11 @@ class JobRunner:
         bus: EventBus,
         settings: JobSettings,
         helpers: HelperRegistry | None = None,
+        exclusive: bool = False,
     ) -> None:
+        """`exclusive`: the jobs come from an in-process queue, so no other process runs them."""
         self._db = db
+        self._exclusive = exclusive
         self._helpers = helpers
         self._catalog = catalog
         self._registry = registry
@@ -161,9 +165,25 @@ class JobRunner:
         return cancelled
 
     async def _claim(self, job: JobSpec) -> int | None:
+        """Mark the job running: its attempt, or None when it must not run.
+
+        With an in-process queue no other process ever runs the job, so unless it was cancelled
+        while it waited the answer is known (attempt 1). On SQLite the write is then queued and
+        not waited for: every later write for the job (a cancel, its outcome) is queued after it,
+        and a commit less on the way to the answer is a tenth of a turn's latency.
+        """
         now = datetime.now(UTC)
+
+        def claim(conn: Connection) -> int | None:
+            return job_rows.claim(conn, job.job_id, now)
+
+        if self._exclusive and job.job_id not in self._cancelled:
+            queued = self._db.write_soon(claim)
+            if queued is not None:
+                queued.add_done_callback(partial(_claimed_later, job.job_id))
+                return 1
         try:
-            return await self._db.write(lambda conn: job_rows.claim(conn, job.job_id, now))
+            return await self._db.write(claim)
         except StoreUnavailable:
             logger.warning("job %s: could not mark it running; running it anyway", job.job_id)
             return 1
@@ -490,6 +510,11 @@ class JobRunner:
             error=ErrorInfo(code="job_failed", message=reason),
             model=job.model,
         )
+
+
+def _claimed_later(job_id: str, claimed: asyncio.Future[int | None]) -> None:
+    if not claimed.cancelled() and claimed.exception() is not None:
+        logger.warning("job %s: could not mark it running; running it anyway", job_id)
 
 
 async def _watch_idle(state: RunState, task: asyncio.Task[object], idle_s: float) -> None:

@@ -104,14 +104,22 @@ class Database:
         many turns, where the async driver would hop to its thread for every statement. If a
         shared transaction fails, each op runs again alone, so one op's error never fails another.
         """
-        if self._writer_thread is None:
+        queued = self.write_soon(op)
+        if queued is None:
             async with self.begin() as conn:
                 return await conn.run_sync(op)
+        return await queued
+
+    def write_soon(self, op: WriteOp[T]) -> asyncio.Future[T] | None:
+        """Queue `op` for the SQLite writer now, before any write asked for later; its future
+        has the result once committed. None on PostgreSQL, where writes are not queued."""
+        if self._writer_thread is None:
+            return None
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
-        return await future
+        return future
 
     async def _write_batches(self) -> None:
         loop = asyncio.get_running_loop()
