@@ -80,8 +80,10 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU seconds used so far by the live processes of the group."""
-        total = 0
+        """User plus system CPU seconds used so far by the live processes the server started:
+        its process group and every descendant (supervisord gives each module a group of its
+        own, so the group alone would miss patchbay's modules)."""
+        stats: dict[int, list[str]] = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
@@ -89,10 +91,15 @@ class ServerProcess:
                 stat = Path(entry.path, "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            # fields[2] is pgrp, fields[11] utime, fields[12] stime (man 5 proc, from field 3).
-            if int(fields[2]) == self.pgid:
-                total += int(fields[11]) + int(fields[12])
+            # After the name: [1] ppid, [2] pgrp, [11] utime, [12] stime (man 5 proc, field 3 on).
+            stats[int(entry.name)] = stat[stat.rfind(")") + 2 :].split()
+        ours = {pid for pid, fields in stats.items() if int(fields[2]) == self.pgid}
+        grew = True
+        while grew:
+            found = {pid for pid, fields in stats.items() if int(fields[1]) in ours} - ours
+            ours |= found
+            grew = bool(found)
+        total = sum(int(stats[pid][11]) + int(stats[pid][12]) for pid in ours)
         return total / _CLK_TCK
 
     def _signal_group(self, sig: signal.Signals) -> bool:
