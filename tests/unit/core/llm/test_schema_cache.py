@@ -41,6 +41,7 @@ def test_forget_schema_sees_what_another_connection_changed(tmp_path: Path) -> N
     assert [column.name for column in db.table("turns").columns] == ["id"]
     other = SchemaCachedDatabase(tmp_path / "logs.db")
     other.execute("alter table turns add column model text")
-    assert [column.name for column in db.table("turns").columns] == ["id"]  # still the remembered one
+    remembered = [column.name for column in db.table("turns").columns]
+    assert remembered == ["id"]
     db.forget_schema()
     assert [column.name for column in db.table("turns").columns] == ["id", "model"]
