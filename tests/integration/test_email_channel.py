@@ -17,6 +17,10 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from patchbay.channels.email import EmailChannel
 from patchbay.channels.runner import create_app
@@ -215,6 +219,49 @@ def test_core_down_is_a_451_and_a_retry_works(
     finally:
         proxy.close()
     assert len(chats(stack)) == 1
+
+
+def _losing_first_turn_reply(core_url: str) -> Starlette:
+    """A proxy to the core that forwards everything but loses the reply to the first turn."""
+    lost: list[str] = []
+
+    async def forward(request: Request) -> Response:
+        async with httpx.AsyncClient(base_url=core_url) as core:
+            answer = await core.request(
+                request.method,
+                request.url.path,
+                params=request.query_params,
+                content=await request.body(),
+                headers={k: v for k, v in request.headers.items() if k != "host"},
+            )
+        if request.url.path == "/v1/turns" and not lost:
+            lost.append(answer.text)  # stored by the core; the channel never hears of it
+            return Response("bad gateway", status_code=502)
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+
+
+def test_a_mail_deferred_after_its_turn_was_stored_is_still_answered(
+    stack: Stack, upstream: MockUpstream, sink: Sink
+) -> None:
+    proxy_port = free_port()
+    proxy = _losing_first_turn_reply(stack.core_url)
+    with (
+        serve_in_thread(proxy, proxy_port),
+        email_channel(stack, sink, f"http://127.0.0.1:{proxy_port}", policy="open") as port,
+    ):
+        message = mail("Did you get this?")
+        code, text = send(port, message)
+        assert code == 451 and "try again later" in text
+        assert len(chats(stack)) == 1  # the core took it; only its reply was lost
+        code, text = send(port, message)  # the sender's retry: a duplicate, still unanswered
+        assert code == 250 and "the answer comes by mail" in text
+        assert sink.wait(1)[0].get_content().strip() == upstream.reply
+        assert send(port, message)[0] == 250  # a third delivery: answered once already
+        time.sleep(0.5)
+    assert len(sink.mails) == 1 and len(upstream.requests) == 1
+    assert len(chats(stack)[0]["messages"]) == 2
 
 
 def test_allowlist_refuses_unknown_and_forged_senders_storing_nothing(

@@ -16,6 +16,7 @@ from patchbay.channels.email.settings import EmailSettings
 from patchbay.channels.limits import RecentIds, SenderRate
 from patchbay.client import ActAs
 from patchbay.errors import DuplicateDelivery, PatchbayError
+from patchbay.schemas.jobs import JobRead
 from patchbay.schemas.options import MAX_TEXT
 from patchbay.schemas.senders import SenderResolved
 from patchbay.schemas.turns import TurnCreate, TurnRead
@@ -59,6 +60,9 @@ class Inbox:
         # turn's delivery_id) even after a restart.
         self.seen = RecentIds()
         self.told = RecentIds()  # "address code": pairing notes already mailed
+        # Mails deferred after their turn was sent to the core: it may have stored the turn and
+        # lost only its reply. When the retry turns out a duplicate, its answer is still owed.
+        self.deferred = RecentIds()
         self.busy: set[str] = set()
         self.rate = SenderRate(self.settings.max_mails_per_minute)
         self.answers = Answers(channel.core, relay, address=self.settings.address)
@@ -147,6 +151,7 @@ class Inbox:
     async def _start(self, mail: InboundMail, user_id: str) -> Verdict:
         if len(mail.prompt) > MAX_TEXT:
             return Verdict(552, f"5.3.4 the text is over {MAX_TEXT} characters; send less")
+        delivery = delivery_key(mail.sender, mail.key)
         turn = TurnCreate(
             channel=self.channel.name,
             thread=mail.thread,
@@ -155,19 +160,40 @@ class Inbox:
             attachments=list(mail.attachments),
             metadata={"message_id": mail.key, "from": mail.sender, "subject": mail.subject},
             stream=False,
-            delivery_id=delivery_key(mail.sender, mail.key),
+            delivery_id=delivery,
         )
         try:  # without ?wait the core answers once the turn is stored and its job queued
             created = await self.channel.core.call_as(
                 TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn
             )
-        except DuplicateDelivery:
-            logger.info("mail %s from %s was taken before", mail.key, mail.sender)
-            return ANSWERED
+        except DuplicateDelivery as exc:
+            if delivery not in self.deferred:
+                logger.info("mail %s from %s was taken before", mail.key, mail.sender)
+                return ANSWERED
+            try:
+                created = await self._stored_turn(exc, user_id)
+            except PatchbayError as lost:
+                return later(lost)
         except PatchbayError as exc:
             if exc.status in (400, 413) and not exc.retryable:  # this mail will never do
                 return Verdict(554, f"5.6.0 {exc.message}")
+            self.deferred.add(delivery)
             return later(exc)
+        self.deferred.discard(delivery)
         self.answers.follow(mail, user_id, created)
         logger.info("mail %s from %s is job %s", mail.key, mail.sender, created.job_id)
         return Verdict(250, f"2.0.0 taken (job {created.job_id}); the answer comes by mail")
+
+    async def _stored_turn(self, taken: DuplicateDelivery, user_id: str) -> TurnRead:
+        """The turn the core stored for a mail whose first delivery was deferred."""
+        job = await self.channel.core.call_as(
+            JobRead, "GET", f"/v1/jobs/{taken.job_id}", key=ActAs(user_id)
+        )
+        logger.info("mail for job %s was stored before its deferral; answering it", job.id)
+        return TurnRead(
+            chat_id=taken.chat_id,
+            job_id=job.id,
+            user_message_id=taken.message_id,
+            assistant_message_id=job.message_id,
+            model=job.model,
+        )
