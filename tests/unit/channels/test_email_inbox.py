@@ -4,7 +4,6 @@ handled now is a 451; what will never do is a 5xx; nothing is answered twice."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -27,7 +26,7 @@ from patchbay.errors import (
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from patchbay.schemas.senders import SenderPolicy, SenderResolved
 from patchbay.schemas.turns import TurnRead
-from patchbay.schemas.users import UserRead
+from tests.support.users import a_user
 
 ANN = "ann@example.org"
 CREATED = TurnRead(
@@ -53,7 +52,7 @@ class Fakes:
         self.channel = EmailChannel(settings, CoreClient("http://127.0.0.1:9"))
         self.relay = FakeRelay()
         self.inbox = Inbox(self.channel, self.relay)
-        self.who: SenderResolved | PatchbayError = SenderResolved(status="known", user=user())
+        self.who: SenderResolved | PatchbayError = SenderResolved(status="known", user=a_user())
         self.resolved: list[str] = []
         self.turns: list[Any] = []
         self.followed: list[TurnRead] = []
@@ -76,18 +75,6 @@ class Fakes:
             raise self.start_error
         self.turns.append(kw["body"])
         return CREATED
-
-
-def user() -> UserRead:
-    return UserRead(
-        id="u1",
-        number=1,
-        name="ann",
-        role="user",
-        profile={},
-        instruction_recording=False,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
 
 
 @pytest.fixture
@@ -189,7 +176,7 @@ async def test_senders_checked_before_data(monkeypatch: pytest.MonkeyPatch) -> N
     refused = await fakes.inbox.check_sender("Eve@Evil.test")
     assert refused is not None and refused.code == 550 and "<eve@evil.test>" in refused.text
     assert await fakes.inbox.check_sender("") is None  # a bounce is let through to DATA
-    fakes.who = SenderResolved(status="known", user=user())
+    fakes.who = SenderResolved(status="known", user=a_user())
     assert await fakes.inbox.check_sender(ANN) is None
 
 

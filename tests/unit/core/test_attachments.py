@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ from patchbay.core.attachments import AttachmentStore, Said, Upload, prompt_mess
 from patchbay.core.helpers import HelperRegistry
 from patchbay.queue.base import PromptFile, PromptMessage
 from patchbay.schemas.chats import AttachmentRead
-from patchbay.schemas.users import UserRead
 from patchbay.store.db import Database
+from tests.support.users import a_user
 
 PNG = b"\x89PNG\r\n\x1a\n picture"
 PDF = b"%PDF-1.7 document"
@@ -70,15 +69,7 @@ async def store(tmp_path: Path) -> AsyncIterator[AttachmentStore]:
 
 
 async def test_a_file_the_model_reads_needs_no_helper(store: AttachmentStore) -> None:
-    user = UserRead(
-        id="u",
-        number=1,
-        name="ann",
-        role="user",
-        profile={},
-        instruction_recording=False,
-        created_at=datetime.now(UTC),
-    )
+    user = a_user()
     (kept,) = await store.accept(user, [Upload("image/PNG", PNG, "cat.png")], native=VISION)
     assert kept == PICTURE  # no helper asked, no text made
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,17 +21,9 @@ from patchbay.errors import CoreUnavailable, DuplicateDelivery, PayloadTooLarge
 from patchbay.schemas.jobs import ErrorInfo, JobEvent
 from patchbay.schemas.senders import SenderResolved
 from patchbay.schemas.turns import AttachmentIn, TurnRead, TurnResult
-from patchbay.schemas.users import UserRead
+from tests.support.users import a_user
 
-ANN = UserRead(
-    id="u1",
-    number=1,
-    name="ann",
-    role="user",
-    profile={},
-    instruction_recording=False,
-    created_at=datetime.now(UTC),
-)
+ANN = a_user()
 
 
 def result(type_: str = "done", content: str | None = "The answer.", **extra: Any) -> TurnResult:
