@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from patchbay.errors import UserNotFound
 from patchbay.schemas.chats import ChatRead, MessageRead, Timings, Usage
+from patchbay.store.prepared import Prepared
 from patchbay.store.refs import Ref, as_number, ref_filter
 from patchbay.store.tables import chat_members, chats, messages, users
 
@@ -158,19 +159,20 @@ def list_chats(
 
 
 # Statements built once: on the hot path, building them costs more than running them.
-_INSERT_CHAT = chats.insert()
-_UPDATE_CHAT = update(chats).where(chats.c.id == bindparam("b_id"))
-_INSERT_MESSAGE = messages.insert()
-_UPDATE_MESSAGE = update(messages).where(messages.c.id == bindparam("b_id"))
+# Every turn runs these: see `prepared` (the others go through SQLAlchemy as usual).
+_INSERT_CHAT = Prepared(chats.insert())
+_UPDATE_CHAT = Prepared(update(chats).where(chats.c.id == bindparam("b_id")))
+_INSERT_MESSAGE = Prepared(messages.insert())
+_UPDATE_MESSAGE = Prepared(update(messages).where(messages.c.id == bindparam("b_id")))
 
 
 def insert_chat(conn: Connection, record: ChatRecord) -> None:
-    conn.execute(_INSERT_CHAT, _fields(record))
+    _INSERT_CHAT.run(conn, _fields(record))
 
 
 def update_chat(conn: Connection, chat_id: str, **values: object) -> None:
     values.setdefault("updated_at", datetime.now(UTC))
-    conn.execute(_UPDATE_CHAT, {"b_id": chat_id, **values})
+    _UPDATE_CHAT.run(conn, {"b_id": chat_id, **values})
 
 
 def delete_chat(conn: Connection, chat_id: str) -> None:
@@ -215,13 +217,12 @@ def message_row(
 
 
 def insert_messages(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
-    if rows:
-        conn.execute(_INSERT_MESSAGE, list(rows))
+    _INSERT_MESSAGE.run(conn, rows)
 
 
 def update_message(conn: Connection, message_id: str, **values: object) -> None:
     values.setdefault("updated_at", datetime.now(UTC))
-    conn.execute(_UPDATE_MESSAGE, {"b_id": message_id, **values})
+    _UPDATE_MESSAGE.run(conn, {"b_id": message_id, **values})
 
 
 def find_message(conn: Connection, message_id: Ref) -> MessageRead | None:

@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from patchbay.schemas.jobs import JobRead
+from patchbay.store.prepared import Prepared
 from patchbay.store.tables import jobs, messages
 
 
@@ -31,16 +32,17 @@ def job_row(
     }
 
 
-_INSERT_JOB = jobs.insert()
-_UPDATE_JOB = update(jobs).where(jobs.c.id == bindparam("b_id"))
+# Every turn runs these: see `prepared` (the others go through SQLAlchemy as usual).
+_INSERT_JOB = Prepared(jobs.insert())
+_UPDATE_JOB = Prepared(update(jobs).where(jobs.c.id == bindparam("b_id")))
 
 
 def insert_job(conn: Connection, row: dict[str, object]) -> None:
-    conn.execute(_INSERT_JOB, row)
+    _INSERT_JOB.run(conn, row)
 
 
 def update_job(conn: Connection, job_id: str, **values: object) -> None:
-    conn.execute(_UPDATE_JOB, {"b_id": job_id, **values})
+    _UPDATE_JOB.run(conn, {"b_id": job_id, **values})
 
 
 def find_job(conn: Connection, job_id: str) -> tuple[JobRead, str, int | None] | None:
@@ -59,7 +61,7 @@ def find_job(conn: Connection, job_id: str) -> tuple[JobRead, str, int | None] |
     return read, row.user_id, row.last_seq
 
 
-_CLAIM = (
+_CLAIM = Prepared(
     update(jobs)
     # Two plain comparisons, not IN: an IN list is rendered into the SQL again on every run.
     .where(
@@ -68,7 +70,9 @@ _CLAIM = (
     .values(
         status="running",
         attempts=jobs.c.attempts + 1,
-        started_at=func.coalesce(jobs.c.started_at, bindparam("b_now")),
+        started_at=func.coalesce(
+            jobs.c.started_at, bindparam("b_now", type_=jobs.c.started_at.type)
+        ),
     )
     .returning(jobs.c.attempts)
 )  # built once: building it per job cost more than running it
@@ -77,8 +81,8 @@ _CLAIM = (
 def claim(conn: Connection, job_id: str, now: datetime) -> int | None:
     """Mark a job running as a worker takes it; returns its attempt (2 and up: a takeover), or
     None when it must not run (cancelled, or ended, before this worker got it)."""
-    row = conn.execute(_CLAIM, {"b_id": job_id, "b_now": now}).first()
-    return None if row is None else int(row.attempts)
+    row = _CLAIM.first(conn, {"b_id": job_id, "b_now": now})
+    return None if row is None else int(row[0])
 
 
 def cancel_unfinished(
