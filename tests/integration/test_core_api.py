@@ -151,6 +151,15 @@ def test_bad_turns_get_clear_errors(stack: Stack) -> None:
     assert not_json.json()["error"]["code"] == "invalid_request"
     no_key = httpx.post(f"{stack.core_url}/v1/turns", json={"text": "hi"})
     assert (no_key.status_code, no_key.json()["error"]["code"]) == (401, "invalid_api_key")
+    not_a_flag = httpx.post(
+        f"{stack.core_url}/v1/turns?wait=maybe", json={"text": "hi"}, headers=auth(stack)
+    )
+    assert (not_a_flag.status_code, not_a_flag.json()["error"]["code"]) == (400, "invalid_request")
+    assert "query.wait" in not_a_flag.json()["error"]["message"]
+    waited = httpx.post(
+        f"{stack.core_url}/v1/turns?wait=1", json={"text": "hi"}, headers=auth(stack), timeout=30
+    )
+    assert (waited.status_code, waited.json()["outcome"]["type"]) == (200, "done")
 
 
 def test_chats_can_be_renamed_and_deleted(stack: Stack) -> None:

@@ -26,6 +26,7 @@ from patchbay.asgi import BodyLimit
 from patchbay.config import Settings
 from patchbay.core.hub import Hub
 from patchbay.errors import PatchbayError
+from patchbay.hot_routes import HotRoutes
 from patchbay.json_body import add_schemas
 from patchbay.schemas.turns import TurnCreate
 
@@ -88,7 +89,8 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
     app.add_exception_handler(PatchbayError, _patchbay_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(HotRoutes, routes={("POST", "/v1/turns"): turns.start_turn})
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # outside: hot routes are limited too
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

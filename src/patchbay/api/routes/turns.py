@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
 from patchbay.api.deps import CurrentUser, HubDep, current_user, get_hub
@@ -47,12 +47,31 @@ async def create_turn(
     Answers at once with the ids (202); with `Accept: text/event-stream`, with the job's events as
     they happen; with `?wait=true`, with the job's outcome when it ends.
     """
-    # Every turn from every channel comes this way: the caller and the body are read here rather
-    # than as FastAPI dependencies, which cost more than the rest of the route (see json_body).
+    return await start_turn(request)  # declared for the docs; `HotRoutes` serves it
+
+
+async def start_turn(request: Request) -> Response:
+    """`POST /v1/turns`. Every turn from every channel comes this way, so the app serves it as a
+    hot route (see `hot_routes`), and it reads the caller, the body and `wait` itself."""
     hub = await get_hub(request)
     user = await current_user(request, hub)
     turn = await read_body(request, TurnCreate)
+    wait = _flag(request, "wait")
     return await _answer(await hub.turns.start(user, turn), request, hub, wait=wait)
+
+
+_BOOL = TypeAdapter(bool)
+
+
+def _flag(request: Request, name: str) -> bool:
+    """A true/false query parameter, read as FastAPI reads one (`true`, `1`, `yes`, `on`, …)."""
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    try:
+        return _BOOL.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidRequest(f"query.{name}: {exc.errors()[0]['msg']}") from exc
 
 
 @router.post(
@@ -130,7 +149,7 @@ async def regenerate(
     return await _answer(created, request, hub, wait=wait)
 
 
-async def _answer(created: TurnRead, request: Request, hub: Hub, *, wait: bool) -> object:
+async def _answer(created: TurnRead, request: Request, hub: Hub, *, wait: bool) -> Response:
     """The ids at once; the events as they happen (SSE); or the outcome once there is one."""
     if "text/event-stream" in request.headers.get("accept", ""):
         headers = {**SSE_HEADERS, **_turn_headers(created)}

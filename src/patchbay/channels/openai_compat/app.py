@@ -13,11 +13,12 @@ from patchbay import __version__
 from patchbay.asgi import BodyLimit
 from patchbay.channels.heartbeat import heartbeats
 from patchbay.channels.openai_compat.errors import error_body, openai_error, too_large_body
-from patchbay.channels.openai_compat.router import router
+from patchbay.channels.openai_compat.router import chat_completions, router
 from patchbay.channels.openai_compat.schemas import ChatCompletionRequest
 from patchbay.client import CoreClient
 from patchbay.config import Settings
 from patchbay.errors import PatchbayError
+from patchbay.hot_routes import HotRoutes
 from patchbay.json_body import add_schemas
 
 
@@ -54,6 +55,8 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> FastAPI
     app = FastAPI(title="patchbay OpenAI channel", version=__version__, lifespan=lifespan)
     app.add_exception_handler(PatchbayError, _patchbay_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_middleware(HotRoutes, routes={("POST", "/v1/chat/completions"): chat_completions})
+    # outside: hot routes are limited too
     app.add_middleware(BodyLimit, max_bytes=settings.openai.max_body_bytes, body=too_large_body)
 
     @app.get("/healthz", tags=["health"])

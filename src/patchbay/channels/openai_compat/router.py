@@ -50,7 +50,8 @@ def _failure(event: JobEvent) -> PatchbayError:
 @router.post(
     "/chat/completions", response_model=None, openapi_extra=documented(ChatCompletionRequest)
 )
-async def chat_completions(request: Request) -> Any:
+async def chat_completions(request: Request) -> Response:
+    """Served as a hot route (see `hot_routes`): it reads the key and the body itself."""
     key = _key(request)
     body = await read_body(request, ChatCompletionRequest)
     turn = to_turn(body)
