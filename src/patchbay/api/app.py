@@ -22,7 +22,7 @@ from patchbay.api.routes import (
     turns,
     users,
 )
-from patchbay.asgi import BodyLimit
+from patchbay.asgi import TELEMETRY_OFF, BodyLimit
 from patchbay.config import Settings
 from patchbay.core.hub import Hub
 from patchbay.errors import PatchbayError
@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
         title="patchbay core",
         version=__version__,
         lifespan=lifespan,
+        telemetry=TELEMETRY_OFF,
     )
     app.add_exception_handler(PatchbayError, _patchbay_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

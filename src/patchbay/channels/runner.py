@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from patchbay.asgi import TELEMETRY_OFF
 from patchbay.channels.base import Channel, channel_settings
 from patchbay.channels.heartbeat import heartbeats
 from patchbay.client import CoreClient
@@ -41,7 +42,9 @@ def create_app(settings: Settings, channel_class: type[Channel[Any]]) -> FastAPI
             await channel.close()
             await core.close()
 
-    app = FastAPI(title=f"patchbay {channel_class.name} channel", lifespan=lifespan)
+    app = FastAPI(
+        title=f"patchbay {channel_class.name} channel", lifespan=lifespan, telemetry=TELEMETRY_OFF
+    )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

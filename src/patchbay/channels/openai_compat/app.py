@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from patchbay import __version__
-from patchbay.asgi import BodyLimit
+from patchbay.asgi import TELEMETRY_OFF, BodyLimit
 from patchbay.channels.heartbeat import heartbeats
 from patchbay.channels.openai_compat.errors import error_body, openai_error, too_large_body
 from patchbay.channels.openai_compat.router import chat_completions, router
@@ -52,7 +52,12 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> FastAPI
         finally:
             await client.close()
 
-    app = FastAPI(title="patchbay OpenAI channel", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="patchbay OpenAI channel",
+        version=__version__,
+        lifespan=lifespan,
+        telemetry=TELEMETRY_OFF,
+    )
     app.add_exception_handler(PatchbayError, _patchbay_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_middleware(HotRoutes, routes={("POST", "/v1/chat/completions"): chat_completions})
