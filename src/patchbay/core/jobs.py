@@ -285,7 +285,7 @@ class JobRunner:
         idle = self._settings.upstream_timeout_s
         this = asyncio.current_task()
         assert this is not None  # noqa: S101 - always inside the queue's task
-        watchdog = asyncio.create_task(_watch_idle(state, this, idle))
+        watchdog = _IdleWatch(state, this, idle)
         try:
             async for delta in generation.deltas():
                 now = time.monotonic()
@@ -517,13 +517,22 @@ def _claimed_later(job_id: str, claimed: asyncio.Future[int | None]) -> None:
         logger.warning("job %s: could not mark it running; running it anyway", job_id)
 
 
-async def _watch_idle(state: RunState, task: asyncio.Task[object], idle_s: float) -> None:
-    """Cancel `task` once the model has sent nothing for `idle_s` (one timer per job, not per token)."""
-    state.last_activity = time.monotonic()
-    while True:
-        remaining = state.last_activity + idle_s - time.monotonic()
-        if remaining <= 0:
-            state.timed_out = True
-            task.cancel()
+class _IdleWatch:
+    """Cancels `task` once the model has sent nothing for `idle_s`: one timer per job, moved on
+    lazily (when it fires early it sets itself again for what is left), not one per token."""
+
+    def __init__(self, state: RunState, task: asyncio.Task[None], idle_s: float) -> None:
+        self._state, self._task, self._idle_s = state, task, idle_s
+        state.last_activity = time.monotonic()
+        self._timer = asyncio.get_running_loop().call_later(idle_s, self._check)
+
+    def _check(self) -> None:
+        remaining = self._state.last_activity + self._idle_s - time.monotonic()
+        if remaining > 0:
+            self._timer = asyncio.get_running_loop().call_later(remaining, self._check)
             return
-        await asyncio.sleep(remaining)
+        self._state.timed_out = True
+        self._task.cancel()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
