@@ -13,6 +13,7 @@ import uvicorn
 from rich.panel import Panel
 from rich.table import Table
 
+from patchbay import heap
 from patchbay.cli.context import console, errors, settings_of
 from patchbay.config import Settings
 from patchbay.errors import PatchbayError
@@ -81,6 +82,7 @@ def _serve(
         ws_max_size=ws_max_size,
     )
     server = uvicorn.Server(config)
+    heap.settle()  # the app and its imports are built: see `heap`
     server.run()
     if not server.started:
         raise typer.Exit(1)

@@ -14,6 +14,7 @@ import os
 import signal
 from datetime import UTC, datetime
 
+from patchbay import heap
 from patchbay.client import CoreClient
 from patchbay.config import Settings, environment
 from patchbay.core.catalog import Catalog
@@ -98,6 +99,7 @@ def run_worker(settings: Settings, *, name: str) -> None:
     """Run a worker in this process until SIGTERM or SIGINT."""
 
     async def main() -> None:
+        heap.settle()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -23,6 +23,8 @@ from typing import Any
 import llm
 from pydantic import ConfigDict
 
+from patchbay import heap
+
 logger = logging.getLogger(__name__)
 
 PARENT_CHECK_S = 1.0  # how often an idle writer checks that the core is still there
@@ -151,6 +153,7 @@ def write_forever(path: str, records: Any, batch_size: int, interval_s: float) -
     # A crash of the machine may lose the last batches but never corrupts the file (WAL).
     db.execute("PRAGMA synchronous=NORMAL")
     store = LogStore(db)
+    heap.settle()
     stopping = False
     while not stopping:
         batch, stopping = _take_batch(records, batch_size, interval_s)
