@@ -13,6 +13,7 @@ from patchbay.errors import QueueFull, ServiceUnavailable
 from patchbay.queue.base import EventBus, JobQueue, JobSpec, PromptMessage
 from patchbay.queue.memory import MemoryEventBus, MemoryQueue
 from patchbay.queue.rabbitmq import RabbitBroker, RabbitEventBus, RabbitQueue
+from patchbay.schemas.chats import Timings, Usage
 from patchbay.schemas.jobs import JobEvent
 from tests.support.databases import require_service
 from tests.support.rabbitmq import RABBITMQ_URL, amqp_channel
@@ -156,6 +157,30 @@ class EventBusContract:
         bus = await self.make(retention_s=60)
         assert not bus.knows("nobody")
         assert [batch async for batch in bus.subscribe("nobody")] == []
+
+    async def test_a_finished_jobs_events_replay_as_they_were(self) -> None:
+        bus = await self.make(retention_s=60)
+        published = [
+            JobEvent(job_id="j", seq=1, type="queued", model="m", position=3),
+            JobEvent(job_id="j", seq=2, type="running", delta="Hel"),
+            JobEvent(job_id="j", seq=3, type="running", delta="lo"),
+            JobEvent(
+                job_id="j",
+                seq=4,
+                type="done",
+                content="Hello",
+                finish_reason="stop",
+                usage=Usage(input_tokens=3, output_tokens=2),
+                timings=Timings(ttft_ms=1.5, duration_ms=4.25),
+                model="m",
+            ),
+        ]
+        for one in published:
+            await bus.publish(one)
+        replayed = [e async for batch in bus.subscribe("j") for e in batch]
+        assert [e.model_dump() for e in replayed] == [e.model_dump() for e in published]
+        later = [e.seq async for batch in bus.subscribe("j", after=2) for e in batch]
+        assert later == [3, 4]
 
     async def test_finished_jobs_are_forgotten_after_retention(self) -> None:
         bus = await self.make(retention_s=0.5)

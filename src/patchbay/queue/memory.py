@@ -101,14 +101,16 @@ class _JobLog:
 
 
 class _FinishedLog:
-    """A finished job's events, kept small: a token is a (number, text) pair until replayed."""
+    """A finished job's events, kept small until replayed: a token as a (number, text) pair, any
+    other event as its JSON (as models, a finished job's events held ~5 KB for the retention)."""
 
     __slots__ = ("events", "job_id")
 
     def __init__(self, job_id: str, events: list[JobEvent]) -> None:
         self.job_id = job_id
-        self.events: list[JobEvent | tuple[int, str]] = [
-            (e.seq, e.delta or "") if e.type == "running" else e for e in events
+        self.events: list[bytes | tuple[int, str]] = [
+            (e.seq, e.delta or "") if e.type == "running" else e.model_dump_json().encode()
+            for e in events
         ]
 
     def replay(self, after: int) -> list[JobEvent]:
@@ -121,8 +123,10 @@ class _FinishedLog:
                             job_id=self.job_id, seq=item[0], type="running", delta=item[1]
                         )
                     )
-            elif item.seq > after:
-                replayed.append(item)
+            else:
+                event = JobEvent.model_validate_json(item)
+                if event.seq > after:
+                    replayed.append(event)
         return replayed
 
 
