@@ -55,17 +55,7 @@ class Prepared:
             conn.execute(self.statement, rows if len(rows) > 1 else rows[0])
             return
         compiled = self._compile(conn, rows[0])
-        values = [compiled.row(row) for row in rows]
-        cursor = self._cursor(conn)
-        try:
-            if len(values) == 1:
-                cursor.execute(compiled.sql, values[0])
-            else:
-                cursor.executemany(compiled.sql, values)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, compiled.sql, values, exc) from exc
-        finally:
-            cursor.close()
+        _execute(conn, compiled.sql, [compiled.row(row) for row in rows], fetch=False)
 
     def first(self, conn: Connection, params: Params) -> tuple[Any, ...] | None:
         """Run once and return the first row it returns (RETURNING), or None."""
@@ -73,23 +63,8 @@ class Prepared:
             row = conn.execute(self.statement, params).first()
             return None if row is None else tuple(row)
         compiled = self._compile(conn, params)
-        values = compiled.row(params)
-        cursor = self._cursor(conn)
-        try:
-            cursor.execute(compiled.sql, values)
-            found = cursor.fetchall()  # read to the end: the statement is done only then
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, compiled.sql, [values], exc) from exc
-        finally:
-            cursor.close()
+        found = _execute(conn, compiled.sql, [compiled.row(params)], fetch=True)
         return tuple(found[0]) if found else None
-
-    @staticmethod
-    def _cursor(conn: Connection) -> Any:
-        dbapi_connection = conn.connection.dbapi_connection
-        if dbapi_connection is None:  # pragma: no cover - a live Connection always has one
-            raise RuntimeError("the connection is closed")
-        return dbapi_connection.cursor()
 
     def _compile(self, conn: Connection, params: Params) -> _Compiled:
         keys = frozenset(params)
@@ -118,6 +93,27 @@ def _compile(statement: UpdateBase, conn: Connection, keys: frozenset[str]) -> _
         compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
     return _Compiled(str(compiled), names, processors, fixed)
+
+
+def _execute(
+    conn: Connection, sql: str, values: list[tuple[Any, ...]], *, fetch: bool
+) -> list[Any]:
+    """Run `sql` once per row of `values` on the connection's own cursor; with `fetch`, the rows
+    it returns (read to the end: the statement is done only then)."""
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is None:  # pragma: no cover - a live Connection always has one
+        raise RuntimeError("the connection is closed")
+    cursor = dbapi_connection.cursor()
+    try:
+        if len(values) == 1:
+            cursor.execute(sql, values[0])
+        else:
+            cursor.executemany(sql, values)
+        return list(cursor.fetchall()) if fetch else []
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, sql, values, exc) from exc
+    finally:
+        cursor.close()
 
 
 def _wrapped(
