@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -58,10 +59,15 @@ class LlmLogWriter:
         self._queue: Any = None
         self._process: Any = None
         self._pending: list[dict[str, Any]] = []
+        # `close` runs in a worker thread (it waits for the process) while the loop's timer may
+        # hand off at the same moment: each list goes to the writer once, and before the end.
+        self._handing = threading.Lock()
+        self._ended = False  # the writer was told to stop
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._queue = self._context.Queue()
+        self._ended = False
         self._process = self._context.Process(
             target=write_forever,
             args=(str(self.path), self._queue, self._batch_size, self._interval),
@@ -82,17 +88,23 @@ class LlmLogWriter:
         except RuntimeError:  # no event loop here: at once
             self._hand_off()
 
-    def _hand_off(self) -> None:
-        if self._pending and self._queue is not None:
-            records, self._pending = self._pending, []
-            self._queue.put(records)
+    def _hand_off(self, *, last: bool = False) -> None:
+        """Send the pending records to the writer; `last`: then the end, and no more after it."""
+        with self._handing:
+            if self._queue is None or self._ended:
+                return
+            if self._pending:
+                records, self._pending = self._pending, []
+                self._queue.put(records)
+            if last:
+                self._queue.put(None)
+                self._ended = True
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Store what is queued, then stop the writer."""
         if self._process is None:
             return
-        self._hand_off()
-        self._queue.put(None)
+        self._hand_off(last=True)
         self._process.join(timeout_s)
         if self._process.is_alive():
             logger.warning("the llm log writer did not finish in %.0fs; stopping it", timeout_s)
@@ -161,7 +173,7 @@ def write_forever(path: str, records: Any, batch_size: int, interval_s: float) -
             try:
                 with db.conn:
                     # One transaction for the batch: llm's `LogStore` commits each call on its
-                    # own (a disk sync each) unless a transaction is already open.
+                    # own unless a transaction is already open.
                     db.conn.execute("BEGIN")
                     for record in batch:
                         store.log(rebuild(record))
