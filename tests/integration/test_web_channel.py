@@ -95,12 +95,23 @@ def test_answers_are_sanitized_before_they_reach_the_page(
     tab.assert_no_errors()
 
 
+# A browser busy elsewhere may paint late: a streamed update still waiting for its frame when the
+# stored answer is drawn must not put the answer's last streamed state back over it.
+LATE_FRAMES = """
+window.requestAnimationFrame = (paint) => setTimeout(() => paint(performance.now()), 400);
+window.cancelAnimationFrame = (frame) => clearTimeout(frame);
+"""
+
+
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("frames", ["prompt", "late"])
 def test_stop_a_generation(
-    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream, frames: str
 ) -> None:
     upstream.mode, upstream.delay_s = "drip", 0.3
     upstream.reply = " ".join(f"word{n}" for n in range(1, 61))
+    if frames == "late":
+        tab.page.add_init_script(LATE_FRAMES)
     sign_in(tab, web, key)
     page = tab.page
     send(tab, "Count slowly")
@@ -117,6 +128,8 @@ def test_stop_a_generation(
         (chat,) = core.get("/v1/chats").json()
         last = core.get(f"/v1/chats/{chat['id']}/messages").json()[-1]
     assert last["status"] == "cancelled" and "word60" not in last["content"]
+    tab.page.evaluate("() => new Promise((painted) => requestAnimationFrame(painted))")
+    expect(page.get_by_text("Stopped")).to_be_visible()  # still, after any frame left pending
     tab.assert_no_errors()
 
 

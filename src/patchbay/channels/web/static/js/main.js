@@ -128,6 +128,10 @@ function setTitle() {
 }
 
 function drawThread() {
+  // A whole redraw supersedes a streamed update still waiting for its frame: drawn after this,
+  // that update would put the answer's last streamed state over what the store now says.
+  if (frame) cancelAnimationFrame(frame);
+  frame = 0;
   renderThread(messagesBox, state.messages, { busy: Boolean(state.job) || state.sending });
   byId("empty").hidden = state.messages.length > 0;
   if (state.job) showAnswer(messagesBox, state.job);

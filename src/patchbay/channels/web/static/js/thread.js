@@ -96,7 +96,7 @@ export function showAnswer(container, job) {
   else if (job.state === "queued") bubble.textContent = "Thinking…";
   bubble.classList.toggle("typing", writing);
   const note = node.querySelector(".state-note");
-  if (note) note.textContent = writing ? (job.state === "queued" ? "Waiting…" : "Being written…") : "";
+  if (note) note.textContent = STATUS_NOTES[job.state === "running" ? "streaming" : job.state] || "";
 }
 
 // What the person just sent, shown at once while the core takes the turn.
