@@ -70,6 +70,7 @@ class JobSettings(BaseModel):
     max_depth: int = 1000  # queued jobs past which new turns are refused (retryable)
     checkpoint_interval_s: float = 1.0  # how often a growing answer is saved
     event_retention_s: float = 120.0  # finished jobs' events kept in memory for resume
+    event_retention_max: int = 10_000  # and at most this many finished jobs' (then: the store)
     upstream_timeout_s: float = 300.0  # a model that says nothing for this long fails the job
     store_retry_s: float = 60.0  # how long a finished job waits for an unavailable database
     workers: int = 2  # worker processes `patchbay up` runs when the queue is RabbitMQ

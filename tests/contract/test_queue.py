@@ -126,7 +126,7 @@ class QueueContract:
 
 
 class EventBusContract:
-    async def make(self, *, retention_s: float) -> EventBus:
+    async def make(self, *, retention_s: float, max_finished: int = 1000) -> EventBus:
         raise NotImplementedError
 
     async def test_replay_then_live_then_end(self) -> None:
@@ -189,6 +189,16 @@ class EventBusContract:
         await asyncio.sleep(0.7)
         assert not bus.knows("j")
 
+    async def test_only_the_last_max_finished_jobs_are_kept(self) -> None:
+        bus = await self.make(retention_s=60, max_finished=2)
+        await bus.publish(event("running", 1))
+        for job_id in ("a", "b", "c"):
+            await bus.publish(event(job_id, 1, "done"))
+        await eventually(lambda: bus.knows("c"))
+        assert [bus.knows(j) for j in ("a", "b", "c")] == [False, True, True]
+        assert bus.knows("running")  # a job that has not ended is never dropped
+        assert [e.seq async for batch in bus.subscribe("b") for e in batch] == [1]
+
     async def test_many_listeners_each_get_every_event_once(self) -> None:
         bus = await self.make(retention_s=60)
         await bus.publish(event("j", 1, "queued"))
@@ -217,8 +227,8 @@ class TestMemoryQueue(QueueContract):
 
 
 class TestMemoryEventBus(EventBusContract):
-    async def make(self, *, retention_s: float) -> EventBus:
-        return MemoryEventBus(retention_s=retention_s)
+    async def make(self, *, retention_s: float, max_finished: int = 1000) -> EventBus:
+        return MemoryEventBus(retention_s=retention_s, max_finished=max_finished)
 
 
 class TestRabbitQueue(QueueContract):
@@ -319,9 +329,13 @@ class TestRabbitEventBus(EventBusContract):
             await channel.exchange_delete(f"{self.broker.prefix}.events")
         await self.broker.close()
 
-    async def make(self, *, retention_s: float) -> EventBus:
-        publisher = RabbitEventBus(self.broker, retention_s=retention_s, follow=False)
-        follower = RabbitEventBus(self.broker, retention_s=retention_s, follow=True)
+    async def make(self, *, retention_s: float, max_finished: int = 1000) -> EventBus:
+        publisher, follower = (
+            RabbitEventBus(
+                self.broker, retention_s=retention_s, max_finished=max_finished, follow=follow
+            )
+            for follow in (False, True)
+        )
         await publisher.open()
         await follower.open()
         return _BrokerBus(publisher, follower)

@@ -35,7 +35,13 @@ def rabbit_ports(
     queue = RabbitQueue(
         broker, queue_name=jobs.queue_name, max_depth=jobs.max_depth, concurrency=jobs.concurrency
     )
-    return queue, RabbitEventBus(broker, retention_s=jobs.event_retention_s, follow=follow)
+    bus = RabbitEventBus(
+        broker,
+        retention_s=jobs.event_retention_s,
+        max_finished=jobs.event_retention_max,
+        follow=follow,
+    )
+    return queue, bus
 
 
 class Hub:
@@ -60,7 +66,10 @@ class Hub:
             self.queue = MemoryQueue(
                 concurrency=settings.jobs.concurrency, max_depth=settings.jobs.max_depth
             )
-            self.bus = MemoryEventBus(retention_s=settings.jobs.event_retention_s)
+            self.bus = MemoryEventBus(
+                retention_s=settings.jobs.event_retention_s,
+                max_finished=settings.jobs.event_retention_max,
+            )
         self._warmup: asyncio.Task[None] | None = None
         self._mcp_pinger: asyncio.Task[None] | None = None
         self.helpers = HelperRegistry(

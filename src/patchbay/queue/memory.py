@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 
 from patchbay.errors import QueueFull
@@ -131,19 +133,24 @@ class _FinishedLog:
 
 
 class MemoryEventBus:
-    """Keeps each job's events in memory (for `retention_s` after it ends, compacted) so
-    listeners can resume."""
+    """Keeps each job's events in memory so listeners can resume: while it runs, then, compacted,
+    for `retention_s` after it ends, the last `max_finished` finished jobs at most. A listener
+    that comes later resumes from the store (the job's outcome, whole)."""
 
-    def __init__(self, *, retention_s: float) -> None:
+    def __init__(self, *, retention_s: float, max_finished: int) -> None:
         self._logs: dict[str, _JobLog | _FinishedLog] = {}
         self._retention_s = retention_s
+        self._max_finished = max_finished
+        self._finished: deque[tuple[float, str]] = deque()  # (forget at, job id), oldest first
 
     def knows(self, job_id: str) -> bool:
+        self._forget_old()
         return job_id in self._logs
 
     def has(self, job_id: str, seq: int) -> bool:
         """Whether the event numbered `seq` (or a later one) of the job is here, or the job has
         ended here (nothing later will come)."""
+        self._forget_old()
         log = self._logs.get(job_id)
         if isinstance(log, _FinishedLog):
             return True
@@ -165,11 +172,21 @@ class MemoryEventBus:
         if event.terminal:
             # Listeners following it keep the full log they hold; later ones get a compact copy.
             self._logs[event.job_id] = _FinishedLog(event.job_id, log.events)
-            asyncio.get_running_loop().call_later(
-                self._retention_s, self._logs.pop, event.job_id, None
-            )
+            self._finished.append((time.monotonic() + self._retention_s, event.job_id))
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        """Drop finished jobs past their retention, and the oldest past `max_finished` (checked
+        whenever the bus is used, so no timer per job)."""
+        finished = self._finished
+        if not finished:
+            return
+        now = time.monotonic()
+        while finished and (finished[0][0] <= now or len(finished) > self._max_finished):
+            self._logs.pop(finished.popleft()[1], None)
 
     async def subscribe(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        self._forget_old()
         log = self._logs.get(job_id)
         if log is None:
             return

@@ -256,8 +256,10 @@ class RabbitEventBus(MemoryEventBus):
     worker, the broker and every core far more than the token itself.
     """
 
-    def __init__(self, broker: RabbitBroker, *, retention_s: float, follow: bool) -> None:
-        super().__init__(retention_s=retention_s)
+    def __init__(
+        self, broker: RabbitBroker, *, retention_s: float, max_finished: int, follow: bool
+    ) -> None:
+        super().__init__(retention_s=retention_s, max_finished=max_finished)
         self._broker = broker
         self._follow = follow
         self._exchange: AbstractExchange | None = None
