@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from patchbay.errors import CoreUnavailable, CoreUnreachable, PatchbayError, error_from_dict
 from patchbay.schemas.catalog import ModelRead
+from patchbay.schemas.deliveries import AnswerSent, OwedAnswer
 from patchbay.schemas.jobs import JobEvent, JobRead
 from patchbay.schemas.senders import (
     AS_USER_HEADER,
@@ -174,6 +175,19 @@ class CoreClient:
             "POST", "/v1/senders/resolve", key=None, body=sender, **headers
         ) as response:
             return SenderResolved.model_validate_json(await response.read())
+
+    async def owed_answers(self, channel: str, *, limit: int = 100) -> list[OwedAnswer]:
+        """The answers `channel` has yet to send, oldest first (a channel module)."""
+        headers = {MODULE_TOKEN_HEADER: self.module_token or ""}
+        path = f"/v1/deliveries/owed?channel={channel}&limit={limit}"
+        async with self._request("GET", path, key=None, **headers) as response:
+            return _adapter(list[OwedAnswer]).validate_json(await response.read())
+
+    async def answer_sent(self, sent: AnswerSent) -> None:
+        """Tell the core a delivery's answer went out: it is owed no more (a channel module)."""
+        headers = {MODULE_TOKEN_HEADER: self.module_token or ""}
+        async with self._request("POST", "/v1/deliveries/answered", key=None, body=sent, **headers):
+            pass
 
     async def cancel_job(self, job_id: str, *, key: Key = None) -> JobRead:
         """Stop a queued or running job; it keeps its answer so far, marked cancelled."""

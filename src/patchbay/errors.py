@@ -150,19 +150,23 @@ class UserExists(Conflict):
 
 class DuplicateDelivery(Conflict):
     """A channel sent a message the core took before (the same `delivery_id`): nothing was stored
-    or run again. It names the turn that took it."""
+    or run again. It names the turn that took it, and says whether its answer is still owed to
+    the channel (a turn with a `reply` whose answer the channel has not said it sent)."""
 
     code = "duplicate_delivery"
 
-    def __init__(self, message: str, *, chat_id: str, message_id: str, job_id: str) -> None:
+    def __init__(
+        self, message: str, *, chat_id: str, message_id: str, job_id: str, owed: bool = False
+    ) -> None:
         super().__init__(message)
         self.chat_id = chat_id
         self.message_id = message_id
         self.job_id = job_id
+        self.owed = owed
 
     def to_dict(self) -> dict[str, object]:
         ids = {"chat_id": self.chat_id, "message_id": self.message_id, "job_id": self.job_id}
-        return {**super().to_dict(), **ids}
+        return {**super().to_dict(), **ids, "owed": self.owed}
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Self:
@@ -171,6 +175,7 @@ class DuplicateDelivery(Conflict):
             chat_id=str(data.get("chat_id", "")),
             message_id=str(data.get("message_id", "")),
             job_id=str(data.get("job_id", "")),
+            owed=data.get("owed") is True,
         )
 
 

@@ -218,7 +218,7 @@ async def test_migrations_keep_existing_rows(hub: Hub) -> None:
             await conn.execute(text("select version_num from alembic_version"))
         ).scalar_one()
     assert count == 1
-    assert revision == "0006"
+    assert revision == "0007"
 
 
 async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:

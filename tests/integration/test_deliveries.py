@@ -1,5 +1,6 @@
 """A channel's message delivered again is refused by the core (409 `duplicate_delivery`), on
-SQLite and on PostgreSQL, however many copies arrive at once."""
+SQLite and on PostgreSQL, however many copies arrive at once; an answer given a `reply` is owed to
+its channel until the channel says it sent it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from patchbay.client import CoreClient
 from patchbay.errors import DuplicateDelivery
+from patchbay.schemas.senders import MODULE_TOKEN_HEADER
 from patchbay.schemas.turns import TurnCreate, TurnRead
+from patchbay.tokens import module_token
 from tests.conftest import make_settings
 from tests.support.databases import postgres_database
 from tests.support.stack import Stack, register_models, running_stack
@@ -52,6 +56,7 @@ def test_the_same_delivery_twice_is_one_turn_and_a_409(any_stack: Stack) -> None
             "chat_id": taken["chat_id"],
             "message_id": taken["user_message_id"],
             "job_id": taken["job_id"],
+            "owed": False,  # no `reply`: the channel answers it itself, nothing is owed
         }
         (chat,) = core.get("/v1/chats").json()
         assert len(core.get(f"/v1/chats/{chat['id']}/messages").json()) == 2
@@ -70,3 +75,71 @@ async def test_ten_copies_at_once_make_one_turn(any_stack: Stack) -> None:
     assert len(refused) == 9, results
     assert {r.job_id for r in refused} == {taken.job_id}
     assert len(any_stack.chats()) == 1
+
+
+REPLY = {"sender": "ann@example.org", "subject": "Hi", "references": ["<root@x>"]}
+
+
+def test_an_answer_with_a_reply_is_owed_until_its_channel_sent_it(any_stack: Stack) -> None:
+    module = {MODULE_TOKEN_HEADER: module_token(any_stack.settings.installation_secret())}
+    owed_url = "/v1/deliveries/owed"
+    turn = {"channel": "email", "text": "hi", "delivery_id": "<m1@x>", "reply": REPLY}
+    with any_stack.admin() as core:
+        taken = core.post("/v1/turns?wait=true", json=turn).json()["turn"]
+        others = (
+            {**turn, "delivery_id": "<m2@x>", "reply": None},  # no reply: nothing owed
+            {**turn, "channel": "sms"},  # owed to another channel
+        )
+        for other in others:
+            assert core.post("/v1/turns?wait=true", json=other).status_code == 200
+        assert core.get(owed_url, params={"channel": "email"}).status_code == 401  # a user key
+        (owed,) = httpx.get(
+            any_stack.core_url + owed_url, params={"channel": "email"}, headers=module
+        ).json()
+        assert owed == {
+            "channel": "email",
+            "delivery_id": "<m1@x>",
+            "user_id": core.get("/v1/me").json()["id"],
+            "chat_id": taken["chat_id"],
+            "job_id": taken["job_id"],
+            "user_message_id": taken["user_message_id"],
+            "assistant_message_id": taken["assistant_message_id"],
+            "model": taken["model"],
+            "reply": REPLY,
+            "created_at": owed["created_at"],
+        }
+        assert core.post("/v1/turns", json=turn).json()["error"]["owed"] is True
+
+        sent = {"channel": "email", "user_id": owed["user_id"], "delivery_id": "<m1@x>"}
+        answered_url = any_stack.core_url + "/v1/deliveries/answered"
+        assert core.post("/v1/deliveries/answered", json=sent).status_code == 401
+        for _ in range(2):  # saying it twice is harmless
+            assert httpx.post(answered_url, json=sent, headers=module).status_code == 204
+        assert (
+            httpx.get(
+                any_stack.core_url + owed_url, params={"channel": "email"}, headers=module
+            ).json()
+            == []
+        )
+        assert core.post("/v1/turns", json=turn).json()["error"]["owed"] is False
+
+        unknown = httpx.post(answered_url, json={**sent, "delivery_id": "<no@x>"}, headers=module)
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("turn", "says"),
+    [
+        pytest.param({"reply": REPLY}, "needs a `delivery_id`", id="reply-without-delivery"),
+        pytest.param(
+            {"reply": {"x": "y" * 20_000}, "delivery_id": "d1"}, "over 16000 bytes", id="too-big"
+        ),
+    ],
+)
+def test_a_reply_that_cannot_be_owed_is_a_400(
+    any_stack: Stack, turn: dict[str, object], says: str
+) -> None:
+    with any_stack.admin() as core:
+        refused = core.post("/v1/turns", json={"channel": "email", "text": "hi", **turn})
+    assert refused.status_code == 400 and says in refused.json()["error"]["message"]
+    assert any_stack.chats() == []

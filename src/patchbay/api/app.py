@@ -15,6 +15,7 @@ from patchbay.api.routes import (
     assistants,
     catalog,
     chats,
+    deliveries,
     helpers,
     instructions,
     senders,
@@ -105,6 +106,7 @@ def create_app(settings: Settings, *, hub: Hub | None = None) -> FastAPI:
         assistants,
         helpers,
         senders,
+        deliveries,
         status,
         instructions,
     ):

@@ -10,6 +10,7 @@ from patchbay.core.assistants import AssistantService
 from patchbay.core.attachments import AttachmentStore
 from patchbay.core.catalog import Catalog
 from patchbay.core.chats import ChatService
+from patchbay.core.deliveries import DeliveryService
 from patchbay.core.helpers import HelperRegistry
 from patchbay.core.instructions.executor import InstructionExecutor
 from patchbay.core.instructions.handlers import Handlers
@@ -89,6 +90,7 @@ class Hub:
         )
         self.assistants = AssistantService(self.db)
         self.senders = SenderService(self.db)
+        self.deliveries = DeliveryService(self.db)
         self.attachments = AttachmentStore(
             settings.data_dir / "files", self.helpers, max_bytes=settings.helpers.max_request_bytes
         )

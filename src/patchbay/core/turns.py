@@ -144,6 +144,7 @@ class TurnEngine:
                     message_id=ids.user_message,
                     job_id=ids.job,
                     now=now,
+                    reply=turn.reply,
                 )
             return context, hash_
 

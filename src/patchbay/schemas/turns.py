@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import orjson
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import MessageRole
@@ -10,6 +11,7 @@ from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.options import MAX_TEXT, GenerationOptions
 
 MAX_DELIVERY_ID = 300
+MAX_REPLY_BYTES = 16_000
 
 
 class MessageIn(BaseModel):
@@ -32,7 +34,9 @@ class TurnCreate(BaseModel):
     messages match it is continued instead of storing it again. `delivery_id` is the channel's id
     for the incoming message (an email's Message-ID, a Twilio MessageSid): a turn whose delivery
     the core already took is refused with `duplicate_delivery` (409), so a redelivery is not
-    answered twice.
+    answered twice. With it, `reply` (what the channel needs to send the answer itself: an
+    email's headers) keeps the answer owed to the channel until it says it sent it (see
+    `schemas.deliveries`).
     """
 
     channel: str = Field(default="api", max_length=100)
@@ -51,6 +55,20 @@ class TurnCreate(BaseModel):
     stream: bool = True
     metadata: dict[str, object] = {}
     delivery_id: str | None = Field(default=None, min_length=1, max_length=MAX_DELIVERY_ID)
+    reply: dict[str, object] | None = None
+
+    @field_validator("reply")
+    @classmethod
+    def _small_reply(cls, reply: dict[str, object] | None) -> dict[str, object] | None:
+        if reply is not None and len(orjson.dumps(reply)) > MAX_REPLY_BYTES:
+            raise ValueError(f"is over {MAX_REPLY_BYTES} bytes as JSON")
+        return reply
+
+    @model_validator(mode="after")
+    def _reply_needs_delivery(self) -> TurnCreate:
+        if self.reply is not None and self.delivery_id is None:
+            raise ValueError("`reply` needs a `delivery_id`: the answer is owed for a delivery")
+        return self
 
 
 class Regenerate(BaseModel):

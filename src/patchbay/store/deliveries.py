@@ -1,16 +1,20 @@
 """Deliveries: the channel's id of each incoming message a turn was made of, claimed in the
-transaction that stores the turn, so the same message delivered again is refused."""
+transaction that stores the turn, so the same message delivered again is refused; and the answers
+owed to channels that send them themselves (a turn given a `reply`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from patchbay.errors import DuplicateDelivery
-from patchbay.store.tables import deliveries, messages
+from patchbay.schemas.deliveries import OwedAnswer
+from patchbay.store.tables import deliveries, jobs, messages
+
+_OWED = and_(deliveries.c.reply.is_not(None), deliveries.c.answered_at.is_(None))
 
 
 def claim_delivery(
@@ -22,8 +26,10 @@ def claim_delivery(
     message_id: str,
     job_id: str,
     now: datetime,
+    reply: dict[str, object] | None = None,
 ) -> None:
-    """Record that the turn of `message_id` and `job_id` answers this delivery.
+    """Record that the turn of `message_id` and `job_id` answers this delivery; with `reply`, its
+    answer is owed to the channel until `answered`.
 
     Raises `DuplicateDelivery`, naming the earlier turn, when one took it before; the caller's
     transaction then rolls back. Race-safe through the primary key: of two transactions claiming
@@ -37,12 +43,18 @@ def claim_delivery(
         "message_id": message_id,
         "job_id": job_id,
         "created_at": now,
+        "reply": reply,
     }
     claimed = conn.execute(dialect.insert(deliveries).values(row).on_conflict_do_nothing())
     if claimed.rowcount == 1:
         return
     earlier = conn.execute(
-        select(messages.c.chat_id, deliveries.c.message_id, deliveries.c.job_id)
+        select(
+            messages.c.chat_id,
+            deliveries.c.message_id,
+            deliveries.c.job_id,
+            _OWED.label("owed"),
+        )
         .join(messages, messages.c.id == deliveries.c.message_id)
         .where(
             deliveries.c.user_id == user_id,
@@ -56,4 +68,45 @@ def claim_delivery(
         chat_id=earlier.chat_id,
         message_id=earlier.message_id,
         job_id=earlier.job_id,
+        owed=bool(earlier.owed),
     )
+
+
+def owed_answers(conn: Connection, *, channel: str, limit: int) -> list[OwedAnswer]:
+    """The answers `channel` has yet to send, oldest first."""
+    found = conn.execute(
+        select(
+            deliveries.c.channel,
+            deliveries.c.delivery_id,
+            deliveries.c.user_id,
+            messages.c.chat_id,
+            deliveries.c.job_id,
+            deliveries.c.message_id.label("user_message_id"),
+            jobs.c.message_id.label("assistant_message_id"),
+            jobs.c.model,
+            deliveries.c.reply,
+            deliveries.c.created_at,
+        )
+        .join(messages, messages.c.id == deliveries.c.message_id)
+        .join(jobs, jobs.c.id == deliveries.c.job_id)
+        .where(deliveries.c.channel == channel, _OWED)
+        .order_by(deliveries.c.created_at, deliveries.c.delivery_id)
+        .limit(limit)
+    )
+    return [OwedAnswer.model_validate(row._mapping) for row in found]
+
+
+def answered(
+    conn: Connection, *, channel: str, user_id: str, delivery_id: str, now: datetime
+) -> bool:
+    """Mark a delivery's answer sent; False when there is no such delivery. Saying it twice
+    keeps the first time."""
+    key = and_(
+        deliveries.c.channel == channel,
+        deliveries.c.user_id == user_id,
+        deliveries.c.delivery_id == delivery_id,
+    )
+    conn.execute(
+        update(deliveries).where(key, deliveries.c.answered_at.is_(None)).values(answered_at=now)
+    )
+    return conn.execute(select(deliveries.c.delivery_id).where(key)).first() is not None

@@ -252,7 +252,8 @@ jobs = Table(
 
 # The channel's id of each incoming message a turn was made of: the same message delivered again
 # (after a channel restarted, say) is refused instead of answered twice. Per user, so nobody can
-# claim another sender's ids ahead of them.
+# claim another sender's ids ahead of them. With a `reply` (what the channel needs to send the
+# answer back), the answer is owed to the channel until it says it sent it (`answered_at`).
 deliveries = Table(
     "deliveries",
     metadata,
@@ -262,4 +263,7 @@ deliveries = Table(
     Column("message_id", String(26), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
     Column("job_id", String(26), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
     _created(),
+    Column("reply", JSON(none_as_null=True)),  # SQL NULL, not JSON null, when there is none
+    Column("answered_at", UTCDateTime()),
+    Index("ix_deliveries_owed", "channel", "answered_at"),
 )

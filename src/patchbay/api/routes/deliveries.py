@@ -1,0 +1,33 @@
+"""Answers owed to channels: a channel module lists the answers it has yet to send and says when
+it sent one (module token only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from patchbay.api.deps import HubDep, ModuleCaller
+from patchbay.core.deliveries import MAX_OWED_PAGE
+from patchbay.schemas.deliveries import CHANNEL_NAME, AnswerSent, OwedAnswer
+
+router = APIRouter(prefix="/v1", tags=["deliveries"])
+
+
+@router.get("/deliveries/owed", response_model=list[OwedAnswer])
+async def owed_answers(
+    hub: HubDep,
+    _module: ModuleCaller,
+    channel: Annotated[str, Query(pattern=CHANNEL_NAME)],
+    limit: Annotated[int, Query(ge=1, le=MAX_OWED_PAGE)] = 100,
+) -> list[OwedAnswer]:
+    """The answers `channel` has yet to send (its turns given a `reply`), oldest first; each
+    with the turn's ids, to follow its job, and the `reply` the channel stored with it."""
+    return await hub.deliveries.owed(channel, limit=limit)
+
+
+@router.post("/deliveries/answered", status_code=204)
+async def answer_sent(data: AnswerSent, hub: HubDep, _module: ModuleCaller) -> None:
+    """The channel sent the answer to this delivery: it is owed no more. Saying it again is
+    harmless; a delivery the core does not know is a 404."""
+    await hub.deliveries.answered(data)

@@ -1,0 +1,38 @@
+"""Answers owed to channels (see `schemas.deliveries`): which ones a channel has yet to send, and
+its word that it sent one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from patchbay.errors import NotFound
+from patchbay.schemas.deliveries import AnswerSent, OwedAnswer
+from patchbay.store import deliveries as rows
+from patchbay.store.db import Database
+
+MAX_OWED_PAGE = 500
+
+
+class DeliveryService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def owed(self, channel: str, *, limit: int = MAX_OWED_PAGE) -> list[OwedAnswer]:
+        async with self._db.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: rows.owed_answers(sync, channel=channel, limit=limit)
+            )
+
+    async def answered(self, sent: AnswerSent) -> None:
+        now = datetime.now(UTC)
+        found = await self._db.write(
+            lambda conn: rows.answered(
+                conn,
+                channel=sent.channel,
+                user_id=sent.user_id,
+                delivery_id=sent.delivery_id,
+                now=now,
+            )
+        )
+        if not found:
+            raise NotFound(f"{sent.channel} has no delivery {sent.delivery_id!r} of that user")

@@ -1,0 +1,40 @@
+"""Answers owed to channels.
+
+A channel that sends the answer itself, later (an email reply), gives its turn a `reply`: what it
+needs to send that answer (the mail's headers). The core keeps the answer owed to the channel
+until the channel says it was sent, so a channel that restarted, or whose relay was away, finds
+the answers it still owes (`GET /v1/deliveries/owed`) and sends each one once it can.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from patchbay.schemas.turns import MAX_DELIVERY_ID
+
+CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+
+
+class OwedAnswer(BaseModel):
+    """An answer a channel has yet to send: its turn's ids and the channel's `reply`."""
+
+    channel: str
+    delivery_id: str
+    user_id: str
+    chat_id: str
+    job_id: str
+    user_message_id: str
+    assistant_message_id: str
+    model: str
+    reply: dict[str, object]
+    created_at: datetime
+
+
+class AnswerSent(BaseModel):
+    """A channel says it sent the answer to one of its deliveries."""
+
+    channel: str = Field(pattern=CHANNEL_NAME)
+    user_id: str = Field(min_length=1, max_length=26)
+    delivery_id: str = Field(min_length=1, max_length=MAX_DELIVERY_ID)
