@@ -25,7 +25,8 @@ from starlette.routing import Route
 from patchbay.channels.email import EmailChannel
 from patchbay.channels.runner import create_app
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
-from patchbay.tokens import helper_key
+from patchbay.schemas.senders import MODULE_TOKEN_HEADER
+from patchbay.tokens import helper_key, module_token
 from tests.conftest import free_port
 from tests.support.hand_helper import running_helper
 from tests.support.servers import serve_in_thread
@@ -411,6 +412,60 @@ def test_the_answer_survives_a_core_and_a_relay_that_go_away(
         core.close()
         relay.close()
     assert "following job" in caplog.text  # it did lose the stream
+
+
+def owed(stack: Stack) -> list[dict[str, Any]]:
+    module = {MODULE_TOKEN_HEADER: module_token(stack.settings.installation_secret())}
+    url = f"{stack.core_url}/v1/deliveries/owed"
+    return list(httpx.get(url, params={"channel": "email"}, headers=module).json())
+
+
+def test_an_answer_owed_when_the_channel_stops_is_sent_after_its_restart(
+    stack: Stack, upstream: MockUpstream, sink: Sink
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 1.0
+    message = mail("Take your time")
+    with email_channel(stack, sink, policy="open") as port:
+        assert send(port, message)[0] == 250
+    assert len(owed(stack)) == 1  # stopped before the answer came: it is still owed
+    time.sleep(1.5)
+    assert sink.mails == []
+    with email_channel(stack, sink, policy="open"):
+        (reply,) = sink.wait(1)
+        assert reply.get_content().strip() == upstream.reply
+        assert reply["Subject"] == "Re: Question"
+        assert reply["In-Reply-To"] == message["Message-ID"] == reply["References"]
+        assert reply["To"] == f"Ann <{ANN}>"
+        deadline = time.monotonic() + 10
+        while owed(stack):
+            assert time.monotonic() < deadline, "the answer stayed owed after it was sent"
+            time.sleep(0.05)
+    with email_channel(stack, sink, policy="open") as port:  # owed no more: not sent again
+        assert send(port, message)[0] == 250  # and a late redelivery is answered once already
+        time.sleep(0.5)
+    assert len(sink.mails) == 1 and len(upstream.requests) == 1
+
+
+def test_an_answer_the_relay_would_not_take_is_sent_by_a_later_sweep(
+    stack: Stack, upstream: MockUpstream, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = TcpProxy("127.0.0.1", sink.port)
+    section: dict[str, Any] = {"policy": "open", "relay": {"host": "127.0.0.1", "port": relay.port}}
+    try:
+        with email_channel(stack, sink, reply_tries=1, owed_sweep_s=0.3, **section) as port:
+            assert send(port, mail("Hello?"))[0] == 250
+            deadline = time.monotonic() + 10
+            while "stays owed" not in caplog.text:
+                assert time.monotonic() < deadline, "the relay was never tried"
+                time.sleep(0.02)
+            time.sleep(0.7)  # sweeps meanwhile try again, and the relay still refuses
+            assert sink.mails == [] and len(owed(stack)) == 1
+            relay.start()
+            assert sink.wait(1)[0].get_content().strip() == upstream.reply
+            time.sleep(1.0)  # later sweeps find nothing owed
+    finally:
+        relay.close()
+    assert len(sink.mails) == 1 and owed(stack) == []
 
 
 def test_a_failed_answer_is_said_by_mail(stack: Stack, upstream: MockUpstream, sink: Sink) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from patchbay.channels.email.compose import references_of, reply, reply_subject
+from patchbay.channels.email.compose import ReplyTo, references_of, reply, reply_subject
 from patchbay.channels.email.parse import InboundMail
 
 
@@ -60,3 +61,25 @@ def test_long_references_keep_the_root_and_the_latest() -> None:
     chain = tuple(f"<{n}@x>" for n in range(30))
     kept = references_of(inbound(references=chain))
     assert len(kept) == 20 and kept[0] == "<0@x>" and kept[-1] == "<m2@x>"
+
+
+def test_a_reply_kept_as_json_while_owed_makes_the_same_reply() -> None:
+    kept = ReplyTo.of(inbound()).to_json()
+    again = ReplyTo.from_json(orjson.loads(orjson.dumps(kept)))
+    first, later = (reply(m, sender="ai@x", text="hi") for m in (inbound(), again))
+    for header in ("To", "Subject", "In-Reply-To", "References"):
+        assert first[header] == later[header]
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        {},
+        {"sender": "", "subject": "s", "references": []},
+        {"sender": "a@x", "subject": "s", "references": "<m1@x>"},
+        {"sender": "a@x", "subject": 1, "references": []},
+    ],
+)
+def test_a_reply_that_is_not_one_is_refused(kept: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="not an email reply"):
+        ReplyTo.from_json(kept)

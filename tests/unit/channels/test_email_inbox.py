@@ -11,6 +11,7 @@ import pytest
 
 from patchbay.channels import email as email_plugin
 from patchbay.channels.email import EmailChannel
+from patchbay.channels.email.answers import Owed
 from patchbay.channels.email.inbox import Inbox, Verdict
 from patchbay.channels.email.relay import Relay, RelayUnavailable
 from patchbay.channels.email.settings import EmailSettings, RelaySettings
@@ -24,6 +25,7 @@ from patchbay.errors import (
     QueueFull,
 )
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
+from patchbay.schemas.jobs import JobRead
 from patchbay.schemas.senders import SenderPolicy, SenderResolved
 from patchbay.schemas.turns import TurnRead
 from tests.support.users import a_user
@@ -56,11 +58,16 @@ class Fakes:
         self.resolved: list[str] = []
         self.turns: list[Any] = []
         self.followed: list[TurnRead] = []
+        self.owed: list[Owed] = []
         self.start_error: PatchbayError | None = None
         self.gate: asyncio.Event | None = None
         monkeypatch.setattr(self.channel, "sender", self.sender)
         monkeypatch.setattr(self.channel.core, "call_as", self.call_as)
-        monkeypatch.setattr(self.inbox.answers, "follow", lambda m, u, c: self.followed.append(c))
+        monkeypatch.setattr(self.inbox.answers, "follow", self.follow)
+
+    def follow(self, owed: Owed) -> None:
+        self.owed.append(owed)
+        self.followed.append(owed.turn)
 
     async def sender(self, address: str, display_name: str | None = None) -> SenderResolved:
         self.resolved.append(address)
@@ -68,7 +75,14 @@ class Fakes:
             raise self.who
         return self.who
 
-    async def call_as(self, kind: type, method: str, path: str, **kw: Any) -> TurnRead:
+    async def call_as(self, kind: type, method: str, path: str, **kw: Any) -> object:
+        if method == "GET":  # the stored turn's job, for a delivery taken before
+            return JobRead.model_validate(
+                {
+                    "id": "j", "chat_id": "c", "message_id": "a", "model": "m",
+                    "status": "running", "error": None,
+                }
+            )  # fmt: skip
         if self.gate is not None:
             await self.gate.wait()
         if self.start_error is not None:
@@ -96,6 +110,15 @@ async def test_a_stored_turn_is_taken_and_followed_once(fakes: Fakes) -> None:
     assert (turn.channel, turn.thread, turn.text) == ("email", "<m1@x>", "Hi\n\nHello")
     assert turn.metadata["message_id"] == "<m1@x>" and fakes.followed == [CREATED]
     assert turn.delivery_id == f"{ANN} <m1@x>"
+    assert turn.reply == {  # kept by the core while the answer is owed
+        "sender": ANN,
+        "display_name": None,
+        "subject": "Hi",
+        "message_id": "<m1@x>",
+        "references": [],
+    }
+    (owed,) = fakes.owed
+    assert (owed.user_id, owed.delivery_id) == (a_user().id, turn.delivery_id)
     again = await fakes.inbox.receive(mail(), mail_from=ANN)
     assert again.code == 250 and len(fakes.turns) == 1 and len(fakes.followed) == 1
 
@@ -116,13 +139,25 @@ async def test_a_turn_the_core_refuses(fakes: Fakes, error: PatchbayError, code:
     assert (await fakes.inbox.receive(mail(), mail_from=ANN)).code == 250
 
 
-async def test_a_mail_the_core_took_before_is_taken_and_not_followed(fakes: Fakes) -> None:
+async def test_a_mail_the_core_took_and_answered_before_is_taken_and_not_followed(
+    fakes: Fakes,
+) -> None:
     fakes.start_error = DuplicateDelivery(
         "delivered before", chat_id="c", message_id="m", job_id="j"
     )
     verdict = await fakes.inbox.receive(mail(), mail_from=ANN)
     assert verdict.code == 250 and "answered once" in verdict.text
     assert fakes.followed == []
+
+
+async def test_a_mail_whose_answer_is_still_owed_is_taken_and_followed(fakes: Fakes) -> None:
+    fakes.start_error = DuplicateDelivery(
+        "delivered before", chat_id="c", message_id="u", job_id="j", owed=True
+    )
+    verdict = await fakes.inbox.receive(mail(), mail_from=ANN)
+    assert verdict.code == 250 and "the answer comes by mail" in verdict.text
+    assert fakes.followed == [CREATED]
+    assert fakes.owed[0].reply_to.message_id == "<m1@x>"
 
 
 async def test_an_unreachable_core_defers_the_mail(fakes: Fakes) -> None:

@@ -23,7 +23,8 @@ class EmailChannel(Channel[EmailSettings]):
     settings_model = EmailSettings
 
     async def run(self) -> None:
-        """The SMTP server, and the IMAP poller when a mailbox is set, until cancelled."""
+        """The SMTP server, the sweep for answers owed, and the IMAP poller when a mailbox is set,
+        until cancelled."""
         own = self.settings
         smtp_log = logging.getLogger("mail.log")  # aiosmtpd logs every SMTP command at INFO
         if smtp_log.level == logging.NOTSET:
@@ -35,14 +36,16 @@ class EmailChannel(Channel[EmailSettings]):
             logger.exception("cannot listen for SMTP on %s:%d", own.smtp_host, own.smtp_port)
             raise
         logger.info("SMTP on %s:%d takes mail for <%s>", own.smtp_host, own.smtp_port, own.address)
-        pollers = [asyncio.create_task(ImapPoller(own.imap, inbox).run())] if own.imap else []
+        background = [asyncio.create_task(inbox.answers.sweep_forever(own.owed_sweep_s))]
+        if own.imap:
+            background.append(asyncio.create_task(ImapPoller(own.imap, inbox).run()))
         try:
             async with server:
                 await server.serve_forever()
         finally:
-            for poller in pollers:
-                poller.cancel()
-            await asyncio.gather(*pollers, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await inbox.close()
 
 

@@ -4,6 +4,8 @@ References) so mail clients thread it, and the pairing note for a sender not let
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 
@@ -13,13 +15,49 @@ RE_PREFIX = re.compile(r"^\s*((re|aw|sv|antw)(\[\d+\])?\s*:\s*)+", re.IGNORECASE
 MAX_REFERENCES = 20  # RFC 5322 lets a long thread's References be trimmed in the middle
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyTo:
+    """What a reply needs of the mail it answers. The core keeps it with the turn while the
+    answer is owed, so a restarted channel can still reply properly."""
+
+    sender: str
+    display_name: str | None
+    subject: str
+    message_id: str | None
+    references: tuple[str, ...]
+
+    @classmethod
+    def of(cls, mail: InboundMail) -> ReplyTo:
+        return cls(mail.sender, mail.display_name, mail.subject, mail.message_id, mail.references)
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "references": list(self.references)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> ReplyTo:
+        """Raises ValueError when `data` is not a reply this channel stored."""
+        sender, name, subject = data.get("sender"), data.get("display_name"), data.get("subject")
+        message_id, references = data.get("message_id"), data.get("references")
+        if not (
+            isinstance(sender, str)
+            and sender
+            and isinstance(name, str | None)
+            and isinstance(subject, str)
+            and isinstance(message_id, str | None)
+            and isinstance(references, list)
+            and all(isinstance(r, str) for r in references)
+        ):
+            raise ValueError(f"not an email reply: {sorted(data)}")
+        return cls(sender, name, subject, message_id, tuple(references))
+
+
 def reply_subject(subject: str) -> str:
     """`Re: <subject>`, never `Re: Re: <subject>`."""
     rest = RE_PREFIX.sub("", subject).strip()
     return f"Re: {rest or '(no subject)'}"
 
 
-def references_of(mail: InboundMail) -> list[str]:
+def references_of(mail: InboundMail | ReplyTo) -> list[str]:
     """The thread so far, this mail last; the first (the root) is always kept."""
     chain = [*mail.references, *([mail.message_id] if mail.message_id else [])]
     if len(chain) > MAX_REFERENCES:
@@ -27,8 +65,10 @@ def references_of(mail: InboundMail) -> list[str]:
     return chain
 
 
-def reply(mail: InboundMail, *, sender: str, text: str) -> EmailMessage:
+def reply(mail: InboundMail | ReplyTo, *, sender: str, text: str) -> EmailMessage:
     """A reply to `mail` from `sender` (the channel's address) saying `text`."""
+    if isinstance(mail, InboundMail):
+        mail = ReplyTo.of(mail)
     message = EmailMessage()
     message["From"] = sender
     message["To"] = formataddr((mail.display_name or "", mail.sender))

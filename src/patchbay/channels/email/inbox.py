@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from patchbay.channels.base import Channel, delivery_key, pairing_message
 from patchbay.channels.email import compose
-from patchbay.channels.email.answers import Answers
+from patchbay.channels.email.answers import Answers, Owed
+from patchbay.channels.email.compose import ReplyTo
 from patchbay.channels.email.parse import InboundMail, UnreadableMail, parse_mail
 from patchbay.channels.email.relay import Relay, RelayUnavailable
 from patchbay.channels.email.settings import EmailSettings
@@ -60,12 +61,15 @@ class Inbox:
         # turn's delivery_id) even after a restart.
         self.seen = RecentIds()
         self.told = RecentIds()  # "address code": pairing notes already mailed
-        # Mails deferred after their turn was sent to the core: it may have stored the turn and
-        # lost only its reply. When the retry turns out a duplicate, its answer is still owed.
-        self.deferred = RecentIds()
         self.busy: set[str] = set()
         self.rate = SenderRate(self.settings.max_mails_per_minute)
-        self.answers = Answers(channel.core, relay, address=self.settings.address)
+        self.answers = Answers(
+            channel.core,
+            relay,
+            channel=channel.name,
+            address=self.settings.address,
+            max_age_s=self.settings.reply_max_age_h * 3600,
+        )
 
     async def check_sender(self, mail_from: str) -> Verdict | None:
         """At RCPT: refuse a flooding sender, or an unknown one under `allowlist`, before DATA."""
@@ -152,6 +156,7 @@ class Inbox:
         if len(mail.prompt) > MAX_TEXT:
             return Verdict(552, f"5.3.4 the text is over {MAX_TEXT} characters; send less")
         delivery = delivery_key(mail.sender, mail.key)
+        reply_to = ReplyTo.of(mail)
         turn = TurnCreate(
             channel=self.channel.name,
             thread=mail.thread,
@@ -161,26 +166,31 @@ class Inbox:
             metadata={"message_id": mail.key, "from": mail.sender, "subject": mail.subject},
             stream=False,
             delivery_id=delivery,
+            reply=reply_to.to_json(),  # the answer is owed until the channel says it sent it
         )
         try:  # without ?wait the core answers once the turn is stored and its job queued
             created = await self.channel.core.call_as(
                 TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn
             )
         except DuplicateDelivery as exc:
-            if delivery not in self.deferred:
+            # Taken before. Its answer may still be owed: the mail was deferred after the core
+            # stored its turn (the core's reply was lost), or this channel restarted before
+            # sending it. Then this delivery is taken, and the answer follows.
+            if not exc.owed:
                 logger.info("mail %s from %s was taken before", mail.key, mail.sender)
                 return ANSWERED
-            try:
-                created = await self._stored_turn(exc, user_id)
-            except PatchbayError as lost:
-                return later(lost)
+            if not self.answers.following(user_id, delivery):
+                try:
+                    created = await self._stored_turn(exc, user_id)
+                except PatchbayError as lost:
+                    return later(lost)
+                self.answers.follow(Owed(user_id, delivery, created, reply_to))
+            return Verdict(250, f"2.0.0 taken (job {exc.job_id}); the answer comes by mail")
         except PatchbayError as exc:
             if exc.status in (400, 413) and not exc.retryable:  # this mail will never do
                 return Verdict(554, f"5.6.0 {exc.message}")
-            self.deferred.add(delivery)
             return later(exc)
-        self.deferred.discard(delivery)
-        self.answers.follow(mail, user_id, created)
+        self.answers.follow(Owed(user_id, delivery, created, reply_to))
         logger.info("mail %s from %s is job %s", mail.key, mail.sender, created.job_id)
         return Verdict(250, f"2.0.0 taken (job {created.job_id}); the answer comes by mail")
 

@@ -47,3 +47,8 @@ class EmailSettings(ChannelSettings):
     require_envelope_match: bool = True
     reply_tries: int = Field(default=5, ge=1)  # the relay is tried this often, backing off
     reply_retry_s: float = Field(default=2.0, ge=0)  # the first wait between tries
+    # Answers the core holds as owed to the channel (one the relay would not take, or one a
+    # restart interrupted) are looked for this often, and given up past `reply_max_age_h` (the
+    # five days after which mail servers give up a delivery too).
+    owed_sweep_s: float = Field(default=60.0, gt=0)
+    reply_max_age_h: float = Field(default=120.0, gt=0)
