@@ -112,6 +112,41 @@ def test_openai_content_parts(stack: Stack, upstream: MockUpstream, helper: Hand
             )
 
 
+def test_files_in_an_openai_history_are_read_once(
+    stack: Stack, upstream: MockUpstream, helper: HandHelper
+) -> None:
+    file = {"file_data": "data:text/plain;base64," + base64.b64encode(NOTE).decode()}
+    note: Any = {"type": "file", "file": {**file, "filename": "notes.txt"}}
+    # A conversation held elsewhere: patchbay has stored none of it.
+    messages: list[Any] = [
+        {"role": "user", "content": [{"type": "text", "text": "Keep this."}, note]},
+        {"role": "assistant", "content": "Kept."},
+        {"role": "user", "content": "What is the secret word?"},
+    ]
+    client = openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=stack.admin_key)
+    with client:
+        answer = client.chat.completions.create(model="mock-gpt", messages=messages)
+        first = upstream.requests[-1]["messages"][0]["content"]
+        assert first.startswith("Keep this.") and first.endswith(NOTE.decode())
+        assert helper.calls == ["text"]
+        # The same conversation, continued: the stored chat's file goes again, not read again.
+        messages += [{"role": "assistant", "content": answer.choices[0].message.content}]
+        messages += [{"role": "user", "content": "And once more?"}]
+        client.chat.completions.create(model="mock-gpt", messages=messages)
+    assert upstream.requests[-1]["messages"][0]["content"] == first
+    assert helper.calls == ["text"]
+    (chat,) = stack.chats()
+    with stack.admin() as admin:
+        stored = admin.get(f"/v1/chats/{chat['id']}/messages").json()
+    assert [m["content"] for m in stored[::2]] == [
+        "Keep this.",
+        "What is the secret word?",
+        "And once more?",
+    ]
+    (kept,) = stored[0]["attachments"]
+    assert (kept["filename"], kept["text"]) == ("notes.txt", NOTE.decode())
+
+
 @pytest.mark.parametrize(
     ("attachment", "expected"),
     [
@@ -121,13 +156,17 @@ def test_openai_content_parts(stack: Stack, upstream: MockUpstream, helper: Hand
         ({"media_type": "application/x-nothing", "data": "AAAA"}, "application/x-nothing"),
     ],
 )
+@pytest.mark.parametrize("in_history", [False, True], ids=["turn", "history"])
 def test_bad_attachments_are_refused_before_anything_is_stored(
-    stack: Stack, helper: HandHelper, attachment: dict[str, str], expected: str
+    stack: Stack, helper: HandHelper, attachment: dict[str, str], expected: str, in_history: bool
 ) -> None:
-    response = httpx.post(
-        f"{stack.core_url}/v1/turns",
-        json={"text": "hi", "attachments": [attachment]},
-        headers=auth(stack),
-    )
-    assert response.status_code == 400 and expected in response.json()["error"]["message"]
+    turn: dict[str, Any] = {"text": "hi", "attachments": [attachment]}
+    if in_history:
+        said = {"role": "user", "content": "see", "attachments": [attachment]}
+        turn = {"text": "hi", "history": [said, {"role": "assistant", "content": "ok"}]}
+    response = httpx.post(f"{stack.core_url}/v1/turns", json=turn, headers=auth(stack))
+    message = response.json()["error"]["message"]
+    assert response.status_code == 400 and expected in message
+    where = "history[0].attachments[0]" if in_history else "attachments[0]"
+    assert where in message or expected == "application/x-nothing"  # the helper's own words
     assert httpx.get(f"{stack.core_url}/v1/chats", headers=auth(stack)).json() == []

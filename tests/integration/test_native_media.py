@@ -93,6 +93,18 @@ def test_an_image_url_part_through_the_openai_channel(
     assert answer.choices[0].message.content == upstream.reply
     assert upstream.requests[-1]["messages"][-1]["content"] == content
 
+    # The client asks on, sending the conversation so far: the picture is seen again.
+    follow_up: list[Any] = [
+        {"role": "user", "content": content},
+        {"role": "assistant", "content": upstream.reply},
+        {"role": "user", "content": "Are you sure?"},
+    ]
+    with openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=stack.admin_key) as again:
+        again.chat.completions.create(model=vision, messages=follow_up)
+    first, _answer, last = upstream.requests[-1]["messages"]
+    assert first["content"] == content and last["content"] == "Are you sure?"
+    assert len(stack.chats()) == 1
+
 
 def test_a_model_that_reads_no_images_still_needs_a_helper(stack: Stack) -> None:
     picture = {"media_type": "image/png", "data": B64}

@@ -68,6 +68,7 @@ class HandHelper:
             return JSONResponse({"sum": args["a"] + args["b"]})
 
         async def text(request: Request) -> Response:
+            self.calls.append("text")
             return JSONResponse({"text": (await request.body()).decode(), "format": "plain"})
 
         async def health(_request: Request) -> Response:

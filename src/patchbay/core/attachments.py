@@ -35,21 +35,22 @@ class Upload:
     filename: str | None = None
 
 
-def decode(attachment: AttachmentIn, index: int) -> Upload:
-    """The bytes of an attachment given as base64 or as a `data:` URL."""
+def decode(attachment: AttachmentIn, where: str) -> Upload:
+    """The bytes of an attachment given as base64 or as a `data:` URL; `where` names it in
+    errors (`attachments[0]`)."""
     media_type, payload = attachment.media_type, attachment.data
     if payload.startswith("data:"):
         header, _, payload = payload.partition(",")
         declared = header[5:].split(";", 1)[0]
         media_type = media_type or declared or None
         if ";base64" not in header:
-            raise InvalidRequest(f"attachments[{index}]: only base64 data URLs are read")
+            raise InvalidRequest(f"{where}: only base64 data URLs are read")
     if not media_type:
-        raise InvalidRequest(f"attachments[{index}]: say its media_type (or use a data URL)")
+        raise InvalidRequest(f"{where}: say its media_type (or use a data URL)")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidRequest(f"attachments[{index}]: the data is not base64") from exc
+        raise InvalidRequest(f"{where}: the data is not base64") from exc
     return Upload(media_type=media_type, data=data, filename=attachment.filename)
 
 
@@ -87,19 +88,23 @@ class AttachmentStore:
         self._max_bytes = max_bytes
 
     async def accept(
-        self, user: UserRead, uploads: list[Upload], *, native: frozenset[str] = frozenset()
+        self,
+        user: UserRead,
+        uploads: list[Upload],
+        *,
+        native: frozenset[str] = frozenset(),
+        where: str = "attachments",
     ) -> list[AttachmentRead]:
         """Keep each file and turn it into text, unless the model reads its media type itself
         (`native`: no helper is needed then); refuses what cannot be read, before storing anything
-        of the turn."""
+        of the turn. `where` names the files in errors."""
         accepted = []
         for index, upload in enumerate(uploads):
             if not upload.data:
-                raise InvalidRequest(f"attachments[{index}] is empty")
+                raise InvalidRequest(f"{where}[{index}] is empty")
             if len(upload.data) > self._max_bytes:
                 raise PayloadTooLarge(
-                    f"attachments[{index}] is {len(upload.data)} bytes; the limit is "
-                    f"{self._max_bytes}"
+                    f"{where}[{index}] is {len(upload.data)} bytes; the limit is {self._max_bytes}"
                 )
             media_type = upload.media_type.split(";", 1)[0].strip().lower()
             text = ""

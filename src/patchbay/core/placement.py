@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,7 +12,7 @@ from patchbay.core.attachments import Said
 from patchbay.core.chats import chain_hash, usable_chat
 from patchbay.errors import InvalidRequest, MessageNotFound
 from patchbay.ids import new_id
-from patchbay.schemas.chats import MessageRead
+from patchbay.schemas.chats import AttachmentRead, MessageRead
 from patchbay.schemas.turns import MessageIn, TurnCreate
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
@@ -31,14 +32,21 @@ class Placement:
     rows: list[dict[str, object]]
 
 
-def place(conn: Connection, user: UserRead, turn: TurnCreate, now: datetime) -> Placement:
+def place(
+    conn: Connection,
+    user: UserRead,
+    turn: TurnCreate,
+    now: datetime,
+    history_files: Sequence[list[AttachmentRead]] = (),
+) -> Placement:
     """Where `turn` goes: an explicit chat, a stored chat its history ends, a channel thread's
-    chat, or a new chat."""
+    chat, or a new chat. `history_files`: the files of each message of the turn's history,
+    accepted (kept, made text) for a history stored as a new chat; none for one that matches."""
     if turn.chat_id is not None:
         usable = usable_chat(conn, user, turn.chat_id)
         return _continue(conn, usable.id, usable.current_message_id)
     if turn.history:
-        return _from_history(conn, user, turn, now)
+        return _from_history(conn, user, turn, now, history_files)
     if turn.thread is not None:
         chat = chat_rows.find_thread_chat(
             conn, owner_id=user.id, channel=turn.channel, thread=turn.thread
@@ -81,29 +89,57 @@ def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> Placement:
     )
 
 
-def _from_history(conn: Connection, user: UserRead, turn: TurnCreate, now: datetime) -> Placement:
-    """Continue the stored chat this history ends (its last answer), or store it as a new chat."""
-    history = turn.history or []
+def history_hashes(history: Sequence[MessageIn]) -> list[str]:
+    """The prefix hash of each message of a history: what a stored chat's messages are matched by
+    (their roles and texts; files are not part of it)."""
     hashes: list[str] = []
     for message in history:
         hashes.append(chain_hash(hashes[-1] if hashes else None, message.role, message.content))
-    pairs: list[Said] = [(m.role, m.content, []) for m in history]
-    if history[-1].role == "assistant":
-        found = chat_rows.find_prefix(conn, owner_id=user.id, prefix_hash=hashes[-1])
-        if found is not None:
-            chat_id, message_id = found
-            return Placement(chat_id, message_id, hashes[-1], pairs, None, [])
+    return hashes
+
+
+def stored_history(
+    conn: Connection, user: UserRead, history: Sequence[MessageIn], hashes: list[str]
+) -> tuple[str, str] | None:
+    """The (chat id, message id) of the user's stored chat this history ends (its last answer)."""
+    if history[-1].role != "assistant":
+        return None
+    return chat_rows.find_prefix(conn, owner_id=user.id, prefix_hash=hashes[-1])
+
+
+def _from_history(
+    conn: Connection,
+    user: UserRead,
+    turn: TurnCreate,
+    now: datetime,
+    files: Sequence[list[AttachmentRead]],
+) -> Placement:
+    """Continue the stored chat this history ends (the model sees it as stored, with its files),
+    or store the history as a new chat, with `files`."""
+    history = turn.history or []
+    hashes = history_hashes(history)
+    found = stored_history(conn, user, history, hashes)
+    if found is not None:
+        return _continue(conn, *found)
+    files = list(files) or [[] for _ in history]
     chat = _new_chat(user, turn, now)
-    rows = _history_rows(chat.id, history, hashes, now)
+    rows = _history_rows(chat.id, history, hashes, files, now)
+    pairs: list[Said] = [
+        (m.role, m.content, attached) for m, attached in zip(history, files, strict=True)
+    ]
     return Placement(chat.id, str(rows[-1]["id"]), hashes[-1], pairs, chat, rows)
 
 
 def _history_rows(
-    chat_id: str, history: list[MessageIn], hashes: list[str], now: datetime
+    chat_id: str,
+    history: list[MessageIn],
+    hashes: list[str],
+    files: list[list[AttachmentRead]],
+    now: datetime,
 ) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     parent: str | None = None
-    for message, prefix in zip(history, hashes, strict=True):
+    for message, prefix, attached in zip(history, hashes, files, strict=True):
         message_id = new_id()
         rows.append(
             chat_rows.message_row(
@@ -115,6 +151,7 @@ def _history_rows(
                 status="complete",
                 now=now,
                 prefix_hash=prefix,
+                attachments=[a.model_dump() for a in attached],
             )
         )
         parent = message_id

@@ -23,7 +23,13 @@ from patchbay.core.catalog import Catalog
 from patchbay.core.chats import chain_hash
 from patchbay.core.jobs import JobRunner, RunState
 from patchbay.core.llm.registry import ModelRegistry, ModelTarget
-from patchbay.core.placement import Placement, place, question_of
+from patchbay.core.placement import (
+    Placement,
+    history_hashes,
+    place,
+    question_of,
+    stored_history,
+)
 from patchbay.errors import InvalidRequest, MessageNotFound, QueueFull
 from patchbay.ids import new_id
 from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
@@ -88,13 +94,40 @@ class TurnEngine:
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
         template_json = None if template is None else template.model_dump(mode="json")
-        files = [decode(a, i) for i, a in enumerate(turn.attachments)] + (uploads or [])
+        files = [decode(a, f"attachments[{i}]") for i, a in enumerate(turn.attachments)]
+        files += uploads or []
         attached = []
         if files:
             native = await self._native(targets)
             attached = await self._attachments.accept(user, files, native=native)
+        history_files = await self._history_files(user, turn, targets)
         # Once stored, a turn must reach the queue even if the caller goes away meanwhile.
-        return await asyncio.shield(self._accept(user, turn, targets, template_json, attached))
+        return await asyncio.shield(
+            self._accept(user, turn, targets, template_json, attached, history_files)
+        )
+
+    async def _history_files(
+        self, user: UserRead, turn: TurnCreate, targets: list[ModelTarget]
+    ) -> list[list[AttachmentRead]]:
+        """The files of each message of a history patchbay has not stored, kept and made text as
+        a turn's are; none when the history continues a stored chat, which has its own (so a
+        continued conversation's files are not read again on every turn)."""
+        history = turn.history or []
+        if not any(m.attachments for m in history):
+            return []
+        hashes = history_hashes(history)
+        async with self._db.connect() as conn:
+            if await conn.run_sync(stored_history, user, history, hashes) is not None:
+                return []
+        native = await self._native(targets)
+        accepted = []
+        for index, message in enumerate(history):
+            where = f"history[{index}].attachments"
+            uploads = [decode(a, f"{where}[{i}]") for i, a in enumerate(message.attachments)]
+            accepted.append(
+                await self._attachments.accept(user, uploads, native=native, where=where)
+            )
+        return accepted
 
     async def _native(self, targets: list[ModelTarget]) -> frozenset[str]:
         """The media types every model of the turn reads itself."""
@@ -127,13 +160,14 @@ class TurnEngine:
         targets: list[ModelTarget],
         template: dict[str, object] | None,
         attached: list[AttachmentRead],
+        history_files: list[list[AttachmentRead]],
     ) -> TurnRead:
         model = targets[-1].name
         now = datetime.now(UTC)
         ids = _TurnIds(job=new_id(), user_message=new_id(), answer=new_id())
 
         def store(conn: Connection) -> tuple[Placement, str]:
-            context = place(conn, user, turn, now)
+            context = place(conn, user, turn, now, history_files)
             hash_ = self._insert_turn(conn, context, user, turn, model, ids, now, attached)
             if turn.delivery_id is not None:  # delivered before: all of it rolls back
                 claim_delivery(

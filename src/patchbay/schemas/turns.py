@@ -14,17 +14,21 @@ MAX_DELIVERY_ID = 300
 MAX_REPLY_BYTES = 16_000
 
 
-class MessageIn(BaseModel):
-    role: MessageRole
-    content: str = Field(max_length=MAX_TEXT)
-
-
 class AttachmentIn(BaseModel):
     """A file that comes with a turn: base64 (or a `data:` URL), turned into text by a helper."""
 
     media_type: str | None = Field(default=None, max_length=200)  # default: from the data URL
     data: str = Field(max_length=400_000_000)
     filename: str | None = Field(default=None, max_length=500)
+
+
+class MessageIn(BaseModel):
+    """A message of a history the client holds, with its files (kept and read only when the
+    history is stored as a new chat: a stored chat it continues has its own)."""
+
+    role: MessageRole
+    content: str = Field(max_length=MAX_TEXT)
+    attachments: list[AttachmentIn] = Field(default=[], max_length=20)
 
 
 class TurnCreate(BaseModel):

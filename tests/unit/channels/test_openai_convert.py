@@ -10,6 +10,7 @@ from patchbay.channels.openai_compat.convert import ChunkWriter, completion, to_
 from patchbay.channels.openai_compat.schemas import ChatCompletionRequest
 from patchbay.errors import InvalidRequest
 from patchbay.schemas.chats import Usage
+from patchbay.schemas.options import MAX_TEXT
 
 
 def request(messages: list[dict[str, object]], **extra: object) -> ChatCompletionRequest:
@@ -37,6 +38,24 @@ def test_all_but_the_last_message_become_history() -> None:
         ("assistant", "b"),
     ]
     assert turn.channel == "openai" and turn.model == "m"
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+def test_the_files_of_earlier_messages_go_with_the_history() -> None:
+    turn = to_turn(
+        request(
+            [
+                {"role": "user", "content": [{"type": "text", "text": "What is it?"}, IMAGE]},
+                {"role": "assistant", "content": "A cat."},
+                {"role": "user", "content": "Sure?"},
+            ]
+        )
+    )
+    first, answer = turn.history or []
+    assert [a.data for a in first.attachments] == [IMAGE["image_url"]["url"]]  # type: ignore[index]
+    assert answer.attachments == [] and turn.attachments == []
 
 
 def test_a_single_message_has_no_history() -> None:
@@ -73,6 +92,11 @@ def test_options_pass_through() -> None:
         ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message"),
         ([{"role": "user", "content": None}], "content is required"),
         ([{"role": "tool", "content": "x"}], "'tool'"),
+        (
+            [{"role": "user", "content": [IMAGE] * 21}, {"role": "user", "content": "and?"}],
+            r"messages\[0\]\.attachments: List should have at most 20 items",
+        ),
+        ([{"role": "user", "content": "x" * (MAX_TEXT + 1)}], r"messages\[0\]\.content"),
     ],
 )
 def test_unsupported_requests_say_why(messages: list[dict[str, object]], needle: str) -> None:

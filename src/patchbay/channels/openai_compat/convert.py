@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from patchbay.channels.openai_compat.schemas import ChatCompletionRequest, ChatMessage, ContentPart
 from patchbay.errors import InvalidRequest
@@ -60,15 +61,37 @@ def _attachment(part: ContentPart, index: int) -> AttachmentIn:
 
 def to_turn(request: ChatCompletionRequest) -> TurnCreate:
     """All messages but the last become the history; the last, from the user, is the turn."""
-    contents = [_content(m, i) for i, m in enumerate(request.messages)]
-    messages = [
-        (_ROLES.get(m.role, m.role), text)
-        for m, (text, _) in zip(request.messages, contents, strict=True)
-    ]
-    *history, (role, text) = messages
-    if role != "user":
+    messages = []
+    for index, message in enumerate(request.messages):
+        text, files = _content(message, index)
+        try:
+            messages.append(
+                MessageIn(
+                    role=_ROLES.get(message.role, message.role), content=text, attachments=files
+                )
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise InvalidRequest(f"messages[{index}].{where}: {first['msg']}") from exc
+    *history, last = messages
+    if last.role != "user":
         raise InvalidRequest("the last message must be from the user")
     stop = [request.stop] if isinstance(request.stop, str) else request.stop
+    try:
+        return _turn(request, history, last, stop)
+    except ValidationError as exc:  # a limit of patchbay's own (options, history length)
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])).replace("history", "messages")
+        raise InvalidRequest(f"{where or 'body'}: {first['msg']}") from exc
+
+
+def _turn(
+    request: ChatCompletionRequest,
+    history: list[MessageIn],
+    last: MessageIn,
+    stop: list[str] | None,
+) -> TurnCreate:
     options = GenerationOptions(
         temperature=request.temperature,
         top_p=request.top_p,
@@ -80,12 +103,13 @@ def to_turn(request: ChatCompletionRequest) -> TurnCreate:
     )
     return TurnCreate(
         channel="openai",
-        text=text,
-        history=[MessageIn(role=r, content=c) for r, c in history] or None,
+        text=last.content,
+        # The files of earlier messages are read only if the core has not stored them before.
+        history=history or None,
         model=request.model,
         options=options,
         stream=request.stream,
-        attachments=contents[-1][1],  # files in earlier messages were read when they were sent
+        attachments=last.attachments,
     )
 
 
