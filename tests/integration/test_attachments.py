@@ -112,6 +112,18 @@ def test_openai_content_parts(stack: Stack, upstream: MockUpstream, helper: Hand
             )
 
 
+def test_a_delivery_taken_before_is_refused_before_its_files_are_read(
+    stack: Stack, upstream: MockUpstream, helper: HandHelper
+) -> None:
+    note = {"media_type": "text/plain", "data": base64.b64encode(NOTE).decode()}
+    turn = {"channel": "email", "text": "Read this", "attachments": [note], "delivery_id": "<m@x>"}
+    first = httpx.post(f"{stack.core_url}/v1/turns?wait=true", json=turn, headers=auth(stack))
+    assert first.status_code == 200 and helper.calls == ["text"]
+    again = httpx.post(f"{stack.core_url}/v1/turns", json=turn, headers=auth(stack))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_delivery"
+    assert helper.calls == ["text"]  # read once
+
+
 def test_files_in_an_openai_history_are_read_once(
     stack: Stack, upstream: MockUpstream, helper: HandHelper
 ) -> None:

@@ -41,7 +41,7 @@ from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
 from patchbay.store.db import Database
-from patchbay.store.deliveries import claim_delivery
+from patchbay.store.deliveries import claim_delivery, taken_delivery
 
 CANCEL_WAIT_S = 5.0  # how long DELETE waits for a cancelled job to have stored its outcome
 
@@ -96,6 +96,9 @@ class TurnEngine:
         template_json = None if template is None else template.model_dump(mode="json")
         files = [decode(a, f"attachments[{i}]") for i, a in enumerate(turn.attachments)]
         files += uploads or []
+        with_files = files or any(m.attachments for m in turn.history or [])
+        if with_files and turn.delivery_id is not None:
+            await self._refuse_taken(user, turn.channel, turn.delivery_id)
         attached = []
         if files:
             native = await self._native(targets)
@@ -105,6 +108,19 @@ class TurnEngine:
         return await asyncio.shield(
             self._accept(user, turn, targets, template_json, attached, history_files)
         )
+
+    async def _refuse_taken(self, user: UserRead, channel: str, delivery_id: str) -> None:
+        """Refuse a delivery taken before now, not after reading its files again (a mail server
+        retrying a mail with a scan would have it read once per try). Storing the turn checks
+        again, so two copies at once still make one turn."""
+        async with self._db.connect() as conn:
+            taken = await conn.run_sync(
+                lambda sync: taken_delivery(
+                    sync, user_id=user.id, channel=channel, delivery_id=delivery_id
+                )
+            )
+        if taken is not None:
+            raise taken
 
     async def _history_files(
         self, user: UserRead, turn: TurnCreate, targets: list[ModelTarget]

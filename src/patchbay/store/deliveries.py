@@ -10,7 +10,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from patchbay.errors import DuplicateDelivery
+from patchbay.errors import Conflict, DuplicateDelivery
 from patchbay.schemas.deliveries import OwedAnswer
 from patchbay.store.tables import deliveries, jobs, messages
 
@@ -48,6 +48,14 @@ def claim_delivery(
     claimed = conn.execute(dialect.insert(deliveries).values(row).on_conflict_do_nothing())
     if claimed.rowcount == 1:
         return
+    taken = taken_delivery(conn, user_id=user_id, channel=channel, delivery_id=delivery_id)
+    raise taken or Conflict(f"{channel} delivered this message before; send it again")
+
+
+def taken_delivery(
+    conn: Connection, *, user_id: str, channel: str, delivery_id: str
+) -> DuplicateDelivery | None:
+    """The refusal for a delivery a turn took before, naming that turn; None if none did."""
     earlier = conn.execute(
         select(
             messages.c.chat_id,
@@ -61,8 +69,10 @@ def claim_delivery(
             deliveries.c.channel == channel,
             deliveries.c.delivery_id == delivery_id,
         )
-    ).one()
-    raise DuplicateDelivery(
+    ).first()
+    if earlier is None:
+        return None
+    return DuplicateDelivery(
         f"{channel} delivered this message before; it is job {earlier.job_id}, "
         "so there is nothing more to do",
         chat_id=earlier.chat_id,
