@@ -130,6 +130,25 @@ def test_a_slow_answer_is_sent_later(
     assert twilio.messages == [{"To": ANN, "From": "+15550199", "Body": upstream.reply}]
 
 
+def test_a_later_answer_survives_a_restart_and_goes_once(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 2.5
+    settings = {"time_limit_s": 0.5, "from_number": "+15550199"}
+    with serving_sms(stack, twilio, **settings) as sms:
+        assert sms.text("think hard") == []
+    time.sleep(2.5)  # the answer came while the channel was down
+    assert twilio.messages == []
+    with serving_sms(stack, twilio, **settings):
+        deadline = time.monotonic() + 20
+        while not twilio.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    with serving_sms(stack, twilio, **settings):  # sent: not owed any more
+        time.sleep(0.5)
+    assert twilio.messages == [{"To": ANN, "From": "+15550199", "Body": upstream.reply}]
+
+
 def test_a_wrong_signature_is_refused_and_nothing_stored(
     stack: Stack, upstream: MockUpstream, sms: SmsChannel
 ) -> None:

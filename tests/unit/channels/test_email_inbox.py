@@ -11,10 +11,10 @@ import pytest
 
 from patchbay.channels import email as email_plugin
 from patchbay.channels.email import EmailChannel
-from patchbay.channels.email.answers import Owed
 from patchbay.channels.email.inbox import Inbox, Verdict
 from patchbay.channels.email.relay import Relay, RelayUnavailable
 from patchbay.channels.email.settings import EmailSettings, RelaySettings
+from patchbay.channels.owed import Owed
 from patchbay.client import CoreClient
 from patchbay.errors import (
     CoreUnavailable,
@@ -157,7 +157,7 @@ async def test_a_mail_whose_answer_is_still_owed_is_taken_and_followed(fakes: Fa
     verdict = await fakes.inbox.receive(mail(), mail_from=ANN)
     assert verdict.code == 250 and "the answer comes by mail" in verdict.text
     assert fakes.followed == [CREATED]
-    assert fakes.owed[0].reply_to.message_id == "<m1@x>"
+    assert fakes.owed[0].reply["message_id"] == "<m1@x>"
 
 
 async def test_an_unreachable_core_defers_the_mail(fakes: Fakes) -> None:

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 from patchbay.channels.base import Channel, delivery_key, pairing_message
 from patchbay.channels.email import compose
-from patchbay.channels.email.answers import Answers, Owed
+from patchbay.channels.email.answers import mail_answers
 from patchbay.channels.email.compose import ReplyTo
 from patchbay.channels.email.parse import InboundMail, UnreadableMail, parse_mail
 from patchbay.channels.email.relay import Relay, RelayUnavailable
 from patchbay.channels.email.settings import EmailSettings
 from patchbay.channels.limits import RecentIds, SenderRate
+from patchbay.channels.owed import Owed
 from patchbay.client import ActAs
 from patchbay.errors import DuplicateDelivery, PatchbayError
-from patchbay.schemas.jobs import JobRead
 from patchbay.schemas.options import MAX_TEXT
 from patchbay.schemas.senders import SenderResolved
 from patchbay.schemas.turns import TurnCreate, TurnRead
@@ -63,7 +63,7 @@ class Inbox:
         self.told = RecentIds()  # "address code": pairing notes already mailed
         self.busy: set[str] = set()
         self.rate = SenderRate(self.settings.max_mails_per_minute)
-        self.answers = Answers(
+        self.answers = mail_answers(
             channel.core,
             relay,
             channel=channel.name,
@@ -156,7 +156,7 @@ class Inbox:
         if len(mail.prompt) > MAX_TEXT:
             return Verdict(552, f"5.3.4 the text is over {MAX_TEXT} characters; send less")
         delivery = delivery_key(mail.sender, mail.key)
-        reply_to = ReplyTo.of(mail)
+        reply = ReplyTo.of(mail).to_json()  # the answer is owed until the channel sent it
         turn = TurnCreate(
             channel=self.channel.name,
             thread=mail.thread,
@@ -166,7 +166,7 @@ class Inbox:
             metadata={"message_id": mail.key, "from": mail.sender, "subject": mail.subject},
             stream=False,
             delivery_id=delivery,
-            reply=reply_to.to_json(),  # the answer is owed until the channel says it sent it
+            reply=reply,
         )
         try:  # without ?wait the core answers once the turn is stored and its job queued
             created = await self.channel.core.call_as(
@@ -181,29 +181,16 @@ class Inbox:
                 return ANSWERED
             if not self.answers.following(user_id, delivery):
                 try:
-                    created = await self._stored_turn(exc, user_id)
+                    created = await self.answers.stored_turn(exc, user_id)
                 except PatchbayError as lost:
                     return later(lost)
-                self.answers.follow(Owed(user_id, delivery, created, reply_to))
+                logger.info("mail %s was stored before; answering it", mail.key)
+                self.answers.follow(Owed(user_id, delivery, created, reply))
             return Verdict(250, f"2.0.0 taken (job {exc.job_id}); the answer comes by mail")
         except PatchbayError as exc:
             if exc.status in (400, 413) and not exc.retryable:  # this mail will never do
                 return Verdict(554, f"5.6.0 {exc.message}")
             return later(exc)
-        self.answers.follow(Owed(user_id, delivery, created, reply_to))
+        self.answers.follow(Owed(user_id, delivery, created, reply))
         logger.info("mail %s from %s is job %s", mail.key, mail.sender, created.job_id)
         return Verdict(250, f"2.0.0 taken (job {created.job_id}); the answer comes by mail")
-
-    async def _stored_turn(self, taken: DuplicateDelivery, user_id: str) -> TurnRead:
-        """The turn the core stored for a mail whose first delivery was deferred."""
-        job = await self.channel.core.call_as(
-            JobRead, "GET", f"/v1/jobs/{taken.job_id}", key=ActAs(user_id)
-        )
-        logger.info("mail for job %s was stored before its deferral; answering it", job.id)
-        return TurnRead(
-            chat_id=taken.chat_id,
-            job_id=job.id,
-            user_message_id=taken.message_id,
-            assistant_message_id=job.message_id,
-            model=job.model,
-        )

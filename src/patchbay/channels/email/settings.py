@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr
 
 from patchbay.channels.base import ChannelSettings
+from patchbay.channels.owed import OwedSettings
 
 
 class RelaySettings(BaseModel):
@@ -33,7 +34,7 @@ class ImapSettings(BaseModel):
     batch: int = Field(default=50, ge=1)  # mails read per poll
 
 
-class EmailSettings(ChannelSettings):
+class EmailSettings(ChannelSettings, OwedSettings):
     port: int | None = 8025  # HTTP, for /healthz
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
@@ -47,8 +48,3 @@ class EmailSettings(ChannelSettings):
     require_envelope_match: bool = True
     reply_tries: int = Field(default=5, ge=1)  # the relay is tried this often, backing off
     reply_retry_s: float = Field(default=2.0, ge=0)  # the first wait between tries
-    # Answers the core holds as owed to the channel (one the relay would not take, or one a
-    # restart interrupted) are looked for this often, and given up past `reply_max_age_h` (the
-    # five days after which mail servers give up a delivery too).
-    owed_sweep_s: float = Field(default=60.0, gt=0)
-    reply_max_age_h: float = Field(default=120.0, gt=0)

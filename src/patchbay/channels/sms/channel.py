@@ -1,12 +1,14 @@
 """The SMS channel: Twilio's messaging webhook (`POST /sms/twilio`, answered in TwiML) and a
 generic JSON webhook for other gateways (`POST /sms/inbound`). Each text is a turn in the
 sender's chat (one chat per phone number); answers that outlast the webhook go out later
-through Twilio's REST API."""
+through Twilio's REST API, owed in the core until they went (see `channels.owed`), so a restart
+or a Twilio that is away loses none."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -16,9 +18,10 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from patchbay.channels.base import Channel, chunks, delivery_key, pairing_message
 from patchbay.channels.limits import FloodGate, RecentIds
+from patchbay.channels.owed import Owed, OwedAnswers, OwedSettings
 from patchbay.channels.sms.media import fetch_media, media_of
-from patchbay.channels.sms.outbound import TwilioMessages
-from patchbay.channels.sms.replies import FLOODED, answer_text, sorry
+from patchbay.channels.sms.outbound import SmsNotSent, TwilioMessages
+from patchbay.channels.sms.replies import FLOODED, outcome_text, sorry
 from patchbay.channels.sms.segments import message_bodies
 from patchbay.channels.sms.twilio_format import (
     WEBHOOK_KEY_HEADER,
@@ -27,18 +30,20 @@ from patchbay.channels.sms.twilio_format import (
     signed_form,
     twiml,
 )
-from patchbay.client import CoreClient
+from patchbay.client import ActAs, CoreClient
 from patchbay.errors import DuplicateDelivery, PatchbayError
 from patchbay.plugins import hookimpl
 from patchbay.plugins.hookspecs import RegisterChannel
+from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.options import MAX_TEXT
-from patchbay.schemas.turns import TurnResult
+from patchbay.schemas.turns import TurnCreate, TurnRead
 
 logger = logging.getLogger(__name__)
 
 
-class SmsSettings(TwilioSettings):
+class SmsSettings(TwilioSettings, OwedSettings):
     port: int | None = 8090
+    reply_max_age_h: float = Field(default=24.0, gt=0)  # a later answer, given up past it
     from_number: str | None = None  # sends later answers from it; default: the number texted
     segment_length: int = Field(default=153, ge=10, le=1600)  # the generic webhook's replies
     max_body: int = Field(default=1600, ge=10, le=1600)  # per <Message>: Twilio joins segments
@@ -84,7 +89,16 @@ class SmsChannel(Channel[SmsSettings]):
             segments_per_s=settings.segments_per_s,
             segment_length=settings.segment_length,
         )
-        self._later: set[asyncio.Task[None]] = set()
+        self.answers = OwedAnswers(
+            core,
+            channel=self.name,
+            send=self._send_later,
+            max_age_s=settings.reply_max_age_h * 3600,
+        )
+
+    async def run(self) -> None:
+        """Send the answers still owed (after a restart, or Twilio away), now and then."""
+        await self.answers.sweep_forever(self.settings.owed_sweep_s)
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/sms", tags=["sms"])
@@ -143,7 +157,7 @@ class SmsChannel(Channel[SmsSettings]):
         try:
             return await self._answer(sms, time_limit_s)
         except DuplicateDelivery:
-            logger.info("sms %s from %s: answered when it came before", sms.message_id, sms.sender)
+            logger.info("sms %s from %s: taken when it came before", sms.message_id, sms.sender)
             return None
         except PatchbayError as exc:
             logger.warning("sms from %s: not answered (%s)", sms.sender, exc.message)
@@ -160,59 +174,65 @@ class SmsChannel(Channel[SmsSettings]):
             for url, kind in sms.media
         ]
         metadata: dict[str, object] = {"message_id": sms.message_id, "to": sms.to}
-        turn = asyncio.create_task(
-            self.turn(
-                who.user.id,
-                sms.text,
-                thread=sms.sender,
-                attachments=attachments,
-                metadata={k: v for k, v in metadata.items() if v is not None},
-                delivery_id=delivery_key(sms.message_id) if sms.message_id else None,
-            )
+        # Every text is a delivery, so its answer can be owed: a gateway's without an id too.
+        delivery = delivery_key(sms.message_id or f"patchbay-{uuid.uuid4().hex}")
+        reply: dict[str, object] = {"to": sms.sender, "from": self.settings.from_number or sms.to}
+        turn = TurnCreate(
+            channel=self.name,
+            thread=sms.sender,
+            text=sms.text,
+            model=self.settings.model,
+            attachments=attachments,
+            metadata={k: v for k, v in metadata.items() if v is not None},
+            stream=False,
+            delivery_id=delivery,
+            reply=reply,
         )
+        user_id = who.user.id
+        try:  # without ?wait the core answers once the turn is stored and its job queued
+            created = await self.core.call_as(
+                TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn
+            )
+        except DuplicateDelivery as exc:
+            if exc.owed and not self.answers.following(user_id, delivery):
+                created = await self.answers.stored_turn(exc, user_id)
+                self.answers.follow(Owed(user_id, delivery, created, reply))
+            raise
+        owed = Owed(user_id, delivery, created, reply)
         if time_limit_s is None:
-            return answer_text(await turn)
-        remaining = deadline - asyncio.get_running_loop().time()
-        done, _ = await asyncio.wait({turn}, timeout=max(remaining, 0.1))
-        if turn in done:
-            return answer_text(turn.result())
-        logger.info("sms from %s: the answer takes long; it will be sent later", sms.sender)
-        task = asyncio.create_task(self._send_later(turn, sms))
-        self._later.add(task)
-        task.add_done_callback(self._later.discard)
-        return None
+            outcome = await self.answers.answer_within(owed, None)
+        else:
+            remaining = deadline - asyncio.get_running_loop().time()
+            outcome = await self.answers.answer_within(owed, max(remaining, 0.1))
+        if outcome is None:
+            logger.info("sms from %s: the answer takes long; it will be sent later", sms.sender)
+            return None
+        return outcome_text(outcome)
 
-    async def _send_later(self, turn: asyncio.Task[TurnResult], sms: Sms) -> None:
+    async def _send_later(self, reply: dict[str, object], outcome: JobEvent) -> bool:
+        """Send an answer that outlasted the webhook through Twilio's API; False when Twilio
+        is busy or away (it stays owed)."""
+        to, number = reply.get("to"), reply.get("from")
+        if not isinstance(to, str) or not isinstance(number, str):
+            raise ValueError("no number to send from: set the channel's from_number")
         try:
-            await self._deliver(turn, sms)
-        except PatchbayError as exc:
-            logger.error("sms to %s: the answer was not sent (%s)", sms.sender, exc.message)
-        except Exception:  # a background task: log it here, nobody else will
-            logger.exception("sms to %s: the answer was not sent", sms.sender)
-
-    async def _deliver(self, turn: asyncio.Task[TurnResult], sms: Sms) -> None:
-        """Send the answer of a turn that outlasted the webhook through Twilio's API."""
-        try:
-            text = answer_text(await turn)
-        except DuplicateDelivery:
-            return  # answered when it came before
-        except PatchbayError as exc:
-            text = sorry(exc)
-        number = self.settings.from_number or sms.to
-        if number is None:
-            logger.error("sms to %s: no number to send from; set from_number", sms.sender)
-            return
-        for body in message_bodies(
-            text, max_body=self.settings.max_body, max_messages=self.settings.max_messages
-        ):
-            await self.outbox.send(to=sms.sender, from_=number, body=body)
+            for body in message_bodies(
+                outcome_text(outcome),
+                max_body=self.settings.max_body,
+                max_messages=self.settings.max_messages,
+            ):
+                await self.outbox.send(to=to, from_=number, body=body)
+        except SmsNotSent as exc:
+            if not exc.retryable:
+                raise ValueError(exc.message) from exc
+            logger.warning("sms to %s: not sent now (%s)", to, exc.message)
+            return False
+        return True
 
     async def close(self) -> None:
-        """Give answers still on their way a moment to go out, then stop."""
-        if self._later:
-            await asyncio.wait(self._later, timeout=self.settings.time_limit_s)
-        for task in self._later:
-            task.cancel()
+        """Give answers still on their way a moment to go out, then stop (the others stay
+        owed, for the next start)."""
+        await self.answers.close(grace_s=self.settings.time_limit_s)
         await super().close()
 
 

@@ -74,7 +74,9 @@ class TwilioMessages:
             logger.warning("sms to %s: try %d of %d failed (%s)", to, attempt, TRIES, reason)
             if attempt < TRIES:
                 await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
-        raise SmsNotSent(reason)
+        busy = SmsNotSent(reason)
+        busy.retryable = True  # busy or away: later it may go
+        raise busy
 
     async def _post(self, url: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         headers = account_auth(self._settings)

@@ -4,6 +4,7 @@ message that could not be taken, a sender who floods."""
 from __future__ import annotations
 
 from patchbay.errors import PatchbayError, PayloadTooLarge
+from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.turns import TurnResult
 
 FLOODED = "You are sending messages faster than I can answer. Please wait a minute, then try again."
@@ -12,7 +13,11 @@ TRY_LATER = "Sorry, something went wrong on my side. Please try again in a while
 
 def answer_text(result: TurnResult) -> str:
     """The answer a finished turn gives, or an apology when it failed."""
-    outcome = result.outcome
+    return outcome_text(result.outcome)
+
+
+def outcome_text(outcome: JobEvent) -> str:
+    """The answer a job's terminal event gives, or an apology when it failed."""
     if outcome.type == "done":
         return outcome.content or "(no answer)"
     if outcome.type == "cancelled":

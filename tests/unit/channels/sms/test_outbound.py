@@ -77,15 +77,17 @@ async def test_busy_or_unreachable_twilio_is_tried_again() -> None:
 
 async def test_a_refusal_is_not_tried_again() -> None:
     session = FakeSession((400, {"code": 21211, "message": "The 'To' number is not valid."}))
-    with pytest.raises(SmsNotSent, match="not valid"):
+    with pytest.raises(SmsNotSent, match="not valid") as refused:
         await messages(session).send(to="nope", from_="+2", body="hi")
     assert len(session.posts) == 1
+    assert not refused.value.retryable  # an answer owed for it is given up
 
 
 async def test_giving_up_after_three_tries() -> None:
     session = FakeSession(*[(502, b"<html>bad gateway</html>")] * 3)
-    with pytest.raises(SmsNotSent, match="502"):
+    with pytest.raises(SmsNotSent, match="502") as busy:
         await messages(session).send(to="+1", from_="+2", body="hi")
+    assert busy.value.retryable  # an answer owed for it stays owed
 
 
 async def test_no_credentials_no_sending() -> None:

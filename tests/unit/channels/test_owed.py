@@ -1,0 +1,147 @@
+"""Answers owed: each is answered once, whoever asks for it (a sweep, the channel that took it);
+one that could not be sent stays owed; one owed too long, or whose reply the channel cannot use,
+is given up (and said sent, so it is not asked for again); an answer that comes in time is the
+caller's to deliver."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from patchbay.channels.owed import Owed, OwedAnswers
+from patchbay.client import CoreClient
+from patchbay.schemas.deliveries import AnswerSent, OwedAnswer
+from patchbay.schemas.jobs import JobEvent
+from patchbay.schemas.turns import TurnRead
+
+REPLY: dict[str, object] = {"to": "ann"}
+
+
+def turn(delivery_id: str) -> TurnRead:
+    return TurnRead(
+        chat_id="c",
+        job_id=f"job-{delivery_id}",
+        user_message_id="m",
+        assistant_message_id="a",
+        model="mock",
+    )
+
+
+def owed_answer(delivery_id: str, *, age: timedelta) -> OwedAnswer:
+    return OwedAnswer(
+        channel="email",
+        delivery_id=delivery_id,
+        user_id="u1",
+        chat_id="c",
+        job_id=f"job-{delivery_id}",
+        user_message_id="m",
+        assistant_message_id="a",
+        model="mock",
+        reply=REPLY,
+        created_at=datetime.now(UTC) - age,
+    )
+
+
+class FakeCore(CoreClient):
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:9")
+        self.owed: list[OwedAnswer] = []
+        self.sent: list[str] = []
+
+    async def owed_answers(self, channel: str, *, limit: int = 100) -> list[OwedAnswer]:
+        return [o for o in self.owed if o.channel == channel][:limit]
+
+    async def answer_sent(self, sent: AnswerSent) -> None:
+        self.sent.append(sent.delivery_id)
+
+
+@dataclass
+class Setup:
+    answers: OwedAnswers
+    core: FakeCore
+    followed: list[str] = field(default_factory=list)  # the jobs followed
+    delivered: list[str] = field(default_factory=list)  # the texts `send` was given
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # set: the jobs end
+    send_works: bool = True
+
+    async def settle(self) -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+def setup(monkeypatch: pytest.MonkeyPatch) -> Setup:
+    core = FakeCore()
+
+    async def send(reply: dict[str, object], outcome: JobEvent) -> bool:
+        if reply != REPLY:
+            raise ValueError("not a reply this channel stored")
+        if it.send_works:
+            it.delivered.append(outcome.content or "")
+        return it.send_works
+
+    it = Setup(OwedAnswers(core, channel="email", send=send, max_age_s=3600), core)
+
+    async def outcome(user_id: str, created: TurnRead) -> JobEvent:
+        it.followed.append(created.job_id)
+        await it.done.wait()
+        return JobEvent(job_id=created.job_id, seq=2, type="done", content="the answer")
+
+    monkeypatch.setattr(it.answers, "_outcome", outcome)
+    return it
+
+
+async def test_each_answer_owed_is_answered_once(setup: Setup) -> None:
+    answers, core = setup.answers, setup.core
+    core.owed = [owed_answer(d, age=timedelta(minutes=5)) for d in "ab"]
+    answers.follow(Owed("u1", "a", turn("a"), REPLY))  # taken by the channel just now
+    answers.follow(Owed("u1", "a", turn("a"), REPLY))  # and again: already followed
+    await answers.sweep()
+    await answers.sweep()  # a second sweep while both are followed adds nothing
+    await setup.settle()
+    assert sorted(setup.followed) == ["job-a", "job-b"]
+    assert answers.following("u1", "a") and answers.following("u1", "b")
+    setup.done.set()
+    await setup.settle()
+    assert sorted(core.sent) == ["a", "b"] and setup.delivered == ["the answer"] * 2
+    assert not answers.following("u1", "a")
+
+
+async def test_an_answer_that_could_not_go_stays_owed(setup: Setup) -> None:
+    setup.done.set()
+    setup.send_works = False
+    setup.answers.follow(Owed("u1", "a", turn("a"), REPLY))
+    await setup.settle()
+    assert setup.followed == ["job-a"] and setup.core.sent == []
+    assert not setup.answers.following("u1", "a")  # for the next sweep to find
+
+
+async def test_answers_owed_too_long_or_unusable_are_given_up(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    setup.done.set()
+    setup.core.owed = [owed_answer("old", age=timedelta(hours=2))]
+    await setup.answers.sweep()
+    setup.answers.follow(Owed("u1", "odd", turn("odd"), {"to": 1}))
+    await setup.settle()
+    assert setup.core.sent == ["old", "odd"] and setup.delivered == []
+    assert setup.followed == ["job-odd"]
+    assert "owed for 2 h" in caplog.text and "not a reply this channel stored" in caplog.text
+
+
+async def test_an_answer_in_time_is_the_callers_and_a_late_one_is_sent(setup: Setup) -> None:
+    answers = setup.answers
+    late = asyncio.create_task(answers.answer_within(Owed("u1", "b", turn("b"), REPLY), 0.05))
+    assert await late is None  # too slow: followed instead
+    assert answers.following("u1", "b")
+    await answers.sweep()  # a sweep meanwhile leaves it alone
+    setup.done.set()
+    in_time = await answers.answer_within(Owed("u1", "a", turn("a"), REPLY), 5)
+    assert in_time is not None and in_time.content == "the answer"
+    await setup.settle()
+    assert setup.delivered == ["the answer"]  # only the late one went through `send`
+    assert sorted(setup.core.sent) == ["a", "b"]
+    assert setup.followed == ["job-b", "job-a"]
