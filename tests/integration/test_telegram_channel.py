@@ -247,6 +247,29 @@ def test_an_update_delivered_again_after_a_restart_is_not_answered_again(
     assert len(bot.api.sent()) == 2 and len(upstream.requests) == 2
 
 
+@pytest.mark.parametrize("bot_settings", [{"policy": "open", "shutdown_grace_s": 0}])
+def test_an_answer_the_channel_stopped_before_goes_after_its_restart(
+    stack: Stack,
+    upstream: MockUpstream,
+    bot_api: tuple[BotApiStandIn, str],
+    bot_settings: dict[str, object],
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 2.0
+    with serving(stack, bot_api, bot_settings) as bot:
+        update = bot.say("take your time")
+        time.sleep(0.3)  # the turn is stored; its answer is still coming
+    time.sleep(2.0)
+    assert bot.api.sent() == []
+    with serving(stack, bot_api, bot_settings) as bot:
+        (answer,) = bot.api.wait_sent(1)
+        time.sleep(0.5)
+    assert answer["text"] == upstream.reply
+    assert answer["reply_to_message_id"] == update["message"]["message_id"]
+    with serving(stack, bot_api, bot_settings):  # sent: owed no more
+        time.sleep(0.5)
+    assert len(bot.api.sent()) == 1 and len(upstream.requests) == 1
+
+
 def test_a_429_is_waited_out(upstream: MockUpstream, bot: Bot) -> None:
     bot.api.too_many = 1
     started = time.monotonic()

@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +65,12 @@ class Bot:
 
 @pytest.fixture
 def bot(stack: Stack, prosody: Prosody, bot_settings: dict[str, object]) -> Iterator[Bot]:
+    with serving_bot(stack, prosody, bot_settings) as running:
+        yield running
+
+
+@contextmanager
+def serving_bot(stack: Stack, prosody: Prosody, bot_settings: dict[str, object]) -> Iterator[Bot]:
     manager = build_plugin_manager(entry_points=False)
     if not manager.is_registered(xmpp):  # until it is one of the built-in plugins
         manager.register(xmpp)
@@ -129,6 +135,25 @@ async def test_a_message_gets_the_models_answer(
         ann.say(bot.jid, "hello")
         assert await ann.hears() == "Hello from the mock upstream."
     assert upstream.requests[-1]["messages"][-1]["content"] == "hello"
+
+
+async def test_an_answer_the_bot_stopped_before_goes_after_its_restart(
+    stack: Stack, upstream: MockUpstream, prosody: Prosody
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 2.0
+    settings: dict[str, object] = {"policy": "open", "shutdown_grace_s": 0}
+    async with Person(prosody, *ANN).online() as ann:
+        with serving_bot(stack, prosody, settings) as first:
+            first.wait_online()
+            ann.say(first.jid, "take your time")
+            await asyncio.sleep(0.5)  # the turn is stored; its answer is still coming
+        await asyncio.sleep(2.0)
+        assert ann.inbox.empty()
+        with serving_bot(stack, prosody, settings):
+            assert await ann.hears() == upstream.reply
+            await asyncio.sleep(0.5)
+        assert ann.inbox.empty()  # once
+    assert len(upstream.requests) == 1
 
 
 @pytest.mark.parametrize("bot_settings", [{"policy": "pairing"}])

@@ -18,7 +18,13 @@ from pydantic import BaseModel
 
 from patchbay.client import ActAs, CoreClient
 from patchbay.schemas.senders import SenderPolicy, SenderResolve, SenderResolved
-from patchbay.schemas.turns import MAX_DELIVERY_ID, AttachmentIn, TurnCreate, TurnResult
+from patchbay.schemas.turns import (
+    MAX_DELIVERY_ID,
+    AttachmentIn,
+    TurnCreate,
+    TurnRead,
+    TurnResult,
+)
 
 
 class ChannelSettings(BaseModel):
@@ -98,6 +104,33 @@ class Channel(Generic[S]):
             delivery_id=delivery_id,
         )
         return await self.core.run_turn(turn, key=ActAs(user_id))
+
+    async def start_turn(
+        self,
+        user_id: str,
+        text: str,
+        *,
+        delivery_id: str,
+        reply: dict[str, object],
+        thread: str | None = None,
+        attachments: Sequence[AttachmentIn] = (),
+        metadata: dict[str, object] | None = None,
+    ) -> TurnRead:
+        """Store what a sender said as a turn in their chat for `thread` and start its job; its
+        answer is owed to this channel until it says it sent it to `reply` (see
+        `channels.owed`). Raises `DuplicateDelivery` when the core took `delivery_id` before."""
+        turn = TurnCreate(
+            channel=self.name,
+            thread=thread,
+            text=text,
+            model=self.settings.model,
+            attachments=list(attachments),
+            metadata=metadata or {},
+            stream=False,
+            delivery_id=delivery_id,
+            reply=reply,
+        )
+        return await self.core.call_as(TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn)
 
 
 def pairing_message(resolved: SenderResolved) -> str:

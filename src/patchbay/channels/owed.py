@@ -79,6 +79,15 @@ class OwedAnswers:
         if owed.key not in self._held:
             self._hold(owed.key, asyncio.create_task(self._answer(owed)))
 
+    async def answer(self, owed: Owed) -> None:
+        """Answer `owed` and return once it went (or stays owed, for a later sweep); one being
+        answered here already is waited for."""
+        task = self._held.get(owed.key)
+        if task is None:
+            task = asyncio.create_task(self._answer(owed))
+            self._hold(owed.key, task)
+        await task
+
     async def answer_within(self, owed: Owed, timeout_s: float | None) -> JobEvent | None:
         """The outcome, if the job ends within `timeout_s`: the caller delivers it at once (it is
         marked sent). Else None, and the answer is followed and sent later like any owed one."""

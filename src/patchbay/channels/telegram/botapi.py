@@ -116,7 +116,9 @@ class BotApi:
                 await self._sleep(min(2.0**attempt, 30.0))
             else:
                 break
-        raise BotApiError(error)
+        failed = BotApiError(error)
+        failed.retryable = status == 429 or status >= 500 or status == 0  # away or busy
+        raise failed
 
     async def _wait_turn(self, chat: str) -> None:
         interval = self._pace.group_s if chat.startswith("-") else self._pace.chat_s

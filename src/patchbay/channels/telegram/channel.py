@@ -22,13 +22,15 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from patchbay.channels.base import Channel, ChannelSettings, chunks
 from patchbay.channels.limits import RecentIds
+from patchbay.channels.owed import OwedAnswers, OwedSettings
 from patchbay.channels.telegram.botapi import BotApi, BotApiError, Pace
-from patchbay.channels.telegram.conversations import Conversations, Inbound
+from patchbay.channels.telegram.conversations import Conversations, Inbound, outcome_text
 from patchbay.channels.telegram.files import fetch_files
 from patchbay.channels.telegram.schemas import Message, Update, User
 from patchbay.client import CoreClient
 from patchbay.plugins import hookimpl
 from patchbay.plugins.hookspecs import RegisterChannel
+from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.turns import AttachmentIn
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ SETUP_RETRY_S = (1.0, 5.0, 30.0, 60.0)  # waits between setWebhook attempts, the
 SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
-class TelegramSettings(ChannelSettings):
+class TelegramSettings(ChannelSettings, OwedSettings):
     port: int | None = 8095
     bot_token: SecretStr  # from @BotFather
     # Telegram sends it with every update; 1-256 characters of A-Z, a-z, 0-9, _ and -
@@ -53,6 +55,7 @@ class TelegramSettings(ChannelSettings):
     per_minute: int = Field(default=20, ge=1)  # messages one sender may send in a minute
     max_file_bytes: int = Field(default=20_000_000, ge=1)  # the Bot API's getFile limit
     shutdown_grace_s: float = Field(default=5.0, ge=0)  # for answers on their way at shutdown
+    reply_max_age_h: float = Field(default=24.0, gt=0)  # an answer owed, given up past it
 
     @field_validator("webhook_secret")
     @classmethod
@@ -72,7 +75,10 @@ class TelegramChannel(Channel[TelegramSettings]):
         self.api = BotApi(
             lambda: self.http, base_url=settings.api_base, token=settings.bot_token, pace=pace
         )
-        self.conversations = Conversations(self, per_minute=settings.per_minute)
+        self.answers = OwedAnswers(
+            core, channel=self.name, send=self._send, max_age_s=settings.reply_max_age_h * 3600
+        )
+        self.conversations = Conversations(self, self.answers, per_minute=settings.per_minute)
         self._updates = RecentIds()
         # A message id is unique in its chat; the bot's own id (the token's first part) keeps a
         # new bot's chats, numbered from 1 again, from being taken for the old one's.
@@ -135,30 +141,51 @@ class TelegramChannel(Channel[TelegramSettings]):
             address=str(sender.id),
             thread=str(message.chat.id),
             text=text,
+            reply_to={"chat_id": message.chat.id, "message_id": message.message_id},
             display_name=sender.display_name,
             metadata={"telegram_message_id": message.message_id},
             files=files,
             delivery_id=f"{self._bot_id}/{message.chat.id}/{message.message_id}",
         )
 
-        async def reply(answer: str) -> None:
-            await self.deliver(message.chat.id, answer, reply_to=message.message_id)
+        async def note(text: str) -> None:
+            try:
+                await self.deliver(message.chat.id, text, reply_to=message.message_id)
+            except BotApiError as exc:
+                logger.error("telegram: a note to chat %d was not sent (%s)", message.chat.id, exc)
 
-        await self.conversations.handle(inbound, reply)
+        await self.conversations.handle(inbound, note)
+
+    async def _send(self, reply: dict[str, object], outcome: JobEvent) -> bool:
+        """Send an answer owed to a chat; False when Telegram is away or busy."""
+        chat_id, message_id = reply.get("chat_id"), reply.get("message_id")
+        if not isinstance(chat_id, int):
+            raise ValueError(f"not a Telegram chat to answer in: {sorted(reply)}")
+        reply_to = message_id if isinstance(message_id, int) else None
+        try:
+            await self.deliver(chat_id, outcome_text(outcome), reply_to=reply_to)
+        except BotApiError as exc:
+            if not exc.retryable:  # the bot was blocked, the chat is gone: it never will go
+                raise ValueError(exc.message) from exc
+            logger.warning("telegram: an answer to chat %d waits (%s)", chat_id, exc.message)
+            return False
+        return True
 
     async def deliver(self, chat_id: int, text: str, *, reply_to: int | None = None) -> None:
-        """Send `text` to the chat in pieces Telegram accepts; the first replies to `reply_to`."""
+        """Send `text` to the chat in pieces Telegram accepts; the first replies to `reply_to`.
+        Raises `BotApiError`."""
         for number, piece in enumerate(chunks(text, self.settings.max_message_chars)):
-            try:
-                await self.api.send_message(
-                    chat_id, piece, reply_to=reply_to if not number else None
-                )
-            except BotApiError as exc:
-                logger.error("telegram: an answer to chat %d was not sent (%s)", chat_id, exc)
-                return
+            await self.api.send_message(chat_id, piece, reply_to=reply_to if not number else None)
 
     async def run(self) -> None:
-        """Point Telegram's webhook here when a public URL is set, retrying until it is done."""
+        """Point Telegram's webhook here (when a public URL is set), and send the answers still
+        owed (after a restart, or Telegram away), now and then."""
+        await asyncio.gather(
+            self._point_webhook(), self.answers.sweep_forever(self.settings.owed_sweep_s)
+        )
+
+    async def _point_webhook(self) -> None:
+        """Set Telegram's webhook to this channel, retrying until it is done."""
         if not self.settings.public_url:
             return
         url = self.settings.public_url.rstrip("/") + WEBHOOK_PATH
@@ -180,6 +207,7 @@ class TelegramChannel(Channel[TelegramSettings]):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.answers.close()  # those not sent stay owed, for the next start
         await super().close()
 
 

@@ -1,23 +1,27 @@
 """What a chat channel does with each message: turn floods away, resolve the sender under the
 channel's policy, run a turn (one at a time per thread, so answers come in order) and reply.
 
-A channel hands over an `Inbound` and a `reply` callable that delivers (and chunks) text; this
-module never speaks a protocol. Nothing here is Telegram-specific; the XMPP channel uses it too.
+A channel hands over an `Inbound` and a `reply` callable that delivers (and chunks) a note (a
+pairing code, an apology), and sends answers with the `send` of its `OwedAnswers`; this module
+never speaks a protocol. Nothing here is Telegram-specific; the XMPP channel uses it too.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from patchbay.channels.base import Channel, pairing_message
 from patchbay.channels.limits import FloodGate, KeyedLock
+from patchbay.channels.owed import Owed, OwedAnswers
 from patchbay.errors import DuplicateDelivery, PatchbayError
+from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.options import MAX_TEXT
-from patchbay.schemas.turns import AttachmentIn, TurnResult
+from patchbay.schemas.turns import AttachmentIn
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,9 @@ class Inbound:
     address: str  # who wrote, in the channel's terms (a Telegram user id, a bare JID)
     thread: str  # which conversation: one chat in patchbay per thread
     text: str
+    # Where the answer goes, as the channel's `send` reads it (a Telegram chat and message):
+    # kept in the core while the answer is owed, so it goes out after a restart too.
+    reply_to: dict[str, object]
     display_name: str | None = None
     metadata: dict[str, object] = field(default_factory=dict)
     files: FetchFiles | None = None  # fetched only once the sender is let in
@@ -47,67 +54,79 @@ class Inbound:
 
 
 class Conversations:
-    """Runs what senders write as turns in `channel`, at most `per_minute` messages per sender."""
+    """Runs what senders write as turns in `channel`, at most `per_minute` messages per sender;
+    the answers go out through `answers` (the channel's `send`), owed in the core until they did.
+    """
 
-    def __init__(self, channel: Channel[Any], *, per_minute: int) -> None:
+    def __init__(self, channel: Channel[Any], answers: OwedAnswers, *, per_minute: int) -> None:
         self.channel = channel
+        self.answers = answers
         self.gate = FloodGate(per_minute)
         self.threads = KeyedLock()
 
     async def handle(self, inbound: Inbound, reply: Reply) -> None:
-        """Answer `inbound` through `reply`; a flooding sender's excess is dropped unanswered
-        (one notice first) and never reaches the core, and a message the core took before (its
-        `delivery_id`) is not answered again."""
+        """Answer `inbound`; a flooding sender's excess is dropped unanswered (one notice first,
+        through `reply`, as are pairing codes and apologies) and never reaches the core, and a
+        message the core took before (its `delivery_id`) is not answered again."""
         verdict = self.gate.check(inbound.address)
         if verdict != "pass":
             logger.info("%s: a sender floods; message dropped", self.channel.name)
             if verdict == "warn":
                 await reply(FLOOD_NOTICE)
             return
-        async with self.threads.hold(inbound.thread):
-            answer = await self._answer(inbound)
-            if answer is not None:
-                await reply(answer)
+        async with self.threads.hold(inbound.thread):  # answers in a thread keep their order
+            note = await self._answer(inbound)
+            if note is not None:
+                await reply(note)
 
     async def _answer(self, inbound: Inbound) -> str | None:
+        """Run the turn and send its answer; or what to say instead (None: nothing)."""
         started = time.monotonic()
+        # Every message is a delivery, so its answer can be owed: one without an id of its own
+        # (some XMPP clients') gets one that never repeats.
+        delivery = inbound.delivery_id or f"patchbay-{uuid.uuid4().hex}"
         try:
             name = inbound.display_name[:MAX_NAME] if inbound.display_name else None
             who = await self.channel.sender(inbound.address, name)
             if who.user is None:
                 return pairing_message(who)
+            user_id = who.user.id
             attachments = list(await inbound.files()) if inbound.files else []
             if not inbound.text.strip() and not attachments:
                 return NOTHING_TO_READ
             if len(inbound.text) > MAX_TEXT:
                 return TOO_LONG
-            result = await self.channel.turn(
-                who.user.id,
-                inbound.text,
-                thread=inbound.thread,
-                attachments=attachments,
-                metadata=inbound.metadata,
-                delivery_id=inbound.delivery_id,
-            )
-        except DuplicateDelivery:
-            logger.info("%s: a message answered before came again", self.channel.name)
-            return None
+            try:
+                created = await self.channel.start_turn(
+                    user_id,
+                    inbound.text,
+                    thread=inbound.thread,
+                    attachments=attachments,
+                    metadata=inbound.metadata,
+                    delivery_id=delivery,
+                    reply=inbound.reply_to,
+                )
+            except DuplicateDelivery as exc:
+                logger.info("%s: a message taken before came again", self.channel.name)
+                if exc.owed and not self.answers.following(user_id, delivery):
+                    created = await self.answers.stored_turn(exc, user_id)
+                    self.answers.follow(Owed(user_id, delivery, created, inbound.reply_to))
+                return None
         except PatchbayError as exc:
             logger.warning("%s: no answer (%s: %s)", self.channel.name, exc.code, exc.message)
             return f"Sorry, I could not answer that: {exc.message}"
+        await self.answers.answer(Owed(user_id, delivery, created, inbound.reply_to))
         logger.info(
-            "%s: turn %s %s in %.2fs",
+            "%s: turn %s answered in %.2fs",
             self.channel.name,
-            result.turn.job_id,
-            result.outcome.type,
+            created.job_id,
             time.monotonic() - started,
         )
-        return answer_text(result)
+        return None
 
 
-def answer_text(result: TurnResult) -> str:
-    """What to send back for a finished turn: the answer, or why there is none."""
-    outcome = result.outcome
+def outcome_text(outcome: JobEvent) -> str:
+    """What to send back for a job's terminal event: the answer, or why there is none."""
     if outcome.type == "failed":
         reason = outcome.error.message if outcome.error else "the model failed"
         return f"Sorry, I could not answer that: {reason}"

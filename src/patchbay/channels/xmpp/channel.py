@@ -14,11 +14,13 @@ from pydantic import Field
 
 from patchbay.channels.base import Channel, ChannelSettings, chunks, delivery_key
 from patchbay.channels.limits import RecentIds
-from patchbay.channels.telegram.conversations import Conversations, Inbound
+from patchbay.channels.owed import OwedAnswers, OwedSettings
+from patchbay.channels.telegram.conversations import Conversations, Inbound, outcome_text
 from patchbay.channels.xmpp.connection import ChatMessage, XmppAccount, XmppConnection
 from patchbay.client import CoreClient
 from patchbay.plugins import hookimpl
 from patchbay.plugins.hookspecs import RegisterChannel
+from patchbay.schemas.jobs import JobEvent
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +29,12 @@ logger = logging.getLogger(__name__)
 MIN_UNIQUE_ID = 16
 
 
-class XmppSettings(ChannelSettings, XmppAccount):
+class XmppSettings(ChannelSettings, XmppAccount, OwedSettings):
     port: int | None = 8096  # HTTP, for /healthz
     max_message_chars: int = Field(default=4000, ge=100)  # per message; longer answers in parts
     per_minute: int = Field(default=20, ge=1)  # messages one sender may send in a minute
     shutdown_grace_s: float = Field(default=5.0, ge=0)  # for answers on their way at shutdown
+    reply_max_age_h: float = Field(default=24.0, gt=0)  # an answer owed, given up past it
 
 
 class XmppChannel(Channel[XmppSettings]):
@@ -41,15 +44,19 @@ class XmppChannel(Channel[XmppSettings]):
     def __init__(self, settings: XmppSettings, core: CoreClient) -> None:
         super().__init__(settings, core)
         self.connection = XmppConnection(settings, self.received)
-        self.conversations = Conversations(self, per_minute=settings.per_minute)
+        self.answers = OwedAnswers(
+            core, channel=self.name, send=self._send, max_age_s=settings.reply_max_age_h * 3600
+        )
+        self.conversations = Conversations(self, self.answers, per_minute=settings.per_minute)
         self._seen = RecentIds()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Stay online until cancelled; then let answers on their way go out, and log out."""
+        """Stay online, sending the answers still owed now and then, until cancelled; then let
+        answers on their way go out, and log out."""
         self.connection.start()
         try:
-            await asyncio.Event().wait()
+            await self.answers.sweep_forever(self.settings.owed_sweep_s)
         finally:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s)
@@ -77,21 +84,34 @@ class XmppChannel(Channel[XmppSettings]):
             address=message.sender,
             thread=message.sender,
             text=message.body,
+            reply_to={"jid": message.sender},
             display_name=message.sender.split("@", 1)[0],
             metadata={"xmpp_id": message.id} if message.id else {},
             delivery_id=delivery_id,
         )
 
-        async def reply(answer: str) -> None:
-            for piece in chunks(answer, self.settings.max_message_chars):
-                self.connection.send(message.sender, piece)
+        async def note(text: str) -> None:
+            self._say(message.sender, text)
 
-        await self.conversations.handle(inbound, reply)
+        await self.conversations.handle(inbound, note)
+
+    async def _send(self, reply: dict[str, object], outcome: JobEvent) -> bool:
+        """Send an answer owed to a JID (queued by the connection while it is down)."""
+        jid = reply.get("jid")
+        if not isinstance(jid, str):
+            raise ValueError(f"not a JID to answer: {sorted(reply)}")
+        self._say(jid, outcome_text(outcome))
+        return True
+
+    def _say(self, jid: str, text: str) -> None:
+        for piece in chunks(text, self.settings.max_message_chars):
+            self.connection.send(jid, piece)
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.answers.close()  # those not sent stay owed, for the next start
         await super().close()
 
 

@@ -8,16 +8,18 @@ from typing import Any
 import pytest
 
 from patchbay.channels.base import Channel, ChannelSettings
+from patchbay.channels.owed import OwedAnswers
 from patchbay.channels.telegram.conversations import (
     FLOOD_NOTICE,
     NOTHING_TO_READ,
     TOO_LONG,
     Conversations,
     Inbound,
-    answer_text,
+    outcome_text,
 )
 from patchbay.client import CoreClient
 from patchbay.errors import CoreUnavailable, DuplicateDelivery, PayloadTooLarge
+from patchbay.schemas.deliveries import AnswerSent
 from patchbay.schemas.jobs import ErrorInfo, JobEvent
 from patchbay.schemas.senders import SenderResolved
 from patchbay.schemas.turns import AttachmentIn, TurnRead, TurnResult
@@ -42,22 +44,24 @@ class FakeChannel(Channel[ChannelSettings]):
         self.resolved = resolved
         self.turns: list[dict[str, Any]] = []
         self.outcome: TurnResult | Exception = result()
+        self.marked_sent: list[str] = []
 
     async def sender(self, address: str, display_name: str | None = None) -> SenderResolved:
         if isinstance(self.resolved, Exception):
             raise self.resolved
         return self.resolved
 
-    async def turn(
+    async def start_turn(
         self,
         user_id: str,
         text: str,
         *,
+        delivery_id: str,
+        reply: dict[str, object],
         thread: str | None = None,
         attachments: Sequence[AttachmentIn] = (),
         metadata: dict[str, object] | None = None,
-        delivery_id: str | None = None,
-    ) -> TurnResult:
+    ) -> TurnRead:
         self.turns.append(
             {
                 "user": user_id,
@@ -65,27 +69,47 @@ class FakeChannel(Channel[ChannelSettings]):
                 "thread": thread,
                 "files": attachments,
                 "delivery": delivery_id,
+                "reply": reply,
             }
         )
         if isinstance(self.outcome, Exception):
             raise self.outcome
-        return self.outcome
+        return self.outcome.turn
 
 
 async def converse(channel: FakeChannel, *messages: Inbound, per_minute: int = 20) -> list[str]:
+    """What the channel said: notes through `reply`, answers through its `send`."""
     said: list[str] = []
 
     async def reply(text: str) -> None:
         said.append(text)
 
-    conversations = Conversations(channel, per_minute=per_minute)
+    async def send(to: dict[str, object], outcome: JobEvent) -> bool:
+        assert to == REPLY_TO
+        said.append(outcome_text(outcome))
+        return True
+
+    async def outcome(user_id: str, created: TurnRead) -> JobEvent:
+        assert isinstance(channel.outcome, TurnResult)
+        return channel.outcome.outcome
+
+    async def answer_sent(sent: AnswerSent) -> None:
+        channel.marked_sent.append(sent.delivery_id)
+
+    answers = OwedAnswers(channel.core, channel="fake", send=send, max_age_s=60)
+    answers._outcome = outcome  # type: ignore[method-assign]
+    channel.core.answer_sent = answer_sent  # type: ignore[method-assign]
+    conversations = Conversations(channel, answers, per_minute=per_minute)
     for message in messages:
         await conversations.handle(message, reply)
     return said
 
 
+REPLY_TO: dict[str, object] = {"chat_id": 42}
+
+
 def hello(text: str = "hello", **extra: Any) -> Inbound:
-    return Inbound(address="42", thread="42", text=text, **extra)
+    return Inbound(address="42", thread="42", text=text, reply_to=REPLY_TO, **extra)
 
 
 KNOWN = SenderResolved(status="known", user=ANN)
@@ -93,10 +117,25 @@ KNOWN = SenderResolved(status="known", user=ANN)
 
 async def test_a_known_sender_gets_the_answer_of_a_turn_in_their_thread() -> None:
     channel = FakeChannel(KNOWN)
-    assert await converse(channel, hello()) == ["The answer."]
+    assert await converse(channel, hello(delivery_id="bot/42/7")) == ["The answer."]
     assert channel.turns == [
-        {"user": "u1", "text": "hello", "thread": "42", "files": [], "delivery": None}
+        {
+            "user": "u1",
+            "text": "hello",
+            "thread": "42",
+            "files": [],
+            "delivery": "bot/42/7",
+            "reply": REPLY_TO,  # kept with the turn while its answer is owed
+        }
     ]
+    assert channel.marked_sent == ["bot/42/7"]
+
+
+async def test_a_message_without_an_id_of_its_own_is_a_delivery_too() -> None:
+    channel = FakeChannel(KNOWN)
+    await converse(channel, hello(), hello())
+    first, second = (turn["delivery"] for turn in channel.turns)
+    assert first.startswith("patchbay-") and second.startswith("patchbay-") and first != second
 
 
 @pytest.mark.parametrize(
@@ -158,6 +197,7 @@ async def test_a_message_the_core_took_before_is_not_answered_again() -> None:
     channel.outcome = DuplicateDelivery("delivered before", chat_id="c", message_id="m", job_id="j")
     assert await converse(channel, hello(delivery_id="bot/42/7")) == []
     assert channel.turns[0]["delivery"] == "bot/42/7"
+    assert channel.marked_sent == []
 
 
 async def test_the_core_being_down_is_a_sorry_too() -> None:
@@ -179,5 +219,5 @@ async def test_the_core_being_down_is_a_sorry_too() -> None:
         (result("failed", None), "Sorry, I could not answer that: the model failed"),
     ],
 )
-def test_answer_text(outcome: TurnResult, text: str) -> None:
-    assert answer_text(outcome) == text
+def test_outcome_text(outcome: TurnResult, text: str) -> None:
+    assert outcome_text(outcome.outcome) == text
