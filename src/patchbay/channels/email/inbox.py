@@ -16,11 +16,9 @@ from patchbay.channels.email.relay import Relay, RelayUnavailable
 from patchbay.channels.email.settings import EmailSettings
 from patchbay.channels.limits import RecentIds, SenderRate
 from patchbay.channels.owed import Owed
-from patchbay.client import ActAs
 from patchbay.errors import DuplicateDelivery, PatchbayError
 from patchbay.schemas.options import MAX_TEXT
 from patchbay.schemas.senders import SenderResolved
-from patchbay.schemas.turns import TurnCreate, TurnRead
 
 logger = logging.getLogger(__name__)
 
@@ -157,20 +155,15 @@ class Inbox:
             return Verdict(552, f"5.3.4 the text is over {MAX_TEXT} characters; send less")
         delivery = delivery_key(mail.sender, mail.key)
         reply = ReplyTo.of(mail).to_json()  # the answer is owed until the channel sent it
-        turn = TurnCreate(
-            channel=self.channel.name,
-            thread=mail.thread,
-            text=mail.prompt,
-            model=self.settings.model,
-            attachments=list(mail.attachments),
-            metadata={"message_id": mail.key, "from": mail.sender, "subject": mail.subject},
-            stream=False,
-            delivery_id=delivery,
-            reply=reply,
-        )
-        try:  # without ?wait the core answers once the turn is stored and its job queued
-            created = await self.channel.core.call_as(
-                TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn
+        try:  # the core answers once the turn is stored and its job queued
+            created = await self.channel.start_turn(
+                user_id,
+                mail.prompt,
+                thread=mail.thread,
+                attachments=mail.attachments,
+                metadata={"message_id": mail.key, "from": mail.sender, "subject": mail.subject},
+                delivery_id=delivery,
+                reply=reply,
             )
         except DuplicateDelivery as exc:
             # Taken before. Its answer may still be owed: the mail was deferred after the core

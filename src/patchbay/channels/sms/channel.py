@@ -30,13 +30,12 @@ from patchbay.channels.sms.twilio_format import (
     signed_form,
     twiml,
 )
-from patchbay.client import ActAs, CoreClient
+from patchbay.client import CoreClient
 from patchbay.errors import DuplicateDelivery, PatchbayError
 from patchbay.plugins import hookimpl
 from patchbay.plugins.hookspecs import RegisterChannel
 from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.options import MAX_TEXT
-from patchbay.schemas.turns import TurnCreate, TurnRead
 
 logger = logging.getLogger(__name__)
 
@@ -177,21 +176,16 @@ class SmsChannel(Channel[SmsSettings]):
         # Every text is a delivery, so its answer can be owed: a gateway's without an id too.
         delivery = delivery_key(sms.message_id or f"patchbay-{uuid.uuid4().hex}")
         reply: dict[str, object] = {"to": sms.sender, "from": self.settings.from_number or sms.to}
-        turn = TurnCreate(
-            channel=self.name,
-            thread=sms.sender,
-            text=sms.text,
-            model=self.settings.model,
-            attachments=attachments,
-            metadata={k: v for k, v in metadata.items() if v is not None},
-            stream=False,
-            delivery_id=delivery,
-            reply=reply,
-        )
         user_id = who.user.id
-        try:  # without ?wait the core answers once the turn is stored and its job queued
-            created = await self.core.call_as(
-                TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn
+        try:  # the core answers once the turn is stored and its job queued
+            created = await self.start_turn(
+                user_id,
+                sms.text,
+                thread=sms.sender,
+                attachments=attachments,
+                metadata={k: v for k, v in metadata.items() if v is not None},
+                delivery_id=delivery,
+                reply=reply,
             )
         except DuplicateDelivery as exc:
             if exc.owed and not self.answers.following(user_id, delivery):
