@@ -93,16 +93,7 @@ class Channel(Generic[S]):
         `delivery_id` is the channel's id for the message: raises `DuplicateDelivery` when the
         core took it before (it was answered then).
         """
-        turn = TurnCreate(
-            channel=self.name,
-            thread=thread,
-            text=text,
-            model=self.settings.model,
-            attachments=list(attachments),
-            metadata=metadata or {},
-            stream=False,
-            delivery_id=delivery_id,
-        )
+        turn = self._turn_body(text, thread, attachments, metadata, delivery_id)
         return await self.core.run_turn(turn, key=ActAs(user_id))
 
     async def start_turn(
@@ -119,18 +110,29 @@ class Channel(Generic[S]):
         """Store what a sender said as a turn in their chat for `thread` and start its job; its
         answer is owed to this channel until it says it sent it to `reply` (see
         `channels.owed`). Raises `DuplicateDelivery` when the core took `delivery_id` before."""
-        turn = TurnCreate(
+        turn = self._turn_body(text, thread, attachments, metadata, delivery_id, reply)
+        return await self.core.call_as(TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn)
+
+    def _turn_body(
+        self,
+        text: str,
+        thread: str | None,
+        attachments: Sequence[AttachmentIn],
+        metadata: dict[str, object] | None,
+        delivery_id: str | None,
+        reply: dict[str, object] | None = None,
+    ) -> TurnCreate:
+        return TurnCreate(
             channel=self.name,
             thread=thread,
             text=text,
             model=self.settings.model,
             attachments=list(attachments),
             metadata=metadata or {},
-            stream=False,
+            stream=False,  # nobody reads a channel's answers token by token
             delivery_id=delivery_id,
             reply=reply,
         )
-        return await self.core.call_as(TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn)
 
 
 def pairing_message(resolved: SenderResolved) -> str:
