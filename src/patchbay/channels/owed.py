@@ -90,7 +90,10 @@ class OwedAnswers:
 
     async def answer_within(self, owed: Owed, timeout_s: float | None) -> JobEvent | None:
         """The outcome, if the job ends within `timeout_s`: the caller delivers it at once (it is
-        marked sent). Else None, and the answer is followed and sent later like any owed one."""
+        marked sent). Else None, and the answer is followed and sent later like any owed one (as
+        it is when a sweep found it first)."""
+        if owed.key in self._held:
+            return None
         outcome = asyncio.create_task(self._outcome(owed.user_id, owed.turn))
         self._hold(owed.key, outcome)
         try:

@@ -145,3 +145,12 @@ async def test_an_answer_in_time_is_the_callers_and_a_late_one_is_sent(setup: Se
     assert setup.delivered == ["the answer"]  # only the late one went through `send`
     assert sorted(setup.core.sent) == ["a", "b"]
     assert setup.followed == ["job-b", "job-a"]
+
+
+async def test_an_answer_a_sweep_follows_already_is_not_the_callers(setup: Setup) -> None:
+    setup.core.owed = [owed_answer("a", age=timedelta(seconds=1))]
+    await setup.answers.sweep()  # found it between the turn being stored and the caller asking
+    setup.done.set()
+    assert await setup.answers.answer_within(Owed("u1", "a", turn("a"), REPLY), 5) is None
+    await setup.settle()
+    assert setup.delivered == ["the answer"] and setup.core.sent == ["a"]  # sent once, by `send`
