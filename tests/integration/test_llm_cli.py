@@ -7,13 +7,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.support.stack import Stack
+from tests.support.sync_plugin import MODEL_ID, sync_plugin
 from tests.support.upstream import MockUpstream
 
 pytestmark = pytest.mark.integration
@@ -90,3 +93,45 @@ def test_every_call_is_in_the_llm_logs_database(stack: Stack, upstream: MockUpst
         assert entry["duration_ms"] >= 0
     text = run_llm(log.parent / "client", "logs", "-d", str(log), "-u")
     assert "first question" in text and "Token usage" in text
+
+
+@pytest.fixture
+def sync_model(stack: Stack) -> Iterator[str]:
+    """A plugin's model that has no async variant, in the catalog as `sync-words`."""
+    with sync_plugin(), stack.admin() as core:
+        core.post("/v1/providers", json={"name": "plugins", "kind": "llm"})  # there already, or now
+        model = {"name": "sync-words", "provider": "plugins", "upstream_model": MODEL_ID}
+        core.post("/v1/models", json=model).raise_for_status()
+        yield "sync-words"
+
+
+def test_a_plugin_model_with_no_async_variant_answers_and_is_logged(
+    stack: Stack, sync_model: str
+) -> None:
+    client = openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=stack.admin_key)
+    with client:
+        whole = client.chat.completions.create(
+            model=sync_model, messages=[{"role": "user", "content": "hello there"}]
+        )
+        streamed = client.chat.completions.create(
+            model=sync_model, messages=[{"role": "user", "content": "one two"}], stream=True
+        )
+        pieces = [c.choices[0].delta.content for c in streamed if c.choices]
+        with pytest.raises(openai.APIStatusError, match="asked to fail") as failed:
+            client.chat.completions.create(
+                model=sync_model, messages=[{"role": "user", "content": "please fail"}]
+            )
+    assert whole.choices[0].message.content == "You said: hello there"
+    assert whole.usage is not None and (
+        whole.usage.prompt_tokens,
+        whole.usage.completion_tokens,
+    ) == (
+        2,
+        4,
+    )
+    assert [p for p in pieces if p] == ["You", " said:", " one", " two"]  # as they came
+    assert failed.value.status_code == 502
+    log = stack.settings.llm_log_path
+    (log.parent / "client").mkdir(exist_ok=True)
+    entries = logged(log, 2)
+    assert sorted(e["response"] for e in entries) == ["You said: hello there", "You said: one two"]

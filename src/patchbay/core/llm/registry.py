@@ -1,4 +1,5 @@
-"""Turns catalog entries (a model on a provider) into live `llm` async models, kept across calls."""
+"""Turns catalog entries (a model on a provider) into live `llm` models, kept across calls: async
+ones where the model has one, else sync ones read in a thread."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ class Generation:
                         yield chunk
                 return
             self.responses.append(self.response)
-            async for chunk in self.response:
+            chunks = self.response if _is_async(self.response) else _in_thread(self.response)
+            async for chunk in chunks:
                 yield chunk
         except PatchbayError:
             raise
@@ -164,7 +166,8 @@ class ModelRegistry:
         kept = {k: v for k, v in merged.items() if k in known and v is not None}
         earlier = [llm_message(message, accepted) for message in history]
         try:
-            if tools and getattr(model, "supports_tools", False):
+            # A sync model's tools would call ours from its thread: tools go to async ones only.
+            if tools and getattr(model, "supports_tools", False) and _is_async(model):
                 response = conversation.chain(
                     prompt,
                     attachments=attachments,
@@ -257,13 +260,48 @@ class ModelRegistry:
 
 
 def _plugin_model(target: ModelTarget) -> Any:
+    """The plugin's async model; else its sync one, whose answers are read in a thread."""
     try:
         return llm.get_async_model(target.upstream_model)
+    except llm.UnknownModelError:
+        pass
+    try:
+        return llm.get_model(target.upstream_model)
     except llm.UnknownModelError as exc:
         raise ModelNotFound(
-            f"no installed llm plugin provides an async model {target.upstream_model!r}; "
+            f"no installed llm plugin provides a model {target.upstream_model!r}; "
             "see `llm models list`"
         ) from exc
+
+
+def _is_async(model_or_response: Any) -> bool:
+    return isinstance(model_or_response, llm.AsyncModel | llm.AsyncResponse)
+
+
+_END = object()
+
+
+async def _in_thread(response: llm.Response) -> AsyncIterator[str]:
+    """A sync model's answer, read in a worker thread as it comes. A job cancelled meanwhile
+    stops listening; the model's call runs to its end in the thread (it cannot be stopped)."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[object] = asyncio.Queue()
+
+    def read() -> None:
+        try:
+            for chunk in response:
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+        except Exception as exc:  # noqa: BLE001 - handed to the loop, raised there
+            loop.call_soon_threadsafe(chunks.put_nowait, exc)
+        else:
+            loop.call_soon_threadsafe(chunks.put_nowait, _END)
+
+    reading = loop.run_in_executor(None, read)
+    while (chunk := await chunks.get()) is not _END:
+        if isinstance(chunk, Exception):
+            raise chunk
+        yield str(chunk)
+    await reading
 
 
 def _llm_tool(tool: ToolSpec) -> llm.Tool:
