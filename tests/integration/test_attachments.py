@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from typer.testing import CliRunner
 
+from patchbay.cli.main import app as cli
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
 from tests.support.hand_helper import HandHelper, running_helper
@@ -110,6 +112,25 @@ def test_openai_content_parts(stack: Stack, upstream: MockUpstream, helper: Hand
                     }
                 ],
             )
+
+
+def test_a_file_a_model_read_itself_is_made_text_for_one_that_cannot(
+    stack: Stack, upstream: MockUpstream, helper: HandHelper
+) -> None:
+    env = {"PATCHBAY_CORE__URL": stack.core_url, "PATCHBAY_API_KEY": stack.admin_key}
+    args = ["models", "add", "reads-text", "--provider", "mock", "--upstream-model", "gpt-x"]
+    result = CliRunner().invoke(cli, [*args, "--attachment-type", "text/plain"], env=env)
+    assert result.exit_code == 0, result.output
+    note = {"media_type": "text/plain", "data": base64.b64encode(NOTE).decode()}
+    url = f"{stack.core_url}/v1/turns?wait=true"
+    first = {"text": "Keep this.", "model": "reads-text", "attachments": [note]}
+    chat_id = httpx.post(url, json=first, headers=auth(stack)).json()["turn"]["chat_id"]
+    assert helper.calls == []  # the model read the file itself
+    for question in ("What is the secret word?", "Again?"):  # now a model that reads no files
+        later = {"text": question, "model": "mock-gpt", "chat_id": chat_id}
+        assert httpx.post(url, json=later, headers=auth(stack)).json()["outcome"]["type"] == "done"
+        assert upstream.requests[-1]["messages"][0]["content"].endswith(NOTE.decode())
+    assert helper.calls == ["text"]  # made once
 
 
 def test_a_delivery_taken_before_is_refused_before_its_files_are_read(

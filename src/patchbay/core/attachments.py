@@ -9,18 +9,21 @@ import base64
 import binascii
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from patchbay.core.helpers import HelperRegistry
-from patchbay.errors import InvalidRequest, PayloadTooLarge
+from patchbay.errors import InvalidRequest, PatchbayError, PayloadTooLarge
 from patchbay.queue.base import PromptFile, PromptMessage
 from patchbay.schemas.chats import AttachmentRead
 from patchbay.schemas.turns import AttachmentIn
 from patchbay.schemas.users import UserRead
 
 logger = logging.getLogger(__name__)
+
+REMEMBERED_TEXTS = 1_000  # texts made for files later (see `with_text`), the most recent kept
 
 # A message of the conversation as stored: its role, its text and its files.
 Said = tuple[str, str, list[AttachmentRead]]
@@ -86,6 +89,7 @@ class AttachmentStore:
         self._directory = directory
         self._helpers = helpers
         self._max_bytes = max_bytes
+        self._texts: OrderedDict[str, str] = OrderedDict()  # made later, by sha256 (see with_text)
 
     async def accept(
         self,
@@ -121,6 +125,44 @@ class AttachmentStore:
                 )
             )
         return accepted
+
+    async def with_text(
+        self, user: UserRead, conversation: Sequence[Said], *, native: frozenset[str]
+    ) -> list[Said]:
+        """`conversation`, with text for the files the turn's models read only as text but that
+        have none (kept when a model that read them itself was sent them): made now by a helper,
+        once per file while this process runs; a file no helper can read keeps only its name."""
+        missing = {
+            a.id: a
+            for _role, _text, files in conversation
+            for a in files
+            if not a.text and a.media_type not in native
+        }
+        if not missing:
+            return list(conversation)
+        texts = {digest: await self._text_of(user, a) for digest, a in missing.items()}
+        return [
+            (role, text, [a.model_copy(update={"text": texts.get(a.id) or a.text}) for a in files])
+            for role, text, files in conversation
+        ]
+
+    async def _text_of(self, user: UserRead, attachment: AttachmentRead) -> str:
+        known = self._texts.get(attachment.id)
+        if known is not None:
+            self._texts.move_to_end(attachment.id)
+            return known
+        data = (await asyncio.to_thread(self._read, {attachment.id})).get(attachment.id)
+        if data is None:
+            return ""
+        try:
+            text = (await self._helpers.to_text(user, attachment.media_type, data)).text
+        except PatchbayError as exc:  # another time, perhaps: not remembered
+            logger.info("attachment %s has no text (%s)", attachment.id, exc.message)
+            return ""
+        self._texts[attachment.id] = text
+        if len(self._texts) > REMEMBERED_TEXTS:
+            self._texts.popitem(last=False)
+        return text
 
     async def prompt_messages(
         self, conversation: Sequence[Said], *, native: frozenset[str]

@@ -151,11 +151,13 @@ class TurnEngine:
         return frozenset.intersection(*kinds)
 
     async def _prompt(
-        self, targets: list[ModelTarget], conversation: list[Said]
+        self, user: UserRead, targets: list[ModelTarget], conversation: list[Said]
     ) -> tuple[PromptMessage, ...]:
         """The job's messages: files go as they are to models that read them, else as text."""
-        with_files = any(files for _role, _text, files in conversation)
-        native = await self._native(targets) if with_files else frozenset()
+        if not any(files for _role, _text, files in conversation):
+            return await self._attachments.prompt_messages(conversation, native=frozenset())
+        native = await self._native(targets)
+        conversation = await self._attachments.with_text(user, conversation, native=native)
         return await self._attachments.prompt_messages(conversation, native=native)
 
     async def _template(self, turn: TurnCreate) -> AssistantTemplate | None:
@@ -206,7 +208,7 @@ class TurnEngine:
             chat_id=context.chat_id,
             message_id=ids.answer,
             model=model,
-            messages=await self._prompt(targets, conversation),
+            messages=await self._prompt(user, targets, conversation),
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
@@ -308,7 +310,7 @@ class TurnEngine:
             chat_id=chat_id,
             message_id=answer_id,
             model=model,
-            messages=await self._prompt([target], history),
+            messages=await self._prompt(user, [target], history),
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
