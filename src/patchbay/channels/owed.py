@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
+from patchbay.channels.tasks import KeyedTasks
 from patchbay.client import ActAs, CoreClient
 from patchbay.errors import CoreUnavailable, DuplicateDelivery, NotFound, PatchbayError
 from patchbay.schemas.chats import MessageRead
@@ -69,7 +70,7 @@ class OwedAnswers:
         self.channel = channel
         self.max_age_s = max_age_s
         self._send = send
-        self._held: dict[str, asyncio.Task[object]] = {}  # by `Owed.key`: being answered here
+        self._held = KeyedTasks()  # by `Owed.key`: the answers being answered here
 
     def following(self, user_id: str, delivery_id: str) -> bool:
         return f"{user_id} {delivery_id}" in self._held
@@ -77,7 +78,7 @@ class OwedAnswers:
     def follow(self, owed: Owed) -> None:
         """Answer `owed` in the background (once: one followed already is left to its task)."""
         if owed.key not in self._held:
-            self._hold(owed.key, asyncio.create_task(self._answer(owed)))
+            self._held.put(owed.key, asyncio.create_task(self._answer(owed)))
 
     async def answer(self, owed: Owed) -> None:
         """Answer `owed` and return once it went (or stays owed, for a later sweep); one being
@@ -85,7 +86,7 @@ class OwedAnswers:
         task = self._held.get(owed.key)
         if task is None:
             task = asyncio.create_task(self._answer(owed))
-            self._hold(owed.key, task)
+            self._held.put(owed.key, task)
         await task
 
     async def answer_within(self, owed: Owed, timeout_s: float | None) -> JobEvent | None:
@@ -95,16 +96,16 @@ class OwedAnswers:
         if owed.key in self._held:
             return None
         outcome = asyncio.create_task(self._outcome(owed.user_id, owed.turn))
-        self._hold(owed.key, outcome)
+        self._held.put(owed.key, outcome)
         try:
             done, _ = await asyncio.wait({outcome}, timeout=timeout_s)
         except asyncio.CancelledError:  # the caller went away: send it later instead
-            self._hold(owed.key, asyncio.create_task(self._answer(owed, outcome)))
+            self._held.put(owed.key, asyncio.create_task(self._answer(owed, outcome)))
             raise
         if outcome in done and not outcome.cancelled() and outcome.exception() is None:
-            self._hold(owed.key, asyncio.create_task(self._sent(owed)))
+            self._held.put(owed.key, asyncio.create_task(self._sent(owed)))
             return outcome.result()
-        self._hold(owed.key, asyncio.create_task(self._answer(owed, outcome)))
+        self._held.put(owed.key, asyncio.create_task(self._answer(owed, outcome)))
         return None
 
     async def stored_turn(self, taken: DuplicateDelivery, user_id: str) -> TurnRead:
@@ -152,22 +153,12 @@ class OwedAnswers:
     async def close(self, *, grace_s: float = 0.0) -> None:
         """Stop, after `grace_s` for answers on their way (the others stay owed, for the next
         start)."""
-        tasks = list(self._held.values())
+        tasks = self._held.all()
         if tasks and grace_s > 0:
             await asyncio.wait(tasks, timeout=grace_s)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _hold(self, key: str, task: asyncio.Task[object]) -> None:
-        """`task` answers `key` now (a sweep leaves it alone) until it ends or is replaced."""
-        self._held[key] = task
-
-        def release(done: asyncio.Task[object]) -> None:
-            if self._held.get(key) is done:
-                del self._held[key]
-
-        task.add_done_callback(release)
 
     async def _answer(self, owed: Owed, outcome: asyncio.Task[JobEvent] | None = None) -> None:
         job = owed.turn.job_id

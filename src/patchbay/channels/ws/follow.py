@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from typing import Protocol
 
+from patchbay.channels.tasks import KeyedTasks
 from patchbay.channels.ws.protocol import AddFrame, BadFrame, Frame, bad, failed, to_turn, update
 from patchbay.client import CoreClient
 from patchbay.errors import NotFound, PatchbayError
@@ -32,7 +33,7 @@ class JobFollower:
         self._outlet = outlet
         self._core = core
         self._key = key
-        self._following: dict[str, asyncio.Task[None]] = {}
+        self._following = KeyedTasks()
 
     async def add(self, frame: AddFrame) -> None:
         """Start a turn, answer `resp_add`, then follow its job on the same stream."""
@@ -59,7 +60,7 @@ class JobFollower:
             if after is None:
                 return  # already followed: every update is on its way
             current.cancel()
-        self._track(job_id, self._outlet.spawn(self._listen(job_id, after or 0)))
+        self._following.put(job_id, self._outlet.spawn(self._listen(job_id, after or 0)))
 
     async def cancel(self, job_id: str) -> None:
         """Ask the core to cancel a job; whoever follows it then sees `cancelled`."""
@@ -105,16 +106,7 @@ class JobFollower:
         """Count the running `add` task as the follower of the job it started."""
         task = asyncio.current_task()
         if task is not None:
-            self._track(job_id, task)
-
-    def _track(self, job_id: str, task: asyncio.Task[None]) -> None:
-        self._following[job_id] = task
-
-        def forget(done: asyncio.Task[None]) -> None:
-            if self._following.get(job_id) is done:
-                del self._following[job_id]
-
-        task.add_done_callback(forget)
+            self._following.put(job_id, task)
 
 
 def _lost(job_id: str, seen: int, why: str) -> Frame:

@@ -1,0 +1,33 @@
+"""Tasks by key: which task works on each key (a job followed, an answer owed) right now."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class KeyedTasks:
+    """The task working on each key; a task is forgotten when it ends, unless another task has
+    taken its key meanwhile."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._tasks
+
+    def get(self, key: str) -> asyncio.Task[Any] | None:
+        return self._tasks.get(key)
+
+    def put(self, key: str, task: asyncio.Task[Any]) -> None:
+        """`task` works on `key` now, until it ends or another is put in its place."""
+        self._tasks[key] = task
+
+        def forget(done: asyncio.Task[Any]) -> None:
+            if self._tasks.get(key) is done:
+                del self._tasks[key]
+
+        task.add_done_callback(forget)
+
+    def all(self) -> list[asyncio.Task[Any]]:
+        return list(self._tasks.values())
