@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from patchbay.errors import CoreUnavailable, CoreUnreachable, PatchbayError, error_from_dict
 from patchbay.schemas.catalog import ModelRead
-from patchbay.schemas.deliveries import AnswerSent, OwedAnswer
+from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
 from patchbay.schemas.jobs import JobEvent, JobRead
 from patchbay.schemas.senders import (
     AS_USER_HEADER,
@@ -176,11 +176,12 @@ class CoreClient:
         ) as response:
             return SenderResolved.model_validate_json(await response.read())
 
-    async def owed_answers(self, channel: str, *, limit: int = 100) -> list[OwedAnswer]:
-        """The answers `channel` has yet to send, oldest first (a channel module)."""
+    async def hold_owed(self, hold: HoldOwed) -> list[OwedAnswer]:
+        """Renew a channel process's hold on its owed answers and take more (a channel module)."""
         headers = {MODULE_TOKEN_HEADER: self.module_token or ""}
-        path = f"/v1/deliveries/owed?channel={channel}&limit={limit}"
-        async with self._request("GET", path, key=None, **headers) as response:
+        async with self._request(
+            "POST", "/v1/deliveries/owed/hold", key=None, body=hold, **headers
+        ) as response:
             return _adapter(list[OwedAnswer]).validate_json(await response.read())
 
     async def answer_sent(self, sent: AnswerSent) -> None:

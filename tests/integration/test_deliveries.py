@@ -5,6 +5,7 @@ its channel until the channel says it sent it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,7 +108,10 @@ def test_an_answer_with_a_reply_is_owed_until_its_channel_sent_it(any_stack: Sta
             "model": taken["model"],
             "reply": REPLY,
             "created_at": owed["created_at"],
+            "held_by": None,  # started without a holder: held a while all the same
+            "held_until": owed["held_until"],
         }
+        assert owed["held_until"] > owed["created_at"]
         assert core.post("/v1/turns", json=turn).json()["error"]["owed"] is True
 
         sent = {"channel": "email", "user_id": owed["user_id"], "delivery_id": "<m1@x>"}
@@ -143,3 +147,39 @@ def test_a_reply_that_cannot_be_owed_is_a_400(
         refused = core.post("/v1/turns", json={"channel": "email", "text": "hi", **turn})
     assert refused.status_code == 400 and says in refused.json()["error"]["message"]
     assert any_stack.chats() == []
+
+
+def test_one_channel_process_at_a_time_holds_an_owed_answer(any_stack: Stack) -> None:
+    module = {MODULE_TOKEN_HEADER: module_token(any_stack.settings.installation_secret())}
+
+    def hold(holder: str, lease_s: float = 60, renew: tuple[str, ...] = ()) -> list[str]:
+        keys = [{"user_id": user_id, "delivery_id": d} for d in renew]
+        body = {"channel": "email", "holder": holder, "lease_s": lease_s, "renew": keys}
+        answer = httpx.post(
+            f"{any_stack.core_url}/v1/deliveries/owed/hold", json=body, headers=module
+        )
+        assert answer.status_code == 200, answer.text
+        return [owed["delivery_id"] for owed in answer.json()]
+
+    with any_stack.admin() as core:
+        user_id = core.get("/v1/me").json()["id"]
+        for delivery, holder in (("<a@x>", "host-a/email"), ("<b@x>", None)):
+            turn = {"channel": "email", "text": "hi", "delivery_id": delivery, "reply": REPLY}
+            if holder:
+                turn["reply_holder"] = holder
+            assert core.post("/v1/turns?wait=true", json=turn).status_code == 200
+        assert core.post("/v1/deliveries/owed/hold", json={}).status_code == 401  # a user key
+    # A turn's holder has it; one started without a holder is held for a while all the same.
+    assert hold("host-b/email") == []
+    assert hold("host-a/email", lease_s=1) == ["<a@x>"]  # its own, after a restart say
+    assert hold("host-b/email") == []
+    time.sleep(1.2)  # host-a went away: its lease ran out
+    assert hold("host-b/email", lease_s=60) == ["<a@x>"]
+    assert hold("host-a/email", renew=("<a@x>",)) == []  # no longer its to renew, or take
+    owed = httpx.get(
+        f"{any_stack.core_url}/v1/deliveries/owed", params={"channel": "email"}, headers=module
+    ).json()
+    assert {o["delivery_id"]: o["held_by"] for o in owed} == {
+        "<a@x>": "host-b/email",
+        "<b@x>": None,
+    }

@@ -468,6 +468,28 @@ def test_an_answer_the_relay_would_not_take_is_sent_by_a_later_sweep(
     assert len(sink.mails) == 1 and owed(stack) == []
 
 
+def test_two_channel_processes_send_each_answer_once(
+    stack: Stack, upstream: MockUpstream, sink: Sink
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 1.5
+    fast: dict[str, Any] = {"policy": "open", "owed_sweep_s": 0.2}  # 1 s holds, renewed 5 times
+    with email_channel(stack, sink, owed_holder="host-b/email", **fast):  # sweeps meanwhile
+        with email_channel(stack, sink, owed_holder="host-a/email", **fast) as port_a:
+            assert send(port_a, mail("Both of you?"))[0] == 250
+            sink.wait(1)
+            time.sleep(1.0)  # host-b's sweeps saw the answer owed all along, held by host-a
+        assert len(sink.mails) == 1
+        with email_channel(stack, sink, owed_holder="host-a/email", **fast) as port_a:
+            assert send(port_a, mail("And if you stop?"))[0] == 250
+            time.sleep(
+                0.5
+            )  # host-a stops before the answer: host-b takes it once the lease ran out
+        (_first, second) = sink.wait(2)
+        time.sleep(1.0)
+    assert len(sink.mails) == 2 and second.get_content().strip() == upstream.reply
+    assert owed(stack) == []
+
+
 def test_a_failed_answer_is_said_by_mail(stack: Stack, upstream: MockUpstream, sink: Sink) -> None:
     upstream.mode = "error"
     with email_channel(stack, sink, policy="open") as port:

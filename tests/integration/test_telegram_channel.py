@@ -257,7 +257,7 @@ def test_an_answer_the_channel_stopped_before_goes_after_its_restart(
     upstream.mode, upstream.delay_s = "slow", 2.0
     with serving(stack, bot_api, bot_settings) as bot:
         update = bot.say("take your time")
-        time.sleep(0.3)  # the turn is stored; its answer is still coming
+        wait_until(lambda: bool(stack.chats()), "the turn stored")  # its answer still coming
     time.sleep(2.0)
     assert bot.api.sent() == []
     with serving(stack, bot_api, bot_settings) as bot:

@@ -146,7 +146,10 @@ async def test_an_answer_the_bot_stopped_before_goes_after_its_restart(
         with serving_bot(stack, prosody, settings) as first:
             first.wait_online()
             ann.say(first.jid, "take your time")
-            await asyncio.sleep(0.5)  # the turn is stored; its answer is still coming
+            deadline = time.monotonic() + ANSWER_TIMEOUT_S
+            while not stack.chats():  # once the turn is stored (its answer is still coming)
+                assert time.monotonic() < deadline, "the turn was never stored"
+                await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)
         assert ann.inbox.empty()
         with serving_bot(stack, prosody, settings):

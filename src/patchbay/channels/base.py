@@ -103,14 +103,16 @@ class Channel(Generic[S]):
         *,
         delivery_id: str,
         reply: dict[str, object],
+        holder: str,
         thread: str | None = None,
         attachments: Sequence[AttachmentIn] = (),
         metadata: dict[str, object] | None = None,
     ) -> TurnRead:
         """Store what a sender said as a turn in their chat for `thread` and start its job; its
-        answer is owed to this channel until it says it sent it to `reply` (see
-        `channels.owed`). Raises `DuplicateDelivery` when the core took `delivery_id` before."""
-        turn = self._turn_body(text, thread, attachments, metadata, delivery_id, reply)
+        answer is owed to this channel until it says it sent it to `reply`, held by `holder`,
+        this process (see `channels.owed`). Raises `DuplicateDelivery` when the core took
+        `delivery_id` before."""
+        turn = self._turn_body(text, thread, attachments, metadata, delivery_id, reply, holder)
         return await self.core.call_as(TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn)
 
     def _turn_body(
@@ -121,6 +123,7 @@ class Channel(Generic[S]):
         metadata: dict[str, object] | None,
         delivery_id: str | None,
         reply: dict[str, object] | None = None,
+        holder: str | None = None,
     ) -> TurnCreate:
         return TurnCreate(
             channel=self.name,
@@ -132,6 +135,7 @@ class Channel(Generic[S]):
             stream=False,  # nobody reads a channel's answers token by token
             delivery_id=delivery_id,
             reply=reply,
+            reply_holder=holder,
         )
 
 

@@ -8,14 +8,17 @@ answer's job to its end, hands the outcome to the channel's `send`, tells the co
 and every `sweep_s`, asks the core what is still owed (an answer a restart interrupted, or one
 `send` could not deliver then) and follows each one it is not following already.
 
-An answer goes out at least once: if the channel stops between sending it and telling the core,
-it is sent again after the restart. Run one process per channel: two would both send what is owed.
+One channel process at a time holds an owed answer (a lease it renews as it sweeps): the one that
+started the turn, or the one that took it up after its holder went away. So channel processes on
+many machines send each answer once. An answer goes out at least once: if the channel stops
+between sending it and telling the core, it is sent again after the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +29,7 @@ from patchbay.channels.tasks import KeyedTasks
 from patchbay.client import ActAs, CoreClient
 from patchbay.errors import CoreUnavailable, DuplicateDelivery, NotFound, PatchbayError
 from patchbay.schemas.chats import MessageRead
-from patchbay.schemas.deliveries import AnswerSent, OwedAnswer
+from patchbay.schemas.deliveries import AnswerSent, DeliveryKey, HoldOwed, OwedAnswer
 from patchbay.schemas.jobs import ErrorInfo, JobEvent, JobRead
 from patchbay.schemas.turns import TurnRead
 
@@ -45,7 +48,11 @@ Send = Callable[[dict[str, object], JobEvent], Awaitable[bool]]
 class OwedSettings(BaseModel):
     """How a channel that sends its answers later looks for the ones it still owes."""
 
-    owed_sweep_s: float = Field(default=60.0, gt=0)  # how often (and once at start)
+    # How often (and once at start); the process's hold on what it sends lasts five times this.
+    owed_sweep_s: float = Field(default=60.0, gt=0, le=60)
+    # Who this process is to the core when it holds answers: the same after a restart, so it
+    # takes back its own at once; another process's wait for its lease to run out.
+    owed_holder: str | None = Field(default=None, max_length=200)  # default: host/channel
     # Past this an answer is given up with a warning (mail servers give up after five days).
     reply_max_age_h: float = Field(default=120.0, gt=0)
 
@@ -65,10 +72,20 @@ class Owed:
 
 
 class OwedAnswers:
-    def __init__(self, core: CoreClient, *, channel: str, send: Send, max_age_s: float) -> None:
+    def __init__(
+        self,
+        core: CoreClient,
+        *,
+        channel: str,
+        send: Send,
+        max_age_s: float,
+        holder: str | None = None,
+    ) -> None:
         self.core = core
         self.channel = channel
         self.max_age_s = max_age_s
+        self.holder = holder or f"{socket.gethostname()}/{channel}"
+        self._lease_s = 5 * 60.0
         self._send = send
         self._held = KeyedTasks()  # by `Owed.key`: the answers being answered here
 
@@ -123,6 +140,7 @@ class OwedAnswers:
 
     async def sweep_forever(self, interval_s: float) -> None:
         """Follow the answers the core says this channel owes, now and every `interval_s`."""
+        self._lease_s = max(5 * interval_s, 1.0)
         while True:
             try:
                 await self.sweep()
@@ -131,8 +149,21 @@ class OwedAnswers:
             await asyncio.sleep(interval_s)
 
     async def sweep(self) -> None:
+        """Renew the hold on the answers being sent here; take those nobody sends and follow
+        them."""
+        renew = [
+            DeliveryKey(user_id=user_id, delivery_id=delivery_id)
+            for user_id, delivery_id in (key.split(" ", 1) for key in self._held)
+        ]
+        hold = HoldOwed(
+            channel=self.channel,
+            holder=self.holder,
+            lease_s=self._lease_s,
+            limit=MAX_OWED,
+            renew=renew,
+        )
         now = datetime.now(UTC)
-        for owed in await self.core.owed_answers(self.channel, limit=MAX_OWED):
+        for owed in await self.core.hold_owed(hold):
             if self.following(owed.user_id, owed.delivery_id):
                 continue
             age_s = (now - owed.created_at).total_seconds()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -28,6 +29,10 @@ class KeyedTasks:
                 del self._tasks[key]
 
         task.add_done_callback(forget)
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys worked on now (a copy: tasks may end meanwhile)."""
+        return iter(list(self._tasks))
 
     def all(self) -> list[asyncio.Task[Any]]:
         return list(self._tasks.values())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from patchbay.errors import NotFound
-from patchbay.schemas.deliveries import AnswerSent, OwedAnswer
+from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
 from patchbay.store import deliveries as rows
 from patchbay.store.db import Database
 
@@ -22,6 +22,10 @@ class DeliveryService:
             return await conn.run_sync(
                 lambda sync: rows.owed_answers(sync, channel=channel, limit=limit)
             )
+
+    async def hold(self, hold: HoldOwed) -> list[OwedAnswer]:
+        now = datetime.now(UTC)
+        return await self._db.write(lambda conn: rows.hold_owed(conn, hold, now=now))
 
     async def answered(self, sent: AnswerSent) -> None:
         now = datetime.now(UTC)

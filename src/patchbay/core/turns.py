@@ -197,6 +197,7 @@ class TurnEngine:
                     job_id=ids.job,
                     now=now,
                     reply=turn.reply,
+                    holder=turn.reply_holder,
                 )
             return context, hash_
 

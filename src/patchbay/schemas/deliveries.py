@@ -18,7 +18,8 @@ CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 
 
 class OwedAnswer(BaseModel):
-    """An answer a channel has yet to send: its turn's ids and the channel's `reply`."""
+    """An answer a channel has yet to send: its turn's ids, the channel's `reply`, and which
+    process holds it until when."""
 
     channel: str
     delivery_id: str
@@ -30,6 +31,25 @@ class OwedAnswer(BaseModel):
     model: str
     reply: dict[str, object]
     created_at: datetime
+    held_by: str | None = None
+    held_until: datetime | None = None
+
+
+class DeliveryKey(BaseModel):
+    user_id: str = Field(min_length=1, max_length=26)
+    delivery_id: str = Field(min_length=1, max_length=MAX_DELIVERY_ID)
+
+
+class HoldOwed(BaseModel):
+    """A channel process renews its hold on the answers it is sending and takes up to `limit`
+    more: those no process holds, or whose holder let its lease run out, or its own from before
+    a restart."""
+
+    channel: str = Field(pattern=CHANNEL_NAME)
+    holder: str = Field(min_length=1, max_length=200)  # stable across the process's restarts
+    lease_s: float = Field(ge=1, le=86_400)
+    limit: int = Field(default=100, ge=0, le=500)
+    renew: list[DeliveryKey] = Field(default=[], max_length=10_000)
 
 
 class AnswerSent(BaseModel):

@@ -4,17 +4,19 @@ owed to channels that send them themselves (a turn given a `reply`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from patchbay.errors import Conflict, DuplicateDelivery
-from patchbay.schemas.deliveries import OwedAnswer
+from patchbay.schemas.deliveries import HoldOwed, OwedAnswer
 from patchbay.store.tables import deliveries, jobs, messages
 
 _OWED = and_(deliveries.c.reply.is_not(None), deliveries.c.answered_at.is_(None))
+# How long the process that started a turn holds its owed answer before it first renews the hold.
+OWED_HOLD = timedelta(minutes=5)
 
 
 def claim_delivery(
@@ -27,6 +29,7 @@ def claim_delivery(
     job_id: str,
     now: datetime,
     reply: dict[str, object] | None = None,
+    holder: str | None = None,
 ) -> None:
     """Record that the turn of `message_id` and `job_id` answers this delivery; with `reply`, its
     answer is owed to the channel until `answered`.
@@ -44,6 +47,8 @@ def claim_delivery(
         "job_id": job_id,
         "created_at": now,
         "reply": reply,
+        "held_by": holder if reply is not None else None,
+        "held_until": now + OWED_HOLD if reply is not None else None,
     }
     claimed = conn.execute(dialect.insert(deliveries).values(row).on_conflict_do_nothing())
     if claimed.rowcount == 1:
@@ -82,8 +87,10 @@ def taken_delivery(
     )
 
 
-def owed_answers(conn: Connection, *, channel: str, limit: int) -> list[OwedAnswer]:
-    """The answers `channel` has yet to send, oldest first."""
+def owed_answers(
+    conn: Connection, *, channel: str, limit: int, where: ColumnElement[bool] | None = None
+) -> list[OwedAnswer]:
+    """The answers `channel` has yet to send (those `where` picks), oldest first."""
     found = conn.execute(
         select(
             deliveries.c.channel,
@@ -96,14 +103,62 @@ def owed_answers(conn: Connection, *, channel: str, limit: int) -> list[OwedAnsw
             jobs.c.model,
             deliveries.c.reply,
             deliveries.c.created_at,
+            deliveries.c.held_by,
+            deliveries.c.held_until,
         )
         .join(messages, messages.c.id == deliveries.c.message_id)
         .join(jobs, jobs.c.id == deliveries.c.job_id)
-        .where(deliveries.c.channel == channel, _OWED)
+        .where(deliveries.c.channel == channel, _OWED, true() if where is None else where)
         .order_by(deliveries.c.created_at, deliveries.c.delivery_id)
         .limit(limit)
     )
     return [OwedAnswer.model_validate(row._mapping) for row in found]
+
+
+def hold_owed(conn: Connection, hold: HoldOwed, *, now: datetime) -> list[OwedAnswer]:
+    """Renew `hold.holder`'s lease on the answers it renews, and take up to `hold.limit` more:
+    those nobody holds, or whose lease ran out, or the holder's own (from before it restarted).
+    Of two processes taking at once, each row goes to one: the update checks again."""
+    until = now + timedelta(seconds=hold.lease_s)
+    lease = {"held_by": hold.holder, "held_until": until}
+    for key in hold.renew:
+        conn.execute(
+            update(deliveries)
+            .where(
+                _key(hold.channel, key.user_id, key.delivery_id),
+                _OWED,
+                deliveries.c.held_by == hold.holder,  # another's since: no longer ours to send
+            )
+            .values(**lease)
+        )
+    free = or_(
+        deliveries.c.held_until.is_(None),
+        deliveries.c.held_until < now,
+        deliveries.c.held_by == hold.holder,
+    )
+    renewed = {(key.user_id, key.delivery_id) for key in hold.renew}
+    taken: list[OwedAnswer] = []
+    for owed in owed_answers(
+        conn, channel=hold.channel, limit=hold.limit + len(renewed), where=free
+    ):
+        if (owed.user_id, owed.delivery_id) in renewed:
+            continue
+        claimed = conn.execute(
+            update(deliveries)
+            .where(_key(hold.channel, owed.user_id, owed.delivery_id), _OWED, free)
+            .values(**lease)
+        )
+        if claimed.rowcount == 1 and len(taken) < hold.limit:
+            taken.append(owed.model_copy(update=lease))
+    return taken
+
+
+def _key(channel: str, user_id: str, delivery_id: str) -> ColumnElement[bool]:
+    return and_(
+        deliveries.c.channel == channel,
+        deliveries.c.user_id == user_id,
+        deliveries.c.delivery_id == delivery_id,
+    )
 
 
 def answered(
@@ -111,11 +166,7 @@ def answered(
 ) -> bool:
     """Mark a delivery's answer sent; False when there is no such delivery. Saying it twice
     keeps the first time."""
-    key = and_(
-        deliveries.c.channel == channel,
-        deliveries.c.user_id == user_id,
-        deliveries.c.delivery_id == delivery_id,
-    )
+    key = _key(channel, user_id, delivery_id)
     conn.execute(
         update(deliveries).where(key, deliveries.c.answered_at.is_(None)).values(answered_at=now)
     )

@@ -253,7 +253,8 @@ jobs = Table(
 # The channel's id of each incoming message a turn was made of: the same message delivered again
 # (after a channel restarted, say) is refused instead of answered twice. Per user, so nobody can
 # claim another sender's ids ahead of them. With a `reply` (what the channel needs to send the
-# answer back), the answer is owed to the channel until it says it sent it (`answered_at`).
+# answer back), the answer is owed to the channel until it says it sent it (`answered_at`); one
+# channel process at a time holds it (a lease), so processes on many machines send it once.
 deliveries = Table(
     "deliveries",
     metadata,
@@ -265,5 +266,7 @@ deliveries = Table(
     _created(),
     Column("reply", JSON(none_as_null=True)),  # SQL NULL, not JSON null, when there is none
     Column("answered_at", UTCDateTime()),
+    Column("held_by", String(200)),  # the channel process sending the owed answer…
+    Column("held_until", UTCDateTime()),  # …as long as it renews this lease
     Index("ix_deliveries_owed", "channel", "answered_at"),
 )

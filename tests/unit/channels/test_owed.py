@@ -13,7 +13,7 @@ import pytest
 
 from patchbay.channels.owed import Owed, OwedAnswers
 from patchbay.client import CoreClient
-from patchbay.schemas.deliveries import AnswerSent, OwedAnswer
+from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
 from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.turns import TurnRead
 
@@ -46,13 +46,17 @@ def owed_answer(delivery_id: str, *, age: timedelta) -> OwedAnswer:
 
 
 class FakeCore(CoreClient):
+    """Hands out every owed answer to whoever asks (the core's leases are tested on the core)."""
+
     def __init__(self) -> None:
         super().__init__("http://127.0.0.1:9")
         self.owed: list[OwedAnswer] = []
         self.sent: list[str] = []
+        self.renewed: list[list[str]] = []
 
-    async def owed_answers(self, channel: str, *, limit: int = 100) -> list[OwedAnswer]:
-        return [o for o in self.owed if o.channel == channel][:limit]
+    async def hold_owed(self, hold: HoldOwed) -> list[OwedAnswer]:
+        self.renewed.append(sorted(key.delivery_id for key in hold.renew))
+        return [o for o in self.owed if o.channel == hold.channel][: hold.limit]
 
     async def answer_sent(self, sent: AnswerSent) -> None:
         self.sent.append(sent.delivery_id)
@@ -104,6 +108,7 @@ async def test_each_answer_owed_is_answered_once(setup: Setup) -> None:
     await setup.settle()
     assert sorted(setup.followed) == ["job-a", "job-b"]
     assert answers.following("u1", "a") and answers.following("u1", "b")
+    assert core.renewed == [["a"], ["a", "b"]]  # each sweep renews the hold on those it sends
     setup.done.set()
     await setup.settle()
     assert sorted(core.sent) == ["a", "b"] and setup.delivered == ["the answer"] * 2

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from patchbay.api.deps import HubDep, ModuleCaller
 from patchbay.core.deliveries import MAX_OWED_PAGE
-from patchbay.schemas.deliveries import CHANNEL_NAME, AnswerSent, OwedAnswer
+from patchbay.schemas.deliveries import CHANNEL_NAME, AnswerSent, HoldOwed, OwedAnswer
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])
 
@@ -24,6 +24,14 @@ async def owed_answers(
     """The answers `channel` has yet to send (its turns given a `reply`), oldest first; each
     with the turn's ids, to follow its job, and the `reply` the channel stored with it."""
     return await hub.deliveries.owed(channel, limit=limit)
+
+
+@router.post("/deliveries/owed/hold", response_model=list[OwedAnswer])
+async def hold_owed(data: HoldOwed, hub: HubDep, _module: ModuleCaller) -> list[OwedAnswer]:
+    """A channel process renews its hold (a lease) on the answers it is sending and takes up to
+    `limit` more it may send: those no process holds, whose holder's lease ran out, or its own
+    from before it restarted. Each answer is held by one process at a time."""
+    return await hub.deliveries.hold(data)
 
 
 @router.post("/deliveries/answered", status_code=204)

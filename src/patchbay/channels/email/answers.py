@@ -22,7 +22,13 @@ def answer_text(outcome: JobEvent) -> str:
 
 
 def mail_answers(
-    core: CoreClient, relay: Relay, *, channel: str, address: str, max_age_s: float
+    core: CoreClient,
+    relay: Relay,
+    *,
+    channel: str,
+    address: str,
+    max_age_s: float,
+    holder: str | None = None,
 ) -> OwedAnswers:
     """The answers owed to the email channel, replied from `address` through `relay`."""
 
@@ -30,4 +36,4 @@ def mail_answers(
         to = ReplyTo.from_json(reply)
         return await relay.deliver(compose.reply(to, sender=address, text=answer_text(outcome)))
 
-    return OwedAnswers(core, channel=channel, send=send, max_age_s=max_age_s)
+    return OwedAnswers(core, channel=channel, send=send, max_age_s=max_age_s, holder=holder)

@@ -67,6 +67,7 @@ class Inbox:
             channel=channel.name,
             address=self.settings.address,
             max_age_s=self.settings.reply_max_age_h * 3600,
+            holder=self.settings.owed_holder,
         )
 
     async def check_sender(self, mail_from: str) -> Verdict | None:
@@ -164,6 +165,7 @@ class Inbox:
                 metadata={"message_id": mail.key, "from": mail.sender, "subject": mail.subject},
                 delivery_id=delivery,
                 reply=reply,
+                holder=self.answers.holder,
             )
         except DuplicateDelivery as exc:
             # Taken before. Its answer may still be owed: the mail was deferred after the core

@@ -93,6 +93,7 @@ class SmsChannel(Channel[SmsSettings]):
             channel=self.name,
             send=self._send_later,
             max_age_s=settings.reply_max_age_h * 3600,
+            holder=settings.owed_holder,
         )
 
     async def run(self) -> None:
@@ -186,6 +187,7 @@ class SmsChannel(Channel[SmsSettings]):
                 metadata={k: v for k, v in metadata.items() if v is not None},
                 delivery_id=delivery,
                 reply=reply,
+                holder=self.answers.holder,
             )
         except DuplicateDelivery as exc:
             if exc.owed and not self.answers.following(user_id, delivery):

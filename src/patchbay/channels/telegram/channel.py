@@ -76,7 +76,11 @@ class TelegramChannel(Channel[TelegramSettings]):
             lambda: self.http, base_url=settings.api_base, token=settings.bot_token, pace=pace
         )
         self.answers = OwedAnswers(
-            core, channel=self.name, send=self._send, max_age_s=settings.reply_max_age_h * 3600
+            core,
+            channel=self.name,
+            send=self._send,
+            max_age_s=settings.reply_max_age_h * 3600,
+            holder=settings.owed_holder,
         )
         self.conversations = Conversations(self, self.answers, per_minute=settings.per_minute)
         self._updates = RecentIds()

@@ -105,6 +105,7 @@ class Conversations:
                     metadata=inbound.metadata,
                     delivery_id=delivery,
                     reply=inbound.reply_to,
+                    holder=self.answers.holder,
                 )
             except DuplicateDelivery as exc:
                 logger.info("%s: a message taken before came again", self.channel.name)

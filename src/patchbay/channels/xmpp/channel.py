@@ -45,7 +45,11 @@ class XmppChannel(Channel[XmppSettings]):
         super().__init__(settings, core)
         self.connection = XmppConnection(settings, self.received)
         self.answers = OwedAnswers(
-            core, channel=self.name, send=self._send, max_age_s=settings.reply_max_age_h * 3600
+            core,
+            channel=self.name,
+            send=self._send,
+            max_age_s=settings.reply_max_age_h * 3600,
+            holder=settings.owed_holder,
         )
         self.conversations = Conversations(self, self.answers, per_minute=settings.per_minute)
         self._seen = RecentIds()

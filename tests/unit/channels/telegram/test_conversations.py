@@ -58,6 +58,7 @@ class FakeChannel(Channel[ChannelSettings]):
         *,
         delivery_id: str,
         reply: dict[str, object],
+        holder: str,
         thread: str | None = None,
         attachments: Sequence[AttachmentIn] = (),
         metadata: dict[str, object] | None = None,

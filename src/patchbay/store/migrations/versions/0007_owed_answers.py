@@ -1,4 +1,5 @@
-"""answers owed to channels: what a channel needs to send an answer, and when it was sent
+"""answers owed to channels: what a channel needs to send an answer, when it was sent, and which
+channel process holds it until when
 
 Revision ID: 0007
 Revises: 0006
@@ -20,6 +21,9 @@ def upgrade() -> None:
     # from memory), so a channel's first start after the upgrade sends nothing again.
     op.add_column("deliveries", sa.Column("reply", sa.JSON(), nullable=True))
     op.add_column("deliveries", sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True))
+    # Which channel process sends an owed answer, until when (a lease it renews as it sweeps).
+    op.add_column("deliveries", sa.Column("held_by", sa.String(length=200), nullable=True))
+    op.add_column("deliveries", sa.Column("held_until", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_deliveries_owed", "deliveries", ["channel", "answered_at"])
 
 
