@@ -48,7 +48,8 @@ Send = Callable[[dict[str, object], JobEvent], Awaitable[bool]]
 class OwedSettings(BaseModel):
     """How a channel that sends its answers later looks for the ones it still owes."""
 
-    # How often (and once at start); the process's hold on what it sends lasts five times this.
+    # How often (and once at start). The process's hold on what it sends lasts five times this,
+    # and a new turn's first hold five minutes, so a sweep must come well within those.
     owed_sweep_s: float = Field(default=60.0, gt=0, le=60)
     # Who this process is to the core when it holds answers: the same after a restart, so it
     # takes back its own at once; another process's wait for its lease to run out.
