@@ -90,6 +90,17 @@ class OwedAnswers:
         self._send = send
         self._held = KeyedTasks()  # by `Owed.key`: the answers being answered here
 
+    @classmethod
+    def of(cls, core: CoreClient, channel: str, settings: OwedSettings, send: Send) -> OwedAnswers:
+        """The answers owed to `channel`, as its settings say."""
+        return cls(
+            core,
+            channel=channel,
+            send=send,
+            max_age_s=settings.reply_max_age_h * 3600,
+            holder=settings.owed_holder,
+        )
+
     def following(self, user_id: str, delivery_id: str) -> bool:
         return f"{user_id} {delivery_id}" in self._held
 

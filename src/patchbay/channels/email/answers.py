@@ -6,6 +6,7 @@ from __future__ import annotations
 from patchbay.channels.email import compose
 from patchbay.channels.email.compose import ReplyTo
 from patchbay.channels.email.relay import Relay
+from patchbay.channels.email.settings import EmailSettings
 from patchbay.channels.owed import OwedAnswers
 from patchbay.client import CoreClient
 from patchbay.schemas.jobs import JobEvent
@@ -22,18 +23,13 @@ def answer_text(outcome: JobEvent) -> str:
 
 
 def mail_answers(
-    core: CoreClient,
-    relay: Relay,
-    *,
-    channel: str,
-    address: str,
-    max_age_s: float,
-    holder: str | None = None,
+    core: CoreClient, relay: Relay, *, channel: str, settings: EmailSettings
 ) -> OwedAnswers:
-    """The answers owed to the email channel, replied from `address` through `relay`."""
+    """The answers owed to the email channel, replied from its address through `relay`."""
 
     async def send(reply: dict[str, object], outcome: JobEvent) -> bool:
         to = ReplyTo.from_json(reply)
-        return await relay.deliver(compose.reply(to, sender=address, text=answer_text(outcome)))
+        text = answer_text(outcome)
+        return await relay.deliver(compose.reply(to, sender=settings.address, text=text))
 
-    return OwedAnswers(core, channel=channel, send=send, max_age_s=max_age_s, holder=holder)
+    return OwedAnswers.of(core, channel, settings, send)

@@ -62,12 +62,7 @@ class Inbox:
         self.busy: set[str] = set()
         self.rate = SenderRate(self.settings.max_mails_per_minute)
         self.answers = mail_answers(
-            channel.core,
-            relay,
-            channel=channel.name,
-            address=self.settings.address,
-            max_age_s=self.settings.reply_max_age_h * 3600,
-            holder=self.settings.owed_holder,
+            channel.core, relay, channel=channel.name, settings=self.settings
         )
 
     async def check_sender(self, mail_from: str) -> Verdict | None:

@@ -88,13 +88,7 @@ class SmsChannel(Channel[SmsSettings]):
             segments_per_s=settings.segments_per_s,
             segment_length=settings.segment_length,
         )
-        self.answers = OwedAnswers(
-            core,
-            channel=self.name,
-            send=self._send_later,
-            max_age_s=settings.reply_max_age_h * 3600,
-            holder=settings.owed_holder,
-        )
+        self.answers = OwedAnswers.of(core, self.name, settings, self._send_later)
 
     async def run(self) -> None:
         """Send the answers still owed (after a restart, or Twilio away), now and then."""

@@ -75,13 +75,7 @@ class TelegramChannel(Channel[TelegramSettings]):
         self.api = BotApi(
             lambda: self.http, base_url=settings.api_base, token=settings.bot_token, pace=pace
         )
-        self.answers = OwedAnswers(
-            core,
-            channel=self.name,
-            send=self._send,
-            max_age_s=settings.reply_max_age_h * 3600,
-            holder=settings.owed_holder,
-        )
+        self.answers = OwedAnswers.of(core, self.name, settings, self._send)
         self.conversations = Conversations(self, self.answers, per_minute=settings.per_minute)
         self._updates = RecentIds()
         # A message id is unique in its chat; the bot's own id (the token's first part) keeps a

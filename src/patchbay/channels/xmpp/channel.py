@@ -44,13 +44,7 @@ class XmppChannel(Channel[XmppSettings]):
     def __init__(self, settings: XmppSettings, core: CoreClient) -> None:
         super().__init__(settings, core)
         self.connection = XmppConnection(settings, self.received)
-        self.answers = OwedAnswers(
-            core,
-            channel=self.name,
-            send=self._send,
-            max_age_s=settings.reply_max_age_h * 3600,
-            holder=settings.owed_holder,
-        )
+        self.answers = OwedAnswers.of(core, self.name, settings, self._send)
         self.conversations = Conversations(self, self.answers, per_minute=settings.per_minute)
         self._seen = RecentIds()
         self._tasks: set[asyncio.Task[None]] = set()
