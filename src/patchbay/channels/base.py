@@ -9,6 +9,7 @@ A channel gets its settings (`settings.channels[NAME]`, validated by its `settin
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -156,6 +157,12 @@ def delivery_key(*parts: str) -> str:
     if len(key) <= MAX_DELIVERY_ID:
         return key
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def unique_delivery_id() -> str:
+    """A `delivery_id` for a message that came without an id of its own (it never repeats), so
+    its answer can be owed all the same."""
+    return f"patchbay-{uuid.uuid4().hex}"
 
 
 def chunks(text: str, limit: int) -> list[str]:

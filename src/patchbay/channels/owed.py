@@ -68,8 +68,8 @@ class Owed:
     reply: dict[str, object]
 
     @property
-    def key(self) -> str:
-        return f"{self.user_id} {self.delivery_id}"
+    def key(self) -> tuple[str, str]:
+        return self.user_id, self.delivery_id
 
 
 class OwedAnswers:
@@ -88,7 +88,7 @@ class OwedAnswers:
         self.holder = holder or f"{socket.gethostname()}/{channel}"
         self._lease_s = 5 * 60.0
         self._send = send
-        self._held = KeyedTasks()  # by `Owed.key`: the answers being answered here
+        self._held: KeyedTasks[tuple[str, str]] = KeyedTasks()  # by `Owed.key`: answered here
 
     @classmethod
     def of(cls, core: CoreClient, channel: str, settings: OwedSettings, send: Send) -> OwedAnswers:
@@ -102,7 +102,7 @@ class OwedAnswers:
         )
 
     def following(self, user_id: str, delivery_id: str) -> bool:
-        return f"{user_id} {delivery_id}" in self._held
+        return (user_id, delivery_id) in self._held
 
     def follow(self, owed: Owed) -> None:
         """Answer `owed` in the background (once: one followed already is left to its task)."""
@@ -137,7 +137,19 @@ class OwedAnswers:
         self._held.put(owed.key, asyncio.create_task(self._answer(owed, outcome)))
         return None
 
-    async def stored_turn(self, taken: DuplicateDelivery, user_id: str) -> TurnRead:
+    async def follow_taken(
+        self, taken: DuplicateDelivery, user_id: str, delivery_id: str, reply: dict[str, object]
+    ) -> bool:
+        """A delivery the core took before: whether its answer is still owed (its first delivery
+        was deferred after the turn was stored, or the channel stopped before sending it); if so,
+        it is followed here, unless it is already."""
+        if taken.owed and not self.following(user_id, delivery_id):
+            created = await self._stored_turn(taken, user_id)
+            logger.info("%s: %s was taken before; answering it", self.channel, delivery_id)
+            self.follow(Owed(user_id, delivery_id, created, reply))
+        return taken.owed
+
+    async def _stored_turn(self, taken: DuplicateDelivery, user_id: str) -> TurnRead:
         """The turn the core stored for a delivery it refused as taken before."""
         job = await self.core.call_as(
             JobRead, "GET", f"/v1/jobs/{taken.job_id}", key=ActAs(user_id)
@@ -163,10 +175,7 @@ class OwedAnswers:
     async def sweep(self) -> None:
         """Renew the hold on the answers being sent here; take those nobody sends and follow
         them."""
-        renew = [
-            DeliveryKey(user_id=user_id, delivery_id=delivery_id)
-            for user_id, delivery_id in (key.split(" ", 1) for key in self._held)
-        ]
+        renew = [DeliveryKey(user_id=user, delivery_id=delivery) for user, delivery in self._held]
         hold = HoldOwed(
             channel=self.channel,
             holder=self.holder,
@@ -186,7 +195,7 @@ class OwedAnswers:
                     owed.delivery_id,
                     age_s / 3600,
                 )
-                await self.core.answer_sent(_sent(owed))
+                await self.core.answer_sent(_answered(owed))
                 continue
             logger.info(
                 "%s: answering %s, owed since %s", self.channel, owed.delivery_id, owed.created_at
@@ -210,17 +219,23 @@ class OwedAnswers:
             try:
                 sent = await self._send(owed.reply, event)
             except ValueError as exc:
-                logger.error("%s: giving up the answer to %s: %s", self.channel, owed.key, exc)
+                logger.error(
+                    "%s: giving up the answer to %s: %s", self.channel, owed.delivery_id, exc
+                )
                 sent = True  # nothing would ever send it
             if not sent:
-                logger.warning("%s: the answer to %s stays owed for now", self.channel, owed.key)
+                logger.warning(
+                    "%s: the answer to %s stays owed for now", self.channel, owed.delivery_id
+                )
                 return
             logger.info("%s: answered %s (job %s)", self.channel, owed.delivery_id, job)
             await self._sent(owed)
         except asyncio.CancelledError:
             raise
         except Exception:  # a task's boundary: log it, keep the channel going
-            logger.exception("%s: could not answer %s (job %s)", self.channel, owed.key, job)
+            logger.exception(
+                "%s: could not answer %s (job %s)", self.channel, owed.delivery_id, job
+            )
 
     async def _sent(self, owed: Owed) -> None:
         """Tell the core the answer went out, trying while it is away (until then this answer
@@ -232,11 +247,15 @@ class OwedAnswers:
                 await self.core.answer_sent(sent)
                 return
             except CoreUnavailable as exc:
-                logger.warning("%s: could not say %s was answered: %s", self.channel, owed.key, exc)
+                logger.warning(
+                    "%s: could not say %s was answered: %s", self.channel, owed.delivery_id, exc
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
         logger.error(
-            "%s: the core never heard %s was answered; it may go again", self.channel, owed.key
+            "%s: the core never heard %s was answered; it may go again",
+            self.channel,
+            owed.delivery_id,
         )
 
     async def _outcome(self, user_id: str, created: TurnRead) -> JobEvent:
@@ -273,7 +292,7 @@ class OwedAnswers:
         return JobEvent(job_id=created.job_id, seq=0, type="failed", content=content, error=error)
 
 
-def _sent(owed: OwedAnswer) -> AnswerSent:
+def _answered(owed: OwedAnswer) -> AnswerSent:
     return AnswerSent(channel=owed.channel, user_id=owed.user_id, delivery_id=owed.delivery_id)
 
 

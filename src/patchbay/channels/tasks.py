@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Hashable, Iterator
+from typing import Any, Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-class KeyedTasks:
+class KeyedTasks(Generic[K]):
     """The task working on each key; a task is forgotten when it ends, unless another task has
     taken its key meanwhile."""
 
     def __init__(self) -> None:
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._tasks: dict[K, asyncio.Task[Any]] = {}
 
     def __contains__(self, key: object) -> bool:
         return key in self._tasks
 
-    def get(self, key: str) -> asyncio.Task[Any] | None:
+    def get(self, key: K) -> asyncio.Task[Any] | None:
         return self._tasks.get(key)
 
-    def put(self, key: str, task: asyncio.Task[Any]) -> None:
+    def put(self, key: K, task: asyncio.Task[Any]) -> None:
         """`task` works on `key` now, until it ends or another is put in its place."""
         self._tasks[key] = task
 
@@ -30,7 +32,7 @@ class KeyedTasks:
 
         task.add_done_callback(forget)
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[K]:
         """The keys worked on now (a copy: tasks may end meanwhile)."""
         return iter(list(self._tasks))
 

@@ -166,16 +166,13 @@ class Inbox:
             # Taken before. Its answer may still be owed: the mail was deferred after the core
             # stored its turn (the core's reply was lost), or this channel restarted before
             # sending it. Then this delivery is taken, and the answer follows.
-            if not exc.owed:
+            try:
+                owed = await self.answers.follow_taken(exc, user_id, delivery, reply)
+            except PatchbayError as lost:
+                return later(lost)
+            if not owed:
                 logger.info("mail %s from %s was taken before", mail.key, mail.sender)
                 return ANSWERED
-            if not self.answers.following(user_id, delivery):
-                try:
-                    created = await self.answers.stored_turn(exc, user_id)
-                except PatchbayError as lost:
-                    return later(lost)
-                logger.info("mail %s was stored before; answering it", mail.key)
-                self.answers.follow(Owed(user_id, delivery, created, reply))
             return Verdict(250, f"2.0.0 taken (job {exc.job_id}); the answer comes by mail")
         except PatchbayError as exc:
             if exc.status in (400, 413) and not exc.retryable:  # this mail will never do

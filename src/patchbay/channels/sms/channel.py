@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -16,7 +15,13 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from twilio.twiml.messaging_response import MessagingResponse
 
-from patchbay.channels.base import Channel, chunks, delivery_key, pairing_message
+from patchbay.channels.base import (
+    Channel,
+    chunks,
+    delivery_key,
+    pairing_message,
+    unique_delivery_id,
+)
 from patchbay.channels.limits import FloodGate, RecentIds
 from patchbay.channels.owed import Owed, OwedAnswers, OwedSettings
 from patchbay.channels.sms.media import fetch_media, media_of
@@ -169,7 +174,7 @@ class SmsChannel(Channel[SmsSettings]):
         ]
         metadata: dict[str, object] = {"message_id": sms.message_id, "to": sms.to}
         # Every text is a delivery, so its answer can be owed: a gateway's without an id too.
-        delivery = delivery_key(sms.message_id or f"patchbay-{uuid.uuid4().hex}")
+        delivery = delivery_key(sms.message_id) if sms.message_id else unique_delivery_id()
         reply: dict[str, object] = {"to": sms.sender, "from": self.settings.from_number or sms.to}
         user_id = who.user.id
         try:  # the core answers once the turn is stored and its job queued
@@ -184,9 +189,7 @@ class SmsChannel(Channel[SmsSettings]):
                 holder=self.answers.holder,
             )
         except DuplicateDelivery as exc:
-            if exc.owed and not self.answers.following(user_id, delivery):
-                created = await self.answers.stored_turn(exc, user_id)
-                self.answers.follow(Owed(user_id, delivery, created, reply))
+            await self.answers.follow_taken(exc, user_id, delivery, reply)
             raise
         owed = Owed(user_id, delivery, created, reply)
         if time_limit_s is None:

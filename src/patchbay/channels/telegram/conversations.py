@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from patchbay.channels.base import Channel, pairing_message
+from patchbay.channels.base import Channel, pairing_message, unique_delivery_id
 from patchbay.channels.limits import FloodGate, KeyedLock
 from patchbay.channels.owed import Owed, OwedAnswers
 from patchbay.errors import DuplicateDelivery, PatchbayError
@@ -84,7 +83,7 @@ class Conversations:
         started = time.monotonic()
         # Every message is a delivery, so its answer can be owed: one without an id of its own
         # (some XMPP clients') gets one that never repeats.
-        delivery = inbound.delivery_id or f"patchbay-{uuid.uuid4().hex}"
+        delivery = inbound.delivery_id or unique_delivery_id()
         try:
             name = inbound.display_name[:MAX_NAME] if inbound.display_name else None
             who = await self.channel.sender(inbound.address, name)
@@ -109,9 +108,7 @@ class Conversations:
                 )
             except DuplicateDelivery as exc:
                 logger.info("%s: a message taken before came again", self.channel.name)
-                if exc.owed and not self.answers.following(user_id, delivery):
-                    created = await self.answers.stored_turn(exc, user_id)
-                    self.answers.follow(Owed(user_id, delivery, created, inbound.reply_to))
+                await self.answers.follow_taken(exc, user_id, delivery, inbound.reply_to)
                 return None
         except PatchbayError as exc:
             logger.warning("%s: no answer (%s: %s)", self.channel.name, exc.code, exc.message)

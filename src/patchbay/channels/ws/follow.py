@@ -33,7 +33,7 @@ class JobFollower:
         self._outlet = outlet
         self._core = core
         self._key = key
-        self._following = KeyedTasks()
+        self._following: KeyedTasks[str] = KeyedTasks()
 
     async def add(self, frame: AddFrame) -> None:
         """Start a turn, answer `resp_add`, then follow its job on the same stream."""
