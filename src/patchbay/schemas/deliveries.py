@@ -12,9 +12,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from patchbay.schemas.senders import CHANNEL_NAME
 from patchbay.schemas.turns import MAX_DELIVERY_ID
-
-CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 
 
 class OwedAnswer(BaseModel):

@@ -17,10 +17,11 @@ from patchbay.schemas.users import UserRead
 SenderPolicy = Literal["open", "pairing", "allowlist"]
 MODULE_TOKEN_HEADER = "X-Patchbay-Module-Token"  # noqa: S105 - a header's name, not a secret
 AS_USER_HEADER = "X-Patchbay-As-User"  # with the module token: act as this user
+CHANNEL_NAME = r"^[a-z0-9][a-z0-9_-]{0,99}$"  # how a channel is named, wherever it is named
 
 
 class SenderResolve(BaseModel):
-    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
+    channel: str = Field(pattern=CHANNEL_NAME)
     address: str = Field(min_length=1, max_length=500)
     display_name: str | None = Field(default=None, max_length=200)
     policy: SenderPolicy = "pairing"
@@ -50,7 +51,7 @@ class PairingApprove(BaseModel):
 
 class IdentityCreate(BaseModel):
     user: str  # name, id or number
-    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
+    channel: str = Field(pattern=CHANNEL_NAME)
     address: str = Field(min_length=1, max_length=500)
 
 

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query
 
 from patchbay.api.deps import HubDep, ModuleCaller
 from patchbay.core.deliveries import MAX_OWED_PAGE
-from patchbay.schemas.deliveries import CHANNEL_NAME, AnswerSent, HoldOwed, OwedAnswer
+from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
+from patchbay.schemas.senders import CHANNEL_NAME
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])
 
