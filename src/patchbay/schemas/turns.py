@@ -61,7 +61,8 @@ class TurnCreate(BaseModel):
     delivery_id: str | None = Field(default=None, min_length=1, max_length=MAX_DELIVERY_ID)
     reply: dict[str, object] | None = None
     # The channel process that sends the answer (see `schemas.deliveries.HoldOwed`): it holds it
-    # for `OWED_HOLD_S`, renewed as it sweeps, so no other process sends it meanwhile.
+    # for five minutes (`store.deliveries.OWED_HOLD`), renewed as it sweeps, so no other process
+    # sends it meanwhile.
     reply_holder: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("reply")

@@ -1,5 +1,5 @@
-"""Answers owed to channels: a channel module lists the answers it has yet to send and says when
-it sent one (module token only)."""
+"""Answers owed to channels: a channel module lists the answers it has yet to send, holds those
+it sends (a lease), and says when it sent one (module token only)."""
 
 from __future__ import annotations
 
