@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from tests.support.stack import Stack
-from tests.support.sync_plugin import MODEL_ID, sync_plugin
+from tests.support.sync_plugin import MODEL_ID, SLOW_WORD_S, SyncWords, sync_plugin
 from tests.support.upstream import MockUpstream
 
 pytestmark = pytest.mark.integration
@@ -103,6 +103,25 @@ def sync_model(stack: Stack) -> Iterator[str]:
         model = {"name": "sync-words", "provider": "plugins", "upstream_model": MODEL_ID}
         core.post("/v1/models", json=model).raise_for_status()
         yield "sync-words"
+
+
+def test_cancelling_a_job_stops_a_plugin_model_with_no_async_variant(
+    stack: Stack, sync_model: str
+) -> None:
+    words = 100  # ten seconds of answer, a word every SLOW_WORD_S
+    text = "slowly " + " ".join(["word"] * (words - 3))
+    SyncWords.ended.clear()
+    with stack.admin() as core:
+        turn = core.post("/v1/turns", json={"text": text, "model": sync_model}).json()
+        deadline = time.monotonic() + 10
+        while core.get(f"/v1/jobs/{turn['job_id']}").json()["status"] != "running":
+            assert time.monotonic() < deadline, "the job never ran"
+            time.sleep(0.05)
+        cancelled = core.delete(f"/v1/jobs/{turn['job_id']}").json()
+        # The model's call ends at its next word, not after the rest of its answer.
+        assert SyncWords.ended.wait(timeout=words * SLOW_WORD_S / 4)
+    assert cancelled["status"] == "cancelled"
+    assert SyncWords.sent < words / 2
 
 
 def test_a_plugin_model_with_no_async_variant_answers_and_is_logged(

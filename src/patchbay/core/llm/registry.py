@@ -4,7 +4,9 @@ ones where the model has one, else sync ones read in a thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,25 +284,41 @@ _END = object()
 
 
 async def _in_thread(response: llm.Response) -> AsyncIterator[str]:
-    """A sync model's answer, read in a worker thread as it comes. A job cancelled meanwhile
-    stops listening; the model's call runs to its end in the thread (it cannot be stopped)."""
+    """A sync model's answer, read in a worker thread as it comes. When the reader stops early (a
+    job cancelled, the core stopping), the thread closes the model's stream at its next chunk, so
+    the model's call ends there rather than running to its end unheard."""
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[object] = asyncio.Queue()
+    stop = threading.Event()
+
+    def hand(item: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+            loop.call_soon_threadsafe(chunks.put_nowait, item)
 
     def read() -> None:
+        stream = iter(response)
         try:
-            for chunk in response:
-                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+            for chunk in stream:
+                if stop.is_set():
+                    return
+                hand(chunk)
         except Exception as exc:  # noqa: BLE001 - handed to the loop, raised there
-            loop.call_soon_threadsafe(chunks.put_nowait, exc)
+            hand(exc)
         else:
-            loop.call_soon_threadsafe(chunks.put_nowait, _END)
+            hand(_END)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
 
     reading = loop.run_in_executor(None, read)
-    while (chunk := await chunks.get()) is not _END:
-        if isinstance(chunk, Exception):
-            raise chunk
-        yield str(chunk)
+    try:
+        while (chunk := await chunks.get()) is not _END:
+            if isinstance(chunk, Exception):
+                raise chunk
+            yield str(chunk)
+    finally:
+        stop.set()
     await reading
 
 
