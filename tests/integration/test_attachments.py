@@ -13,10 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from patchbay.cli.main import app as cli
+from patchbay.config import Settings
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
 from tests.support.hand_helper import HandHelper, running_helper
-from tests.support.stack import Stack
+from tests.support.stack import Stack, register_models, running_stack
 from tests.support.upstream import MockUpstream
 
 pytestmark = pytest.mark.integration
@@ -25,11 +26,24 @@ NOTE = b"The secret word is pineapple."
 
 
 @pytest.fixture
-def helper(stack: Stack) -> Iterator[HandHelper]:
+def helper() -> Iterator[HandHelper]:
     with running_helper() as hand:
-        key = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
-        httpx.post(f"{stack.core_url}/v1/helpers", json=hand.manifest(), headers=key)
         yield hand
+
+
+@pytest.fixture
+def stack(settings: Settings, upstream: MockUpstream, helper: HandHelper) -> Iterator[Stack]:
+    """The usual stack, with `helper` registered on its core."""
+    with running_stack(settings) as running:
+        register_models(running, upstream.base_url)
+        register_helper(running, helper)
+        yield running
+
+
+def register_helper(stack: Stack, helper: HandHelper) -> None:
+    key = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+    response = httpx.post(f"{stack.core_url}/v1/helpers", json=helper.manifest(), headers=key)
+    response.raise_for_status()
 
 
 def auth(stack: Stack) -> dict[str, str]:
@@ -115,22 +129,32 @@ def test_openai_content_parts(stack: Stack, upstream: MockUpstream, helper: Hand
 
 
 def test_a_file_a_model_read_itself_is_made_text_for_one_that_cannot(
-    stack: Stack, upstream: MockUpstream, helper: HandHelper
+    settings: Settings, upstream: MockUpstream, helper: HandHelper
 ) -> None:
-    env = {"PATCHBAY_CORE__URL": stack.core_url, "PATCHBAY_API_KEY": stack.admin_key}
-    args = ["models", "add", "reads-text", "--provider", "mock", "--upstream-model", "gpt-x"]
-    result = CliRunner().invoke(cli, [*args, "--attachment-type", "text/plain"], env=env)
-    assert result.exit_code == 0, result.output
     note = {"media_type": "text/plain", "data": base64.b64encode(NOTE).decode()}
-    url = f"{stack.core_url}/v1/turns?wait=true"
     first = {"text": "Keep this.", "model": "reads-text", "attachments": [note]}
-    chat_id = httpx.post(url, json=first, headers=auth(stack)).json()["turn"]["chat_id"]
-    assert helper.calls == []  # the model read the file itself
-    for question in ("What is the secret word?", "Again?"):  # now a model that reads no files
-        later = {"text": question, "model": "mock-gpt", "chat_id": chat_id}
-        assert httpx.post(url, json=later, headers=auth(stack)).json()["outcome"]["type"] == "done"
-        assert upstream.requests[-1]["messages"][0]["content"].endswith(NOTE.decode())
-    assert helper.calls == ["text"]  # made once
+    with running_stack(settings) as stack:
+        register_models(stack, upstream.base_url)
+        register_helper(stack, helper)
+        env = {"PATCHBAY_CORE__URL": stack.core_url, "PATCHBAY_API_KEY": stack.admin_key}
+        args = ["models", "add", "reads-text", "--provider", "mock", "--upstream-model", "gpt-x"]
+        result = CliRunner().invoke(cli, [*args, "--attachment-type", "text/plain"], env=env)
+        assert result.exit_code == 0, result.output
+        url = f"{stack.core_url}/v1/turns?wait=true"
+        chat_id = httpx.post(url, json=first, headers=auth(stack)).json()["turn"]["chat_id"]
+        assert helper.calls == []  # the model read the file itself
+        ask_a_text_model(stack, upstream, chat_id, "What is the secret word?")
+    with running_stack(settings) as stack:  # the core restarted
+        register_helper(stack, helper)
+        ask_a_text_model(stack, upstream, chat_id, "Again?")
+    assert helper.calls == ["text"]  # made once, and kept
+
+
+def ask_a_text_model(stack: Stack, upstream: MockUpstream, chat_id: str, question: str) -> None:
+    later = {"text": question, "model": "mock-gpt", "chat_id": chat_id}
+    url = f"{stack.core_url}/v1/turns?wait=true"
+    assert httpx.post(url, json=later, headers=auth(stack)).json()["outcome"]["type"] == "done"
+    assert upstream.requests[-1]["messages"][0]["content"].endswith(NOTE.decode())
 
 
 def test_a_delivery_taken_before_is_refused_before_its_files_are_read(

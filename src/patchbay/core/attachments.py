@@ -9,7 +9,7 @@ import base64
 import binascii
 import hashlib
 import logging
-from collections import OrderedDict
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from patchbay.schemas.users import UserRead
 
 logger = logging.getLogger(__name__)
 
-REMEMBERED_TEXTS = 1_000  # texts made for files later (see `with_text`), the most recent kept
+TEXT_SUFFIX = ".txt"  # beside a kept file: the text a helper made for it later (see `with_text`)
 
 # A message of the conversation as stored: its role, its text and its files.
 Said = tuple[str, str, list[AttachmentRead]]
@@ -89,7 +89,6 @@ class AttachmentStore:
         self._directory = directory
         self._helpers = helpers
         self._max_bytes = max_bytes
-        self._texts: OrderedDict[str, str] = OrderedDict()  # made later, by sha256 (see with_text)
 
     async def accept(
         self,
@@ -131,7 +130,7 @@ class AttachmentStore:
     ) -> list[Said]:
         """`conversation`, with text for the files the turn's models read only as text but that
         have none (kept when a model that read them itself was sent them): made now by a helper,
-        once per file while this process runs; a file no helper can read keeps only its name."""
+        once per file, and kept beside it; a file no helper can read keeps only its name."""
         missing = {
             a.id: a
             for _role, _text, files in conversation
@@ -147,21 +146,18 @@ class AttachmentStore:
         ]
 
     async def _text_of(self, user: UserRead, attachment: AttachmentRead) -> str:
-        known = self._texts.get(attachment.id)
+        known = await asyncio.to_thread(self._read_text, attachment.id)
         if known is not None:
-            self._texts.move_to_end(attachment.id)
             return known
         data = (await asyncio.to_thread(self._read, {attachment.id})).get(attachment.id)
         if data is None:
             return ""
         try:
             text = (await self._helpers.to_text(user, attachment.media_type, data)).text
-        except PatchbayError as exc:  # another time, perhaps: not remembered
+        except PatchbayError as exc:  # another time, perhaps: not kept
             logger.info("attachment %s has no text (%s)", attachment.id, exc.message)
             return ""
-        self._texts[attachment.id] = text
-        if len(self._texts) > REMEMBERED_TEXTS:
-            self._texts.popitem(last=False)
+        await asyncio.to_thread(self._keep_text, attachment.id, text)
         return text
 
     async def prompt_messages(
@@ -182,19 +178,40 @@ class AttachmentStore:
         kept = {}
         for digest in digests:
             try:
-                kept[digest] = (self._directory / digest[:2] / digest).read_bytes()
+                kept[digest] = self._path(digest).read_bytes()
             except OSError as exc:
                 logger.warning(
                     "attachment %s cannot be read (%s); the model gets its text", digest, exc
                 )
         return kept
 
+    def _path(self, digest: str) -> Path:
+        return self._directory / digest[:2] / digest
+
     def _keep(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        path = self._directory / digest[:2] / digest
+        path = self._path(digest)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".part")
-            partial.write_bytes(data)
-            partial.replace(path)
+            _write_whole(path, data)
         return digest
+
+    def _read_text(self, digest: str) -> str | None:
+        try:
+            return self._path(digest).with_suffix(TEXT_SUFFIX).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def _keep_text(self, digest: str, text: str) -> None:
+        try:
+            _write_whole(self._path(digest).with_suffix(TEXT_SUFFIX), text.encode())
+        except OSError as exc:  # made again next time
+            logger.warning("the text of attachment %s cannot be kept (%s)", digest, exc)
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write `path` so no reader ever sees part of it: through a `.part` file of this writer's
+    own (two turns may keep the same file at once), renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
+    partial.write_bytes(data)
+    partial.replace(path)
