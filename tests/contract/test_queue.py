@@ -182,6 +182,43 @@ class EventBusContract:
         later = [e.seq async for batch in bus.subscribe("j", after=2) for e in batch]
         assert later == [3, 4]
 
+    async def test_a_bus_that_joined_mid_job_gives_earlier_listeners_the_whole_answer(
+        self,
+    ) -> None:
+        # A core started while a worker ran the job: its first event of it is number 5.
+        bus = await self.make(retention_s=60)
+        await bus.publish(event("j", 5))
+
+        async def listen(after: int) -> list[tuple[int, str, str | None]]:
+            batches = bus.subscribe("j", after=after)
+            return [(e.seq, e.type, e.delta) async for batch in batches for e in batch]
+
+        new, resumed, caught = (asyncio.create_task(listen(n)) for n in (0, 3, 4))
+        await asyncio.sleep(0.01)
+        await bus.publish(event("j", 6))
+        await bus.publish(
+            JobEvent(job_id="j", seq=7, type="done", content="1 2 3 4 5 6", model="m")
+        )
+        whole = [(6, "running", "1 2 3 4 5 6"), (7, "done", None)]
+        assert await asyncio.wait_for(new, 5) == whole
+        assert await asyncio.wait_for(resumed, 5) == [(4, "restarted", None), *whole]
+        assert await asyncio.wait_for(caught, 5) == [
+            (5, "running", "5"),
+            (6, "running", "6"),
+            (7, "done", None),
+        ]
+        assert await listen(3) == [(4, "restarted", None), *whole]  # and once it has ended
+        assert await listen(5) == [(6, "running", "6"), (7, "done", None)]
+
+    async def test_a_bus_that_joined_at_a_takeover_replays_from_it(self) -> None:
+        bus = await self.make(retention_s=60)
+        takeover = 1_000_000_001
+        await bus.publish(JobEvent(job_id="j", seq=takeover, type="restarted"))
+        await bus.publish(event("j", takeover + 1))
+        await bus.publish(event("j", takeover + 2, "done"))
+        seen = [(e.seq, e.type) async for batch in bus.subscribe("j", after=3) for e in batch]
+        assert seen == [(takeover, "restarted"), (takeover + 1, "running"), (takeover + 2, "done")]
+
     async def test_finished_jobs_are_forgotten_after_retention(self) -> None:
         bus = await self.make(retention_s=0.5)
         await bus.publish(event("j", 1, "done"))

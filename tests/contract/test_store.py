@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
 
 from patchbay.config import Settings
 from patchbay.core.hub import Hub
@@ -26,6 +28,7 @@ from patchbay.schemas.chats import ChatCreate, ChatUpdate
 from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.turns import MessageIn, Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserCreate, UserRead, UserUpdate
+from patchbay.store import jobs as job_rows
 from patchbay.store import tables
 from patchbay.store import users as user_rows
 from patchbay.store.db import Database, alembic_config
@@ -152,6 +155,49 @@ async def test_turn_is_stored_with_its_answer(hub: Hub) -> None:
     assert again.chat_id == turn.chat_id
     await outcome(hub, again.job_id)
     assert len(await hub.chats.messages(user, turn.chat_id)) == 4
+
+
+async def test_a_job_running_elsewhere_is_followed_once_its_events_come(hub: Hub) -> None:
+    # Jobs this core has no events of (a worker ran them before this core started): one whose
+    # events come later, one that ends in the store without another event.
+    await add_echo(hub)
+    user = await admin(hub)
+    turn = await hub.turns.start(user, TurnCreate(text='{"raw": "pong"}'))
+    await outcome(hub, turn.job_id)
+    talking, silent = new_id(), new_id()
+
+    def running_elsewhere(conn: Connection) -> None:
+        for job_id in (talking, silent):
+            row = job_rows.job_row(
+                id=job_id,
+                chat_id=turn.chat_id,
+                message_id=turn.assistant_message_id,
+                user_id=user.id,
+                model="echo",
+                queue="elsewhere",
+                now=datetime.now(UTC),
+            )
+            job_rows.insert_job(conn, {**row, "status": "running"})
+
+    await hub.db.write(running_elsewhere)
+
+    async def follow(job_id: str) -> list[tuple[int, str, str | None]]:
+        batches = hub.jobs.follow(job_id)
+        return [(e.seq, e.type, e.delta or e.content) async for batch in batches for e in batch]
+
+    listeners = [asyncio.create_task(follow(job_id)) for job_id in (talking, silent)]
+    await asyncio.sleep(0.3)
+    assert not any(listener.done() for listener in listeners)  # waiting, not ended empty
+    await hub.bus.publish(JobEvent(job_id=talking, seq=7, type="running", delta="it"))
+    await hub.bus.publish(JobEvent(job_id=talking, seq=8, type="done", content="all of it"))
+    assert await asyncio.wait_for(listeners[0], 5) == [
+        (7, "running", "all of it"),
+        (8, "done", "all of it"),
+    ]
+    await hub.db.write(
+        lambda conn: job_rows.update_job(conn, silent, status="failed", error="lost", last_seq=4)
+    )
+    assert [kind for _, kind, _ in await asyncio.wait_for(listeners[1], 10)] == ["failed"]
 
 
 async def test_history_continues_a_chat_only_for_its_owner(hub: Hub) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, free_port
 from tests.support.rabbitmq import RABBITMQ_URL, amqp_channel, require_rabbitmq
 from tests.support.up import PATCHBAY, up_env
 from tests.support.upstream import MockUpstream
@@ -184,6 +184,48 @@ def test_a_worker_killed_mid_job_loses_nothing(cluster: Cluster, upstream: MockU
             headers={**AUTH, "Last-Event-ID": str(last)},
         ) as again:
             assert [int(e["id"]) for e in events(again)] == [i for i in ids if i > last]
+
+
+@pytest.mark.timeout(120)
+def test_a_core_started_mid_job_gives_its_listeners_the_whole_answer(
+    cluster: Cluster, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.2
+    upstream.reply = " ".join(f"word{i}" for i in range(50))  # ten seconds of tokens
+    job_id = httpx.post(cluster.core_url + "/v1/turns", json={"text": "go"}, headers=AUTH).json()[
+        "job_id"
+    ]
+    port = free_port()
+    with (cluster.logs / "core2.log").open("wb") as log:
+        late = subprocess.Popen(
+            [PATCHBAY, "core"],
+            env={**cluster.env, "PATCHBAY_CORE__PORT": str(port)},
+            stderr=log,
+            stdout=log,
+            start_new_session=True,
+        )
+    try:
+        late_url = f"http://127.0.0.1:{port}"
+        wait_healthy(late_url)
+        job = httpx.get(f"{late_url}/v1/jobs/{job_id}", headers=AUTH).json()
+        assert job["status"] == "running"  # it started before this core did
+        for last in (None, "3"):  # a new listener, and one that had some of the answer
+            headers = {**AUTH, "Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = last
+            with httpx.stream(
+                "GET", f"{late_url}/v1/jobs/{job_id}/events", headers=headers, timeout=60
+            ) as response:
+                seen = list(events(response))
+            kinds = [e["event"] for e in seen]
+            start = kinds.index("restarted") + 1 if "restarted" in kinds else 0
+            assert "".join(e["data"].get("delta", "") for e in seen[start:]) == upstream.reply
+            assert kinds[-1] == "done" and ("restarted" in kinds) == (last is not None)
+            ids = [int(e["id"]) for e in seen]
+            assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    finally:
+        os.killpg(late.pid, signal.SIGTERM)
+        late.wait(timeout=20)
 
 
 def test_a_picture_crosses_rabbitmq_to_a_model_that_reads_it(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ logger = logging.getLogger(__name__)
 # job over never reuses a number another already sent: listeners resume across takeovers.
 EPOCH = 1_000_000_000
 CANCEL_REASON = "cancelled by its owner; the answer so far is kept"
+# Following a job this process has no events of yet: how often to look for them on the bus, and
+# in the store for its outcome.
+BUS_LOOK_S = 0.05
+STORE_LOOK_S = 2.0
 
 
 def stream_messages(
@@ -462,14 +467,24 @@ class JobRunner:
         return outcome
 
     async def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
-        """Batches of events of a job the caller may see (no ownership check)."""
-        if self._bus.knows(job_id):
-            async for batch in self._bus.subscribe(job_id, after=after):
-                yield batch
-            return
-        stored = await self._stored_outcome(job_id, after)
-        if stored is not None and stored.seq > after:
-            yield [stored]
+        """Batches of events of a job the caller may see (no ownership check).
+
+        A job whose events this process has none of yet, queued or running in another process
+        (this one started after it did), is waited for: its next events come here too. The
+        store is looked at now and then meanwhile, for a job that ends without another event.
+        """
+        looked = -math.inf
+        while not self._bus.knows(job_id):
+            if time.monotonic() - looked >= STORE_LOOK_S:
+                stored = await self._stored_outcome(job_id, after)
+                if stored is not None:
+                    if stored.seq > after:
+                        yield [stored]
+                    return
+                looked = time.monotonic()
+            await asyncio.sleep(BUS_LOOK_S)
+        async for batch in self._bus.subscribe(job_id, after=after):
+            yield batch
 
     async def _stored_outcome(self, job_id: str, after: int) -> JobEvent | None:
         """The terminal event of a job whose events are no longer in memory, from the store.

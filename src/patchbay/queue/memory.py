@@ -94,28 +94,62 @@ class MemoryQueue:
             await asyncio.wait(pending, timeout=5)
 
 
-class _JobLog:
-    __slots__ = ("events", "waiters")
+def _complete_from(first: JobEvent) -> int:
+    """The first event number a log holds every event from, given the first event it got: 0
+    when it holds all that matters, from the job's first token (`queued`, number 1, says only
+    where the job waited) or an attempt's first event (`restarted`: what came before it is void);
+    else that event's number: a process that joined mid-job (a core started while a worker ran
+    the job) holds nothing before it."""
+    return 0 if first.seq <= 2 or first.type == "restarted" else first.seq
 
-    def __init__(self) -> None:
+
+def caught_up(terminal: JobEvent, after: int) -> list[JobEvent]:
+    """For a listener that saw the events up to `after` of a job whose events from there on are
+    not all here: the job's outcome, with its whole answer as one token just before it, after a
+    `restarted` (start again) when the listener may have had some of the answer."""
+    events = []
+    if after > 1:  # past `queued`: tokens, perhaps
+        events.append(
+            JobEvent(job_id=terminal.job_id, seq=after + 1, type="restarted", model=terminal.model)
+        )
+    last = events[-1].seq if events else after
+    if terminal.content and terminal.seq - 1 > last:
+        events.append(
+            JobEvent.model_construct(
+                job_id=terminal.job_id, seq=terminal.seq - 1, type="running", delta=terminal.content
+            )
+        )
+    return [*events, terminal]
+
+
+class _JobLog:
+    __slots__ = ("events", "since", "waiters")
+
+    def __init__(self, first: JobEvent) -> None:
         self.events: list[JobEvent] = []
         self.waiters: list[asyncio.Future[None]] = []
+        self.since = _complete_from(first)  # see `_complete_from`
 
 
 class _FinishedLog:
     """A finished job's events, kept small until replayed: a token as a (number, text) pair, any
     other event as its JSON (as models, a finished job's events held ~5 KB for the retention)."""
 
-    __slots__ = ("events", "job_id")
+    __slots__ = ("events", "job_id", "since")
 
-    def __init__(self, job_id: str, events: list[JobEvent]) -> None:
+    def __init__(self, job_id: str, events: list[JobEvent], since: int) -> None:
         self.job_id = job_id
+        self.since = since
         self.events: list[bytes | tuple[int, str]] = [
             (e.seq, e.delta or "") if e.type == "running" else e.model_dump_json().encode()
             for e in events
         ]
 
     def replay(self, after: int) -> list[JobEvent]:
+        if after < self.since - 1:
+            item = self.events[-1]
+            assert isinstance(item, bytes)  # noqa: S101 - the last event is the outcome
+            return caught_up(JobEvent.model_validate_json(item), after)
         replayed = []
         for item in self.events:
             if isinstance(item, tuple):
@@ -161,7 +195,7 @@ class MemoryEventBus:
         if isinstance(log, _FinishedLog):
             return  # it has ended: whatever comes now is late
         if log is None:
-            log = self._logs[event.job_id] = _JobLog()
+            log = self._logs[event.job_id] = _JobLog(event)
         elif log.events and event.seq <= log.events[-1].seq:
             return  # seen already (an event that came back from the broker), or late
         log.events.append(event)
@@ -171,7 +205,7 @@ class MemoryEventBus:
                 waiter.set_result(None)
         if event.terminal:
             # Listeners following it keep the full log they hold; later ones get a compact copy.
-            self._logs[event.job_id] = _FinishedLog(event.job_id, log.events)
+            self._logs[event.job_id] = _FinishedLog(event.job_id, log.events, log.since)
             self._finished.append((time.monotonic() + self._retention_s, event.job_id))
             self._forget_old()
 
@@ -195,19 +229,39 @@ class MemoryEventBus:
             if replayed:
                 yield replayed
             return
-        index = 0
-        while True:
-            fresh, index = log.events[index:], len(log.events)
-            batch = []
-            for event in fresh:
-                if event.seq > after:
-                    batch.append(event)
-                if event.terminal:
-                    if batch:
-                        yield batch
-                    return
-            if batch:
-                yield batch
-            waiter = asyncio.get_running_loop().create_future()
-            log.waiters.append(waiter)
-            await waiter
+        if after < log.since - 1:  # events it has not seen are not here: its outcome, whole
+            yield caught_up(await _outcome(log), after)
+            return
+        async for batch in _live(log, after):
+            yield batch
+
+
+async def _live(log: _JobLog, after: int) -> AsyncIterator[list[JobEvent]]:
+    """A running job's events after `after`: those held, then each new batch, to the last."""
+    index = 0
+    while True:
+        fresh, index = log.events[index:], len(log.events)
+        batch = []
+        for event in fresh:
+            if event.seq > after:
+                batch.append(event)
+            if event.terminal:
+                if batch:
+                    yield batch
+                return
+        if batch:
+            yield batch
+        await _next_event(log)
+
+
+async def _next_event(log: _JobLog) -> None:
+    waiter = asyncio.get_running_loop().create_future()
+    log.waiters.append(waiter)
+    await waiter
+
+
+async def _outcome(log: _JobLog) -> JobEvent:
+    """A running job's terminal event, when it comes."""
+    while not log.events[-1].terminal:
+        await _next_event(log)
+    return log.events[-1]
