@@ -260,14 +260,14 @@ async def test_listen_again_with_after_restarts_the_follower(stack: Stack, ws_ur
 async def test_cancel_ends_a_slow_job_with_cancelled(
     stack: Stack, ws_url: str, upstream: MockUpstream
 ) -> None:
-    upstream.mode, upstream.delay_s = "slow", 2.0
+    upstream.mode, upstream.delay_s = "slow", 6.0
     async with client(ws_url, stack.admin_key) as ws:
         job_id = await add(ws)
         assert (await recv(ws))["type"] == "pending"
         started = time.monotonic()
         await send(ws, {"type": "cancel", "job_id": job_id})
         frames = await updates(ws, job_id)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < upstream.delay_s / 2  # not when the model answers
     assert frames[-1]["type"] == "cancelled"
     with stack.admin() as admin:
         assert admin.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
