@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
+from functools import partial
 from typing import Any
 
+from patchbay.cache import TtlCache
 from patchbay.core.keys import SecretBox
 from patchbay.core.llm.registry import ModelTarget
 from patchbay.errors import InvalidRequest, ModelNotFound
@@ -57,8 +58,7 @@ class Catalog:
         self._db = db
         self._box = box
         self._env = env
-        self._ttl = ttl_s
-        self._targets: dict[str, tuple[float, ModelTarget]] = {}
+        self._targets: TtlCache[str, ModelTarget] = TtlCache(ttl_s)
 
     def _changed(self) -> None:
         self._targets.clear()
@@ -201,13 +201,7 @@ class Catalog:
     async def resolve(self, name: str | None) -> ModelTarget:
         """The model a request names (or the default one), ready for the registry."""
         key = (name or "").strip()
-        now = time.monotonic()
-        hit = self._targets.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        target = await self._lookup(key)
-        self._targets[key] = (now + self._ttl, target)
-        return target
+        return await self._targets.get(key, partial(self._lookup, key))
 
     async def _lookup(self, name: str) -> ModelTarget:
         async with self._db.connect() as conn:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
+from patchbay.cache import TtlCache
 from patchbay.core.keys import display_prefix, hash_api_key, new_api_key
 from patchbay.errors import AuthenticationFailed, PermissionDenied, UserNotFound
 from patchbay.schemas.users import (
@@ -61,24 +62,19 @@ class Authenticator:
 
     def __init__(self, db: Database, *, ttl_s: float = 10.0) -> None:
         self._db = db
-        self._ttl = ttl_s
-        self._cache: dict[str, tuple[float, UserRead]] = {}
+        self._cache: TtlCache[str, UserRead] = TtlCache(ttl_s)
 
     async def authenticate(self, key: str | None) -> UserRead:
         if not key:
             raise AuthenticationFailed("no API key; send `Authorization: Bearer <key>`")
         key_hash = hash_api_key(key)
-        now = time.monotonic()
-        hit = self._cache.get(key_hash)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        return await self._cache.get(key_hash, partial(self._user_of, key_hash))
+
+    async def _user_of(self, key_hash: str) -> UserRead:
         async with self._db.connect() as conn:
             user = await user_rows.find_user_by_key_hash(conn, key_hash)
         if user is None:
             raise AuthenticationFailed("invalid API key")
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key_hash] = (now + self._ttl, user)
         return user
 
     def forget(self) -> None:
