@@ -105,8 +105,9 @@ def _complete_from(first: JobEvent) -> int:
 
 def caught_up(terminal: JobEvent, after: int) -> list[JobEvent]:
     """For a listener that saw the events up to `after` of a job whose events from there on are
-    not all here: the job's outcome, with its whole answer as one token just before it, after a
-    `restarted` (start again) when the listener may have had some of the answer."""
+    not all here: the job's outcome, with its whole answer as one token just before it (the
+    outcome holds it too, should no number be left for that token), after a `restarted` (start
+    again) when the listener may have had some of the answer."""
     events = []
     if after > 1:  # past `queued`: tokens, perhaps
         events.append(
