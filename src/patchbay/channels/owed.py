@@ -81,12 +81,14 @@ class OwedAnswers:
         send: Send,
         max_age_s: float,
         holder: str | None = None,
+        sweep_s: float = 60.0,
     ) -> None:
         self.core = core
         self.channel = channel
         self.max_age_s = max_age_s
         self.holder = holder or f"{socket.gethostname()}/{channel}"
-        self._lease_s = 5 * 60.0
+        self.sweep_s = sweep_s
+        self._lease_s = max(5 * sweep_s, 1.0)  # a hold outlasts a few missed sweeps
         self._send = send
         self._held: KeyedTasks[tuple[str, str]] = KeyedTasks()  # by `Owed.key`: answered here
 
@@ -99,6 +101,7 @@ class OwedAnswers:
             send=send,
             max_age_s=settings.reply_max_age_h * 3600,
             holder=settings.owed_holder,
+            sweep_s=settings.owed_sweep_s,
         )
 
     def following(self, user_id: str, delivery_id: str) -> bool:
@@ -162,15 +165,14 @@ class OwedAnswers:
             model=job.model,
         )
 
-    async def sweep_forever(self, interval_s: float) -> None:
-        """Follow the answers the core says this channel owes, now and every `interval_s`."""
-        self._lease_s = max(5 * interval_s, 1.0)
+    async def sweep_forever(self) -> None:
+        """Follow the answers the core says this channel owes, now and every `sweep_s`."""
         while True:
             try:
                 await self.sweep()
             except PatchbayError as exc:
                 logger.warning("%s: could not ask for the answers owed: %s", self.channel, exc)
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(self.sweep_s)
 
     async def sweep(self) -> None:
         """Renew the hold on the answers being sent here; take those nobody sends and follow

@@ -36,7 +36,7 @@ class EmailChannel(Channel[EmailSettings]):
             logger.exception("cannot listen for SMTP on %s:%d", own.smtp_host, own.smtp_port)
             raise
         logger.info("SMTP on %s:%d takes mail for <%s>", own.smtp_host, own.smtp_port, own.address)
-        background = [asyncio.create_task(inbox.answers.sweep_forever(own.owed_sweep_s))]
+        background = [asyncio.create_task(inbox.answers.sweep_forever())]
         if own.imap:
             background.append(asyncio.create_task(ImapPoller(own.imap, inbox).run()))
         try:

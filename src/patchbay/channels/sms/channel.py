@@ -97,7 +97,7 @@ class SmsChannel(Channel[SmsSettings]):
 
     async def run(self) -> None:
         """Send the answers still owed (after a restart, or Twilio away), now and then."""
-        await self.answers.sweep_forever(self.settings.owed_sweep_s)
+        await self.answers.sweep_forever()
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/sms", tags=["sms"])

@@ -178,9 +178,7 @@ class TelegramChannel(Channel[TelegramSettings]):
     async def run(self) -> None:
         """Point Telegram's webhook here (when a public URL is set), and send the answers still
         owed (after a restart, or Telegram away), now and then."""
-        await asyncio.gather(
-            self._point_webhook(), self.answers.sweep_forever(self.settings.owed_sweep_s)
-        )
+        await asyncio.gather(self._point_webhook(), self.answers.sweep_forever())
 
     async def _point_webhook(self) -> None:
         """Set Telegram's webhook to this channel, retrying until it is done."""

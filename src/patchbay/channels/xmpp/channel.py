@@ -54,7 +54,7 @@ class XmppChannel(Channel[XmppSettings]):
         answers on their way go out, and log out."""
         self.connection.start()
         try:
-            await self.answers.sweep_forever(self.settings.owed_sweep_s)
+            await self.answers.sweep_forever()
         finally:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s)
