@@ -398,11 +398,14 @@ async def test_slow_consumer_is_dropped_without_stalling_others(
     stack: Stack, upstream: MockUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
     # More than the kernel buffers on loopback hold (4 MB), sent uncompressed to a client with a
-    # tiny receive window that reads nothing, so its frames pile up in the channel.
+    # small receive window that reads nothing, so its frames pile up in the channel. Not smaller
+    # than 64 KB: below a segment's size on loopback, the window reopens once the client reads
+    # only at the channel's zero-window probes, whose interval doubles while it stays shut, and
+    # after a few seconds of a slow job the close frame would come too late.
     upstream.reply = " ".join(["x" * 16_000] * 300)
     with serve_ws(stack.settings, send_queue_limit=8, send_timeout_s=0.5) as url:
         sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65_536)
         sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
         async with (
             client(
