@@ -1,8 +1,8 @@
 """SQLite's writes: queued in order, those that arrive together committed as one transaction.
 
 A batch runs on the event loop's own connection when SQLite's write lock is free (it nearly always
-is: on embedded defaults the core is the database's one writer; workers sharing the file take it
-now and then), and in a writer thread that waits for the lock when it is not. Measured here, a handoff to a thread and back cost more than the batch's SQL
+is: this process is the database's one writer), and in a writer thread that waits for the lock
+when it is not. Measured here, a handoff to a thread and back cost more than the batch's SQL
 and commit (about 0.15 ms idle and 0.5 ms on a busy core, against 0.2 ms of work), twice per
 turn; and a thread gains little for work that is mostly Python holding the GIL anyway. The loop's
 connection never waits: it takes the lock at once or not at all (`BEGIN IMMEDIATE` with no busy
