@@ -7,9 +7,7 @@ and commit (about 0.15 ms idle and 0.5 ms on a busy core, against 0.2 ms of work
 turn; and a thread gains little for work that is mostly Python holding the GIL anyway. The loop's
 connection never waits: it takes the lock at once or not at all (`BEGIN IMMEDIATE` with no busy
 timeout), and never checkpoints (the fsyncs of WAL mode happen there), so the writer thread
-checkpoints every `CHECKPOINT_EVERY` commits instead. An op with many rows to go through (a long
-chat's messages) says so with `leave_loop_past`, and its batch runs in the thread: there the loop
-goes on serving meanwhile, as the thread lets go of the GIL at every call into SQLite.
+checkpoints every `CHECKPOINT_EVERY` commits instead.
 """
 
 from __future__ import annotations
@@ -34,24 +32,6 @@ WriteOp = Callable[[Connection], T]
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
 
 CHECKPOINT_EVERY = 200  # commits on the loop's connection between WAL checkpoints
-LOOP_ROWS = 200  # an op with more rows than this to go through runs in the writer thread
-_ON_LOOP = "patchbay_on_loop"  # marks the loop's connection, in its `info`
-
-
-class _LongForTheLoop(Exception):
-    """An op on the loop's connection has more than `LOOP_ROWS` rows to go through."""
-
-
-def runs_on_loop(conn: Connection) -> bool:
-    """Whether `conn` is the event loop's connection (see `leave_loop_past`)."""
-    return bool(conn.info.get(_ON_LOOP))
-
-
-def leave_loop_past(conn: Connection, rows: int) -> None:
-    """For an op about to go through `rows` rows: on the loop's connection and past `LOOP_ROWS`,
-    its batch stops there (rolled back), to run again in the writer thread."""
-    if rows > LOOP_ROWS and runs_on_loop(conn):
-        raise _LongForTheLoop
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,7 +45,6 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _loop_pragmas(dbapi_connection: Any, record: Any) -> None:
     sqlite_pragmas(dbapi_connection, record)
-    record.info[_ON_LOOP] = True
     dbapi_connection.isolation_level = None  # the driver begins nothing; `_begin_immediate` does
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=0")
@@ -130,7 +109,7 @@ class SqliteWriter:
                 self._loop_conn = self._loop_engine.connect()
             with self._loop_conn.begin():
                 results = [(True, op(self._loop_conn)) for op in ops]
-        except Exception:  # noqa: BLE001 - the writer thread runs them again (and tells any error)
+        except Exception:  # noqa: BLE001 - the writer thread runs them again and tells the error
             _close(self._loop_conn)
             self._loop_conn = None
             return None

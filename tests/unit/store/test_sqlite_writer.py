@@ -1,6 +1,5 @@
 """SQLite's writer: batches on the event loop when the lock is free, in its thread when it is not
-(without blocking the loop) or when an op has many rows to go through (a long chat), one op's
-error failing only that op, and the WAL kept checkpointed."""
+(without blocking the loop), one op's error failing only that op, and the WAL kept checkpointed."""
 
 from __future__ import annotations
 
@@ -8,23 +7,13 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.engine import Connection
 
-from patchbay.ids import new_id
-from patchbay.store import chats as chat_rows
-from patchbay.store.db import Database
-from patchbay.store.sqlite_writer import (
-    CHECKPOINT_EVERY,
-    LOOP_ROWS,
-    SqliteWriter,
-    leave_loop_past,
-)
-from patchbay.store.users import insert_user
+from patchbay.store.sqlite_writer import CHECKPOINT_EVERY, SqliteWriter
 
 
 @pytest.fixture
@@ -121,67 +110,3 @@ async def test_the_wal_is_checkpointed_as_it_grows(writer: SqliteWriter, path: P
     # Each commit adds a frame or more: a WAL never checkpointed would hold them all.
     assert wal_frames < commits
     assert len(bodies(path)) == commits
-
-
-async def test_an_op_with_many_rows_to_go_through_runs_in_the_thread(writer: SqliteWriter) -> None:
-    def op(rows: int) -> Callable[[Connection], int]:
-        def run(conn: Connection) -> int:
-            leave_loop_past(conn, rows)
-            return insert(f"{rows} rows")(conn)
-
-        return run
-
-    assert await writer.submit(op(LOOP_ROWS)) == threading.get_ident()
-    assert await writer.submit(op(LOOP_ROWS + 1)) != threading.get_ident()
-
-
-async def test_a_long_chat_is_stored_and_read_in_the_thread(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
-    await db.migrate()
-    try:
-        async with db.begin() as conn:
-            user = await insert_user(conn, name="ann", role="user", profile={})
-        now = datetime.now(UTC)
-
-        def chat_of(length: int) -> tuple[str, str, list[dict[str, object]]]:
-            chat_id, rows, parent = new_id(), [], None
-            for i in range(length):
-                rows.append(
-                    chat_rows.message_row(
-                        id=new_id(), chat_id=chat_id, parent_id=parent, role="user",
-                        content=f"m{i}", status="complete", now=now,
-                    )
-                )  # fmt: skip
-                parent = str(rows[-1]["id"])
-            return chat_id, str(parent), rows
-
-        def store(chat_id: str, rows: list[dict[str, object]]) -> Callable[[Connection], int]:
-            def run(conn: Connection) -> int:
-                record = chat_rows.ChatRecord(
-                    id=chat_id, number=None, owner_id=user.id, title=None, channel="api",
-                    thread=None, model=None, current_message_id=None, created_at=now,
-                    updated_at=now,
-                )  # fmt: skip
-                chat_rows.insert_chat(conn, record)
-                chat_rows.insert_messages(conn, rows)
-                return threading.get_ident()
-
-            return run
-
-        def read(chat_id: str, leaf: str) -> Callable[[Connection], tuple[int, int]]:
-            def run(conn: Connection) -> tuple[int, int]:
-                branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf)
-                return len(branch), threading.get_ident()
-
-            return run
-
-        loop_thread = threading.get_ident()
-        short_id, short_leaf, short = chat_of(LOOP_ROWS)
-        long_id, long_leaf, long = chat_of(LOOP_ROWS + 1)
-        assert await db.write(store(short_id, short)) == loop_thread
-        assert await db.write(store(long_id, long)) != loop_thread
-        assert await db.write(read(short_id, short_leaf)) == (LOOP_ROWS, loop_thread)
-        length, thread = await db.write(read(long_id, long_leaf))
-        assert (length, thread != loop_thread) == (LOOP_ROWS + 1, True)
-    finally:
-        await db.close()
