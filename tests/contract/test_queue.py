@@ -144,6 +144,18 @@ class EventBusContract:
         await bus.publish(event("j", 6))  # nothing after the terminal event is delivered
         assert await asyncio.wait_for(listener, 5) == [2, 3, 4, 5]
 
+    async def test_events_published_while_a_listener_is_busy_still_reach_it(self) -> None:
+        # A listener that is still sending its last batch on (to a slow client) when the job ends
+        # gets the end once it asks for more, although no event comes after it to wake it.
+        bus = await self.make(retention_s=60)
+        await bus.publish(event("j", 1))
+        listener = bus.subscribe("j")
+        first = await anext(listener)
+        await bus.publish(event("j", 2))
+        await bus.publish(event("j", 3, "done"))
+        rest = await asyncio.wait_for(anext(listener), 5)
+        assert [e.seq for e in first] == [1] and [e.seq for e in rest] == [2, 3]
+
     async def test_events_ready_together_come_as_one_batch(self) -> None:
         bus = await self.make(retention_s=60)
         for seq in (1, 2, 3):

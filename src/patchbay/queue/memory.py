@@ -238,9 +238,16 @@ class MemoryEventBus:
 
 
 async def _live(log: _JobLog, after: int) -> AsyncIterator[list[JobEvent]]:
-    """A running job's events after `after`: those held, then each new batch, to the last."""
+    """A running job's events after `after`: those held, then each new batch, to the last.
+
+    Events published while the listener is away with a batch (sending it on to a slow client)
+    are in the log when it comes back: it waits only when nothing new is there, else a job that
+    ended meanwhile would leave it waiting for an event that never comes.
+    """
     index = 0
     while True:
+        if index == len(log.events):
+            await _next_event(log)
         fresh, index = log.events[index:], len(log.events)
         batch = []
         for event in fresh:
@@ -252,7 +259,6 @@ async def _live(log: _JobLog, after: int) -> AsyncIterator[list[JobEvent]]:
                 return
         if batch:
             yield batch
-        await _next_event(log)
 
 
 async def _next_event(log: _JobLog) -> None:
