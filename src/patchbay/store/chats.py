@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from patchbay.errors import UserNotFound
 from patchbay.schemas.chats import ChatRead, MessageRead, Timings, Usage
 from patchbay.store.prepared import Prepared
 from patchbay.store.refs import Ref, as_number, ref_filter
+from patchbay.store.sqlite_writer import leave_loop_past, runs_on_loop
 from patchbay.store.tables import chat_members, chats, messages, users
 
 
@@ -217,6 +218,7 @@ def message_row(
 
 
 def insert_messages(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
+    leave_loop_past(conn, len(rows))
     _INSERT_MESSAGE.run(conn, rows)
 
 
@@ -238,6 +240,8 @@ def branch(
     lists its alternatives (the other children of its parent)."""
     if leaf_id is None:
         return []
+    if runs_on_loop(conn):
+        leave_loop_past(conn, _message_count(conn, chat_id))
     rows = conn.execute(
         select(messages).where(messages.c.chat_id == chat_id).order_by(messages.c.id)
     )
@@ -256,8 +260,17 @@ def branch(
     return path
 
 
+def _message_count(conn: Connection, chat_id: str) -> int:
+    found = conn.execute(
+        select(func.count()).select_from(messages).where(messages.c.chat_id == chat_id)
+    ).scalar()
+    return int(found or 0)
+
+
 def newest_leaf(conn: Connection, *, chat_id: str, message_id: str) -> str:
     """The end of the branch through `message_id`: its newest child, that one's, and so on."""
+    if runs_on_loop(conn):
+        leave_loop_past(conn, _message_count(conn, chat_id))
     rows = conn.execute(
         select(messages.c.id, messages.c.parent_id).where(messages.c.chat_id == chat_id)
     )

@@ -1,0 +1,187 @@
+"""SQLite's writer: batches on the event loop when the lock is free, in its thread when it is not
+(without blocking the loop) or when an op has many rows to go through (a long chat), one op's
+error failing only that op, and the WAL kept checkpointed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.engine import Connection
+
+from patchbay.ids import new_id
+from patchbay.store import chats as chat_rows
+from patchbay.store.db import Database
+from patchbay.store.sqlite_writer import (
+    CHECKPOINT_EVERY,
+    LOOP_ROWS,
+    SqliteWriter,
+    leave_loop_past,
+)
+from patchbay.store.users import insert_user
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    db = tmp_path / "w.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    return db
+
+
+@pytest.fixture
+async def writer(path: Path) -> AsyncIterator[SqliteWriter]:
+    w = SqliteWriter(make_url(f"sqlite:///{path}"))
+    yield w
+    await w.close()
+
+
+def insert(body: str) -> Callable[[Connection], int]:
+    """An op that adds a note and says which thread ran it."""
+
+    def op(conn: Connection) -> int:
+        conn.execute(text("INSERT INTO notes (body) VALUES (:body)"), {"body": body})
+        return threading.get_ident()
+
+    return op
+
+
+def bodies(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[0] for row in conn.execute("SELECT body FROM notes ORDER BY id")]
+
+
+async def test_writes_run_on_the_event_loop_when_the_lock_is_free(
+    writer: SqliteWriter, path: Path
+) -> None:
+    threads = await asyncio.gather(*(writer.submit(insert(f"n{i}")) for i in range(5)))
+    assert set(threads) == {threading.get_ident()}
+    assert bodies(path) == ["n0", "n1", "n2", "n3", "n4"]
+
+
+async def test_a_write_waits_for_a_taken_lock_in_the_thread_while_the_loop_runs_on(
+    writer: SqliteWriter, path: Path
+) -> None:
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        written = writer.submit(insert("after the lock"))
+        await asyncio.sleep(0.5)
+        assert not written.done()
+        assert ticks >= 10  # the loop was not held while the write waited for the lock
+        locker.rollback()
+        thread = await asyncio.wait_for(written, 5)
+    finally:
+        ticker.cancel()
+        locker.close()
+    assert thread != threading.get_ident()
+    assert bodies(path) == ["after the lock"]
+    # once the lock is free, writes are back on the loop
+    assert await writer.submit(insert("next")) == threading.get_ident()
+
+
+async def test_an_op_that_fails_fails_alone(writer: SqliteWriter, path: Path) -> None:
+    def broken(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO notes (body) VALUES ('half')"))
+        raise ValueError("broken op")
+
+    first, failed, last = (
+        writer.submit(insert("first")),
+        writer.submit(broken),
+        writer.submit(insert("last")),
+    )
+    await asyncio.gather(first, last)
+    with pytest.raises(ValueError, match="broken op"):
+        await failed
+    assert bodies(path) == ["first", "last"]
+
+
+async def test_the_wal_is_checkpointed_as_it_grows(writer: SqliteWriter, path: Path) -> None:
+    commits = 3 * CHECKPOINT_EVERY
+    for i in range(commits):
+        await writer.submit(insert(f"{i:04d}" + "x" * 2000))
+    with sqlite3.connect(path) as conn:
+        _busy, wal_frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    # Each commit adds a frame or more: a WAL never checkpointed would hold them all.
+    assert wal_frames < commits
+    assert len(bodies(path)) == commits
+
+
+async def test_an_op_with_many_rows_to_go_through_runs_in_the_thread(writer: SqliteWriter) -> None:
+    def op(rows: int) -> Callable[[Connection], int]:
+        def run(conn: Connection) -> int:
+            leave_loop_past(conn, rows)
+            return insert(f"{rows} rows")(conn)
+
+        return run
+
+    assert await writer.submit(op(LOOP_ROWS)) == threading.get_ident()
+    assert await writer.submit(op(LOOP_ROWS + 1)) != threading.get_ident()
+
+
+async def test_a_long_chat_is_stored_and_read_in_the_thread(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    await db.migrate()
+    try:
+        async with db.begin() as conn:
+            user = await insert_user(conn, name="ann", role="user", profile={})
+        now = datetime.now(UTC)
+
+        def chat_of(length: int) -> tuple[str, str, list[dict[str, object]]]:
+            chat_id, rows, parent = new_id(), [], None
+            for i in range(length):
+                rows.append(
+                    chat_rows.message_row(
+                        id=new_id(), chat_id=chat_id, parent_id=parent, role="user",
+                        content=f"m{i}", status="complete", now=now,
+                    )
+                )  # fmt: skip
+                parent = str(rows[-1]["id"])
+            return chat_id, str(parent), rows
+
+        def store(chat_id: str, rows: list[dict[str, object]]) -> Callable[[Connection], int]:
+            def run(conn: Connection) -> int:
+                record = chat_rows.ChatRecord(
+                    id=chat_id, number=None, owner_id=user.id, title=None, channel="api",
+                    thread=None, model=None, current_message_id=None, created_at=now,
+                    updated_at=now,
+                )  # fmt: skip
+                chat_rows.insert_chat(conn, record)
+                chat_rows.insert_messages(conn, rows)
+                return threading.get_ident()
+
+            return run
+
+        def read(chat_id: str, leaf: str) -> Callable[[Connection], tuple[int, int]]:
+            def run(conn: Connection) -> tuple[int, int]:
+                branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf)
+                return len(branch), threading.get_ident()
+
+            return run
+
+        loop_thread = threading.get_ident()
+        short_id, short_leaf, short = chat_of(LOOP_ROWS)
+        long_id, long_leaf, long = chat_of(LOOP_ROWS + 1)
+        assert await db.write(store(short_id, short)) == loop_thread
+        assert await db.write(store(long_id, long)) != loop_thread
+        assert await db.write(read(short_id, short_leaf)) == (LOOP_ROWS, loop_thread)
+        length, thread = await db.write(read(long_id, long_leaf))
+        assert (length, thread != loop_thread) == (LOOP_ROWS + 1, True)
+    finally:
+        await db.close()
