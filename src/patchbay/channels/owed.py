@@ -81,13 +81,13 @@ class OwedAnswers:
         send: Send,
         max_age_s: float,
         holder: str | None = None,
-        sweep_s: float = 60.0,
+        sweep_s: float = OwedSettings().owed_sweep_s,
     ) -> None:
         self.core = core
         self.channel = channel
         self.max_age_s = max_age_s
         self.holder = holder or f"{socket.gethostname()}/{channel}"
-        self.sweep_s = sweep_s
+        self._sweep_s = sweep_s
         self._lease_s = max(5 * sweep_s, 1.0)  # a hold outlasts a few missed sweeps
         self._send = send
         self._held: KeyedTasks[tuple[str, str]] = KeyedTasks()  # by `Owed.key`: answered here
@@ -172,7 +172,7 @@ class OwedAnswers:
                 await self.sweep()
             except PatchbayError as exc:
                 logger.warning("%s: could not ask for the answers owed: %s", self.channel, exc)
-            await asyncio.sleep(self.sweep_s)
+            await asyncio.sleep(self._sweep_s)
 
     async def sweep(self) -> None:
         """Renew the hold on the answers being sent here; take those nobody sends and follow
