@@ -1,15 +1,16 @@
 """SQLite's writes: queued in order, those that arrive together committed as one transaction.
 
 A batch runs on the event loop's own connection when SQLite's write lock is free (it nearly always
-is: on embedded defaults the core is the database's one writer; workers sharing the file take it
-now and then), and in a writer thread that waits for the lock when it is not. Measured here, a handoff to a thread and back cost more than the batch's SQL
-and commit (about 0.15 ms idle and 0.5 ms on a busy core, against 0.2 ms of work), twice per
-turn; and a thread gains little for work that is mostly Python holding the GIL anyway. The loop's
-connection never waits: it takes the lock at once or not at all (`BEGIN IMMEDIATE` with no busy
-timeout), and never checkpoints (the fsyncs of WAL mode happen there), so the writer thread
-checkpoints every `CHECKPOINT_EVERY` commits instead. An op with many rows to go through (a long
-chat's messages) says so with `leave_loop_past`, and its batch runs in the thread: there the loop
-goes on serving meanwhile, as the thread lets go of the GIL at every call into SQLite.
+is: on embedded defaults the core is the database's one writer; workers sharing the file take it now
+and then), and in a writer thread that waits for the lock when it is not. Measured here, a handoff
+to a thread and back cost more than the batch's SQL and commit (about 0.15 ms idle and 0.5 ms on a
+busy core, against 0.2 ms of work), twice per turn; and a thread gains little for work that is
+mostly Python holding the GIL anyway. The loop's connection never waits: it takes the lock at once
+or not at all (`BEGIN IMMEDIATE` with no busy timeout), and never checkpoints (the fsyncs of WAL
+mode happen there), so the writer thread checkpoints every `CHECKPOINT_EVERY` commits instead. An op
+with many rows to go through (a long chat's messages) says so with `leave_loop_past`, and its batch
+runs in the thread: there the loop goes on serving meanwhile, as the thread lets go of the GIL at
+every call into SQLite.
 """
 
 from __future__ import annotations
