@@ -35,6 +35,8 @@ WriteOp = Callable[[Connection], T]
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
 
 CHECKPOINT_EVERY = 200  # commits on the loop's connection between WAL checkpoints
+BUSY_TIMEOUT_MS = 5000  # how long a connection but the loop's waits for a lock
+RESTART_WAIT_MS = 100  # how long a checkpoint waits to start the WAL over (see `_checkpoint_wal`)
 LOOP_ROWS = 200  # an op with more rows than this to go through runs in the writer thread
 _ON_LOOP = "patchbay_on_loop"  # marks the loop's connection, in its `info`
 
@@ -60,7 +62,7 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -97,6 +99,8 @@ class SqliteWriter:
         self._task: asyncio.Task[None] | None = None
         self._commits = 0  # on the loop's connection since the last checkpoint
         self._checkpoint: Future[None] | None = None
+        # Set by the writer thread while it starts the WAL over: batches go to the thread then.
+        self._diverted = False
 
     def submit(self, op: WriteOp[T]) -> asyncio.Future[T]:
         """Queue `op` before any write submitted later; the future has its result once
@@ -112,7 +116,7 @@ class SqliteWriter:
         while self._pending:
             batch, self._pending = self._pending, []
             ops = [op for op, _future in batch]
-            outcomes = self._run_on_loop(ops)
+            outcomes = None if self._diverted else self._run_on_loop(ops)
             if outcomes is None:
                 outcomes = await loop.run_in_executor(self._thread, self._run_batch, ops)
             for (_op, future), (ok, value) in zip(batch, outcomes, strict=True):
@@ -177,13 +181,31 @@ class SqliteWriter:
             raise
 
     def _checkpoint_wal(self) -> None:
-        """In the writer thread: copy the WAL's pages into the database file, without waiting
-        for readers or writers (what SQLite's automatic checkpoint does on a commit)."""
+        """In the writer thread: copy the WAL's pages into the database file, and have the next
+        commit write the WAL from its start again.
+
+        SQLite starts the WAL over only at a commit that finds every frame of it copied. A
+        passive checkpoint never gets there while the loop goes on committing: the frames of the
+        commits made during it are left over, and the WAL grew by every commit for as long as the
+        core ran (120 KB per turn, measured), each write growing the file. So the passive one
+        copies the bulk while the loop writes on; then the loop's batches come to this thread
+        (behind this checkpoint) while a RESTART checkpoint copies what is left and waits, at
+        most `RESTART_WAIT_MS`, for readers of the WAL to finish. If it cannot finish in time,
+        the next checkpoint tries again.
+        """
         try:
             if self._thread_conn is None:
                 self._thread_conn = self._thread_engine.connect()
-            self._thread_conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            self._thread_conn.rollback()  # SQLAlchemy began a transaction for the statement
+            conn = self._thread_conn
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            self._diverted = True
+            try:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
+            finally:
+                self._diverted = False
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.rollback()  # SQLAlchemy began a transaction for the statements
         except (DBAPIError, OSError) as exc:  # the next one tries again
             logger.warning("WAL checkpoint failed: %s", str(exc).splitlines()[0][:200])
             _close(self._thread_conn)
