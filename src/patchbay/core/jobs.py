@@ -56,6 +56,9 @@ CANCEL_REASON = "cancelled by its owner; the answer so far is kept"
 # in the store for its outcome.
 BUS_LOOK_S = 0.05
 STORE_LOOK_S = 2.0
+# How long a job run by an in-process queue may show as queued in the store after it started: its
+# claim waits that long to share the next write's commit (for a short answer, its outcome's).
+CLAIM_WITHIN_S = 0.25
 
 
 def stream_messages(
@@ -174,8 +177,10 @@ class JobRunner:
 
         With an in-process queue no other process ever runs the job, so unless it was cancelled
         while it waited the answer is known (attempt 1). On SQLite the write is then queued and
-        not waited for: every later write for the job (a cancel, its outcome) is queued after it,
-        and a commit less on the way to the answer is a tenth of a turn's latency.
+        not waited for: every later write for the job (a cancel, its outcome) is queued after it.
+        It waits up to `CLAIM_WITHIN_S` to share the next write's commit, so a short answer
+        stores its claim and its outcome in one commit; a commit is a tenth of a turn's
+        latency, and the loop is free when the model's answer comes.
         """
         now = datetime.now(UTC)
 
@@ -183,7 +188,7 @@ class JobRunner:
             return job_rows.claim(conn, job.job_id, now)
 
         if self._exclusive and job.job_id not in self._cancelled:
-            queued = self._db.write_soon(claim)
+            queued = self._db.write_soon(claim, within_s=CLAIM_WITHIN_S)
             if queued is not None:
                 queued.add_done_callback(partial(_claimed_later, job.job_id))
                 return 1

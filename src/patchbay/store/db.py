@@ -88,12 +88,15 @@ class Database:
                 return await conn.run_sync(op)
         return await queued
 
-    def write_soon(self, op: WriteOp[T]) -> asyncio.Future[T] | None:
+    def write_soon(
+        self, op: WriteOp[T], *, within_s: float | None = None
+    ) -> asyncio.Future[T] | None:
         """Queue `op` for the SQLite writer now, before any write asked for later; its future
-        has the result once committed. None on PostgreSQL, where writes are not queued."""
+        has the result once committed. `within_s`: it may wait that long to share the next
+        write's commit. None on PostgreSQL, where writes are not queued."""
         if self._writer is None:
             return None
-        return self._writer.submit(op)
+        return self._writer.submit(op, within_s=within_s)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:

@@ -102,14 +102,23 @@ class SqliteWriter:
         # Set by the writer thread while it starts the WAL over: batches go to the thread then.
         self._diverted = False
 
-    def submit(self, op: WriteOp[T]) -> asyncio.Future[T]:
+    def submit(self, op: WriteOp[T], *, within_s: float | None = None) -> asyncio.Future[T]:
         """Queue `op` before any write submitted later; the future has its result once
-        committed."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        committed. `within_s`: the op may wait that long for company, so it shares the next
+        write's transaction instead of a commit of its own."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         self._pending.append((op, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._write_batches())
+        if within_s is None:
+            self._start()
+        else:
+            loop.call_later(within_s, self._start)
         return future
+
+    def _start(self) -> None:
+        """Write what is pending, unless a batch is being written (it takes them next)."""
+        if self._pending and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._write_batches())
 
     async def _write_batches(self) -> None:
         loop = asyncio.get_running_loop()

@@ -96,6 +96,28 @@ async def test_a_write_waits_for_a_taken_lock_in_the_thread_while_the_loop_runs_
     assert await writer.submit(insert("next")) == threading.get_ident()
 
 
+def transaction_of(conn: Connection) -> object:
+    """An op that says which transaction it ran in."""
+    return conn.get_transaction()
+
+
+async def test_a_write_that_may_wait_shares_the_next_writes_commit(
+    writer: SqliteWriter, path: Path
+) -> None:
+    waiting = writer.submit(transaction_of, within_s=30)
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # nothing else to commit with yet
+    assert await writer.submit(transaction_of) is await waiting
+
+
+async def test_a_write_that_may_wait_is_committed_alone_when_its_time_is_up(
+    writer: SqliteWriter, path: Path
+) -> None:
+    waiting = writer.submit(insert("alone"), within_s=0.05)
+    await asyncio.wait_for(waiting, 5)
+    assert bodies(path) == ["alone"]
+
+
 async def test_an_op_that_fails_fails_alone(writer: SqliteWriter, path: Path) -> None:
     def broken(conn: Connection) -> None:
         conn.execute(text("INSERT INTO notes (body) VALUES ('half')"))
