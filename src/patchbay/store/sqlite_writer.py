@@ -221,6 +221,8 @@ class SqliteWriter:
             self._thread_conn = None
 
     async def close(self) -> None:
+        """Write what is queued (writes waiting for company too), then close."""
+        self._start()
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=10)
         _close(self._loop_conn)

@@ -118,6 +118,14 @@ async def test_a_write_that_may_wait_is_committed_alone_when_its_time_is_up(
     assert bodies(path) == ["alone"]
 
 
+async def test_a_write_that_may_wait_is_committed_when_the_writer_closes(path: Path) -> None:
+    writer = SqliteWriter(make_url(f"sqlite:///{path}"))
+    waiting = writer.submit(insert("before closing"), within_s=30)
+    await writer.close()
+    assert waiting.done()
+    assert bodies(path) == ["before closing"]
+
+
 async def test_an_op_that_fails_fails_alone(writer: SqliteWriter, path: Path) -> None:
     def broken(conn: Connection) -> None:
         conn.execute(text("INSERT INTO notes (body) VALUES ('half')"))
