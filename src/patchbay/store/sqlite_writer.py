@@ -178,9 +178,7 @@ class SqliteWriter:
         """In the writer thread: a transaction on its connection, which stays open between
         batches (checking one out of the pool per batch cost more than most batches' SQL). After
         a failure the connection is dropped, so the next batch starts on a fresh one."""
-        if self._thread_conn is None:
-            self._thread_conn = self._thread_engine.connect()
-        conn = self._thread_conn
+        conn = self._thread_connection()
         try:
             with conn.begin():
                 yield conn
@@ -188,6 +186,12 @@ class SqliteWriter:
             _close(self._thread_conn)
             self._thread_conn = None
             raise
+
+    def _thread_connection(self) -> Connection:
+        """In the writer thread: its connection, opened when it has none."""
+        if self._thread_conn is None:
+            self._thread_conn = self._thread_engine.connect()
+        return self._thread_conn
 
     def _checkpoint_wal(self) -> None:
         """In the writer thread: copy the WAL's pages into the database file, and have the next
@@ -203,9 +207,7 @@ class SqliteWriter:
         the next checkpoint tries again.
         """
         try:
-            if self._thread_conn is None:
-                self._thread_conn = self._thread_engine.connect()
-            conn = self._thread_conn
+            conn = self._thread_connection()
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
             self._diverted = True
             try:
