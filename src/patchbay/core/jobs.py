@@ -320,6 +320,29 @@ class JobRunner:
         finally:
             watchdog.cancel()
 
+    async def _conclude(
+        self, job: JobSpec, save: Callable[[Connection], None], outcome: JobEvent
+    ) -> None:
+        """Store a job's outcome and tell its listeners.
+
+        When the listeners are in this process (an in-process queue) and the store queues its
+        writes (SQLite's writer), the outcome is queued, then told, and committed once the
+        listeners it woke have had their turn: a waiting client has its answer a commit sooner.
+        It stays in order all the same: it is written before any write queued later (the
+        chat's next turn), and reads wait for it (`Database.connect`). Otherwise it is stored,
+        then told.
+        """
+        queued = self._db.write_soon(save, told=True) if self._exclusive else None
+        if queued is None:
+            await self._persist(job, save)
+            await self._bus.publish(outcome)
+            return
+        await self._bus.publish(outcome)
+        try:
+            await queued
+        except StoreUnavailable:
+            await self._persist(job, save)
+
     async def _persist(self, job: JobSpec, save: Callable[[Connection], None]) -> None:
         """Store a job's outcome, waiting out a database outage for a while.
 
@@ -387,8 +410,6 @@ class JobRunner:
                 last_seq=state.seq + 1,
             )
 
-        await self._persist(job, save)
-        self._registry.log(generation)
         done = JobEvent(
             job_id=job.job_id,
             seq=state.seq + 1,
@@ -399,7 +420,8 @@ class JobRunner:
             timings=timings,
             model=job.model,
         )
-        await self._bus.publish(done)
+        await self._conclude(job, save, done)
+        self._registry.log(generation)
         logger.info(
             "job %s done: %s, %s tokens out, %.0f ms",
             job.job_id,
@@ -435,17 +457,15 @@ class JobRunner:
                 last_seq=state.seq + 1,
             )
 
-        await self._persist(job, save)
-        await self._bus.publish(
-            JobEvent(
-                job_id=job.job_id,
-                seq=state.seq + 1,
-                type=status,
-                content=state.content,
-                error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
-                model=job.model,
-            )
+        ended = JobEvent(
+            job_id=job.job_id,
+            seq=state.seq + 1,
+            type=status,
+            content=state.content,
+            error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
+            model=job.model,
         )
+        await self._conclude(job, save, ended)
         logger.warning("job %s %s: %s: %s", job.job_id, status, error.code, error.message)
 
     async def job(self, user: UserRead, job_id: str) -> JobRead:

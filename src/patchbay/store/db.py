@@ -89,18 +89,21 @@ class Database:
         return await queued
 
     def write_soon(
-        self, op: WriteOp[T], *, within_s: float | None = None
+        self, op: WriteOp[T], *, within_s: float | None = None, told: bool = False
     ) -> asyncio.Future[T] | None:
         """Queue `op` for the SQLite writer now, before any write asked for later; its future
         has the result once committed. `within_s`: it may wait that long to share the next
-        write's commit. None on PostgreSQL, where writes are not queued."""
+        write's commit. `told`: what it stores is told before it is committed; reads through
+        `connect()` wait for it. None on PostgreSQL, where writes are not queued."""
         if self._writer is None:
             return None
-        return self._writer.submit(op, within_s=within_s)
+        return self._writer.submit(op, within_s=within_s, told=told)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads."""
+        """A connection for reads; on SQLite, once the writes told before their commit are in."""
+        if self._writer is not None:
+            await self._writer.settled()
         try:
             async with self.engine.connect() as conn:
                 yield conn

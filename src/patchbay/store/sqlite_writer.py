@@ -101,19 +101,38 @@ class SqliteWriter:
         self._checkpoint: Future[None] | None = None
         # Set by the writer thread while it starts the WAL over: batches go to the thread then.
         self._diverted = False
+        self._told: set[asyncio.Future[Any]] = set()  # see `submit(told=True)`
 
-    def submit(self, op: WriteOp[T], *, within_s: float | None = None) -> asyncio.Future[T]:
+    def submit(
+        self, op: WriteOp[T], *, within_s: float | None = None, told: bool = False
+    ) -> asyncio.Future[T]:
         """Queue `op` before any write submitted later; the future has its result once
-        committed. `within_s`: the op may wait that long for company, so it shares the next
-        write's transaction instead of a commit of its own."""
+        committed.
+
+        `within_s`: the op may wait that long for company, so it shares the next write's
+        transaction instead of a commit of its own. `told`: what the op stores is told (to
+        listeners, to a client) before it is committed, so it starts only once the tasks ready
+        now have run (those the telling wakes), and reads wait for its commit (see `settled`).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((op, future))
-        if within_s is None:
-            self._start()
-        else:
+        if told:
+            self._told.add(future)
+            future.add_done_callback(self._told.discard)
+        if within_s is not None:
             loop.call_later(within_s, self._start)
+        elif told:
+            loop.call_soon(self._start)
+        else:
+            self._start()
         return future
+
+    async def settled(self) -> None:
+        """Return once every write submitted with `told=True` so far is committed (or failed):
+        a read after it sees what was told."""
+        if self._told:
+            await asyncio.wait(set(self._told))
 
     def _start(self) -> None:
         """Write what is pending, unless a batch is being written (it takes them next)."""

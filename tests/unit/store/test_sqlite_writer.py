@@ -126,6 +126,48 @@ async def test_a_write_that_may_wait_is_committed_when_the_writer_closes(path: P
     assert bodies(path) == ["before closing"]
 
 
+async def test_a_told_write_is_committed_after_the_tasks_its_telling_wakes(
+    writer: SqliteWriter, path: Path
+) -> None:
+    told = asyncio.Event()
+    found: list[list[str]] = []
+
+    async def listener() -> None:
+        await told.wait()
+        found.append(bodies(path))
+
+    listening = asyncio.create_task(listener())
+    await asyncio.sleep(0)
+    written = writer.submit(insert("the answer"), told=True)
+    told.set()  # as the job's `done` event wakes a client waiting for it
+    await asyncio.wait_for(asyncio.gather(written, listening), 5)
+    assert found == [[]]  # the listener had its turn before the commit
+    assert bodies(path) == ["the answer"]
+
+
+async def test_reads_wait_for_the_writes_told_before_their_commit(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await db.migrate()
+    try:
+        async with db.begin() as conn:
+            user = await insert_user(conn, name="ann", role="user", profile={})
+        renamed = db.write_soon(
+            lambda conn: conn.execute(
+                text("UPDATE users SET name = 'bea' WHERE id = :id"), {"id": user.id}
+            ),
+            within_s=0.2,  # held back, so a read that did not wait would come first
+            told=True,
+        )
+        async with db.connect() as conn:
+            name = (
+                await conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user.id})
+            ).scalar_one()
+        assert renamed is not None and renamed.done()
+        assert name == "bea"
+    finally:
+        await db.close()
+
+
 async def test_an_op_that_fails_fails_alone(writer: SqliteWriter, path: Path) -> None:
     def broken(conn: Connection) -> None:
         conn.execute(text("INSERT INTO notes (body) VALUES ('half')"))
