@@ -77,7 +77,11 @@ def _loop_pragmas(dbapi_connection: Any, record: Any) -> None:
 
 
 def _begin_immediate(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # On the driver itself: through `exec_driver_sql` it cost twice the BEGIN (7 µs, measured).
+    driver = conn.connection.dbapi_connection
+    if driver is None:  # pragma: no cover - a live Connection always has one
+        raise RuntimeError("the connection is closed")
+    driver.execute("BEGIN IMMEDIATE")
 
 
 class SqliteWriter:
