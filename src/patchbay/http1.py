@@ -1,0 +1,361 @@
+"""A lean HTTP/1.1 client for the two hops on every turn's path: a channel to the core, and the
+core to an OpenAI-compatible upstream.
+
+Measured here, aiohttp spent about 0.14 ms of CPU per request (building it, a task of its own to
+write the body, the answer parsed in two steps), against about 0.04 ms for this client; a turn
+crosses two such hops. It does what those hops need and nothing else:
+
+- one origin per client (`http://` or `https://`), keep-alive connections kept and reused while
+  idle for less than `IDLE_S` (servers commonly close them after 5 s), and an idempotent request
+  tried again on a new connection when a reused one turns out closed before any answer came;
+- request bodies as bytes, sent with their length in one write with the head;
+- answers with a length, chunked, or read to the close, read whole or piece by piece;
+- a connect timeout, and a read timeout between the pieces of an answer.
+
+No redirects, cookies, proxies or compression (the aiohttp sessions it replaces used none), and no
+HEAD requests (their answers' lengths describe a body that never comes).
+
+Errors: `ConnectFailed` (nothing was sent), `ConnectionBroken` (the connection closed or failed
+during the exchange), `ReadTimeout` (also a `TimeoutError`), `ProtocolError` (not an HTTP/1.1
+answer); all are `Http1Error`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+MAX_BUFFERED = 1024 * 1024  # unread bytes of an answer past which reading the socket pauses
+IDLE_S = 4.0  # a connection idle for longer is not used again: its server may be closing it
+IDEMPOTENT = frozenset({"GET", "OPTIONS", "PUT", "DELETE"})
+JOIN_BELOW = 64 * 1024  # a smaller body goes in one write with the head; a larger one, not copied
+
+
+class Http1Error(Exception):
+    """An HTTP exchange failed."""
+
+
+class ConnectFailed(Http1Error):
+    """No connection could be made; nothing was sent."""
+
+
+class ConnectionBroken(Http1Error):
+    """The connection closed or failed before the answer was complete."""
+
+
+class ReadTimeout(Http1Error, TimeoutError):
+    """The other side sent nothing for the read timeout."""
+
+
+class ProtocolError(Http1Error):
+    """What came back is not an HTTP/1.1 answer."""
+
+
+class Response:
+    """An answer: its status and headers (names in lower case) at once, its body as it comes."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._pieces: deque[bytes] = deque()
+        self._buffered = 0
+        self._head_done = False
+        self._complete = False
+        self._error: Http1Error | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.bytes_seen = False  # whether any byte of it arrived
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        parts = [piece async for piece in self.chunks()]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body in the pieces it arrives in."""
+        while True:
+            while self._pieces:
+                piece = self._pieces.popleft()
+                self._buffered -= len(piece)
+                self._connection.consumed(self._buffered)
+                yield piece
+            if self._complete:
+                return
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    async def _wait(self) -> None:
+        """Until something happens (a piece, the head, the end, a failure) or the read timeout."""
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(self._connection.read_timeout_s, self._timed_out, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _timed_out(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            self._fail(ReadTimeout(f"nothing came for {self._connection.read_timeout_s:g} s"))
+            self._connection.close()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _fail(self, error: Http1Error) -> None:
+        if not self._complete and self._error is None:
+            self._error = error
+        self._wake()
+
+    async def _head(self) -> None:
+        while not self._head_done:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection and the answer being read on it (httptools' parser calls the
+    `on_*` methods)."""
+
+    def __init__(self, read_timeout_s: float) -> None:
+        self.read_timeout_s = read_timeout_s
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._response: Response | None = None
+        self._header_name = b""
+        self._paused = False
+        self._keep_alive = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (uvloop's is no subclass)
+
+    def data_received(self, data: bytes) -> None:
+        response = self._response
+        if response is None or response.complete:  # nothing asked: a server out of turn
+            self.close()
+            return
+        response.bytes_seen = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            response._fail(ProtocolError(f"not an HTTP/1.1 answer: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self._response
+        if response is None or response.complete:
+            return
+        if response._head_done and _reads_to_close(response.headers) and exc is None:
+            response._complete = True  # an answer without a length ends with its connection
+            response._wake()
+            return
+        reason = f": {exc}" if exc else ""
+        response._fail(ConnectionBroken(f"the connection closed before the answer ended{reason}"))
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self._response is not None  # noqa: S101 - only while reading an answer
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers = self._response.headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+
+    def on_headers_complete(self) -> None:
+        response = self._response
+        assert response is not None  # noqa: S101 - only while reading an answer
+        response.status = self._parser.get_status_code()
+        response._head_done = True
+        response._wake()
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        assert response is not None  # noqa: S101 - only while reading an answer
+        response._pieces.append(body)
+        response._buffered += len(body)
+        if response._buffered > MAX_BUFFERED and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        response._wake()
+
+    def on_message_complete(self) -> None:
+        response = self._response
+        assert response is not None  # noqa: S101 - only while reading an answer
+        self._keep_alive = self._parser.should_keep_alive()
+        response._complete = True
+        response._wake()
+
+    # the client's side
+
+    def send(self, head: bytes, body: bytes) -> Response:
+        """Write a request; its answer is read into the returned `Response`."""
+        assert self.transport is not None  # noqa: S101 - connected before use
+        self._response = response = Response(self)
+        self._keep_alive = False
+        if self.closed or self.transport.is_closing():
+            response._fail(ConnectionBroken("the connection closed before the request went"))
+        elif len(body) < JOIN_BELOW:
+            self.transport.write(head + body)
+        else:
+            self.transport.write(head)
+            self.transport.write(body)
+        return response
+
+    def consumed(self, buffered: int) -> None:
+        """The reader took pieces; reading the socket goes on once little is left unread."""
+        if self._paused and buffered <= MAX_BUFFERED // 2 and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def reusable(self) -> bool:
+        """Whether the answer was read to its end and the connection can carry another."""
+        response = self._response
+        return not self.closed and response is not None and response.complete and self._keep_alive
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _reads_to_close(headers: Mapping[str, str]) -> bool:
+    return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+
+
+class Http1Client:
+    """Requests to one origin (`base_url`'s scheme, host and port) over reused connections."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 600.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        url = urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.host = url.hostname
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.prefix = url.path.rstrip("/")  # prepended to every request's path
+        default_port = self.port == (443 if url.scheme == "https" else 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._host_header = host if default_port else f"{host}:{self.port}"
+        self._ssl: ssl.SSLContext | None = None
+        if url.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._idle: list[_Connection] = []
+        self._closed = False
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> AsyncIterator[Response]:
+        """Send a request (`path` after the base URL's own) and hold its answer, whose head has
+        come; the body is read inside the block. Leaving the block early closes the connection."""
+        head = self._head(method, self.prefix + path, headers or {}, body)
+        connection, response = await self._exchange(head, body or b"", retry=method in IDEMPOTENT)
+        try:
+            yield response
+        finally:
+            if connection.reusable() and not self._closed:
+                connection.reused = True
+                connection.idle_since = asyncio.get_running_loop().time()
+                self._idle.append(connection)
+            else:
+                connection.close()
+
+    async def _exchange(
+        self, head: bytes, body: bytes, *, retry: bool
+    ) -> tuple[_Connection, Response]:
+        """Send on an idle connection, or a new one. With `retry`, a reused connection that
+        closed before any answer came (its server let it go while idle) is left for a new one."""
+        while True:
+            connection = self._take_idle() or await self._connect()
+            response = connection.send(head, body)
+            try:
+                await response._head()
+            except ConnectionBroken:
+                connection.close()
+                if retry and connection.reused and not response.bytes_seen:
+                    continue
+                raise
+            except BaseException:  # a failure, or the caller cancelled: nothing else will use it
+                connection.close()
+                raise
+            return connection, response
+
+    def _take_idle(self) -> _Connection | None:
+        fresh_since = asyncio.get_running_loop().time() - IDLE_S
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and connection.idle_since >= fresh_since:
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _transport, connection = await loop.create_connection(
+                    lambda: _Connection(self.read_timeout_s),
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl else None,
+                )
+        except TimeoutError as exc:
+            raise ConnectFailed(
+                f"no connection to {self._host_header} within {self.connect_timeout_s:g} s"
+            ) from exc
+        except OSError as exc:  # refused, unreachable, no such host, TLS failures
+            raise ConnectFailed(f"cannot connect to {self._host_header}: {exc}") from exc
+        return connection
+
+    def _head(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes | None
+    ) -> bytes:
+        lines = [f"{method} {target or '/'} HTTP/1.1", f"Host: {self._host_header}"]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError(f"the header {name!r} holds a line break")
+            lines.append(f"{name}: {value}")
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    async def close(self) -> None:
+        """Close the idle connections; those in use close when their answer is done."""
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()

@@ -1,0 +1,379 @@
+"""The lean HTTP/1.1 client against raw servers on loopback that answer exactly as each test says:
+kept connections, lengths, chunks, answers read to the close, servers that hang up, stay silent
+or send garbage, large bodies both ways, and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from patchbay import http1
+from patchbay.http1 import (
+    ConnectFailed,
+    ConnectionBroken,
+    Http1Client,
+    ProtocolError,
+    ReadTimeout,
+)
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+class Server:
+    """A raw server: `handler` gets each connection with its number (0, 1, …)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number, self.connections = self.connections, self.connections + 1
+        try:
+            await self.handler(reader, writer, number)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went, or the test ended
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def serving(
+    handler: Handler, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[Server, str]]:
+    server = Server(handler)
+    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=tls)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield server, f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1"
+    finally:
+        listener.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    """One request: its request line, headers (lower-case names) and body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode()
+    line, *fields = head.split("\r\n")[:-2]
+    headers = {k.lower(): v for k, _, v in (f.partition(": ") for f in fields)}
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return line, headers, body
+
+
+def answer(body: bytes, *extra: str) -> bytes:
+    head = ["HTTP/1.1 200 OK", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+    """Answers every request on the connection with its request line and body."""
+    while True:
+        line, _headers, body = await read_request(reader)
+        writer.write(answer(line.encode() + b"|" + body))
+        await writer.drain()
+
+
+async def test_one_connection_carries_one_request_after_another() -> None:
+    async with serving(echo) as (server, url):
+        client = Http1Client(url)
+        for n in range(3):
+            async with client.request("POST", "/chat", body=b"n%d" % n) as response:
+                assert response.status == 200
+                assert await response.read() == b"POST /v1/chat HTTP/1.1|n%d" % n
+        await client.close()
+    assert server.connections == 1
+
+
+async def test_the_request_carries_its_host_length_and_headers() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        _line, headers, _body = await read_request(reader)
+        seen.append(headers)
+        writer.write(answer(b""))
+
+    async with serving(handler) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("POST", "/x", headers={"Authorization": "Bearer k"}, body=b"12"):
+            pass
+        await client.close()
+    port = url.split(":")[2].split("/")[0]
+    assert seen == [
+        {"host": f"127.0.0.1:{port}", "authorization": "Bearer k", "content-length": "2"}
+    ]
+
+
+async def test_a_chunked_answer_comes_piece_by_piece() -> None:
+    last = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Id: 7\r\n\r\n")
+        writer.write(b"5\r\nfirst\r\n")
+        await writer.drain()
+        await last.wait()  # the client has the first piece before the server sends the rest
+        writer.write(b"4\r\nlast\r\n0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with serving(handler) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("GET", "/events") as response:
+            assert response.headers["x-id"] == "7"
+            pieces = []
+            async for piece in response.chunks():
+                pieces.append(piece)
+                last.set()
+        assert pieces == [b"first", b"last"]
+        await client.close()
+
+
+async def test_an_answer_without_a_length_ends_with_its_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+        await writer.drain()
+
+    async with serving(handler) as (server, url):
+        client = Http1Client(url)
+        for _ in range(2):
+            async with client.request("GET", "/") as response:
+                assert await response.read() == b"all of it"
+        await client.close()
+    assert server.connections == 2  # such a connection is not used again
+
+
+async def hangs_up_on_the_second(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int
+) -> None:
+    """Connection 0 answers one request, then closes on the next without an answer (as a server
+    letting an idle connection go just as a request comes); later connections echo."""
+    if n > 0:
+        await echo(reader, writer, n)
+        return
+    line, _headers, body = await read_request(reader)
+    writer.write(answer(line.encode() + b"|" + body))
+    await writer.drain()
+    await read_request(reader)
+
+
+async def test_an_idempotent_request_goes_again_on_a_new_connection() -> None:
+    async with serving(hangs_up_on_the_second) as (server, url):
+        client = Http1Client(url)
+        for _ in range(2):
+            async with client.request("GET", "/again") as response:
+                assert await response.read() == b"GET /v1/again HTTP/1.1|"
+        await client.close()
+    assert server.connections == 2
+
+
+async def test_a_post_is_not_sent_twice() -> None:
+    async with serving(hangs_up_on_the_second) as (server, url):
+        client = Http1Client(url)
+        async with client.request("POST", "/turns", body=b"{}") as response:
+            await response.read()
+        with pytest.raises(ConnectionBroken):
+            async with client.request("POST", "/turns", body=b"{}"):
+                pass
+        await client.close()
+    assert server.connections == 1
+
+
+async def test_a_connection_idle_too_long_is_not_used_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http1, "IDLE_S", 0.0)
+    async with serving(echo) as (server, url):
+        client = Http1Client(url)
+        for _ in range(2):
+            async with client.request("GET", "/") as response:
+                await response.read()
+            await asyncio.sleep(0.01)
+        await client.close()
+    assert server.connections == 2
+
+
+async def test_no_server_fails_to_connect(tmp_path: Path) -> None:
+    async with serving(echo) as (_server, url):
+        pass  # the port is free again
+    client = Http1Client(url)
+    with pytest.raises(ConnectFailed):
+        async with client.request("GET", "/"):
+            pass
+
+
+async def test_a_silent_server_times_out() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        await reader.read()  # never answers
+
+    async with serving(handler) as (_server, url):
+        client = Http1Client(url, read_timeout_s=0.2)
+        with pytest.raises(ReadTimeout) as caught:
+            async with client.request("GET", "/"):
+                pass
+        assert isinstance(caught.value, TimeoutError)
+        await client.close()
+
+
+async def test_a_server_silent_mid_answer_times_out() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with serving(handler) as (_server, url):
+        client = Http1Client(url, read_timeout_s=0.2)
+        async with client.request("GET", "/") as response:
+            with pytest.raises(ReadTimeout):
+                await response.read()
+        await client.close()
+
+
+async def test_a_request_cancelled_while_it_waits_closes_its_connection() -> None:
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        await reader.read()  # never answers; returns once the client closes
+        closed.set()
+
+    async def ask(client: Http1Client) -> None:
+        async with client.request("GET", "/"):
+            pass
+
+    async with serving(handler) as (_server, url):
+        client = Http1Client(url)
+        asking = asyncio.create_task(ask(client))
+        await asyncio.sleep(0.1)
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        await asyncio.wait_for(closed.wait(), 5)
+        await client.close()
+
+
+async def test_garbage_is_a_protocol_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(b"SMTP ready, not HTTP\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with serving(handler) as (_server, url):
+        client = Http1Client(url)
+        with pytest.raises(ProtocolError):
+            async with client.request("GET", "/"):
+                pass
+        await client.close()
+
+
+async def test_an_answer_cut_short_is_broken_off() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes.")
+        await writer.drain()
+
+    async with serving(handler) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("GET", "/") as response:
+            with pytest.raises(ConnectionBroken):
+                await response.read()
+        await client.close()
+
+
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    async with serving(echo) as (server, url):
+        client = Http1Client(url)
+        with pytest.raises(ValueError, match="line break"):
+            async with client.request("GET", "/", headers={"X-Key": "k\r\nX-Admin: yes"}):
+                pass
+        await client.close()
+    assert server.connections == 0
+
+
+async def test_large_bodies_go_and_come_whole() -> None:
+    big = bytes(range(256)) * (3 * 1024 * 4)  # 3 MiB: reading pauses and resumes on the way
+
+    async with serving(echo) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("PUT", "/big", body=big) as response:
+            assert await response.read() == b"PUT /v1/big HTTP/1.1|" + big
+        await client.close()
+
+
+async def test_leaving_an_answer_before_its_end_closes_its_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        if n > 0:
+            await echo(reader, writer, n)
+            return
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await writer.drain()
+        await reader.read()  # the rest never comes
+
+    async with serving(handler) as (server, url):
+        client = Http1Client(url)
+        async with client.request("GET", "/events") as response:
+            async for _piece in response.chunks():
+                break  # the caller has seen enough
+        async with client.request("GET", "/") as response:
+            assert await response.read() == b"GET /v1/ HTTP/1.1|"
+        await client.close()
+    assert server.connections == 2
+
+
+def self_signed() -> tuple[bytes, bytes]:
+    """A certificate for 127.0.0.1 and its key, as PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+async def test_https_verifies_the_server(tmp_path: Path) -> None:
+    cert, key = self_signed()
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    async with serving(echo, tls=server_tls) as (_server, url):
+        trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        client = Http1Client(url, ssl_context=trusting)
+        async with client.request("POST", "/secure", body=b"s") as response:
+            assert await response.read() == b"POST /v1/secure HTTP/1.1|s"
+        await client.close()
+        stranger = Http1Client(url)  # the system's trust store does not know this certificate
+        with pytest.raises(ConnectFailed):
+            async with stranger.request("GET", "/"):
+                pass
