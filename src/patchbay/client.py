@@ -1,22 +1,22 @@
 """CoreClient: the typed HTTP client channels, helpers and the CLI use to reach the core.
 
-One `aiohttp` session per process (measured here, it carries many times what `httpx` does under
-concurrency); each call presents the end user's API key, so the core applies that user's rights.
+One `Http1Client` per process, its connections kept alive (see `http1`: every turn crosses this
+hop, and aiohttp spent twice its CPU on each request); each call presents the end user's API
+key, so the core applies that user's rights.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
 from patchbay.errors import CoreUnavailable, CoreUnreachable, PatchbayError, error_from_dict
+from patchbay.http1 import ConnectFailed, Http1Client, Http1Error, Response
 from patchbay.schemas.catalog import ModelRead
 from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
 from patchbay.schemas.jobs import JobEvent, JobRead
@@ -31,7 +31,6 @@ from patchbay.schemas.turns import TurnCreate, TurnRead, TurnResult
 from patchbay.schemas.users import UserRead
 
 T = TypeVar("T")
-LARGE_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +57,23 @@ class CoreClient:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.module_token = module_token
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout_s, sock_read=read_timeout_s
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._client: Http1Client | None = None
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
-            # The core sets no cookies (callers present keys), and the jar costs every call.
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
+    def _http(self) -> Http1Client:
+        if self._client is None:
+            self._client = Http1Client(
+                self.base_url,
+                connect_timeout_s=self._connect_timeout_s,
+                read_timeout_s=self._read_timeout_s,
             )
-        return self._session
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def __aenter__(self) -> CoreClient:
         return self
@@ -95,16 +94,16 @@ class CoreClient:
     @asynccontextmanager
     async def _request(
         self, method: str, path: str, *, key: Key, body: Any = None, **headers: str
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AsyncIterator[Response]:
         data = None if body is None else _dump(body)
         try:
             async with self._http().request(
-                method, self.base_url + path, data=data, headers=self._headers(key, **headers)
+                method, path, body=data, headers=self._headers(key, **headers)
             ) as response:
                 if response.status >= 400:
                     raise await _error(response)
                 yield response
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+        except Http1Error as exc:
             raise CoreUnavailable(
                 f"the core at {self.base_url} is not answering; try again shortly"
             ) from exc
@@ -153,16 +152,14 @@ class CoreClient:
         no connection could be made (nothing was sent), `CoreUnavailable` when it broke off.
         """
         headers = self._headers(key, **{"X-Patchbay-Transport": transport})
-        # aiohttp warns about large raw bytes bodies; a file-like body streams the same bytes.
-        data: bytes | io.BytesIO = io.BytesIO(body) if len(body) > LARGE_BODY else body
         try:
-            async with self._http().post(
-                self.base_url + "/v1/instructions", data=data, headers=headers
+            async with self._http().request(
+                "POST", "/v1/instructions", body=body, headers=headers
             ) as response:
                 return response.status, await response.read()
-        except aiohttp.ClientConnectorError as exc:
+        except ConnectFailed as exc:
             raise CoreUnreachable(f"the core at {self.base_url} is not answering") from exc
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+        except Http1Error as exc:
             raise CoreUnavailable(
                 f"the core at {self.base_url} broke off; the instruction may have run"
             ) from exc
@@ -206,13 +203,13 @@ class CoreClient:
         async with self._request(
             "POST", "/v1/turns", key=key, body=turn, Accept="text/event-stream"
         ) as response:
-            h = response.headers
+            h = response.headers  # names in lower case
             created = TurnRead(
-                chat_id=h["X-Patchbay-Chat-Id"],
-                job_id=h["X-Patchbay-Job-Id"],
-                user_message_id=h["X-Patchbay-User-Message-Id"],
-                assistant_message_id=h["X-Patchbay-Message-Id"],
-                model=h["X-Patchbay-Model"],
+                chat_id=h["x-patchbay-chat-id"],
+                job_id=h["x-patchbay-job-id"],
+                user_message_id=h["x-patchbay-user-message-id"],
+                assistant_message_id=h["x-patchbay-message-id"],
+                model=h["x-patchbay-model"],
             )
             yield created, _batches(response, self.base_url)
 
@@ -227,19 +224,17 @@ class CoreClient:
             yield _batches(response, self.base_url)
 
 
-async def _batches(
-    response: aiohttp.ClientResponse, base_url: str
-) -> AsyncIterator[list[JobEvent]]:
+async def _batches(response: Response, base_url: str) -> AsyncIterator[list[JobEvent]]:
     """The SSE events of a response, in batches of those that arrived together."""
     buffer = b""
     try:
-        async for data in response.content.iter_any():
+        async for data in response.chunks():
             buffer += data.replace(b"\r\n", b"\n")
             *blocks, buffer = buffer.split(b"\n\n")
             batch = [event for event in map(_event, blocks) if event is not None]
             if batch:
                 yield batch
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+    except Http1Error as exc:
         raise CoreUnavailable(f"the core at {base_url} broke off the event stream") from exc
 
 
@@ -265,7 +260,7 @@ def _dump(body: Any) -> bytes:
     return orjson.dumps(body)
 
 
-async def _error(response: aiohttp.ClientResponse) -> PatchbayError:
+async def _error(response: Response) -> PatchbayError:
     raw = await response.read()
     try:
         error = orjson.loads(raw)["error"]
