@@ -1,15 +1,14 @@
 """An `llm` model for any OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, OpenAI).
 
-Unlike `llm`'s own OpenAI plugin, it keeps one HTTP session per process, so a call costs a request,
-not a new client.
+Unlike `llm`'s own OpenAI plugin, it sends on a client kept per server (see `http1`), so a call
+costs a request on a kept connection, not a new client.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
 import llm
 import orjson
 from llm.parts import AttachmentPart, TextPart, ToolCallPart, ToolResultPart
@@ -21,8 +20,15 @@ from patchbay.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from patchbay.http1 import (
+    ConnectFailed,
+    ConnectionBroken,
+    Http1Client,
+    ProtocolError,
+    ReadTimeout,
+    Response,
+)
 
-SessionFactory = Callable[[], aiohttp.ClientSession]
 # The audio types OpenAI's `input_audio` part carries, by the `format` it names them with.
 AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/mp3": "mp3"}
 
@@ -53,21 +59,18 @@ class OpenAICompatModel(llm.AsyncModel):
         *,
         model_id: str,
         upstream_model: str,
-        api_base: str,
         api_key: str | None,
-        session: SessionFactory,
-        timeout_s: float,
+        client: Http1Client,
         attachment_types: frozenset[str] = frozenset(),
     ) -> None:
+        """`client`: the upstream's, on its `api_base`, with its timeouts."""
         self.model_id = model_id
         self.attachment_types = attachment_types
         self.upstream_model = upstream_model
-        self.url = api_base.rstrip("/") + "/chat/completions"
         self._headers = {"Content-Type": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=timeout_s)
+        self._client = client
 
     def request_body(self, prompt: llm.Prompt, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -92,10 +95,12 @@ class OpenAICompatModel(llm.AsyncModel):
         conversation: llm.AsyncConversation | None,
     ) -> AsyncGenerator[str, None]:
         body = orjson.dumps(self.request_body(prompt, stream=stream))
+        answered = False
         try:
-            async with self._session().post(
-                self.url, data=body, headers=self._headers, timeout=self._timeout
+            async with self._client.request(
+                "POST", "/chat/completions", body=body, headers=self._headers
             ) as http:
+                answered = True
                 if http.status >= 400:
                     raise _status_error(http.status, await http.read())
                 calls = _ToolCalls()
@@ -106,14 +111,18 @@ class OpenAICompatModel(llm.AsyncModel):
                     async for delta in _read_stream(http, response, calls):
                         yield delta
                 calls.hand_to(response)
-        except TimeoutError as exc:
+        except ReadTimeout as exc:
             raise ProviderTimeout(f"{self.model_id}: the upstream stopped answering") from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise ProviderUnavailable(
-                f"{self.model_id}: cannot reach the upstream ({exc})"
-            ) from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise ProviderProtocolError(f"{self.model_id}: the upstream broke off: {exc}") from exc
+        except ConnectFailed as exc:
+            raise ProviderUnavailable(f"{self.model_id}: cannot reach the upstream: {exc}") from exc
+        except ConnectionBroken as exc:
+            if answered:
+                raise ProviderProtocolError(
+                    f"{self.model_id}: the upstream broke off: {exc}"
+                ) from exc
+            raise ProviderUnavailable(f"{self.model_id}: the upstream hung up: {exc}") from exc
+        except ProtocolError as exc:
+            raise ProviderProtocolError(f"{self.model_id}: {exc}") from exc
 
 
 class _ToolCalls:
@@ -146,10 +155,10 @@ class _ToolCalls:
 
 
 async def _read_stream(
-    http: aiohttp.ClientResponse, response: llm.AsyncResponse, calls: _ToolCalls
+    http: Response, response: llm.AsyncResponse, calls: _ToolCalls
 ) -> AsyncGenerator[str, None]:
     buffer = b""
-    async for data in http.content.iter_any():
+    async for data in http.chunks():
         buffer += data
         *lines, buffer = buffer.split(b"\n")
         for line in lines:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import llm
 from llm.models import AsyncChainResponse
 
@@ -22,11 +21,13 @@ from patchbay.core.llm.logs import LlmLogWriter
 from patchbay.core.llm.openai_compat import OpenAICompatModel
 from patchbay.core.llm.prompts import llm_message, text_and_files
 from patchbay.errors import InvalidRequest, ModelNotFound, PatchbayError, ProviderError
+from patchbay.http1 import Http1Client
 from patchbay.queue.base import PromptMessage
 
 logger = logging.getLogger(__name__)
 
 TOOL_ROUNDS = 6  # model calls one answer may take while it uses tools
+UPSTREAM_CONNECT_S = 10.0  # how long a connection to a model's server may take
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._models: dict[tuple[object, ...], Any] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._upstreams: dict[str, Http1Client] = {}  # by api_base
         self._engines: dict[Path, tuple[LocalEngine, str]] = {}
         self._engine_lock = asyncio.Lock()
         self.log_writer: LlmLogWriter | None = None
@@ -124,18 +125,21 @@ class ModelRegistry:
         if self.log_writer is not None:
             self.log_writer.start()
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-            # No cookies: model APIs authenticate by key, and the jar costs every call.
-            self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    def _upstream(self, api_base: str) -> Http1Client:
+        """The client of an OpenAI-compatible server, one per `api_base`, kept."""
+        client = self._upstreams.get(api_base)
+        if client is None:
+            client = self._upstreams[api_base] = Http1Client(
+                api_base,
+                connect_timeout_s=UPSTREAM_CONNECT_S,
+                read_timeout_s=self._settings.jobs.upstream_timeout_s,
             )
-        return self._session
+        return client
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for client in self._upstreams.values():
+            await client.close()
+        self._upstreams.clear()
         if self.log_writer is not None:
             await asyncio.to_thread(self.log_writer.close)
         for engine, _url in self._engines.values():
@@ -232,11 +236,9 @@ class ModelRegistry:
         return OpenAICompatModel(
             model_id=target.name,
             upstream_model=target.upstream_model,
-            api_base=api_base,
             api_key=api_key,
             attachment_types=target.attachment_types,
-            session=self.session,
-            timeout_s=self._settings.jobs.upstream_timeout_s,
+            client=self._upstream(api_base),
         )
 
     async def local_engine(self, model: str) -> tuple[LocalEngine, str]:

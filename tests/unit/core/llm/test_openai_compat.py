@@ -6,11 +6,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import aiohttp
 import llm
 import pytest
 
 from patchbay.core.llm.openai_compat import OpenAICompatModel
+from patchbay.http1 import Http1Client
 
 PNG = b"\x89PNG\r\n\x1a\n picture"
 B64 = base64.b64encode(PNG).decode()
@@ -20,10 +20,8 @@ def model() -> OpenAICompatModel:
     return OpenAICompatModel(
         model_id="vision",
         upstream_model="gpt-vision",
-        api_base="http://127.0.0.1:9/v1",
         api_key=None,
-        session=aiohttp.ClientSession,  # never called: nothing is sent here
-        timeout_s=5,
+        client=Http1Client("http://127.0.0.1:9/v1"),  # never called: nothing is sent here
         attachment_types=frozenset({"image/png", "audio/wav", "audio/mpeg", "application/pdf"}),
     )
 
