@@ -175,23 +175,26 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def _reading(self) -> Response:
+        """The answer being read: the parser calls back only while there is one."""
+        response = self._response
+        assert response is not None  # noqa: S101 - see `data_received`
+        return response
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self._response is not None  # noqa: S101 - only while reading an answer
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        headers = self._response.headers
+        headers = self._reading().headers
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
     def on_headers_complete(self) -> None:
-        response = self._response
-        assert response is not None  # noqa: S101 - only while reading an answer
+        response = self._reading()
         response.status = self._parser.get_status_code()
         response._head_done = True
         response._wake()
 
     def on_body(self, body: bytes) -> None:
-        response = self._response
-        assert response is not None  # noqa: S101 - only while reading an answer
+        response = self._reading()
         response._pieces.append(body)
         response._buffered += len(body)
         if response._buffered > MAX_BUFFERED and not self._paused and self.transport is not None:
@@ -200,8 +203,7 @@ class _Connection(asyncio.Protocol):
         response._wake()
 
     def on_message_complete(self) -> None:
-        response = self._response
-        assert response is not None  # noqa: S101 - only while reading an answer
+        response = self._reading()
         self._keep_alive = self._parser.should_keep_alive()
         response._complete = True
         response._wake()

@@ -16,6 +16,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.engine import Connection
 
 from patchbay.ids import new_id
+from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store.db import Database
 from patchbay.store.sqlite_writer import (
@@ -41,6 +42,19 @@ async def writer(path: Path) -> AsyncIterator[SqliteWriter]:
     w = SqliteWriter(make_url(f"sqlite:///{path}"))
     yield w
     await w.close()
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[tuple[Database, UserRead]]:
+    """A migrated patchbay database and a user in it."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    await db.migrate()
+    try:
+        async with db.begin() as conn:
+            user = await insert_user(conn, name="ann", role="user", profile={})
+        yield db, user
+    finally:
+        await db.close()
 
 
 def insert(body: str) -> Callable[[Connection], int]:
@@ -145,27 +159,23 @@ async def test_a_told_write_is_committed_after_the_tasks_its_telling_wakes(
     assert bodies(path) == ["the answer"]
 
 
-async def test_reads_wait_for_the_writes_told_before_their_commit(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
-    await db.migrate()
-    try:
-        async with db.begin() as conn:
-            user = await insert_user(conn, name="ann", role="user", profile={})
-        renamed = db.write_soon(
-            lambda conn: conn.execute(
-                text("UPDATE users SET name = 'bea' WHERE id = :id"), {"id": user.id}
-            ),
-            within_s=0.2,  # held back, so a read that did not wait would come first
-            told=True,
-        )
-        async with db.connect() as conn:
-            name = (
-                await conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user.id})
-            ).scalar_one()
-        assert renamed is not None and renamed.done()
-        assert name == "bea"
-    finally:
-        await db.close()
+async def test_reads_wait_for_the_writes_told_before_their_commit(
+    database: tuple[Database, UserRead],
+) -> None:
+    db, user = database
+    renamed = db.write_soon(
+        lambda conn: conn.execute(
+            text("UPDATE users SET name = 'bea' WHERE id = :id"), {"id": user.id}
+        ),
+        within_s=0.2,  # held back, so a read that did not wait would come first
+        told=True,
+    )
+    async with db.connect() as conn:
+        name = (
+            await conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user.id})
+        ).scalar_one()
+    assert renamed is not None and renamed.done()
+    assert name == "bea"
 
 
 async def test_an_op_that_fails_fails_alone(writer: SqliteWriter, path: Path) -> None:
@@ -210,53 +220,49 @@ async def test_an_op_with_many_rows_to_go_through_runs_in_the_thread(writer: Sql
     assert await writer.submit(op(LOOP_ROWS + 1)) != threading.get_ident()
 
 
-async def test_a_long_chat_is_stored_and_read_in_the_thread(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
-    await db.migrate()
-    try:
-        async with db.begin() as conn:
-            user = await insert_user(conn, name="ann", role="user", profile={})
-        now = datetime.now(UTC)
+async def test_a_long_chat_is_stored_and_read_in_the_thread(
+    database: tuple[Database, UserRead],
+) -> None:
+    db, user = database
+    now = datetime.now(UTC)
 
-        def chat_of(length: int) -> tuple[str, str, list[dict[str, object]]]:
-            chat_id, rows, parent = new_id(), [], None
-            for i in range(length):
-                rows.append(
-                    chat_rows.message_row(
-                        id=new_id(), chat_id=chat_id, parent_id=parent, role="user",
-                        content=f"m{i}", status="complete", now=now,
-                    )
-                )  # fmt: skip
-                parent = str(rows[-1]["id"])
-            return chat_id, str(parent), rows
+    def chat_of(length: int) -> tuple[str, str, list[dict[str, object]]]:
+        chat_id, rows, parent = new_id(), [], None
+        for i in range(length):
+            rows.append(
+                chat_rows.message_row(
+                    id=new_id(), chat_id=chat_id, parent_id=parent, role="user",
+                    content=f"m{i}", status="complete", now=now,
+                )
+            )  # fmt: skip
+            parent = str(rows[-1]["id"])
+        return chat_id, str(parent), rows
 
-        def store(chat_id: str, rows: list[dict[str, object]]) -> Callable[[Connection], int]:
-            def run(conn: Connection) -> int:
-                record = chat_rows.ChatRecord(
-                    id=chat_id, number=None, owner_id=user.id, title=None, channel="api",
-                    thread=None, model=None, current_message_id=None, created_at=now,
-                    updated_at=now,
-                )  # fmt: skip
-                chat_rows.insert_chat(conn, record)
-                chat_rows.insert_messages(conn, rows)
-                return threading.get_ident()
+    def store(chat_id: str, rows: list[dict[str, object]]) -> Callable[[Connection], int]:
+        def run(conn: Connection) -> int:
+            record = chat_rows.ChatRecord(
+                id=chat_id, number=None, owner_id=user.id, title=None, channel="api",
+                thread=None, model=None, current_message_id=None, created_at=now,
+                updated_at=now,
+            )  # fmt: skip
+            chat_rows.insert_chat(conn, record)
+            chat_rows.insert_messages(conn, rows)
+            return threading.get_ident()
 
-            return run
+        return run
 
-        def read(chat_id: str, leaf: str) -> Callable[[Connection], tuple[int, int]]:
-            def run(conn: Connection) -> tuple[int, int]:
-                branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf)
-                return len(branch), threading.get_ident()
+    def read(chat_id: str, leaf: str) -> Callable[[Connection], tuple[int, int]]:
+        def run(conn: Connection) -> tuple[int, int]:
+            branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf)
+            return len(branch), threading.get_ident()
 
-            return run
+        return run
 
-        loop_thread = threading.get_ident()
-        short_id, short_leaf, short = chat_of(LOOP_ROWS)
-        long_id, long_leaf, long = chat_of(LOOP_ROWS + 1)
-        assert await db.write(store(short_id, short)) == loop_thread
-        assert await db.write(store(long_id, long)) != loop_thread
-        assert await db.write(read(short_id, short_leaf)) == (LOOP_ROWS, loop_thread)
-        length, thread = await db.write(read(long_id, long_leaf))
-        assert (length, thread != loop_thread) == (LOOP_ROWS + 1, True)
-    finally:
-        await db.close()
+    loop_thread = threading.get_ident()
+    short_id, short_leaf, short = chat_of(LOOP_ROWS)
+    long_id, long_leaf, long = chat_of(LOOP_ROWS + 1)
+    assert await db.write(store(short_id, short)) == loop_thread
+    assert await db.write(store(long_id, long)) != loop_thread
+    assert await db.write(read(short_id, short_leaf)) == (LOOP_ROWS, loop_thread)
+    length, thread = await db.write(read(long_id, long_leaf))
+    assert (length, thread != loop_thread) == (LOOP_ROWS + 1, True)
