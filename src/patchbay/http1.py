@@ -23,18 +23,23 @@ answer); all are `Http1Error`s.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
 MAX_BUFFERED = 1024 * 1024  # unread bytes of an answer past which reading the socket pauses
 IDLE_S = 4.0  # a connection idle for longer is not used again: its server may be closing it
 IDEMPOTENT = frozenset({"GET", "OPTIONS", "PUT", "DELETE"})
+# A request target's characters that go as they are (RFC 3986's for a path and a query, `%` for
+# escapes already made); any other is percent-encoded as UTF-8 (`#` too: a name may hold one).
+_TARGET_SAFE = "/?@!$&'()*+,;=%:-._~"
+_PLAIN_TARGET = re.compile(r"[A-Za-z0-9/?@!$&'()*+,;=%:\-._~]*")
 JOIN_BELOW = 64 * 1024  # a smaller body goes in one write with the head; a larger one, not copied
 
 
@@ -347,6 +352,8 @@ class Http1Client:
     def _head(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes | None
     ) -> bytes:
+        if not _PLAIN_TARGET.fullmatch(target):  # a name in the path, with spaces or accents
+            target = quote(target, safe=_TARGET_SAFE)
         lines = [f"{method} {target or '/'} HTTP/1.1", f"Host: {self._host_header}"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:

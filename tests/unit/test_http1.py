@@ -112,6 +112,15 @@ async def test_the_request_carries_its_host_length_and_headers() -> None:
     ]
 
 
+async def test_names_in_the_path_are_percent_encoded() -> None:
+    async with serving(echo) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("GET", "/assistants/my bot#1 café?limit=5") as response:
+            line = (await response.read()).split(b"|")[0]
+        await client.close()
+    assert line == b"GET /v1/assistants/my%20bot%231%20caf%C3%A9?limit=5 HTTP/1.1"
+
+
 async def test_a_chunked_answer_comes_piece_by_piece() -> None:
     last = asyncio.Event()
 
