@@ -141,13 +141,16 @@ class _Connection(asyncio.Protocol):
         self.read_timeout_s = read_timeout_s
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.reused = False
-        self.idle_since = 0.0
+        self.idle_since: float | None = None  # when it last went back to the pool
         self._parser = httptools.HttpResponseParser(self)
         self._response: Response | None = None
-        self._header_name = b""
         self._paused = False
         self._keep_alive = False
+
+    @property
+    def reused(self) -> bool:
+        """Whether it carried an answer before the one being read."""
+        return self.idle_since is not None
 
     # asyncio.Protocol
 
@@ -264,12 +267,12 @@ class Http1Client:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
+        default_port = 443 if url.scheme == "https" else 80
         self.host = url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.port = url.port or default_port
         self.prefix = url.path.rstrip("/")  # prepended to every request's path
-        default_port = self.port == (443 if url.scheme == "https" else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self._host_header = host if default_port else f"{host}:{self.port}"
+        self._host_header = host if self.port == default_port else f"{host}:{self.port}"
         self._ssl: ssl.SSLContext | None = None
         if url.scheme == "https":
             self._ssl = ssl_context or ssl.create_default_context()
@@ -295,7 +298,6 @@ class Http1Client:
             yield response
         finally:
             if connection.reusable() and not self._closed:
-                connection.reused = True
                 connection.idle_since = asyncio.get_running_loop().time()
                 self._idle.append(connection)
             else:
@@ -325,7 +327,7 @@ class Http1Client:
         fresh_since = asyncio.get_running_loop().time() - IDLE_S
         while self._idle:
             connection = self._idle.pop()
-            if not connection.closed and connection.idle_since >= fresh_since:
+            if not connection.closed and (connection.idle_since or 0.0) >= fresh_since:
                 return connection
             connection.close()
         return None
