@@ -74,6 +74,22 @@ def answer(body: bytes, *extra: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+PARTLY_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+
+
+def replies(raw: bytes, *, hang_up: bool) -> Handler:
+    """A server that answers one request with `raw`, then hangs up or waits for the client to."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+        if not hang_up:
+            await reader.read()
+
+    return handler
+
+
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
     """Answers every request on the connection with its request line and body."""
     while True:
@@ -147,12 +163,8 @@ async def test_a_chunked_answer_comes_piece_by_piece() -> None:
 
 
 async def test_an_answer_without_a_length_ends_with_its_connection() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
-        await writer.drain()
-
-    async with serving(handler) as (server, url):
+    to_the_close = b"HTTP/1.1 200 OK\r\n\r\nall of it"
+    async with serving(replies(to_the_close, hang_up=True)) as (server, url):
         client = Http1Client(url)
         for _ in range(2):
             async with client.request("GET", "/") as response:
@@ -221,11 +233,7 @@ async def test_no_server_fails_to_connect(tmp_path: Path) -> None:
 
 
 async def test_a_silent_server_times_out() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
-        await read_request(reader)
-        await reader.read()  # never answers
-
-    async with serving(handler) as (_server, url):
+    async with serving(replies(b"", hang_up=False)) as (_server, url):  # never answers
         client = Http1Client(url, read_timeout_s=0.2)
         with pytest.raises(ReadTimeout) as caught:
             async with client.request("GET", "/"):
@@ -235,13 +243,7 @@ async def test_a_silent_server_times_out() -> None:
 
 
 async def test_a_server_silent_mid_answer_times_out() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
-        await writer.drain()
-        await reader.read()
-
-    async with serving(handler) as (_server, url):
+    async with serving(replies(PARTLY_CHUNKED, hang_up=False)) as (_server, url):
         client = Http1Client(url, read_timeout_s=0.2)
         async with client.request("GET", "/") as response:
             with pytest.raises(ReadTimeout):
@@ -273,13 +275,7 @@ async def test_a_request_cancelled_while_it_waits_closes_its_connection() -> Non
 
 
 async def test_garbage_is_a_protocol_error() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
-        await read_request(reader)
-        writer.write(b"SMTP ready, not HTTP\r\n\r\n")
-        await writer.drain()
-        await reader.read()
-
-    async with serving(handler) as (_server, url):
+    async with serving(replies(b"SMTP ready, not HTTP\r\n\r\n", hang_up=False)) as (_server, url):
         client = Http1Client(url)
         with pytest.raises(ProtocolError):
             async with client.request("GET", "/"):
@@ -288,12 +284,8 @@ async def test_garbage_is_a_protocol_error() -> None:
 
 
 async def test_an_answer_cut_short_is_broken_off() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes.")
-        await writer.drain()
-
-    async with serving(handler) as (_server, url):
+    cut_short = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes."
+    async with serving(replies(cut_short, hang_up=True)) as (_server, url):
         client = Http1Client(url)
         async with client.request("GET", "/") as response:
             with pytest.raises(ConnectionBroken):
@@ -323,13 +315,8 @@ async def test_large_bodies_go_and_come_whole() -> None:
 
 async def test_leaving_an_answer_before_its_end_closes_its_connection() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        if n > 0:
-            await echo(reader, writer, n)
-            return
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
-        await writer.drain()
-        await reader.read()  # the rest never comes
+        # the first connection's answer never ends; later ones echo
+        await (echo if n > 0 else replies(PARTLY_CHUNKED, hang_up=False))(reader, writer, n)
 
     async with serving(handler) as (server, url):
         client = Http1Client(url)
