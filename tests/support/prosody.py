@@ -7,7 +7,6 @@ they fail.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import socket
@@ -20,11 +19,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.conftest import free_port
+from tests.support.certificates import issue
 
 DOMAIN = "localhost"
 START_TIMEOUT_S = 20.0
@@ -147,44 +144,9 @@ def _accepts(port: int) -> bool:
 
 def _write_certificates(directory: Path) -> None:
     """A test CA (`ca.crt`, what the clients trust) and the server's certificate it signed."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "patchbay test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(DOMAIN)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    issued = issue(DOMAIN, x509.DNSName(DOMAIN))
     certs = directory / "certs"
     certs.mkdir()
-    pem = serialization.Encoding.PEM
-    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (certs / f"{DOMAIN}.crt").write_bytes(cert.public_bytes(pem))
-    (certs / f"{DOMAIN}.key").write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
-    )
+    (directory / "ca.crt").write_bytes(issued.ca)
+    (certs / f"{DOMAIN}.crt").write_bytes(issued.certificate)
+    (certs / f"{DOMAIN}.key").write_bytes(issued.key)

@@ -5,7 +5,6 @@ or send garbage, large bodies both ways, and TLS."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,9 +13,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from patchbay import http1
 from patchbay.http1 import (
@@ -26,6 +22,7 @@ from patchbay.http1 import (
     ProtocolError,
     ReadTimeout,
 )
+from tests.support.certificates import issue
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
@@ -329,47 +326,20 @@ async def test_leaving_an_answer_before_its_end_closes_its_connection() -> None:
     assert server.connections == 2
 
 
-def self_signed() -> tuple[bytes, bytes]:
-    """A certificate for 127.0.0.1 and its key, as PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 async def test_https_verifies_the_server(tmp_path: Path) -> None:
-    cert, key = self_signed()
-    (tmp_path / "cert.pem").write_bytes(cert)
-    (tmp_path / "key.pem").write_bytes(key)
+    issued = issue("127.0.0.1", x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    (tmp_path / "ca.pem").write_bytes(issued.ca)
+    (tmp_path / "cert.pem").write_bytes(issued.certificate)
+    (tmp_path / "key.pem").write_bytes(issued.key)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     async with serving(echo, tls=server_tls) as (_server, url):
-        trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        trusting = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
         client = Http1Client(url, ssl_context=trusting)
         async with client.request("POST", "/secure", body=b"s") as response:
             assert await response.read() == b"POST /v1/secure HTTP/1.1|s"
         await client.close()
-        stranger = Http1Client(url)  # the system's trust store does not know this certificate
+        stranger = Http1Client(url)  # the system's trust store does not know this CA
         with pytest.raises(ConnectFailed):
             async with stranger.request("GET", "/"):
                 pass
