@@ -233,9 +233,12 @@ async def start_patchbay(tmp: Path, mock_port: int) -> tuple[ServerProcess, load
             "PATCHBAY_CORE__PORT": str(core_port),
             "PATCHBAY_OPENAI__PORT": str(openai_port),
             "PATCHBAY_LOCAL_MODEL__ENABLED": "false",
-            # The to-text helpers take no part in a chat completion; loading their speech and OCR
-            # models would only take CPU from the run (LiteLLM runs nothing of the kind either).
+            # The to-text helpers and the WebSocket and web channels take no part in a chat
+            # completion: they would only take CPU from the run (LiteLLM runs nothing of the kind
+            # either), and the channels would need their default ports free.
             "PATCHBAY_HELPERS__BUILTIN": "[]",
+            "PATCHBAY_WS__ENABLED": "false",
+            "PATCHBAY_WEB__ENABLED": "false",
             "PATCHBAY_LOG__LEVEL": "WARNING",
             # keep the llm library's own files out of the user's home
             "LLM_USER_PATH": str(data_dir / "llm-user"),

@@ -40,13 +40,19 @@ class CoreSettings(ServerSettings):
         return (self.url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
-class OpenAIChannelSettings(ServerSettings):
+class ChannelServerSettings(ServerSettings):
+    """A built-in channel that listens for HTTP."""
+
+    enabled: bool = True  # `patchbay up` runs it
+
+
+class OpenAIChannelSettings(ChannelServerSettings):
     port: int = 11435
     max_body_bytes: int = 4 * 1024 * 1024
     request_timeout_s: float = 600.0
 
 
-class WsChannelSettings(ServerSettings):
+class WsChannelSettings(ChannelServerSettings):
     """The WebSocket job channel (seed 002) at `ws://host:port/ws/`."""
 
     port: int = 8765
@@ -57,7 +63,7 @@ class WsChannelSettings(ServerSettings):
     request_timeout_s: float = 600.0  # longest silence accepted on a job's event stream
 
 
-class WebChannelSettings(ServerSettings):
+class WebChannelSettings(ChannelServerSettings):
     """The web chat page at `http://host:port/`, which proxies its API calls to the core."""
 
     port: int = 8080

@@ -50,6 +50,26 @@ def test_stop_leaves_no_module_running(tmp_path: Path) -> None:
     assert not port_open(up.core_url) and not port_open(up.openai_url)
 
 
+def test_a_disabled_channel_is_not_started_and_leaves_its_port_alone(tmp_path: Path) -> None:
+    env = up_env(
+        tmp_path,
+        PATCHBAY_LOCAL_MODEL__ENABLED="false",
+        PATCHBAY_ADMIN_KEY=ADMIN_KEY,
+        PATCHBAY_WS__ENABLED="false",
+        PATCHBAY_WEB__ENABLED="false",
+    )
+    with socket.socket() as taken:  # in use by something else: it would fail `up` if it ran
+        taken.bind(("127.0.0.1", int(env["PATCHBAY_WS__PORT"])))
+        taken.listen()
+        with patchbay_up(env) as up:
+            assert port_open(up.core_url) and port_open(up.openai_url)
+            assert not port_open(f"http://127.0.0.1:{env['PATCHBAY_WEB__PORT']}")
+            output = "".join(up.output)
+            assert "OpenAI base URL" in output
+            assert "WebSocket jobs" not in output and "Web chat" not in output
+    assert up.process.returncode == 0
+
+
 def test_a_module_that_cannot_start_fails_up_with_a_reason(tmp_path: Path) -> None:
     env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
     with socket.socket() as taken:

@@ -61,3 +61,19 @@ def test_the_installation_secret_is_created_once_and_private(tmp_path: Path) -> 
     assert stat.S_IMODE((tmp_path / "data" / "secret_key").stat().st_mode) == 0o600
     given = Settings(_env_file=None, data_dir=tmp_path, secret_key="set")
     assert given.installation_secret() == "set"
+
+
+def test_up_runs_the_built_in_channels_that_are_enabled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from patchbay.supervisor.modules import modules
+
+    monkeypatch.setenv("PATCHBAY_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PATCHBAY_HELPERS__BUILTIN", "[]")
+    everything = [spec.name for spec in modules(Settings())]
+    assert everything == ["core", "openai", "ws", "web"]
+    monkeypatch.setenv("PATCHBAY_WS__ENABLED", "false")
+    monkeypatch.setenv("PATCHBAY_WEB__ENABLED", "0")
+    assert [spec.name for spec in modules(Settings())] == ["core", "openai"]
+    monkeypatch.setenv("PATCHBAY_OPENAI__ENABLED", "false")
+    assert [spec.name for spec in modules(Settings())] == ["core"]

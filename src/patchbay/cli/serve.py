@@ -239,8 +239,10 @@ def _show_table(supervisor: Supervisor, settings: Settings) -> None:
         log = log_path(settings, state.name)
         table.add_row(state.name, state.state, str(state.pid), spec.url, str(log))
     console.print(table)
-    console.print(f"OpenAI base URL: [bold]{supervisor.specs['openai'].url}/v1[/]")
-    console.print(f"WebSocket jobs: [bold]ws://{settings.ws.host}:{settings.ws.port}/ws/[/]")
+    if "openai" in supervisor.specs:
+        console.print(f"OpenAI base URL: [bold]{supervisor.specs['openai'].url}/v1[/]")
+    if "ws" in supervisor.specs:
+        console.print(f"WebSocket jobs: [bold]ws://{settings.ws.host}:{settings.ws.port}/ws/[/]")
     if "web" in supervisor.specs:
         console.print(f"Web chat: [bold]{supervisor.specs['web'].url}/[/]")
     console.print(f"data: {settings.data_dir}   llm logs: {settings.llm_log_path}")

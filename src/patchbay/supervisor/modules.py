@@ -24,13 +24,11 @@ class ModuleSpec:
 
 def modules(settings: Settings) -> list[ModuleSpec]:
     """The modules `patchbay up` runs: the core first, then the workers (with RabbitMQ), then
-    each channel."""
-    specs = [
-        ModuleSpec("core", ("core",), settings.core.host, settings.core.port, 10),
-        ModuleSpec("openai", ("channel", "openai"), settings.openai.host, settings.openai.port, 20),
-        ModuleSpec("ws", ("channel", "ws"), settings.ws.host, settings.ws.port, 20),
-        ModuleSpec("web", ("channel", "web"), settings.web.host, settings.web.port, 20),
-    ]
+    each channel that is enabled."""
+    specs = [ModuleSpec("core", ("core",), settings.core.host, settings.core.port, 10)]
+    for name, channel in (("openai", settings.openai), ("ws", settings.ws), ("web", settings.web)):
+        if channel.enabled:
+            specs.append(ModuleSpec(name, ("channel", name), channel.host, channel.port, 20))
     if settings.queue == "rabbitmq" and settings.rabbitmq_url:
         jobs = address(settings.rabbitmq_url, settings.jobs.queue_name)
         for number in range(1, settings.jobs.workers + 1):
