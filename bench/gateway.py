@@ -12,6 +12,11 @@ token). The load client is aiohttp on uvloop inside this process: on a 2-core ma
 separate client process would take the same core, and the report records the client's and
 the target's CPU use so a client-bound figure (the mock's, typically) can be recognised.
 
+The added latency at one client is measured once more per gateway: the same client takes turns
+between it and the mock, ten calls in a row to each, so both p50s come from the same minutes.
+These machines change speed from one minute to the next, and the sequential runs of the mock and
+of a gateway are minutes apart.
+
 Usage: ``python bench/gateway.py [--quick] [--out bench/results/gateway.json] [--no-litellm]
 [--targets mock,patchbay,litellm]``. Exits 0 when it ran, whether or not the targets were
 met; non-zero when something could not run.
@@ -153,6 +158,23 @@ async def measure(
     if not proc.alive():
         raise BenchError(f"{proc.name} died during the run:\n{proc.log_tail()}")
     return results
+
+
+async def measure_paired(target: load.Target, mock_url: str, settings: Settings) -> dict[str, Any]:
+    """The 1-client latency once more, the target and the mock taking turns (`load.paired`)."""
+    mock = load.Target("mock", mock_url, "sk-mock", "gpt-mock")
+    with console.status(
+        f"{target.name}: {settings.seq_requests} calls, taking turns with the mock"
+    ):
+        result = await load.paired(target, mock, settings.seq_requests, settings.warmup)
+        await asyncio.sleep(PAUSE_S)
+    summary = result.summary()
+    say(
+        f"  {target.name:<8} {'1 client, taking turns with the mock':<38}"
+        f"  p50 {reporting.fmt_ms(summary['p50_ms']):>6} ms"
+        f" (mock {reporting.fmt_ms(summary['baseline_p50_ms'])} ms)  errors {result.errors}"
+    )
+    return summary
 
 
 @contextlib.contextmanager
@@ -370,6 +392,7 @@ async def run(settings: Settings) -> int:
                         with stopping(proc):
                             say(f"{name} ready on {target.base_url}")
                             scenarios = await measure(target, proc, mock_proc, settings)
+                            pairs = await measure_paired(target, mock_url, settings)
                         note = (litellm_note or "") if name == "litellm" else "embedded defaults"
                 except BenchError as exc:
                     failed = True
@@ -377,6 +400,8 @@ async def run(settings: Settings) -> int:
                     report["targets"][name] = {"status": "failed", "note": str(exc)[:4000]}
                     continue
                 report["targets"][name] = {"status": "ok", "note": note, "scenarios": scenarios}
+                if name != "mock":
+                    report["targets"][name]["paired_with_mock"] = pairs
     for name in ALL_TARGETS:
         if name not in settings.targets:
             report["targets"][name] = {"status": "skipped", "note": "not requested"}

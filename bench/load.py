@@ -23,6 +23,7 @@ MAX_REQUESTS = 1_000_000  # per scenario, far above anything a 10 s run reaches 
 REQUEST_TIMEOUT_S = 30.0
 SEQUENTIAL_TIME_CAP_S = 120.0
 MAX_ERROR_SAMPLES = 5
+PAIRED_RUN = 10  # calls in a row to one side when a target and the baseline take turns
 
 Worker = Callable[[aiohttp.ClientSession, float, bool], Coroutine[Any, Any, None]]
 CpuProbe = Callable[[], float]  # CPU seconds used so far by some processes
@@ -196,6 +197,72 @@ async def sequential(
                 result.error(f"stopped at the {SEQUENTIAL_TIME_CAP_S:.0f} s cap")
                 break
         result.finish(time.perf_counter() - start, cpu)
+    return result
+
+
+@dataclass
+class Paired:
+    """One client taking turns between a target and the baseline, in short runs of calls back to
+    back, so both are timed at the same moments of a noisy machine and each call follows the one
+    before it as in a sequential run (the first call of each run, which follows the other's, is
+    not counted): their p50s differ by what the target adds, not by what the machine did
+    meanwhile."""
+
+    target: str
+    baseline: str
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    target_ms: list[float] = field(default_factory=list, repr=False)
+    baseline_ms: list[float] = field(default_factory=list, repr=False)
+
+    def error(self, message: str) -> None:
+        """Count one failed call, keeping a few distinct messages."""
+        self.errors += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES and message not in self.error_samples:
+            self.error_samples.append(message[:300])
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready figures (without the raw samples)."""
+        p50, base = percentile(self.target_ms, 50), percentile(self.baseline_ms, 50)
+        return {
+            "target": self.target,
+            "baseline": self.baseline,
+            "calls": len(self.target_ms),
+            "baseline_calls": len(self.baseline_ms),
+            "errors": self.errors,
+            "p50_ms": None if p50 is None else round(p50, 3),
+            "baseline_p50_ms": None if base is None else round(base, 3),
+            "error_samples": self.error_samples,
+        }
+
+
+async def paired(
+    target: Target, baseline: Target, calls: int, warmup: int, run_length: int = PAIRED_RUN
+) -> Paired:
+    """About ``calls`` non-streaming calls to each of ``target`` and ``baseline`` from one
+    client, taking turns every ``run_length`` calls (target first, then baseline first)."""
+    result = Paired(target.name, baseline.name)
+    async with _session(1) as mine, _session(1) as theirs:
+        sides = [
+            (mine, target, target.body(stream=False), target.headers(), result.target_ms),
+            (theirs, baseline, baseline.body(stream=False), baseline.headers(), result.baseline_ms),
+        ]
+        for session, where, body, headers, _times in sides:
+            for _ in range(warmup):
+                await _chat_once(session, where, body, headers)
+        cap = time.perf_counter() + SEQUENTIAL_TIME_CAP_S
+        for turn in range(max(1, -(-calls // run_length))):
+            for session, where, body, headers, times in sides[:: 1 if turn % 2 == 0 else -1]:
+                for index in range(run_length + 1):
+                    t0 = time.perf_counter()
+                    failure = await _chat_once(session, where, body, headers)
+                    if failure is not None:
+                        result.error(f"{where.name}: {failure}")
+                    elif index > 0:
+                        times.append((time.perf_counter() - t0) * 1000.0)
+            if time.perf_counter() > cap:
+                result.error(f"stopped at the {SEQUENTIAL_TIME_CAP_S:.0f} s cap")
+                break
     return result
 
 
