@@ -62,7 +62,10 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction, committed on success."""
+        """A connection in a transaction, committed on success; on SQLite, once the writes told
+        before their commit are in (as for `connect`)."""
+        if self._writer is not None:
+            await self._writer.settled()
         try:
             if self._write_lock is None:
                 async with self.engine.begin() as conn:

@@ -159,9 +159,12 @@ async def test_a_told_write_is_committed_after_the_tasks_its_telling_wakes(
     assert bodies(path) == ["the answer"]
 
 
+@pytest.mark.parametrize("opening", ["connect", "begin"])
 async def test_reads_wait_for_the_writes_told_before_their_commit(
-    database: tuple[Database, UserRead],
+    database: tuple[Database, UserRead], opening: str
 ) -> None:
+    """Through `connect` (reads) and `begin` (a transaction of its own, as user and key
+    management open)."""
     db, user = database
     renamed = db.write_soon(
         lambda conn: conn.execute(
@@ -170,7 +173,7 @@ async def test_reads_wait_for_the_writes_told_before_their_commit(
         within_s=0.2,  # held back, so a read that did not wait would come first
         told=True,
     )
-    async with db.connect() as conn:
+    async with getattr(db, opening)() as conn:
         name = (
             await conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user.id})
         ).scalar_one()
