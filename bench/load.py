@@ -86,15 +86,28 @@ class Target:
         return orjson.dumps(payload)
 
 
+@dataclass(kw_only=True)
+class _Failures:
+    """Failed calls: how many, and a few distinct messages."""
+
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    def error(self, message: str) -> None:
+        """Count one failed call, keeping a few distinct messages."""
+        self.errors += 1
+        if len(self.error_samples) < MAX_ERROR_SAMPLES and message not in self.error_samples:
+            self.error_samples.append(message[:300])
+
+
 @dataclass
-class Result:
+class Result(_Failures):
     """What one scenario measured on one target."""
 
     scenario: str
     target: str
     concurrency: int
     ok: int = 0
-    errors: int = 0
     elapsed_s: float = 0.0
     rps: float = 0.0
     p50_ms: float | None = None
@@ -102,15 +115,8 @@ class Result:
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
     cpu_pct: dict[str, float] = field(default_factory=dict)
-    error_samples: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     ttfts_ms: list[float] = field(default_factory=list, repr=False)
-
-    def error(self, message: str) -> None:
-        """Count one failed request, keeping a few distinct messages."""
-        self.errors += 1
-        if len(self.error_samples) < MAX_ERROR_SAMPLES and message not in self.error_samples:
-            self.error_samples.append(message[:300])
 
     def finish(self, elapsed_s: float, cpu: CpuWindow) -> None:
         """Compute the summary figures."""
@@ -201,7 +207,7 @@ async def sequential(
 
 
 @dataclass
-class Paired:
+class Paired(_Failures):
     """One client taking turns between a target and the baseline, in short runs of calls back to
     back, so both are timed at the same moments of a noisy machine and each call follows the one
     before it as in a sequential run (the first call of each run, which follows the other's, is
@@ -210,16 +216,8 @@ class Paired:
 
     target: str
     baseline: str
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
     target_ms: list[float] = field(default_factory=list, repr=False)
     baseline_ms: list[float] = field(default_factory=list, repr=False)
-
-    def error(self, message: str) -> None:
-        """Count one failed call, keeping a few distinct messages."""
-        self.errors += 1
-        if len(self.error_samples) < MAX_ERROR_SAMPLES and message not in self.error_samples:
-            self.error_samples.append(message[:300])
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready figures (without the raw samples)."""
