@@ -65,6 +65,8 @@ def test_a_disabled_channel_is_not_started_and_leaves_its_port_alone(tmp_path: P
             assert port_open(up.core_url) and port_open(up.openai_url)
             assert not port_open(f"http://127.0.0.1:{env['PATCHBAY_WEB__PORT']}")
             output = "".join(up.output)
+            assert re.search(r"core\s+│\s+up\s+│", output)  # it answers: not "STARTING"
+            assert re.search(r"openai\s+│\s+up\s+│", output)
             assert "OpenAI base URL" in output
             assert "WebSocket jobs" not in output and "Web chat" not in output
     assert up.process.returncode == 0

@@ -237,7 +237,8 @@ def _show_table(supervisor: Supervisor, settings: Settings) -> None:
     for state in supervisor.states():
         spec = supervisor.specs[state.name]
         log = log_path(settings, state.name)
-        table.add_row(state.name, state.state, str(state.pid), spec.url, str(log))
+        shown = "up" if supervisor.ready(state) else state.state
+        table.add_row(state.name, shown, str(state.pid), spec.url, str(log))
     console.print(table)
     if "openai" in supervisor.specs:
         console.print(f"OpenAI base URL: [bold]{supervisor.specs['openai'].url}/v1[/]")
