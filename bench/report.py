@@ -28,6 +28,7 @@ RATIO_TARGETS: tuple[tuple[str, float], ...] = (
     ("stream_conc_32", 10.0),
 )
 
+ADDED_MS_TARGET = 1.0  # issue 2: added p50 latency at one client
 CPU_COLUMNS = ("client", "target", "upstream", "others")
 NOISY_OTHERS_PCT = 15.0  # CPU % of one core taken by processes outside the benchmark
 
@@ -236,6 +237,18 @@ def plot(path: Path, report: Report) -> str | None:
                 f"{v:.2f} ms (x{added[n]['ratio']:.1f})" for n, v in zip(names, values, strict=True)
             ],
         )
+        ax_lat.axhline(ADDED_MS_TARGET, color="black", linestyle="--", linewidth=1, zorder=3)
+        ax_lat.annotate(
+            f"patchbay's target, {ADDED_MS_TARGET:g} ms",
+            (0, ADDED_MS_TARGET),
+            xycoords=("axes fraction", "data"),
+            xytext=(3, 3),
+            textcoords="offset points",
+            fontsize=8,
+            zorder=3,
+        )
+        if "paired" in {added[n]["method"] for n in names}:
+            ax_lat.set_xlabel("taking turns with the mock, ten calls each", fontsize=8)
     else:
         ax_lat.text(0.5, 0.5, "no gateway measured", ha="center", va="center")
         ax_lat.set_xticks([])
