@@ -160,9 +160,10 @@ async def measure(
     return results
 
 
-async def measure_paired(target: load.Target, mock_url: str, settings: Settings) -> dict[str, Any]:
+async def measure_paired(
+    target: load.Target, mock: load.Target, settings: Settings
+) -> dict[str, Any]:
     """The 1-client latency once more, the target and the mock taking turns (`load.paired`)."""
-    mock = load.Target("mock", mock_url, "sk-mock", "gpt-mock")
     with console.status(
         f"{target.name}: {settings.seq_requests} calls, taking turns with the mock"
     ):
@@ -377,13 +378,13 @@ async def run(settings: Settings) -> int:
         with stopping(mock_proc):
             mock_url = f"http://127.0.0.1:{mock_port}/v1"
             say(f"mock upstream on {mock_url}")
+            mock = load.Target("mock", mock_url, "sk-mock", "gpt-mock")
             for name in settings.targets:
                 if report["targets"].get(name, {}).get("status") == "skipped":
                     continue
                 try:
                     if name == "mock":
-                        target = load.Target("mock", mock_url, "sk-mock", "gpt-mock")
-                        scenarios = await measure(target, mock_proc, mock_proc, settings)
+                        scenarios = await measure(mock, mock_proc, mock_proc, settings)
                         note = "the mock upstream called directly (baseline)"
                     else:
                         starter = start_patchbay if name == "patchbay" else start_litellm
@@ -392,7 +393,7 @@ async def run(settings: Settings) -> int:
                         with stopping(proc):
                             say(f"{name} ready on {target.base_url}")
                             scenarios = await measure(target, proc, mock_proc, settings)
-                            pairs = await measure_paired(target, mock_url, settings)
+                            pairs = await measure_paired(target, mock, settings)
                         note = (litellm_note or "") if name == "litellm" else "embedded defaults"
                 except BenchError as exc:
                     failed = True
