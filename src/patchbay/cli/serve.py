@@ -237,7 +237,9 @@ def _show_table(supervisor: Supervisor, settings: Settings) -> None:
     for state in supervisor.states():
         spec = supervisor.specs[state.name]
         log = log_path(settings, state.name)
-        shown = "up" if supervisor.ready(state) else state.state
+        # `wait_ready` saw each module answer (or stay up past `startsecs`): supervisord may
+        # still count an HTTP module's first seconds as STARTING.
+        shown = "up" if state.state in ("STARTING", "RUNNING") else state.state
         table.add_row(state.name, shown, str(state.pid), spec.url, str(log))
     console.print(table)
     if "openai" in supervisor.specs:

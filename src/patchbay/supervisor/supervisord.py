@@ -220,15 +220,13 @@ class Supervisor:
             for state in states:
                 if state.state in ("FATAL", "STOPPED", "FAILED"):
                     return state
-            if all(self.ready(state) for state in states):
+            if all(self._ready(state) for state in states):
                 return None
             time.sleep(0.2)
-        slow = [state for state in self.states() if not self.ready(state)]
+        slow = [state for state in self.states() if not self._ready(state)]
         return slow[0] if slow else None
 
-    def ready(self, state: ModuleState) -> bool:
-        """Whether a module serves: it answers its health check (one with an HTTP port, even while
-        supervisord still counts its first seconds as STARTING), or it stayed up past `startsecs`."""
+    def _ready(self, state: ModuleState) -> bool:
         if self.specs[state.name].port is None:  # ready once it stayed up past `startsecs`
             return state.state == "RUNNING"
         return state.state in ("STARTING", "RUNNING") and self.healthy(state.name)
