@@ -35,6 +35,7 @@ import httptools
 
 MAX_BUFFERED = 1024 * 1024  # unread bytes of an answer past which reading the socket pauses
 IDLE_S = 4.0  # a connection idle for longer is not used again: its server may be closing it
+CLOSE_WAIT_S = 1.0  # how long `close()` waits for the sockets it closes
 IDEMPOTENT = frozenset({"GET", "OPTIONS", "PUT", "DELETE"})
 # A request target's characters that go as they are (RFC 3986's for a path and a query, `%` for
 # escapes already made); any other is percent-encoded as UTF-8 (`#` too: a name may hold one).
@@ -142,6 +143,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since: float | None = None  # when it last went back to the pool
+        self.lost: asyncio.Future[None] | None = None  # done once the socket is closed
         self._parser = httptools.HttpResponseParser(self)
         self._response: Response | None = None
         self._paused = False
@@ -156,6 +158,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream's (uvloop's is no subclass)
+        self.lost = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         response = self._response
@@ -171,6 +174,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
         response = self._response
         if response is None or response.complete:
             return
@@ -366,7 +371,14 @@ class Http1Client:
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
     async def close(self) -> None:
-        """Close the idle connections; those in use close when their answer is done."""
+        """Close the idle connections, and return once their sockets are; those in use close
+        when their answer is done."""
         self._closed = True
+        closing = []
         while self._idle:
-            self._idle.pop().close()
+            connection = self._idle.pop()
+            connection.close()
+            if connection.lost is not None:
+                closing.append(connection.lost)
+        if closing:  # the loop closes a socket a turn after `transport.close()`
+            await asyncio.wait(closing, timeout=CLOSE_WAIT_S)

@@ -106,6 +106,19 @@ async def test_one_connection_carries_one_request_after_another() -> None:
     assert server.connections == 1
 
 
+async def test_closing_the_client_closes_its_kept_sockets_before_it_returns() -> None:
+    """A caller may close its event loop right after `close()` (a thread's `asyncio.run`): a
+    socket still closing then would be left open, and reported unclosed."""
+    async with serving(echo) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("GET", "/a") as response:
+            await response.read()
+        kept = [connection.transport for connection in client._idle]
+        assert len(kept) == 1 and kept[0] is not None
+        await client.close()
+        assert kept[0].get_extra_info("socket").fileno() == -1
+
+
 async def test_the_request_carries_its_host_length_and_headers() -> None:
     seen: list[dict[str, str]] = []
 
