@@ -425,12 +425,14 @@ def test_an_answer_owed_when_the_channel_stops_is_sent_after_its_restart(
 ) -> None:
     upstream.mode, upstream.delay_s = "slow", 1.0
     message = mail("Take your time")
-    with email_channel(stack, sink, policy="open") as port:
+    # Restarted on its port, as configured: the same holder, which takes back its answers at once.
+    section: dict[str, Any] = {"policy": "open", "port": free_port()}
+    with email_channel(stack, sink, **section) as port:
         assert send(port, message)[0] == 250
     assert len(owed(stack)) == 1  # stopped before the answer came: it is still owed
     time.sleep(1.5)
     assert sink.mails == []
-    with email_channel(stack, sink, policy="open"):
+    with email_channel(stack, sink, **section):
         (reply,) = sink.wait(1)
         assert reply.get_content().strip() == upstream.reply
         assert reply["Subject"] == "Re: Question"
@@ -468,22 +470,28 @@ def test_an_answer_the_relay_would_not_take_is_sent_by_a_later_sweep(
     assert len(sink.mails) == 1 and owed(stack) == []
 
 
+@pytest.mark.parametrize(
+    "holders",
+    [("host-a/email", "host-b/email"), (None, None)],
+    ids=["two hosts", "one host, default holders"],
+)
 def test_two_channel_processes_send_each_answer_once(
-    stack: Stack, upstream: MockUpstream, sink: Sink
+    stack: Stack, upstream: MockUpstream, sink: Sink, holders: tuple[str | None, str | None]
 ) -> None:
+    # Without holders set, both processes run on this host: the ports they listen on tell them
+    # apart (with host/channel alone, each took the other's answers as its own, and sent them).
     upstream.mode, upstream.delay_s = "slow", 1.5
     fast: dict[str, Any] = {"policy": "open", "owed_sweep_s": 0.2}  # 1 s holds, renewed 5 times
-    with email_channel(stack, sink, owed_holder="host-b/email", **fast):  # sweeps meanwhile
-        with email_channel(stack, sink, owed_holder="host-a/email", **fast) as port_a:
+    a, b = ({} if holder is None else {"owed_holder": holder} for holder in holders)
+    with email_channel(stack, sink, **b, **fast):  # sweeps meanwhile
+        with email_channel(stack, sink, **a, **fast) as port_a:
             assert send(port_a, mail("Both of you?"))[0] == 250
             sink.wait(1)
-            time.sleep(1.0)  # host-b's sweeps saw the answer owed all along, held by host-a
+            time.sleep(1.0)  # b's sweeps saw the answer owed all along, held by a
         assert len(sink.mails) == 1
-        with email_channel(stack, sink, owed_holder="host-a/email", **fast) as port_a:
+        with email_channel(stack, sink, **a, **fast) as port_a:
             assert send(port_a, mail("And if you stop?"))[0] == 250
-            time.sleep(
-                0.5
-            )  # host-a stops before the answer: host-b takes it once the lease ran out
+            time.sleep(0.5)  # a stops before the answer: b takes it once the lease ran out
         (_first, second) = sink.wait(2)
         time.sleep(1.0)
     assert len(sink.mails) == 2 and second.get_content().strip() == upstream.reply

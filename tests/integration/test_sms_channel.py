@@ -15,6 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
+from tests.conftest import free_port
 from tests.support.hand_helper import HandHelper, running_helper
 from tests.support.stack import Stack
 from tests.support.twilio import (
@@ -134,7 +135,8 @@ def test_a_later_answer_survives_a_restart_and_goes_once(
     stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
 ) -> None:
     upstream.mode, upstream.delay_s = "slow", 2.5
-    settings = {"time_limit_s": 0.5, "from_number": "+15550199"}
+    # Restarted as configured, on its port: the same holder, which takes back its answers at once.
+    settings = {"time_limit_s": 0.5, "from_number": "+15550199", "port": free_port()}
     with serving_sms(stack, twilio, **settings) as sms:
         assert sms.text("think hard") == []
     time.sleep(2.5)  # the answer came while the channel was down

@@ -154,7 +154,7 @@ def serving(
 ) -> Iterator[Bot]:
     stand_in, api_url = bot_api
     channel = channel_classes(build_plugin_manager(entry_points=False))["telegram"]
-    port = free_port()
+    port = int(str(bot_settings.get("port", free_port())))  # a restart: given, the same
     own = {"port": port, "bot_token": TOKEN, "webhook_secret": SECRET, "api_base": api_url}
     settings = stack.settings.model_copy(update={"channels": {"telegram": own | bot_settings}})
     with serve_in_thread(create_app(settings, channel), port) as url:
@@ -255,6 +255,7 @@ def test_an_answer_the_channel_stopped_before_goes_after_its_restart(
     bot_settings: dict[str, object],
 ) -> None:
     upstream.mode, upstream.delay_s = "slow", 2.0
+    bot_settings = {**bot_settings, "port": free_port()}  # restarted on its port, as configured
     with serving(stack, bot_api, bot_settings) as bot:
         update = bot.say("take your time")
         wait_until(lambda: bool(stack.chats()), "the turn stored")  # its answer still coming

@@ -75,7 +75,7 @@ def serving_bot(stack: Stack, prosody: Prosody, bot_settings: dict[str, object])
     if not manager.is_registered(xmpp):  # until it is one of the built-in plugins
         manager.register(xmpp)
     channel = channel_classes(manager)["xmpp"]
-    port = free_port()
+    port = int(str(bot_settings.get("port", free_port())))  # a restart: given, the same
     own = {
         "port": port,
         "jid": f"{BOT[0]}@localhost",
@@ -141,7 +141,8 @@ async def test_an_answer_the_bot_stopped_before_goes_after_its_restart(
     stack: Stack, upstream: MockUpstream, prosody: Prosody
 ) -> None:
     upstream.mode, upstream.delay_s = "slow", 2.0
-    settings: dict[str, object] = {"policy": "open", "shutdown_grace_s": 0}
+    # Restarted on its port, as configured: the same holder, which takes back its answers at once.
+    settings: dict[str, object] = {"policy": "open", "shutdown_grace_s": 0, "port": free_port()}
     async with Person(prosody, *ANN).online() as ann:
         with serving_bot(stack, prosody, settings) as first:
             first.wait_online()

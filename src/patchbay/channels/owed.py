@@ -53,7 +53,7 @@ class OwedSettings(BaseModel):
     owed_sweep_s: float = Field(default=60.0, gt=0, le=60)
     # Who this process is to the core when it holds answers: the same after a restart, so it
     # takes back its own at once; another process's wait for its lease to run out.
-    owed_holder: str | None = Field(default=None, max_length=200)  # default: host/channel
+    owed_holder: str | None = Field(default=None, max_length=200)  # default: see `default_holder`
     # Past this an answer is given up with a warning (mail servers give up after five days).
     reply_max_age_h: float = Field(default=120.0, gt=0)
 
@@ -72,6 +72,15 @@ class Owed:
         return self.user_id, self.delivery_id
 
 
+def default_holder(channel: str, port: int | None) -> str:
+    """Who a channel process is to the core, unless its settings say: its host, its channel and
+    the port it listens on. The same after a restart; two processes of one channel on one host
+    (behind one load balancer, say) listen on two ports, so they hold answers apart instead of
+    both taking and sending the same ones."""
+    where = f"{socket.gethostname()}/{channel}"
+    return where if port is None else f"{where}:{port}"
+
+
 class OwedAnswers:
     def __init__(
         self,
@@ -86,21 +95,24 @@ class OwedAnswers:
         self.core = core
         self.channel = channel
         self.max_age_s = max_age_s
-        self.holder = holder or f"{socket.gethostname()}/{channel}"
+        self.holder = holder or default_holder(channel, None)
         self._sweep_s = sweep_s
         self._lease_s = max(5 * sweep_s, 1.0)  # a hold outlasts a few missed sweeps
         self._send = send
         self._held: KeyedTasks[tuple[str, str]] = KeyedTasks()  # by `Owed.key`: answered here
 
     @classmethod
-    def of(cls, core: CoreClient, channel: str, settings: OwedSettings, send: Send) -> OwedAnswers:
-        """The answers owed to `channel`, as its settings say."""
+    def of(
+        cls, core: CoreClient, channel: str, settings: OwedSettings, send: Send, *, port: int | None
+    ) -> OwedAnswers:
+        """The answers owed to `channel`, as its settings say; `port` is where this process
+        listens (see `default_holder`)."""
         return cls(
             core,
             channel=channel,
             send=send,
             max_age_s=settings.reply_max_age_h * 3600,
-            holder=settings.owed_holder,
+            holder=settings.owed_holder or default_holder(channel, port),
             sweep_s=settings.owed_sweep_s,
         )
 

@@ -32,4 +32,4 @@ def mail_answers(
         text = answer_text(outcome)
         return await relay.deliver(compose.reply(to, sender=settings.address, text=text))
 
-    return OwedAnswers.of(core, channel, settings, send)
+    return OwedAnswers.of(core, channel, settings, send, port=settings.port)

@@ -93,7 +93,9 @@ class SmsChannel(Channel[SmsSettings]):
             segments_per_s=settings.segments_per_s,
             segment_length=settings.segment_length,
         )
-        self.answers = OwedAnswers.of(core, self.name, settings, self._send_later)
+        self.answers = OwedAnswers.of(
+            core, self.name, settings, self._send_later, port=settings.port
+        )
 
     async def run(self) -> None:
         """Send the answers still owed (after a restart, or Twilio away), now and then."""

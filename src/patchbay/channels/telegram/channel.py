@@ -75,7 +75,7 @@ class TelegramChannel(Channel[TelegramSettings]):
         self.api = BotApi(
             lambda: self.http, base_url=settings.api_base, token=settings.bot_token, pace=pace
         )
-        self.answers = OwedAnswers.of(core, self.name, settings, self._send)
+        self.answers = OwedAnswers.of(core, self.name, settings, self._send, port=settings.port)
         self.conversations = Conversations(self, self.answers, per_minute=settings.per_minute)
         self._updates = RecentIds()
         # A message id is unique in its chat; the bot's own id (the token's first part) keeps a

@@ -44,7 +44,7 @@ class XmppChannel(Channel[XmppSettings]):
     def __init__(self, settings: XmppSettings, core: CoreClient) -> None:
         super().__init__(settings, core)
         self.connection = XmppConnection(settings, self.received)
-        self.answers = OwedAnswers.of(core, self.name, settings, self._send)
+        self.answers = OwedAnswers.of(core, self.name, settings, self._send, port=settings.port)
         self.conversations = Conversations(self, self.answers, per_minute=settings.per_minute)
         self._seen = RecentIds()
         self._tasks: set[asyncio.Task[None]] = set()
