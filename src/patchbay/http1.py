@@ -9,7 +9,8 @@ crosses two such hops. It does what those hops need and nothing else:
   idle for less than `IDLE_S` (servers commonly close them after 5 s), and an idempotent request
   tried again on a new connection when a reused one turns out closed before any answer came;
 - request bodies as bytes, sent with their length in one write with the head;
-- answers with a length, chunked, or read to the close, read whole or piece by piece;
+- answers with a length, chunked, or read to the close, read whole or piece by piece; interim
+  (1xx) answers skipped, trailers dropped, a head past `MAX_HEAD` refused;
 - a connect timeout, and a read timeout between the pieces of an answer.
 
 No redirects, cookies, proxies or compression (the aiohttp sessions it replaces used none), and no
@@ -34,6 +35,7 @@ from urllib.parse import quote, urlsplit
 import httptools
 
 MAX_BUFFERED = 1024 * 1024  # unread bytes of an answer past which reading the socket pauses
+MAX_HEAD = 64 * 1024  # bytes of header names and values (trailers' too) an answer may have
 IDLE_S = 4.0  # a connection idle for longer is not used again: its server may be closing it
 CLOSE_WAIT_S = 1.0  # how long `close()` waits for the sockets it closes
 IDEMPOTENT = frozenset({"GET", "OPTIONS", "PUT", "DELETE"})
@@ -41,6 +43,8 @@ IDEMPOTENT = frozenset({"GET", "OPTIONS", "PUT", "DELETE"})
 # escapes already made); any other is percent-encoded as UTF-8 (`#` too: a name may hold one).
 _TARGET_SAFE = "/?@!$&'()*+,;=%:-._~"
 _PLAIN_TARGET = re.compile(r"[A-Za-z0-9/?@!$&'()*+,;=%:\-._~]*")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a `%` that starts no escape: itself, as %25
+_HEADER_BREAKS = re.compile(r"[\r\n\0]")  # what no header name or value may hold (RFC 9110 5.5)
 JOIN_BELOW = 64 * 1024  # a smaller body goes in one write with the head; a larger one, not copied
 
 
@@ -148,6 +152,8 @@ class _Connection(asyncio.Protocol):
         self._response: Response | None = None
         self._paused = False
         self._keep_alive = False
+        self._interim = False  # reading a 1xx answer, which the final one follows
+        self._head_bytes = 0
 
     @property
     def reused(self) -> bool:
@@ -169,7 +175,10 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            response._fail(ProtocolError(f"not an HTTP/1.1 answer: {exc}"))
+            refused = exc.__context__  # what a callback raised, when one did
+            if not isinstance(refused, ProtocolError):
+                refused = ProtocolError(f"not an HTTP/1.1 answer: {exc}")
+            response._fail(refused)
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -195,14 +204,27 @@ class _Connection(asyncio.Protocol):
         return response
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > MAX_HEAD:
+            raise ProtocolError(f"the answer's head is over {MAX_HEAD} bytes")
+        response = self._reading()
+        if response._head_done:
+            return  # a trailer: not part of the head the caller has
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        headers = self._reading().headers
+        headers = response.headers
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
     def on_headers_complete(self) -> None:
         response = self._reading()
-        response.status = self._parser.get_status_code()
+        status = self._parser.get_status_code()
+        if status == 101:
+            raise ProtocolError("the server switched protocols, which no request asked for")
+        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the final answer comes next
+            self._interim = True
+            response.headers = {}
+            return
+        response.status = status
         response._head_done = True
         response._wake()
 
@@ -216,6 +238,9 @@ class _Connection(asyncio.Protocol):
         response._wake()
 
     def on_message_complete(self) -> None:
+        if self._interim:  # the end of a 1xx answer (it has no body)
+            self._interim = False
+            return
         response = self._reading()
         self._keep_alive = self._parser.should_keep_alive()
         response._complete = True
@@ -228,6 +253,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None  # noqa: S101 - connected before use
         self._response = response = Response(self)
         self._keep_alive = False
+        self._head_bytes = 0
         if self.closed or self.transport.is_closing():
             response._fail(ConnectionBroken("the connection closed before the request went"))
         elif len(body) < JOIN_BELOW:
@@ -244,9 +270,16 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def reusable(self) -> bool:
-        """Whether the answer was read to its end and the connection can carry another."""
+        """Whether the answer was read to its end and the connection can carry another (not one
+        whose reading paused for an answer left unread: the next answer would not be read)."""
         response = self._response
-        return not self.closed and response is not None and response.complete and self._keep_alive
+        return (
+            not self.closed
+            and not self._paused
+            and response is not None
+            and response.complete
+            and self._keep_alive
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -255,7 +288,8 @@ class _Connection(asyncio.Protocol):
 
 
 def _reads_to_close(headers: Mapping[str, str]) -> bool:
-    return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+    coding = headers.get("transfer-encoding", "").lower()  # codings' names ignore case
+    return "content-length" not in headers and "chunked" not in coding
 
 
 class Http1Client:
@@ -283,7 +317,7 @@ class Http1Client:
             self._ssl = ssl_context or ssl.create_default_context()
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
-        self._idle: list[_Connection] = []
+        self._idle: deque[_Connection] = deque()  # oldest first
         self._closed = False
 
     @asynccontextmanager
@@ -329,12 +363,16 @@ class Http1Client:
             return connection, response
 
     def _take_idle(self) -> _Connection | None:
+        """The connection idle for the shortest time, if it is fresh; those idle too long (left
+        below the ones in use under a steady load, after a burst) are closed on the way."""
         fresh_since = asyncio.get_running_loop().time() - IDLE_S
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.closed and (connection.idle_since or 0.0) >= fresh_since:
+        idle = self._idle
+        while idle and (idle[0].closed or (idle[0].idle_since or 0.0) < fresh_since):
+            idle.popleft().close()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
                 return connection
-            connection.close()
         return None
 
     async def _connect(self) -> _Connection:
@@ -359,12 +397,14 @@ class Http1Client:
     def _head(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes | None
     ) -> bytes:
+        if "%" in target:
+            target = _LONE_PERCENT.sub("%25", target)
         if not _PLAIN_TARGET.fullmatch(target):  # a name in the path, with spaces or accents
             target = quote(target, safe=_TARGET_SAFE)
         lines = [f"{method} {target or '/'} HTTP/1.1", f"Host: {self._host_header}"]
         for name, value in headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise ValueError(f"the header {name!r} holds a line break")
+            if _HEADER_BREAKS.search(value) or _HEADER_BREAKS.search(name):
+                raise ValueError(f"the header {name!r} holds a line break or a NUL")
             lines.append(f"{name}: {value}")
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")

@@ -147,6 +147,15 @@ async def test_names_in_the_path_are_percent_encoded() -> None:
     assert line == b"GET /v1/assistants/my%20bot%231%20caf%C3%A9?limit=5 HTTP/1.1"
 
 
+async def test_a_percent_that_starts_no_escape_is_escaped_itself() -> None:
+    async with serving(echo) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("GET", "/assistants/50% off%2F") as response:
+            line = (await response.read()).split(b"|")[0]
+        await client.close()
+    assert line == b"GET /v1/assistants/50%25%20off%2F HTTP/1.1"
+
+
 async def test_a_chunked_answer_comes_piece_by_piece() -> None:
     last = asyncio.Event()
 
@@ -233,6 +242,39 @@ async def test_a_connection_idle_too_long_is_not_used_again(
     assert server.connections == 2
 
 
+async def test_connections_idle_too_long_are_closed_under_steady_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a burst, one request at a time uses the newest connection; the older ones, idle
+    since the burst, are closed, not kept for ever."""
+    monkeypatch.setattr(http1, "IDLE_S", 0.2)
+    open_now: set[int] = set()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        open_now.add(n)
+        try:
+            await asyncio.sleep(0.05)  # the burst's requests overlap: a connection each
+            await echo(reader, writer, n)
+        finally:
+            open_now.discard(n)
+
+    async def get() -> None:
+        async with client.request("GET", "/") as response:
+            await response.read()
+
+    async with serving(handler) as (server, url):
+        client = Http1Client(url)
+        await asyncio.gather(*(get() for _ in range(5)))
+        assert server.connections == 5
+        await asyncio.sleep(0.1)
+        for _ in range(3):  # past IDLE_S since the burst, one at a time
+            await get()
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)  # the server sees the closes
+        assert len(open_now) == 1
+        await client.close()
+
+
 async def test_no_server_fails_to_connect(tmp_path: Path) -> None:
     async with serving(echo) as (_server, url):
         pass  # the port is free again
@@ -293,8 +335,16 @@ async def test_garbage_is_a_protocol_error() -> None:
         await client.close()
 
 
-async def test_an_answer_cut_short_is_broken_off() -> None:
-    cut_short = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes."
+@pytest.mark.parametrize(
+    "cut_short",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes.",
+        PARTLY_CHUNKED,
+        PARTLY_CHUNKED.replace(b"chunked", b"Chunked"),  # codings' names ignore case
+    ],
+    ids=["length", "chunked", "Chunked"],
+)
+async def test_an_answer_cut_short_is_broken_off(cut_short: bytes) -> None:
     async with serving(replies(cut_short, hang_up=True)) as (_server, url):
         client = Http1Client(url)
         async with client.request("GET", "/") as response:
@@ -303,11 +353,77 @@ async def test_an_answer_cut_short_is_broken_off() -> None:
         await client.close()
 
 
-async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+@pytest.mark.parametrize(
+    "interim",
+    [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"],
+    ids=["100", "103"],
+)
+async def test_interim_answers_are_skipped_for_the_final_one(interim: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        final = answer(b"hello", "X-Final: yes")
+        head, _, body = final.partition(b"\r\n\r\n")
+        writer.write(interim + head + b"\r\n\r\n")  # the final head with the interim one
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(body)
+        await echo(reader, writer, n)
+
+    async with serving(handler) as (server, url):
+        client = Http1Client(url, read_timeout_s=2)
+        async with client.request("POST", "/a", body=b"{}") as response:
+            assert (response.status, response.headers.get("x-final")) == (200, "yes")
+            assert "link" not in response.headers
+            assert await response.read() == b"hello"
+        async with client.request("GET", "/b") as response:  # on the same connection
+            assert await response.read() == b"GET /v1/b HTTP/1.1|"
+        await client.close()
+    assert server.connections == 1
+
+
+async def test_trailers_stay_out_of_the_head() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\n3\r\nabc\r\n0\r\nX-Checksum: 123\r\nContent-Type: text/html\r\n\r\n"
+    )
+    async with serving(replies(raw, hang_up=False)) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("GET", "/") as response:
+            assert await response.read() == b"abc"
+            assert response.headers == {
+                "content-type": "text/event-stream",
+                "transfer-encoding": "chunked",
+            }
+        await client.close()
+
+
+async def test_a_head_too_large_is_a_protocol_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http1, "MAX_HEAD", 1000)
+    padding = [f"X-Pad-{n}: {'a' * 90}" for n in range(20)]
+    async with serving(replies(answer(b"", *padding), hang_up=False)) as (_server, url):
+        client = Http1Client(url)
+        with pytest.raises(ProtocolError, match="over 1000 bytes"):
+            async with client.request("GET", "/"):
+                pass
+        await client.close()
+
+
+async def test_a_switch_of_protocols_nobody_asked_for_is_a_protocol_error() -> None:
+    raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    async with serving(replies(raw, hang_up=False)) as (_server, url):
+        client = Http1Client(url)
+        with pytest.raises(ProtocolError, match="switched protocols"):
+            async with client.request("GET", "/"):
+                pass
+        await client.close()
+
+
+@pytest.mark.parametrize("value", ["k\r\nX-Admin: yes", "k\nX-Admin: yes", "1\x002"])
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(value: str) -> None:
     async with serving(echo) as (server, url):
         client = Http1Client(url)
-        with pytest.raises(ValueError, match="line break"):
-            async with client.request("GET", "/", headers={"X-Key": "k\r\nX-Admin: yes"}):
+        with pytest.raises(ValueError, match="line break or a NUL"):
+            async with client.request("GET", "/", headers={"X-Key": value}):
                 pass
         await client.close()
     assert server.connections == 0
@@ -321,6 +437,34 @@ async def test_large_bodies_go_and_come_whole() -> None:
         async with client.request("PUT", "/big", body=big) as response:
             assert await response.read() == b"PUT /v1/big HTTP/1.1|" + big
         await client.close()
+
+
+async def test_an_answer_left_unread_past_the_buffer_does_not_stall_the_next() -> None:
+    """Its last bytes pause reading the socket as they end it; the caller leaves without reading
+    it. The connection is not kept: the next request's answer would never be read on it."""
+    first = http1.MAX_BUFFERED - 10
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        if n > 0:
+            await echo(reader, writer, n)
+            return
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (first + 100))
+        writer.write(b"x" * first)
+        await writer.drain()
+        await asyncio.sleep(0.1)  # read and buffered: under the limit
+        writer.write(b"y" * 100)  # over it, and the end
+        await echo(reader, writer, n)
+
+    async with serving(handler) as (server, url):
+        client = Http1Client(url, read_timeout_s=2)
+        async with client.request("GET", "/big") as response:
+            await asyncio.sleep(0.3)  # all of it came; the caller wanted only the status
+            assert response.complete
+        async with client.request("GET", "/small") as response:
+            assert await response.read() == b"GET /v1/small HTTP/1.1|"
+        await client.close()
+    assert server.connections == 2
 
 
 async def test_leaving_an_answer_before_its_end_closes_its_connection() -> None:
