@@ -103,3 +103,25 @@ def test_an_openai_client_that_leaves_cancels_the_generation(
     job_id = first.id.removeprefix("chatcmpl-")
     job = wait_for_status(stack, job_id, "cancelled", timeout_s=1.5)  # the answer takes 2.5 s
     assert job["status"] == "cancelled"
+
+
+def test_an_openai_client_that_leaves_before_the_first_token_cancels_the_generation(
+    stack: Stack, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 3.0  # the first token after 3 s: a long prompt
+    client = openai.OpenAI(
+        base_url=stack.openai_url + "/v1", api_key=stack.admin_key, max_retries=0, timeout=0.5
+    )
+    with client, pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    (chat,) = stack.chats()
+    with stack.admin() as admin:
+        deadline = time.monotonic() + 1.5
+        while True:
+            answer = admin.get(f"/v1/chats/{chat['id']}/messages").json()[-1]
+            if answer["status"] == "cancelled" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert answer["status"] == "cancelled"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -74,20 +75,27 @@ async def chat_completions(request: Request) -> Response:
             media_type="application/json",
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await _stream(client, turn, key, include_usage)
+    return await _stream(request, client, turn, key, include_usage)
 
 
 async def _stream(
-    client: CoreClient, turn: Any, key: str, include_usage: bool
-) -> StreamingResponse:
-    """Wait for the first token (or the end) so an early failure still gets a real HTTP status."""
+    request: Request, client: CoreClient, turn: Any, key: str, include_usage: bool
+) -> Response:
+    """Wait for the first token (or the end) so an early failure still gets a real HTTP status.
+
+    A client that leaves meanwhile (a long prompt's first token can take a while) has the
+    generation stopped, as one that leaves during the stream does."""
     stack = AsyncExitStack()
     created, batches = await stack.enter_async_context(client.stream_turn(turn, key=key))
     try:
-        first = await _first_output(batches)
+        first = await _first_output_unless_gone(request, batches)
     except BaseException:
         await stack.aclose()
         raise
+    if first is None:
+        await stack.aclose()
+        await _cancel(client, created.job_id, key)
+        return Response(status_code=499)  # nobody reads it: the client has gone
     writer = ChunkWriter(job_id=created.job_id, model=created.model, include_usage=include_usage)
     # A client that closes its stream early wants the generation stopped, as with OpenAI.
     stack.push_async_callback(_cancel_unless_ended, client, writer, key)
@@ -115,6 +123,32 @@ async def _cancel(client: CoreClient, job_id: str, key: str) -> None:
         await client.cancel_job(job_id, key=key)
     except PatchbayError as exc:
         logger.warning("could not cancel job %s after its client left: %s", job_id, exc.message)
+
+
+async def _first_output_unless_gone(
+    request: Request, batches: AsyncIterator[list[JobEvent]]
+) -> list[JobEvent] | None:
+    """`_first_output`, or None if the client disconnects first."""
+    first = asyncio.ensure_future(_first_output(batches))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({first, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (first, gone):
+            task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+    if first.done() and not first.cancelled():
+        return first.result()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    return None
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has disconnected (its body is read: nothing else comes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _first_output(batches: AsyncIterator[list[JobEvent]]) -> list[JobEvent]:
