@@ -63,6 +63,60 @@ def test_malformed_requests_get_400(stack: Stack, body: Any, code: str) -> None:
     assert_openai_error(post(stack, body), 400, code)
 
 
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"tools": [TOOL]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages[0].content"),
+    ],
+)
+def test_what_patchbay_cannot_honour_is_refused_not_dropped(
+    stack: Stack, extra: dict[str, Any], named: str
+) -> None:
+    response = post(stack, {"model": "mock-gpt", "messages": HI, **extra})
+    assert_openai_error(response, 400, "invalid_request")
+    assert response.json()["error"]["message"].startswith(f"{named}: ")
+    assert stack.chats() == []
+
+
+def test_parameters_that_ask_for_nothing_are_taken(stack: Stack, upstream: MockUpstream) -> None:
+    nothing = {"tools": [], "tool_choice": "none", "response_format": {"type": "text"}}
+    response = post(stack, {"model": "mock-gpt", "messages": HI, "stream": None, **nothing})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == upstream.reply
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/v1/completions", 404), ("GET", "/v1/chat/completions", 405)],
+)
+def test_a_path_or_method_not_served_gets_openais_shape(
+    stack: Stack, method: str, path: str, status: int
+) -> None:
+    headers = {"Authorization": f"Bearer {stack.admin_key}"}
+    response = httpx.request(method, stack.openai_url + path, headers=headers, json={})
+    assert response.status_code == status
+    assert response.json() == {
+        "error": {
+            "message": f"Invalid URL ({method} {path})",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    with (
+        openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=stack.admin_key) as client,
+        pytest.raises(openai.NotFoundError, match="Invalid URL"),
+    ):
+        client.embeddings.create(model="mock-gpt", input="x")
+
+
 def test_invalid_json_gets_400(stack: Stack) -> None:
     response = post(stack, b"{not json")
     assert_openai_error(response, 400, "invalid_request")
@@ -76,9 +130,9 @@ def test_ten_megabyte_body_gets_413(stack: Stack) -> None:
 
 @pytest.mark.parametrize("key", [None, "pb-wrong"])
 def test_missing_or_wrong_key_gets_401(stack: Stack, key: str | None) -> None:
-    assert_openai_error(
-        post(stack, {"model": "mock-gpt", "messages": HI}, key=key), 401, "invalid_api_key"
-    )
+    response = post(stack, {"model": "mock-gpt", "messages": HI}, key=key)
+    assert_openai_error(response, 401, "invalid_api_key")
+    assert response.json()["error"]["type"] == "invalid_request_error"  # as OpenAI says it
     with (
         openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=key or "x", max_retries=0) as c,
         pytest.raises(openai.AuthenticationError),

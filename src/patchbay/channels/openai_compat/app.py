@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from patchbay import __version__
 from patchbay.asgi import TELEMETRY_OFF, BodyLimit
@@ -24,6 +25,17 @@ from patchbay.json_body import add_schemas
 
 async def _patchbay_error(_request: Request, exc: PatchbayError) -> JSONResponse:
     return openai_error(exc)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """No such route, or not with this method: in OpenAI's shape, as OpenAI says it."""
+    unrouted = exc.status_code in (404, 405)
+    message = f"Invalid URL ({request.method} {request.url.path})" if unrouted else str(exc.detail)
+    return JSONResponse(
+        error_body(message, status=exc.status_code, code=None),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -60,6 +72,7 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> FastAPI
     )
     app.add_exception_handler(PatchbayError, _patchbay_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_middleware(HotRoutes, routes={("POST", "/v1/chat/completions"): chat_completions})
     # outside: hot routes are limited too
     app.add_middleware(BodyLimit, max_bytes=settings.openai.max_body_bytes, body=too_large_body)

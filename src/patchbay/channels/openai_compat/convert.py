@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -59,8 +60,31 @@ def _attachment(part: ContentPart, index: int) -> AttachmentIn:
     raise InvalidRequest(f"{where} is not supported (text, image_url, input_audio, file)")
 
 
+# Parameters that change what a model must answer, which patchbay cannot pass on: refused, not
+# dropped (the client would get prose in place of JSON or a tool call, told nothing), unless the
+# value asks for nothing (`tools: []`, `tool_choice: "none"`, `response_format` of text).
+_REFUSED: dict[str, Callable[[Any], bool]] = {
+    "tools": lambda value: bool(value),
+    "functions": lambda value: bool(value),
+    "tool_choice": lambda value: value not in (None, "none", "auto"),
+    "function_call": lambda value: value not in (None, "none", "auto"),
+    "response_format": lambda value: value is not None and value != {"type": "text"},
+    "logprobs": lambda value: bool(value),
+    "top_logprobs": lambda value: value is not None,
+    "audio": lambda value: value is not None,
+}
+
+
+def _refuse_unsupported(request: ChatCompletionRequest) -> None:
+    for name, value in (request.model_extra or {}).items():
+        refused = _REFUSED.get(name)
+        if refused is not None and refused(value):
+            raise InvalidRequest(f"{name}: not supported by patchbay yet; leave it out")
+
+
 def to_turn(request: ChatCompletionRequest) -> TurnCreate:
     """All messages but the last become the history; the last, from the user, is the turn."""
+    _refuse_unsupported(request)
     messages = []
     for index, message in enumerate(request.messages):
         text, files = _content(message, index)
@@ -77,6 +101,8 @@ def to_turn(request: ChatCompletionRequest) -> TurnCreate:
     *history, last = messages
     if last.role != "user":
         raise InvalidRequest("the last message must be from the user")
+    if not last.content and not last.attachments:
+        raise InvalidRequest(f"messages[{len(messages) - 1}].content: the last message is empty")
     stop = [request.stop] if isinstance(request.stop, str) else request.stop
     try:
         return _turn(request, history, last, stop)
@@ -108,7 +134,7 @@ def _turn(
         history=history or None,
         model=request.model,
         options=options,
-        stream=request.stream,
+        stream=bool(request.stream),
         attachments=last.attachments,
     )
 

@@ -8,7 +8,7 @@ from patchbay.errors import PatchbayError
 
 _TYPES = {
     400: "invalid_request_error",
-    401: "authentication_error",
+    401: "invalid_request_error",  # OpenAI's, with the code `invalid_api_key`
     403: "permission_error",
     404: "invalid_request_error",
     409: "invalid_request_error",
