@@ -71,7 +71,7 @@ def test_options_pass_through() -> None:
             max_completion_tokens=20,
             temperature=0.5,
             seed=3,
-            logprobs=True,
+            user="ann",  # taken, and not passed on
         )
     )
     assert turn.options.model_dump(exclude_none=True) == {
