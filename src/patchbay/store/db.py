@@ -56,14 +56,26 @@ class Database:
             self._writer = SqliteWriter(self.engine.url)
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest revision; never drops or resets anything."""
-        async with self.begin() as conn:
+        """Bring the schema to the newest revision; never drops or resets anything.
+
+        On SQLite, not in one transaction: a migration that rebuilds a table turns foreign keys
+        off first, which SQLite ignores inside a transaction (and would then delete the rows
+        that refer to the table it drops)."""
+        async with self._transaction(atomic=False) as conn:
             await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction, committed on success; on SQLite, once the writes told
         before their commit are in (as for `connect`)."""
+        async with self._transaction(atomic=True) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, *, atomic: bool) -> AsyncIterator[AsyncConnection]:
+        """`atomic`, on SQLite: from a BEGIN IMMEDIATE of its own. The driver would begin only
+        at the first INSERT, UPDATE or DELETE; a SAVEPOINT before it would be a transaction of
+        its own, committed when released, whatever failed after it."""
         if self._writer is not None:
             await self._writer.settled()
         try:
@@ -72,6 +84,8 @@ class Database:
                     yield conn
             else:
                 async with self._write_lock, self.engine.begin() as conn:
+                    if atomic:
+                        await conn.exec_driver_sql("BEGIN IMMEDIATE")
                     yield conn
         except (TimeoutError, OSError, DBAPIError) as exc:
             if is_outage(exc):

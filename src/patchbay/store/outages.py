@@ -18,6 +18,7 @@ _OUTAGE_HINTS = (
     "closed",
     "terminat",
     "shutdown",
+    "disk is full",  # SQLite's "database or disk is full": writes may go again once there is room
 )
 
 

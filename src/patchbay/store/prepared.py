@@ -4,7 +4,8 @@ Measured here, SQLAlchemy's execution machinery (an execution context, parameter
 result object per statement) cost more CPU than SQLite itself for the six statements that store a
 turn and its answer, and that time is taken from the core's event loop through the GIL. A
 `Prepared` statement is compiled once per set of parameter names; a run converts the parameters
-with the column types' own bind processors (the same text SQLAlchemy would store) and executes on
+with the column types' own bind processors (the same text SQLAlchemy would store, but for None,
+stored as SQL NULL where SQLAlchemy would store a JSON column's None as `null`) and executes on
 the connection's `sqlite3` cursor, inside the transaction the `Connection` holds. Driver errors
 are raised as SQLAlchemy's, as `Connection.execute` raises them. Any other driver (PostgreSQL,
 where a statement is a network round trip anyway) runs the statement through SQLAlchemy.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -26,6 +27,7 @@ from sqlalchemy import URL, create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from patchbay.errors import StoreUnavailable
 from patchbay.store.outages import is_outage, unavailable
 
 logger = logging.getLogger(__name__)
@@ -33,11 +35,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 WriteOp = Callable[[Connection], T]
 Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
+# An op, the caller's future, and, for an op told before its commit, a future of the writer's
+# own that `settled` waits for (the caller's may be cancelled while the op still commits).
+_Pending = tuple[WriteOp[Any], "asyncio.Future[Any]", "asyncio.Future[None] | None"]
 
 CHECKPOINT_EVERY = 200  # commits on the loop's connection between WAL checkpoints
 BUSY_TIMEOUT_MS = 5000  # how long a connection but the loop's waits for a lock
 RESTART_WAIT_MS = 100  # how long a checkpoint waits to start the WAL over (see `_checkpoint_wal`)
 LOOP_ROWS = 200  # an op with more rows than this to go through runs in the writer thread
+CLOSE_WAIT_S = 10.0  # how long `close` waits for the writes queued before it
 _ON_LOOP = "patchbay_on_loop"  # marks the loop's connection, in its `info`
 
 
@@ -66,10 +72,16 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _loop_pragmas(dbapi_connection: Any, record: Any) -> None:
+def _thread_pragmas(dbapi_connection: Any, record: Any) -> None:
     sqlite_pragmas(dbapi_connection, record)
+    # The driver begins nothing (it would begin only at a batch's first write, leaving the reads
+    # before it to see another process's writes); `_begin_immediate` does, taking the lock.
+    dbapi_connection.isolation_level = None
+
+
+def _loop_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _thread_pragmas(dbapi_connection, record)
     record.info[_ON_LOOP] = True
-    dbapi_connection.isolation_level = None  # the driver begins nothing; `_begin_immediate` does
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA wal_autocheckpoint=0")
@@ -81,7 +93,10 @@ def _begin_immediate(conn: Connection) -> None:
     driver = conn.connection.dbapi_connection
     if driver is None:  # pragma: no cover - a live Connection always has one
         raise RuntimeError("the connection is closed")
-    driver.execute("BEGIN IMMEDIATE")
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:  # as SQLAlchemy raises a statement's (this is an event's)
+        raise DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite3.Error) from exc
 
 
 class SqliteWriter:
@@ -92,20 +107,22 @@ class SqliteWriter:
     def __init__(self, url: URL) -> None:
         url = url.set(drivername="sqlite")
         self._thread_engine = create_engine(url, pool_reset_on_return=None)
-        event.listen(self._thread_engine, "connect", sqlite_pragmas)
+        event.listen(self._thread_engine, "connect", _thread_pragmas)
+        event.listen(self._thread_engine, "begin", _begin_immediate)
         self._loop_engine: Engine = create_engine(url, pool_reset_on_return=None)
         event.listen(self._loop_engine, "connect", _loop_pragmas)
         event.listen(self._loop_engine, "begin", _begin_immediate)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._thread_conn: Connection | None = None  # the thread's own, kept open
         self._loop_conn: Connection | None = None
-        self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
         self._commits = 0  # on the loop's connection since the last checkpoint
         self._checkpoint: Future[None] | None = None
         # Set by the writer thread while it starts the WAL over: batches go to the thread then.
         self._diverted = False
-        self._told: set[asyncio.Future[Any]] = set()  # see `submit(told=True)`
+        self._told: set[asyncio.Future[None]] = set()  # see `submit(told=True)`
+        self._closed = False
 
     def submit(
         self, op: WriteOp[T], *, within_s: float | None = None, told: bool = False
@@ -120,10 +137,15 @@ class SqliteWriter:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((op, future))
+        if self._closed:
+            future.set_exception(StoreUnavailable("the database is closed"))
+            return future
+        settled = None
         if told:
-            self._told.add(future)
-            future.add_done_callback(self._told.discard)
+            settled = loop.create_future()
+            self._told.add(settled)
+            settled.add_done_callback(self._told.discard)
+        self._pending.append((op, future, settled))
         if within_s is not None:
             loop.call_later(within_s, self._start)
         elif told:
@@ -147,11 +169,16 @@ class SqliteWriter:
         loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
-            ops = [op for op, _future in batch]
+            ops = [op for op, _future, _settled in batch]
             outcomes = None if self._diverted else self._run_on_loop(ops)
             if outcomes is None:
-                outcomes = await loop.run_in_executor(self._thread, self._run_batch, ops)
-            for (_op, future), (ok, value) in zip(batch, outcomes, strict=True):
+                try:
+                    outcomes = await loop.run_in_executor(self._thread, self._run_batch, ops)
+                except RuntimeError as exc:  # the thread was shut down: `close` gave up on it
+                    outcomes = [(False, unavailable(exc))] * len(ops)
+            for (_op, future, settled), (ok, value) in zip(batch, outcomes, strict=True):
+                if settled is not None and not settled.done():
+                    settled.set_result(None)
                 if future.done():
                     continue
                 if ok:
@@ -180,10 +207,15 @@ class SqliteWriter:
         return results
 
     def _run_batch(self, ops: list[WriteOp[Any]]) -> list[Outcome]:
-        """In the writer thread: all ops in one transaction, or each alone if that fails."""
+        """In the writer thread: all ops in one transaction, or each alone if that fails (but
+        for an outage, which fails them all alike: each would wait out the lock again)."""
         try:
             with self._thread_transaction() as conn:
                 return [(True, op(conn)) for op in ops]
+        except (TimeoutError, OSError, DBAPIError) as exc:
+            if is_outage(exc):
+                return [(False, unavailable(exc))] * len(ops)
+            return [self._run_alone(op) for op in ops]
         except Exception:  # noqa: BLE001 - isolate the failing op by running each alone
             return [self._run_alone(op) for op in ops]
 
@@ -230,30 +262,37 @@ class SqliteWriter:
         the next checkpoint tries again.
         """
         try:
-            conn = self._thread_connection()
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            # On the driver: through SQLAlchemy, the statements would begin a transaction first
+            # (`_begin_immediate`), in which no checkpoint can run.
+            driver = self._thread_connection().connection.dbapi_connection
+            if driver is None:  # pragma: no cover - a live Connection always has one
+                raise RuntimeError("the connection is closed")
+            driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._diverted = True
             try:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
+                driver.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+                driver.execute("PRAGMA wal_checkpoint(RESTART)")
             finally:
                 self._diverted = False
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.rollback()  # SQLAlchemy began a transaction for the statements
-        except (DBAPIError, OSError) as exc:  # the next one tries again
+                driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except (sqlite3.Error, DBAPIError, OSError) as exc:  # the next one tries again
             logger.warning("WAL checkpoint failed: %s", str(exc).splitlines()[0][:200])
             _close(self._thread_conn)
             self._thread_conn = None
 
     async def close(self) -> None:
-        """Write what is queued (writes waiting for company too), then close."""
+        """Write what is queued (writes waiting for company too), then close; a write asked for
+        later fails with `StoreUnavailable`."""
         self._start()
         if self._task is not None:
-            await asyncio.wait({self._task}, timeout=10)
+            await asyncio.wait({self._task}, timeout=CLOSE_WAIT_S)
+        self._closed = True
         _close(self._loop_conn)
         self._loop_conn = None
         self._thread.submit(self._close_thread_connection)  # in its own thread
-        self._thread.shutdown(wait=True)
+        # A batch still waiting there for the lock ends within its busy timeout: wait for it
+        # off the loop, which goes on serving meanwhile.
+        await asyncio.to_thread(self._thread.shutdown, wait=True)
         self._thread_engine.dispose()
         self._loop_engine.dispose()
 

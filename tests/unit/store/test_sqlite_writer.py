@@ -7,17 +7,20 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
 
+from patchbay.errors import StoreUnavailable
 from patchbay.ids import new_id
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
+from patchbay.store import sqlite_writer
 from patchbay.store.db import Database
 from patchbay.store.sqlite_writer import (
     CHECKPOINT_EVERY,
@@ -179,6 +182,147 @@ async def test_reads_wait_for_the_writes_told_before_their_commit(
         ).scalar_one()
     assert renamed is not None and renamed.done()
     assert name == "bea"
+
+
+async def test_reads_wait_for_a_told_write_whose_caller_stopped_waiting(
+    database: tuple[Database, UserRead],
+) -> None:
+    """A job's task cancelled while it waits for its told outcome's commit: the write still
+    commits, and a read after the telling still sees it."""
+    db, user = database
+
+    async def conclude() -> None:
+        renamed = db.write_soon(
+            lambda conn: conn.execute(
+                text("UPDATE users SET name = 'bea' WHERE id = :id"), {"id": user.id}
+            ),
+            within_s=0.2,
+            told=True,
+        )
+        assert renamed is not None
+        await renamed
+
+    caller = asyncio.create_task(conclude())
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    await asyncio.gather(caller, return_exceptions=True)
+    async with db.connect() as conn:
+        name = (
+            await conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user.id})
+        ).scalar_one()
+    assert name == "bea"
+
+
+async def test_a_transaction_is_one_from_its_start_though_it_starts_with_a_savepoint(
+    database: tuple[Database, UserRead],
+) -> None:
+    """`begin()` on SQLite: a user inserted (in a savepoint of its own) and then a failure roll
+    back together; the driver alone would have committed the user at the savepoint's end."""
+    db, _ann = database
+
+    async def insert_then_fail() -> None:
+        async with db.begin() as conn:
+            await insert_user(conn, name="ghost", role="user", profile={})
+            raise RuntimeError("a later step failed")
+
+    with pytest.raises(RuntimeError, match="a later step"):
+        await insert_then_fail()
+    async with db.connect() as conn:
+        names = (await conn.execute(text("SELECT name FROM users"))).scalars().all()
+    assert names == ["ann"]
+
+
+async def test_a_batch_in_the_thread_holds_the_lock_from_its_first_read(
+    writer: SqliteWriter, path: Path
+) -> None:
+    def read_then_write(conn: Connection) -> tuple[bool, int, int]:
+        leave_loop_past(conn, LOOP_ROWS + 1)  # a long chat: the batch runs in the thread
+        before = conn.execute(text("SELECT count(*) FROM notes")).scalar_one()
+        other = sqlite3.connect(path, timeout=0)  # another process, between the read and write
+        try:
+            other.execute("INSERT INTO notes (body) VALUES ('other')")
+            other.commit()
+            came_between = True
+        except sqlite3.OperationalError:
+            came_between = False
+        finally:
+            other.close()
+        conn.execute(text("INSERT INTO notes (body) VALUES ('mine')"))
+        return came_between, before, conn.execute(text("SELECT count(*) FROM notes")).scalar_one()
+
+    came_between, before, after = await writer.submit(read_then_write)
+    assert (came_between, after - before) == (False, 1)
+
+
+async def test_a_locked_database_fails_a_batch_in_one_busy_timeout(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not once per op: each would wait out the lock again, and the writes queued behind them."""
+    monkeypatch.setattr(sqlite_writer, "BUSY_TIMEOUT_MS", 200)
+    writer = SqliteWriter(make_url(f"sqlite:///{path}"))
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        written = [writer.submit(insert(f"n{i}")) for i in range(10)]
+        outcomes = await asyncio.gather(*written, return_exceptions=True)
+        took = time.monotonic() - started
+    finally:
+        locker.rollback()
+        locker.close()
+        await writer.close()
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+    assert took < 5 * 0.2  # eleven busy timeouts before
+
+
+async def test_a_full_disk_is_an_outage(path: Path) -> None:
+    writer = SqliteWriter(make_url(f"sqlite:///{path}"))
+
+    def small_disk(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA max_page_count=8")  # full, as SQLite sees it
+
+    event.listen(writer._thread_engine, "connect", small_disk)
+    event.listen(writer._loop_engine, "connect", small_disk)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await writer.submit(insert("x" * 200_000))
+    finally:
+        await writer.close()
+
+
+async def test_closing_does_not_hold_the_loop_for_a_batch_waiting_for_the_lock(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write asked for after `close` fails at once; one the closing gave up on fails too."""
+    monkeypatch.setattr(sqlite_writer, "CLOSE_WAIT_S", 0.2)
+    writer = SqliteWriter(make_url(f"sqlite:///{path}"))
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the lock throughout
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    ticker = asyncio.create_task(tick())
+    try:
+        waiting = writer.submit(insert("a"))
+        await asyncio.sleep(0.1)  # in the thread, waiting for the lock
+        late = writer.submit(insert("late"))  # queued behind it
+        await writer.close()
+        after = writer.submit(insert("after"))
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(waiting, late, after, return_exceptions=True), 10
+        )
+    finally:
+        ticker.cancel()
+        locker.rollback()
+        locker.close()
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
+    assert max(gaps) < 1.0  # the busy timeout is 5 s: the loop went on meanwhile
 
 
 async def test_an_op_that_fails_fails_alone(writer: SqliteWriter, path: Path) -> None:
