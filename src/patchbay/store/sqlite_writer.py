@@ -42,13 +42,14 @@ _Pending = tuple[WriteOp[Any], "asyncio.Future[Any]", "asyncio.Future[None] | No
 CHECKPOINT_EVERY = 200  # commits on the loop's connection between WAL checkpoints
 BUSY_TIMEOUT_MS = 5000  # how long a connection but the loop's waits for a lock
 RESTART_WAIT_MS = 100  # how long a checkpoint waits to start the WAL over (see `_checkpoint_wal`)
-LOOP_ROWS = 200  # an op with more rows than this to go through runs in the writer thread
+LOOP_ROWS = 200  # a batch with more rows than this to go through runs in the writer thread
 CLOSE_WAIT_S = 10.0  # how long `close` waits for the writes queued before it
 _ON_LOOP = "patchbay_on_loop"  # marks the loop's connection, in its `info`
+_ROWS = "patchbay_rows"  # the rows its batch's ops said they go through, in its `info`
 
 
 class _LongForTheLoop(Exception):
-    """An op on the loop's connection has more than `LOOP_ROWS` rows to go through."""
+    """A batch on the loop's connection has more than `LOOP_ROWS` rows to go through."""
 
 
 def runs_on_loop(conn: Connection) -> bool:
@@ -57,10 +58,14 @@ def runs_on_loop(conn: Connection) -> bool:
 
 
 def leave_loop_past(conn: Connection, rows: int) -> None:
-    """For an op about to go through `rows` rows: on the loop's connection and past `LOOP_ROWS`,
-    its batch stops there (rolled back), to run again in the writer thread."""
-    if rows > LOOP_ROWS and runs_on_loop(conn):
-        raise _LongForTheLoop
+    """For an op about to go through `rows` rows: on the loop's connection, once its batch's ops
+    have said more than `LOOP_ROWS` in all (one long chat, or many turns at once), the batch
+    stops there (rolled back), to run again in the writer thread."""
+    if runs_on_loop(conn):
+        rows += conn.info.get(_ROWS, 0)
+        conn.info[_ROWS] = rows
+        if rows > LOOP_ROWS:
+            raise _LongForTheLoop
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -192,8 +197,11 @@ class SqliteWriter:
         try:
             if self._loop_conn is None:
                 self._loop_conn = self._loop_engine.connect()
+            self._loop_conn.info[_ROWS] = 0
             with self._loop_conn.begin():
                 results = [(True, op(self._loop_conn)) for op in ops]
+        except _LongForTheLoop:  # rolled back; the connection is as good as before
+            return None
         except Exception:  # noqa: BLE001 - the writer thread runs them again (and tells any error)
             _close(self._loop_conn)
             self._loop_conn = None

@@ -367,6 +367,21 @@ async def test_an_op_with_many_rows_to_go_through_runs_in_the_thread(writer: Sql
     assert await writer.submit(op(LOOP_ROWS + 1)) != threading.get_ident()
 
 
+async def test_a_batch_of_many_ops_with_rows_to_go_through_runs_in_the_thread(
+    writer: SqliteWriter, path: Path
+) -> None:
+    """Each under the limit, together over it (many turns in long chats at once)."""
+
+    def op(conn: Connection) -> int:
+        leave_loop_past(conn, LOOP_ROWS // 2)
+        return threading.get_ident()
+
+    assert await writer.submit(op) == threading.get_ident()  # alone: on the loop
+    threads = await asyncio.gather(*(writer.submit(op) for _ in range(3)))
+    assert threading.get_ident() not in threads
+    assert await writer.submit(op) == threading.get_ident()  # and alone again: on the loop
+
+
 async def test_a_long_chat_is_stored_and_read_in_the_thread(
     database: tuple[Database, UserRead],
 ) -> None:
