@@ -11,7 +11,7 @@ def module_token(secret: str) -> str:
 
 
 def valid_module_token(secret: str, token: str | None) -> bool:
-    return token is not None and hmac.compare_digest(module_token(secret), token)
+    return token is not None and hmac.compare_digest(module_token(secret).encode(), token.encode())
 
 
 def helper_key(secret: str) -> str:

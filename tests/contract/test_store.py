@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -264,7 +265,7 @@ async def test_migrations_keep_existing_rows(hub: Hub) -> None:
             await conn.execute(text("select version_num from alembic_version"))
         ).scalar_one()
     assert count == 1
-    assert revision == "0007"
+    assert revision == "0008"
 
 
 async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:
@@ -335,5 +336,40 @@ async def _migrate_old_database(url: str) -> None:
             await user_rows.insert_user(conn, name="new", role="user", profile={})
             rows = (await conn.execute(text("select name, number from users order by id"))).all()
         assert [tuple(r) for r in rows] == [("zed", 1), ("amy", 2), ("new", 3)]
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_keeps_the_users_a_helper_is_limited_to_by_id(
+    tmp_path: Path, backend: str
+) -> None:
+    """Names stored before become ids; an id stays; a name of nobody stays, matching nobody."""
+    if backend == "sqlite":
+        await _migrate_helper_limits(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+        return
+    async with postgres_url() as url:
+        await _migrate_helper_limits(url)
+
+
+async def _migrate_helper_limits(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0007"))
+            carol = await user_rows.insert_user(conn, name="carol", role="user", profile={})
+            dan = await user_rows.insert_user(conn, name="dan", role="user", profile={})
+            await conn.execute(
+                text(
+                    "insert into helpers (name, manifest, enabled, allowed_users, registered_at)"
+                    " values ('calc', '{}', true, :users, '2026-01-01')"
+                ),
+                {"users": json.dumps(["carol", dan.id, "ghost"])},
+            )
+        await db.migrate()
+        async with db.connect() as conn:
+            stored = (await conn.execute(text("select allowed_users from helpers"))).scalar_one()
+        users = json.loads(stored) if isinstance(stored, str) else stored
+        assert users == [carol.id, dan.id, "ghost"]
     finally:
         await db.close()

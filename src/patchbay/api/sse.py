@@ -9,6 +9,7 @@ from fastapi import Request
 from patchbay.schemas.jobs import JobEvent
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+MAX_SEQ_DIGITS = 18  # a `Last-Event-ID` longer than this names no event: ignored, as garbage is
 
 
 def encode(event: JobEvent) -> bytes:
@@ -23,7 +24,7 @@ async def encode_all(batches: AsyncIterator[list[JobEvent]]) -> AsyncIterator[by
 
 def resume_point(request: Request, after: int | None) -> int:
     """The last sequence number the client saw: `Last-Event-ID`, else `?after=`, else 0."""
-    header = request.headers.get("last-event-id", "")
-    if header.strip().isdigit():
+    header = request.headers.get("last-event-id", "").strip()
+    if header.isascii() and header.isdigit() and len(header) <= MAX_SEQ_DIGITS:
         return int(header)
     return after or 0

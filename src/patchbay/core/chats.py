@@ -103,10 +103,12 @@ class ChatService:
             return await conn.run_sync(load)
 
     async def update(self, user: UserRead, chat_id: Ref, data: ChatUpdate) -> ChatRead:
-        values = data.model_dump(exclude_unset=True)
+        asked = data.model_dump(exclude_unset=True)
         now = datetime.now(UTC)
 
         def store(conn: Connection) -> ChatRead:
+            # Its own copy: the writer may run it again (alone, or in its thread).
+            values = dict(asked)
             # Members may switch the branch (they regenerate too); the rest is the owner's.
             chat = (
                 usable_chat(conn, user, chat_id)

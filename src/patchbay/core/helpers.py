@@ -45,6 +45,7 @@ from patchbay.schemas.helpers import (
 from patchbay.schemas.users import UserRead
 from patchbay.store import helpers as rows
 from patchbay.store import users as user_rows
+from patchbay.store.chats import user_ids
 from patchbay.store.db import Database
 from patchbay.store.helpers import HelperRecord
 
@@ -129,7 +130,7 @@ class HelperRegistry:
             await self._session.close()
 
     def check_key(self, key: str | None) -> None:
-        if key is None or not hmac.compare_digest(key, self._key):
+        if key is None or not hmac.compare_digest(key.encode(), self._key.encode()):
             raise AuthenticationFailed("a helper needs the helper registration key to do this")
 
     # registration
@@ -213,9 +214,14 @@ class HelperRegistry:
         return record
 
     async def update(self, actor: UserRead, name: str, data: HelperUpdate) -> HelperRead:
+        """Change a helper; the users it is limited to (names, ids or numbers) are kept by id, as
+        a user may change their name (and another take it)."""
         require_admin(actor)
+        values = data.model_dump(exclude_unset=True)
         async with self._db.begin() as conn:
-            await rows.update_helper(conn, name, data.model_dump(exclude_unset=True))
+            if values.get("allowed_users"):
+                values["allowed_users"] = await conn.run_sync(user_ids, values["allowed_users"])
+            await rows.update_helper(conn, name, values)
         return await self.get(name)
 
     async def remove(self, actor: UserRead, name: str) -> None:
@@ -230,7 +236,7 @@ class HelperRegistry:
             return False
         if helper.allowed_users is not None or helper.allowed_roles is not None:
             users, roles = helper.allowed_users or [], helper.allowed_roles or []
-            if user.id not in users and user.name not in users and user.role not in roles:
+            if user.id not in users and user.role not in roles:
                 return False
         return self._health.get(helper.name, _Health()).open_until <= time.monotonic()
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from patchbay.core.attachments import Said
 from patchbay.core.chats import chain_hash, usable_chat
-from patchbay.errors import InvalidRequest, MessageNotFound
+from patchbay.errors import ChatNotFound, InvalidRequest, MessageNotFound
 from patchbay.ids import new_id
 from patchbay.schemas.chats import AttachmentRead, MessageRead
 from patchbay.schemas.turns import MessageIn, TurnCreate
@@ -57,12 +57,23 @@ def place(
     return Placement(chat.id, None, None, [], chat, [])
 
 
-def question_of(conn: Connection, user: UserRead, message_id: str | int) -> MessageRead:
-    """The user message to answer again, given it or one of its answers."""
+def usable_message(conn: Connection, user: UserRead, message_id: str | int) -> MessageRead:
+    """The message, if `user` may use its chat; otherwise `MessageNotFound`, as for a message
+    that does not exist (never naming its chat)."""
     message = chat_rows.find_message(conn, message_id)
+    try:
+        if message is not None:
+            usable_chat(conn, user, message.chat_id)
+    except ChatNotFound:
+        message = None
     if message is None:
         raise MessageNotFound(f"no message with id {message_id!r}")
-    usable_chat(conn, user, message.chat_id)
+    return message
+
+
+def question_of(conn: Connection, user: UserRead, message_id: str | int) -> MessageRead:
+    """The user message to answer again, given it or one of its answers."""
+    message = usable_message(conn, user, message_id)
     if message.role == "assistant" and message.parent_id is not None:
         question = chat_rows.find_message(conn, message.parent_id)
         if question is not None and question.role == "user":

@@ -29,8 +29,9 @@ from patchbay.core.placement import (
     place,
     question_of,
     stored_history,
+    usable_message,
 )
-from patchbay.errors import InvalidRequest, MessageNotFound, QueueFull
+from patchbay.errors import InvalidRequest, QueueFull
 from patchbay.ids import new_id
 from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
 from patchbay.schemas.assistants import AssistantTemplate
@@ -254,9 +255,7 @@ class TurnEngine:
         """Answer a question again: the new answer becomes a sibling of the earlier ones and the
         chat's current branch. `message_id` is the question or one of its answers."""
         async with self._db.connect() as conn:
-            earlier = await conn.run_sync(chat_rows.find_message, message_id)
-        if earlier is None:
-            raise MessageNotFound(f"no message with id {message_id!r}")
+            earlier = await conn.run_sync(usable_message, user, message_id)
         target = await self._catalog.resolve(turn.model or earlier.model)
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")

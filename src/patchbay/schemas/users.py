@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Role = Literal["admin", "user"]
 
@@ -25,6 +25,14 @@ class UserUpdate(BaseModel):
     role: Role | None = None
     profile: Profile | None = None
     instruction_recording: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> UserUpdate:
+        """A field is changed or left out: none can be emptied."""
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: null; leave a field out to keep it")
+        return self
 
 
 class UserRead(BaseModel):

@@ -12,15 +12,27 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from patchbay.errors import InvalidRequest
 from patchbay.store.outages import is_outage, unavailable
 from patchbay.store.sqlite_writer import SqliteWriter, WriteOp, sqlite_pragmas
 
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _store_error(exc: Exception) -> Exception:
+    """What a caller is told of a driver's error: an outage, a value the database refuses to
+    hold (PostgreSQL and a NUL character, or a number past 64 bits), or the error itself."""
+    if is_outage(exc):
+        return unavailable(exc)
+    code = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    if isinstance(exc, DataError) or code.startswith("22"):  # SQLSTATE class 22: data exception
+        return InvalidRequest("the request holds a value the database cannot store")
+    return exc
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -88,9 +100,10 @@ class Database:
                         await conn.exec_driver_sql("BEGIN IMMEDIATE")
                     yield conn
         except (TimeoutError, OSError, DBAPIError) as exc:
-            if is_outage(exc):
-                raise unavailable(exc) from exc
-            raise
+            told = _store_error(exc)
+            if told is exc:
+                raise
+            raise told from exc
 
     async def write(self, op: WriteOp[T]) -> T:
         """Run the synchronous `op` in a write transaction; return its result once committed.
@@ -125,9 +138,10 @@ class Database:
             async with self.engine.connect() as conn:
                 yield conn
         except (TimeoutError, OSError, DBAPIError) as exc:
-            if is_outage(exc):
-                raise unavailable(exc) from exc
-            raise
+            told = _store_error(exc)
+            if told is exc:
+                raise
+            raise told from exc
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -6,12 +6,13 @@ from sqlalchemy import ColumnElement, Table
 
 Ref = str | int
 MAX_NUMBER_DIGITS = 18  # a string of digits this short is a number; a ULID is 26 characters
+NO_ROW = -1  # the number of no row: what a number no column can hold stands for
 
 
 def as_number(ref: Ref) -> int | None:
     """The number `ref` names, or None when it is an id."""
     if isinstance(ref, int):
-        return ref
+        return ref if 0 <= ref < 2**63 else NO_ROW
     if ref.isascii() and ref.isdigit() and len(ref) <= MAX_NUMBER_DIGITS:
         return int(ref)
     return None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException  # what Starlette raises; FastAPI's derives from it
 
 from patchbay.api.deps import CurrentUser, HubDep, current_user, get_hub
 from patchbay.api.sse import SSE_HEADERS, encode_all, resume_point

@@ -121,7 +121,10 @@ class InstructionExecutor:
             data = model.model_validate(instruction.data)
         except ValidationError as exc:
             raise InvalidInstruction(f"{instruction.type}: {_problems(exc)}") from exc
-        return await handler(actor, data)
+        try:
+            return await handler(actor, data)
+        except ValidationError as exc:  # the data, as the service's own model checks it
+            raise InvalidInstruction(f"{instruction.type}: {_problems(exc)}") from exc
 
     async def _record(
         self,
