@@ -1,9 +1,10 @@
 """A stand-in for an OpenAI-compatible upstream that speaks the real wire format.
 
 Its `mode` says how it behaves: `ok` (answers `reply`, streamed word by word when asked to
-stream), `slow` (waits `delay_s` first), `drip` (waits `delay_s` after each word), `garbage` (breaks off with invalid JSON), `error`
-(answers 500), `cut` (closes the stream before `[DONE]`), `tools` (calls the first tool it is
-offered with `tool_arguments`, then answers with what the tool said). It records every request.
+stream), `slow` (waits `delay_s` first), `drip` (waits `delay_s` after each word), `garbage` (breaks off
+with invalid JSON), `error` (answers 500), `cut` (closes the stream before `[DONE]`), `tools`
+(calls the first tool it is offered with `tool_arguments`, then answers with what the tool said),
+`raw` (streams the bytes in `raw_stream`, whatever they are). It records every request.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class MockUpstream:
         self.reply = "Hello from the mock upstream."
         self.delay_s = 0.0
         self.tool_arguments: dict[str, Any] = {}
+        self.raw_stream = b""
         self.requests: list[dict[str, Any]] = []
         self.base_url = ""
 
@@ -127,6 +129,9 @@ class MockUpstream:
                 "headers": [(b"content-type", b"text/event-stream")],
             }
         )
+        if self.mode == "raw":
+            await send({"type": "http.response.body", "body": self.raw_stream})
+            return
         words = self.reply.split(" ")
         for index, word in enumerate(words):
             if self.mode == "garbage" and index == 1:

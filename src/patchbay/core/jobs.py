@@ -158,16 +158,17 @@ class JobRunner:
     async def cancel_if_queued(self, job_id: str, model: str) -> bool:
         """Cancel a job no worker has taken yet: stored and told here; a worker that gets it
         later finds it cancelled and skips it."""
+        told = 2  # the number of its `cancelled` event: `queued` was the only one before
         cancelled = await self._db.write(
             lambda conn: job_rows.cancel_unfinished(
-                conn, job_id, reason=CANCEL_REASON, statuses=("queued",)
+                conn, job_id, reason=CANCEL_REASON, statuses=("queued",), last_seq=told
             )
         )
         if cancelled:
             error = ErrorInfo(code=JobCancelled.code, message=CANCEL_REASON)
             await self._bus.publish(
                 JobEvent(
-                    job_id=job_id, seq=2, type="cancelled", content="", error=error, model=model
+                    job_id=job_id, seq=told, type="cancelled", content="", error=error, model=model
                 )
             )
         return cancelled
@@ -234,6 +235,11 @@ class JobRunner:
             await self._stream(job, generation, state)
         except PatchbayError as exc:
             await self.fail(job, state, exc)
+            return
+        except Exception as exc:  # a bug, not the model: the job still ends, as failed
+            logger.exception("job %s failed inside patchbay", job.job_id)
+            error = PatchbayError(f"the job failed inside patchbay ({type(exc).__name__})")
+            await self.fail(job, state, error)
             return
         except asyncio.CancelledError:
             if job.job_id in self._cancelled:

@@ -85,19 +85,31 @@ def question_of(conn: Connection, user: UserRead, message_id: str | int) -> Mess
 
 def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> Placement:
     branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf_id)
+    history: list[Said] = [
+        (m.role, m.content, m.attachments) for m in branch if m.status == "complete" or m.content
+    ]
     parent_hash = chat_rows.prefix_hash_of(conn, leaf_id) if leaf_id else None
+    if leaf_id is not None and parent_hash is None:
+        # The leaf has none (an answer that failed, was cancelled or is still coming): the hash
+        # of what the model is sent, so the new message's matches no conversation that starts
+        # with it (a request would be continued with earlier messages it never sent).
+        parent_hash = said_hash(history)
     return Placement(
         chat_id=chat_id,
         parent_id=leaf_id,
         parent_hash=parent_hash,
-        history=[
-            (m.role, m.content, m.attachments)
-            for m in branch
-            if m.status == "complete" or m.content
-        ],
+        history=history,
         new_chat=None,
         rows=[],
     )
+
+
+def said_hash(history: Sequence[Said]) -> str | None:
+    """The prefix hash of a conversation as the model is sent it (see `history_hashes`)."""
+    prefix = None
+    for role, content, _files in history:
+        prefix = chain_hash(prefix, role, content)
+    return prefix
 
 
 def history_hashes(history: Sequence[MessageIn]) -> list[str]:

@@ -28,6 +28,7 @@ from patchbay.core.placement import (
     history_hashes,
     place,
     question_of,
+    said_hash,
     stored_history,
     usable_message,
 )
@@ -300,7 +301,7 @@ class TurnEngine:
             chat_rows.update_chat(
                 conn, question.chat_id, current_message_id=answer_id, updated_at=now
             )
-            user_hash = chat_rows.prefix_hash_of(conn, question.id) or ""
+            user_hash = chat_rows.prefix_hash_of(conn, question.id) or said_hash(history) or ""
             return question.chat_id, question.id, user_hash, history
 
         chat_id, question_id, user_hash, history = await self._db.write(store)

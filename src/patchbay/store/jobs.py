@@ -91,8 +91,10 @@ def cancel_unfinished(
     *,
     reason: str,
     statuses: tuple[str, ...] = ("queued", "running"),
+    last_seq: int | None = None,
 ) -> bool:
-    """Mark one job cancelled if its status is one of `statuses`; returns whether it was."""
+    """Mark one job cancelled if its status is one of `statuses`; returns whether it was.
+    `last_seq`: the number of the `cancelled` event told for it, if one is."""
     now = datetime.now(UTC)
     unfinished = (jobs.c.id == job_id) & jobs.c.status.in_(statuses)
     message_id = select(jobs.c.message_id).where(unfinished).scalar_subquery()
@@ -102,7 +104,9 @@ def cancel_unfinished(
         .values(status="cancelled", error=reason, updated_at=now)
     )
     result = conn.execute(
-        update(jobs).where(unfinished).values(status="cancelled", error=reason, finished_at=now)
+        update(jobs)
+        .where(unfinished)
+        .values(status="cancelled", error=reason, finished_at=now, last_seq=last_seq)
     )
     return bool(result.rowcount)
 

@@ -80,12 +80,13 @@ class Generation:
             raise
         except llm.ModelError as exc:
             raise ProviderError(f"{self.model_name}: {exc}") from exc
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise ProviderError(f"{self.model_name} failed: {exc}") from exc
+        except Exception as exc:  # a plugin's, or an answer of a shape it did not foresee
+            raise ProviderError(f"{self.model_name} failed: {exc!r}") from exc
 
     def _total(self, field_name: str) -> int | None:
-        values = [getattr(r, field_name) for r in self.responses]
-        known = [int(v) for v in values if v is not None]
+        """The count over every round; a round's that is no whole number is not known."""
+        values = [getattr(r, field_name, None) for r in self.responses]
+        known = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
         return sum(known) if known else None
 
     @property
