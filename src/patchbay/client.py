@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
-from patchbay.errors import CoreUnavailable, CoreUnreachable, PatchbayError, error_from_dict
+from patchbay.errors import (
+    AuthenticationFailed,
+    CoreUnavailable,
+    CoreUnreachable,
+    PatchbayError,
+    error_from_dict,
+)
 from patchbay.http1 import ConnectFailed, Http1Client, Http1Error, Response
 from patchbay.schemas.catalog import ModelRead
 from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
@@ -88,6 +94,8 @@ class CoreClient:
             headers[AS_USER_HEADER] = key.user_id
             headers[MODULE_TOKEN_HEADER] = self.module_token or ""
         elif key:
+            if "\n" in key or "\r" in key or "\0" in key:  # no key holds one; a header can't
+                raise AuthenticationFailed("that API key is not valid")
             headers["Authorization"] = f"Bearer {key}"
         return headers
 

@@ -23,7 +23,7 @@ from patchbay.channels.ws.outbox import TOO_SLOW_REASON
 from patchbay.config import Settings
 from tests.conftest import ADMIN_KEY, free_port, make_settings
 from tests.support.servers import serve_in_thread
-from tests.support.stack import Stack, register_models
+from tests.support.stack import Stack, register_models, running_stack
 from tests.support.upstream import MockUpstream
 
 pytestmark = pytest.mark.integration
@@ -249,6 +249,48 @@ async def test_listen_after_resumes_exactly_once_in_order(
     assert rest[-1]["type"] == "done"
 
 
+@contextmanager
+def forgetful_stack(tmp_path: Path, upstream: MockUpstream) -> Iterator[Stack]:
+    """A stack whose core keeps a finished job's events half a second."""
+    settings = make_settings(tmp_path, jobs={"event_retention_s": 0.5})
+    with running_stack(settings) as stack:
+        register_models(stack, upstream.base_url)
+        yield stack
+
+
+async def test_listen_to_a_job_whose_events_are_gone_gets_its_answer(
+    tmp_path: Path, upstream: MockUpstream
+) -> None:
+    """Past the events' retention, from the store: the answer as one token, then `done` (which
+    carries no text of its own)."""
+    with forgetful_stack(tmp_path, upstream) as stack, serve_ws(stack.settings) as url:
+        async with client(url, stack.admin_key) as ws:
+            job_id = await add(ws)
+            await updates(ws, job_id)
+            await asyncio.sleep(1.0)
+            await send(ws, {"type": "listen", "job_id": job_id})
+            again = await updates(ws, job_id)
+    assert [f["type"] for f in again] == ["running", "done"]
+    assert text(again) == upstream.reply
+
+
+async def test_listen_after_the_end_says_nothing_more(
+    tmp_path: Path, upstream: MockUpstream
+) -> None:
+    """A client that saw `done` and listens past it: nothing is left to send (it used to be told
+    the stream ended early, and to listen again, for ever), whether the job's events are still
+    in memory or gone."""
+    with forgetful_stack(tmp_path, upstream) as stack, serve_ws(stack.settings) as url:
+        async with client(url, stack.admin_key) as ws:
+            job_id = await add(ws)
+            last = (await updates(ws, job_id))[-1]["seq"]
+            for wait_s in (0.0, 1.0):  # then past retention: from the store
+                await asyncio.sleep(wait_s)
+                await send(ws, {"type": "listen", "job_id": job_id, "after": last})
+                with pytest.raises(TimeoutError):
+                    await recv(ws, timeout_s=1)
+
+
 async def test_listen_again_with_after_restarts_the_follower(stack: Stack, ws_url: str) -> None:
     async with client(ws_url, stack.admin_key) as ws:
         job_id = await add(ws)
@@ -313,6 +355,8 @@ async def test_authentication(
         ("not json", None),
         ({"type": "auth", "api_key": "pb-wrong"}, None),
         (None, "pb-wrong"),
+        ({"type": "auth", "api_key": "pb-a\nb"}, None),  # no key holds a line break
+        (None, "pb-a%0Ab"),
     ],
 )
 async def test_refused_without_a_valid_key(
@@ -359,6 +403,15 @@ async def test_bad_frames_are_answered_and_the_connection_stays_usable(
         assert expected.items() <= answer.items()
         job_id = await add(ws)
         assert (await updates(ws, job_id))[-1]["type"] == "done"
+
+
+async def test_what_a_failed_frame_repeats_of_a_bad_one_is_short(stack: Stack, ws_url: str) -> None:
+    """A client that sends huge bad frames and reads nothing must not fill its queue with them."""
+    async with client(ws_url, stack.admin_key) as ws:
+        await send(ws, {"type": "x" * 100_000, "id": "y" * 100_000, "job_id": "z" * 100_000})
+        answer = await recv(ws)
+    assert answer["type"] == "failed" and "id" not in answer and "job_id" not in answer
+    assert len(json.dumps(answer)) < 1000
 
 
 async def test_missing_fields_are_named(stack: Stack, ws_url: str) -> None:

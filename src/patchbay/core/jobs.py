@@ -30,6 +30,7 @@ from patchbay.errors import (
 )
 from patchbay.logging import job_id_var
 from patchbay.queue.base import EventBus, JobSpec, PromptMessage
+from patchbay.queue.memory import caught_up
 from patchbay.schemas.assistants import (
     PLACEHOLDER,
     PREVIOUS,
@@ -507,15 +508,29 @@ class JobRunner:
         looked = -math.inf
         while not self._bus.knows(job_id):
             if time.monotonic() - looked >= STORE_LOOK_S:
-                stored = await self._stored_outcome(job_id, after)
+                stored = await self._stored_end(job_id, after)
                 if stored is not None:
-                    if stored.seq > after:
-                        yield [stored]
+                    if stored:
+                        yield stored
                     return
                 looked = time.monotonic()
             await asyncio.sleep(BUS_LOOK_S)
         async for batch in self._bus.subscribe(job_id, after=after):
             yield batch
+
+    async def _stored_end(self, job_id: str, after: int) -> list[JobEvent] | None:
+        """What a listener that saw the events up to `after` is still owed of a job that ended
+        and whose events are no longer in memory (None: it has not ended): from the store, its
+        outcome, after its whole answer as one token when the listener may not have it all (as
+        the in-memory bus catches a listener up)."""
+        outcome = await self._stored_outcome(job_id, after)
+        if outcome is None:
+            return None
+        if outcome.seq <= after:
+            return []
+        if outcome.seq == after + 1:  # it had every event but this one (or none has a number)
+            return [outcome]
+        return caught_up(outcome, after)
 
     async def _stored_outcome(self, job_id: str, after: int) -> JobEvent | None:
         """The terminal event of a job whose events are no longer in memory, from the store.

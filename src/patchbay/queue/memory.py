@@ -103,7 +103,7 @@ def _complete_from(first: JobEvent) -> int:
     return 0 if first.seq <= 2 or first.type == "restarted" else first.seq
 
 
-def _caught_up(terminal: JobEvent, after: int) -> list[JobEvent]:
+def caught_up(terminal: JobEvent, after: int) -> list[JobEvent]:
     """For a listener that saw the events up to `after` of a job whose events from there on are
     not all here: the job's outcome, with its whole answer as one token just before it (the
     outcome holds it too, should no number be left for that token), after a `restarted` (start
@@ -150,7 +150,7 @@ class _FinishedLog:
         if after < self.since - 1:
             item = self.events[-1]
             assert isinstance(item, bytes)  # noqa: S101 - the last event is the outcome
-            return _caught_up(JobEvent.model_validate_json(item), after)
+            return caught_up(JobEvent.model_validate_json(item), after)
         replayed = []
         for item in self.events:
             if isinstance(item, tuple):
@@ -231,7 +231,7 @@ class MemoryEventBus:
                 yield replayed
             return
         if after < log.since - 1:  # events it has not seen are not here: its outcome, whole
-            yield _caught_up(await _outcome(log), after)
+            yield caught_up(await _outcome(log), after)
             return
         async for batch in _live(log, after):
             yield batch

@@ -15,7 +15,7 @@ from patchbay.channels.tasks import KeyedTasks
 from patchbay.channels.ws.protocol import AddFrame, BadFrame, Frame, bad, failed, to_turn, update
 from patchbay.client import CoreClient
 from patchbay.errors import NotFound, PatchbayError
-from patchbay.schemas.jobs import JobEvent
+from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
 
 
 class Outlet(Protocol):
@@ -100,7 +100,16 @@ class JobFollower:
         except PatchbayError as exc:
             await self._outlet.send(_lost(job_id, seen, exc.message))
             return
+        if await self._ended(job_id):
+            return  # its end was at or before `seen`: the client has had it already
         await self._outlet.send(_lost(job_id, seen, "the core ended the job's event stream early"))
+
+    async def _ended(self, job_id: str) -> bool:
+        try:
+            job = await self._core.call_as(JobRead, "GET", f"/v1/jobs/{job_id}", key=self._key)
+        except PatchbayError:
+            return False
+        return job.status in TERMINAL
 
     def _adopt(self, job_id: str) -> None:
         """Count the running `add` task as the follower of the job it started."""

@@ -62,6 +62,9 @@ _UPDATES = {
 }
 
 
+ECHO_MAX = 200  # characters of a client's own value a `failed` frame repeats
+
+
 class BadFrame(Exception):
     """A frame the channel cannot act on; answered with a `failed` frame naming what is wrong."""
 
@@ -82,14 +85,24 @@ def parse(text: str) -> ClientFrame:
         raise BadFrame("a frame is one JSON object; this one is not valid JSON") from exc
     if not isinstance(data, dict):
         raise BadFrame('a frame is a JSON object with a "type", e.g. {"type": "listen", …}')
-    job_id = data.get("job_id") if isinstance(data.get("job_id"), str) else None
+    # What a `failed` frame echoes back is kept short: a client that sends huge frames and reads
+    # none would otherwise fill its queue of frames to send with copies of them.
+    job_id = data.get("job_id")
+    if not isinstance(job_id, str) or len(job_id) > ECHO_MAX:
+        job_id = None
     client_id = data.get("id")
-    if not isinstance(client_id, str | int) or isinstance(client_id, bool):
+    if (
+        isinstance(client_id, bool)
+        or not isinstance(client_id, str | int)
+        or len(str(client_id)) > ECHO_MAX
+    ):
         client_id = None
     kind = data.get("type")
     if kind not in KINDS:
+        shown = repr(kind)
+        shown = shown if len(shown) <= ECHO_MAX else shown[:ECHO_MAX] + "…"
         raise BadFrame(
-            f"unknown frame type {kind!r}; send one of {', '.join(KINDS)}",
+            f"unknown frame type {shown}; send one of {', '.join(KINDS)}",
             job_id=job_id,
             client_id=client_id,
         )
