@@ -70,6 +70,30 @@ def test_streams_chain_and_fill_placeholders(stack: Stack, upstream: MockUpstrea
     assert result["turn"]["model"] == "mock/gpt-other"
 
 
+@pytest.mark.parametrize("by", ["answer", "question"])
+def test_the_assistant_that_answered_answers_again(
+    stack: Stack, upstream: MockUpstream, by: str
+) -> None:
+    """Regenerating an answer an assistant made runs that assistant again, not its last model;
+    asking for a model asks that model alone."""
+    first = run(stack, {"text": "Where is it?", "assistant": TWO_STREAMS}).json()
+    assert first["outcome"]["type"] == "done"
+    sent = [request["messages"] for request in upstream.requests[-2:]]
+    turn = first["turn"]
+    ref = turn["assistant_message_id"] if by == "answer" else turn["user_message_id"]
+    url = f"{stack.core_url}/v1/messages/{ref}/regenerate?wait=true"
+    again = httpx.post(url, json={}, headers=auth(stack)).json()
+    assert again["outcome"]["type"] == "done"
+    assert [request["messages"] for request in upstream.requests[-2:]] == sent
+    answers = httpx.get(
+        f"{stack.core_url}/v1/chats/{turn['chat_id']}/messages", headers=auth(stack)
+    ).json()
+    assert answers[-1]["assistant"] == TWO_STREAMS | answers[-1]["assistant"]  # with defaults
+    bare = httpx.post(url, json={"model": "mock-gpt"}, headers=auth(stack)).json()
+    assert bare["outcome"]["type"] == "done"
+    assert [m["content"] for m in upstream.requests[-1]["messages"]] == ["Where is it?"]
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -395,7 +395,7 @@ class JobRunner:
         now = datetime.now(UTC)
 
         def save(conn: Connection) -> None:
-            extra = {"metadata": {"tool_calls": state.tool_calls}} if state.tool_calls else {}
+            extra = _metadata(job, state)
             chat_rows.update_message(
                 conn,
                 job.message_id,
@@ -451,7 +451,7 @@ class JobRunner:
         content = state.content
 
         def save(conn: Connection) -> None:
-            extra = {"metadata": {"tool_calls": state.tool_calls}} if state.tool_calls else {}
+            extra = _metadata(job, state)
             chat_rows.update_message(
                 conn, job.message_id, **extra, content=content, status=status, error=error.message
             )
@@ -571,6 +571,17 @@ class JobRunner:
             error=ErrorInfo(code="job_failed", message=reason),
             model=job.model,
         )
+
+
+def _metadata(job: JobSpec, state: RunState) -> dict[str, object]:
+    """An answer's metadata, when its outcome is stored: the tools it called, and the template
+    it was stored with (written again: the update replaces the metadata whole)."""
+    metadata: dict[str, object] = {}
+    if state.tool_calls:
+        metadata["tool_calls"] = state.tool_calls
+    if job.template is not None:
+        metadata["assistant"] = job.template
+    return {"metadata": metadata} if metadata else {}
 
 
 def _claimed_later(job_id: str, claimed: asyncio.Future[int | None]) -> None:

@@ -188,7 +188,9 @@ class TurnEngine:
 
         def store(conn: Connection) -> tuple[Placement, str]:
             context = place(conn, user, turn, now, history_files)
-            hash_ = self._insert_turn(conn, context, user, turn, model, ids, now, attached)
+            hash_ = self._insert_turn(
+                conn, context, user, turn, model, ids, now, attached, template=template
+            )
             if turn.delivery_id is not None:  # delivered before: all of it rolls back
                 claim_delivery(
                     conn,
@@ -257,15 +259,33 @@ class TurnEngine:
         chat's current branch. `message_id` is the question or one of its answers."""
         async with self._db.connect() as conn:
             earlier = await conn.run_sync(usable_message, user, message_id)
-        target = await self._catalog.resolve(turn.model or earlier.model)
+            answered = (
+                [earlier]
+                if earlier.role == "assistant"
+                else await conn.run_sync(chat_rows.answers_to, earlier.id)
+            )
+        # The assistant that made the answer answers again, unless a model is asked for.
+        template = None if turn.model or not answered else answered[-1].assistant
+        if template is None:
+            targets = [await self._catalog.resolve(turn.model or earlier.model)]
+        else:
+            streams = AssistantTemplate.model_validate(template).streams
+            targets = [
+                await self._catalog.resolve_in(s.provider, s.settings.model) for s in streams
+            ]
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
-        return await asyncio.shield(self._accept_again(user, message_id, turn, target))
+        return await asyncio.shield(self._accept_again(user, message_id, turn, targets, template))
 
     async def _accept_again(
-        self, user: UserRead, message_id: str | int, turn: Regenerate, target: ModelTarget
+        self,
+        user: UserRead,
+        message_id: str | int,
+        turn: Regenerate,
+        targets: list[ModelTarget],
+        template: dict[str, object] | None,
     ) -> TurnRead:
-        model = target.name
+        model = targets[-1].name
         now = datetime.now(UTC)
         job_id, answer_id = new_id(), new_id()
 
@@ -286,6 +306,7 @@ class TurnEngine:
                 status="queued",
                 now=now,
                 model=model,
+                metadata=None if template is None else {"assistant": template},
             )
             chat_rows.insert_messages(conn, [answer])
             job = job_rows.job_row(
@@ -311,10 +332,11 @@ class TurnEngine:
             chat_id=chat_id,
             message_id=answer_id,
             model=model,
-            messages=await self._prompt(user, [target], history),
+            messages=await self._prompt(user, targets, history),
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
+            template=template,
         )
         await self._enqueue(spec, now)
         return TurnRead(
@@ -335,8 +357,11 @@ class TurnEngine:
         ids: _TurnIds,
         now: datetime,
         attached: list[AttachmentRead],
+        *,
+        template: dict[str, object] | None,
     ) -> str:
-        """The user message, an empty answer and the job, in the transaction `conn` holds.
+        """The user message, an empty answer (with the template that will make it, if one
+        will) and the job, in the transaction `conn` holds.
 
         Returns the user message's prefix hash, which the job carries on to the answer's.
         """
@@ -365,6 +390,7 @@ class TurnEngine:
                 status="queued",
                 now=now,
                 model=model,
+                metadata=None if template is None else {"assistant": template},
             ),
         ]
         if context.new_chat is not None:

@@ -77,3 +77,5 @@ class MessageRead(BaseModel):
     attachments: list[AttachmentRead] = []
     # The helpers' tools the model called for this answer: arguments, result or error, duration.
     tool_calls: list[dict[str, object]] = []
+    # The assistant template that made this answer, if one did (regenerating it uses it again).
+    assistant: dict[str, object] | None = None

@@ -67,6 +67,7 @@ def _message(row: Any, sibling_ids: list[str] | None = None) -> MessageRead:
         created_at=row.created_at,
         sibling_ids=sibling_ids or [],
         tool_calls=(row.metadata or {}).get("tool_calls", []),
+        assistant=(row.metadata or {}).get("assistant"),
         attachments=row.attachments or [],
     )
 
@@ -193,6 +194,7 @@ def message_row(
     prefix_hash: str | None = None,
     author_id: str | None = None,
     attachments: list[dict[str, object]] | None = None,
+    metadata: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """A full messages row, ready for a bulk insert (its number comes from the database)."""
     return {
@@ -206,7 +208,7 @@ def message_row(
         "model": model,
         "prefix_hash": prefix_hash,
         "attachments": attachments or [],
-        "metadata": {},
+        "metadata": metadata or {},
         "input_tokens": None,
         "output_tokens": None,
         "ttft_ms": None,
@@ -231,6 +233,16 @@ def find_message(conn: Connection, message_id: Ref) -> MessageRead | None:
     """A message by id or number."""
     row = (conn.execute(select(messages).where(ref_filter(messages, message_id)))).first()
     return None if row is None else _message(row)
+
+
+def answers_to(conn: Connection, question_id: str) -> list[MessageRead]:
+    """The answers to a user message, oldest first."""
+    found = conn.execute(
+        select(messages)
+        .where(messages.c.parent_id == question_id, messages.c.role == "assistant")
+        .order_by(messages.c.id)
+    )
+    return [_message(row) for row in found]
 
 
 def branch(
