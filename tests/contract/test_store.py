@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -198,7 +198,11 @@ async def test_a_job_running_elsewhere_is_followed_once_its_events_come(hub: Hub
     await hub.db.write(
         lambda conn: job_rows.update_job(conn, silent, status="failed", error="lost", last_seq=4)
     )
-    assert [kind for _, kind, _ in await asyncio.wait_for(listeners[1], 10)] == ["failed"]
+    # Its answer so far (the message it shares with the first turn: "pong") as one token first.
+    assert await asyncio.wait_for(listeners[1], 10) == [
+        (3, "running", "pong"),
+        (4, "failed", "pong"),
+    ]
 
 
 async def test_history_continues_a_chat_only_for_its_owner(hub: Hub) -> None:
@@ -306,14 +310,21 @@ async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:
     assert await hub.chats.list_chats(bob, limit=10, before=None) == []
 
 
+async def on_a_new_database(
+    backend: str, tmp_path: Path, run: Callable[[str], Awaitable[None]]
+) -> None:
+    """`run` with the URL of a new, empty database of `backend`."""
+    if backend == "sqlite":
+        await run(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+        return
+    async with postgres_url() as url:
+        await run(url)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_migration_numbers_existing_rows(tmp_path: Path, backend: str) -> None:
     """A database made by the first release gains numbers, in creation order, and keeps its rows."""
-    if backend == "sqlite":
-        await _migrate_old_database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-        return
-    async with postgres_url() as url:
-        await _migrate_old_database(url)
+    await on_a_new_database(backend, tmp_path, _migrate_old_database)
 
 
 async def _migrate_old_database(url: str) -> None:
@@ -345,11 +356,7 @@ async def test_migration_keeps_the_users_a_helper_is_limited_to_by_id(
     tmp_path: Path, backend: str
 ) -> None:
     """Names stored before become ids; an id stays; a name of nobody stays, matching nobody."""
-    if backend == "sqlite":
-        await _migrate_helper_limits(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-        return
-    async with postgres_url() as url:
-        await _migrate_helper_limits(url)
+    await on_a_new_database(backend, tmp_path, _migrate_helper_limits)
 
 
 async def _migrate_helper_limits(url: str) -> None:

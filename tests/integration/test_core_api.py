@@ -93,11 +93,17 @@ def test_resume_from_the_store_once_events_are_gone(tmp_path: Path, upstream: Mo
             f"{stack.core_url}/v1/turns?wait=true", json={"text": "hi"}, headers=auth(stack)
         ).json()
         url = f"{stack.core_url}/v1/jobs/{result['turn']['job_id']}/events"
+        # A listener that had some tokens: start again, the whole answer as one token, the end.
         with httpx.stream("GET", url, headers={**auth(stack), "Last-Event-ID": "3"}) as r:
-            (event,) = sse(list(r.iter_lines()))
+            restarted, token, event = sse(list(r.iter_lines()))
+        with httpx.stream("GET", url, headers={**auth(stack), "Last-Event-ID": "6"}) as r:
+            (only_the_end,) = sse(list(r.iter_lines()))
         with httpx.stream("GET", url, headers={**auth(stack), "Last-Event-ID": "7"}) as r:
             assert sse(list(r.iter_lines())) == []
-    assert (event["id"], event["event"]) == ("7", "done")
+    assert (restarted["id"], restarted["event"]) == ("4", "restarted")
+    assert (token["id"], token["event"]) == ("6", "running")
+    assert token["data"]["delta"] == result["outcome"]["content"]
+    assert (event["id"], event["event"]) == ("7", "done") and only_the_end == event
     assert event["data"]["content"] == result["outcome"]["content"]
 
 

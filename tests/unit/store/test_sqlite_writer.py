@@ -8,7 +8,8 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,6 +69,18 @@ def insert(body: str) -> Callable[[Connection], int]:
         return threading.get_ident()
 
     return op
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """SQLite's write lock on `path`, held by another connection (another process, as it were)."""
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        locker.rollback()
+        locker.close()
 
 
 def bodies(path: Path) -> list[str]:
@@ -260,16 +273,13 @@ async def test_a_locked_database_fails_a_batch_in_one_busy_timeout(
     """Not once per op: each would wait out the lock again, and the writes queued behind them."""
     monkeypatch.setattr(sqlite_writer, "BUSY_TIMEOUT_MS", 200)
     writer = SqliteWriter(make_url(f"sqlite:///{path}"))
-    locker = sqlite3.connect(path, isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")
     try:
-        started = time.monotonic()
-        written = [writer.submit(insert(f"n{i}")) for i in range(10)]
-        outcomes = await asyncio.gather(*written, return_exceptions=True)
-        took = time.monotonic() - started
+        with locked(path):
+            started = time.monotonic()
+            written = [writer.submit(insert(f"n{i}")) for i in range(10)]
+            outcomes = await asyncio.gather(*written, return_exceptions=True)
+            took = time.monotonic() - started
     finally:
-        locker.rollback()
-        locker.close()
         await writer.close()
     assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
     assert took < 5 * 0.2  # eleven busy timeouts before
@@ -296,8 +306,6 @@ async def test_closing_does_not_hold_the_loop_for_a_batch_waiting_for_the_lock(
     """A write asked for after `close` fails at once; one the closing gave up on fails too."""
     monkeypatch.setattr(sqlite_writer, "CLOSE_WAIT_S", 0.2)
     writer = SqliteWriter(make_url(f"sqlite:///{path}"))
-    locker = sqlite3.connect(path, isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # another process holds the lock throughout
     gaps: list[float] = []
 
     async def tick() -> None:
@@ -309,18 +317,17 @@ async def test_closing_does_not_hold_the_loop_for_a_batch_waiting_for_the_lock(
 
     ticker = asyncio.create_task(tick())
     try:
-        waiting = writer.submit(insert("a"))
-        await asyncio.sleep(0.1)  # in the thread, waiting for the lock
-        late = writer.submit(insert("late"))  # queued behind it
-        await writer.close()
-        after = writer.submit(insert("after"))
-        outcomes = await asyncio.wait_for(
-            asyncio.gather(waiting, late, after, return_exceptions=True), 10
-        )
+        with locked(path):  # by another process throughout
+            waiting = writer.submit(insert("a"))
+            await asyncio.sleep(0.1)  # in the thread, waiting for the lock
+            late = writer.submit(insert("late"))  # queued behind it
+            await writer.close()
+            after = writer.submit(insert("after"))
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(waiting, late, after, return_exceptions=True), 10
+            )
     finally:
         ticker.cancel()
-        locker.rollback()
-        locker.close()
     assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes)
     assert max(gaps) < 1.0  # the busy timeout is 5 s: the loop went on meanwhile
 
