@@ -118,3 +118,38 @@ def test_a_turn_after_a_failed_answer_is_matched_with_what_came_before_it(
     sent = [message["content"] for message in upstream.requests[-1]["messages"]]
     assert sent == ["question B", upstream.reply, "question C"]
     assert len(stack.chats()) == 2
+
+
+def test_an_outcome_resumed_from_the_store_is_the_one_told_live(
+    tmp_path: Path, upstream: MockUpstream
+) -> None:
+    """Its finish reason (a `length` stayed `length`), its error's code and whether to try again."""
+    settings = make_settings(tmp_path, jobs={"event_retention_s": 0})
+    with running_stack(settings) as stack:
+        register_models(stack, upstream.base_url)
+        with stack.admin() as core:
+            upstream.mode = "raw"
+            upstream.raw_stream = (
+                chunk({"choices": [{"delta": {"content": "cut sh"}, "finish_reason": "length"}]})
+                + b"data: [DONE]\n\n"
+            )
+            cut = core.post("/v1/turns?wait=true", json={"text": "hi"}).json()
+            upstream.mode = "error"
+            failed = core.post("/v1/turns?wait=true", json={"text": "hi"}).json()
+        stored = {
+            name: resumed(stack, ended["turn"]["job_id"])
+            for name, ended in (("cut", cut), ("failed", failed))
+        }
+    assert cut["outcome"]["finish_reason"] == "length"
+    assert stored["cut"]["finish_reason"] == "length"
+    assert stored["failed"]["error"] == failed["outcome"]["error"]
+
+
+def resumed(stack: Stack, job_id: str) -> dict[str, Any]:
+    """The outcome a listener resuming after `queued` is told."""
+    headers = {"Authorization": f"Bearer {stack.admin_key}", "Last-Event-ID": "1"}
+    url = f"{stack.core_url}/v1/jobs/{job_id}/events"
+    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+        data = [line for line in response.iter_lines() if line.startswith("data: ")]
+    outcome: dict[str, Any] = json.loads(data[-1].removeprefix("data: "))
+    return outcome

@@ -395,7 +395,7 @@ class JobRunner:
         now = datetime.now(UTC)
 
         def save(conn: Connection) -> None:
-            extra = _metadata(job, state)
+            extra = _metadata(job, state, finish_reason=generation.finish_reason)
             chat_rows.update_message(
                 conn,
                 job.message_id,
@@ -451,7 +451,7 @@ class JobRunner:
         content = state.content
 
         def save(conn: Connection) -> None:
-            extra = _metadata(job, state)
+            extra = _metadata(job, state, error={"code": error.code, "retryable": error.retryable})
             chat_rows.update_message(
                 conn, job.message_id, **extra, content=content, status=status, error=error.message
             )
@@ -545,6 +545,11 @@ class JobRunner:
                 if found is None
                 else await conn.run_sync(chat_rows.find_message, found[0].message_id)
             )
+            told = (
+                {}
+                if found is None
+                else await conn.run_sync(chat_rows.metadata_of, found[0].message_id)
+            )
         if found is None or message is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         job, _owner, last_seq = found
@@ -557,31 +562,39 @@ class JobRunner:
                 seq=seq,
                 type="done",
                 content=message.content,
-                finish_reason="stop",
+                finish_reason=str(told.get("finish_reason") or "stop"),
                 usage=message.usage,
                 timings=message.timings,
                 model=job.model,
             )
         reason = job.error or "this job's events are gone; its process stopped"
+        said = told.get("error")
+        error: dict[str, object] = said if isinstance(said, dict) else {}
         return JobEvent(
             job_id=job_id,
             seq=seq,
             type="cancelled" if job.status == "cancelled" else "failed",
             content=message.content,
-            error=ErrorInfo(code="job_failed", message=reason),
+            error=ErrorInfo(
+                code=str(error.get("code") or "job_failed"),
+                message=reason,
+                retryable=bool(error.get("retryable")),
+            ),
             model=job.model,
         )
 
 
-def _metadata(job: JobSpec, state: RunState) -> dict[str, object]:
-    """An answer's metadata, when its outcome is stored: the tools it called, and the template
-    it was stored with (written again: the update replaces the metadata whole)."""
-    metadata: dict[str, object] = {}
+def _metadata(job: JobSpec, state: RunState, **outcome: object) -> dict[str, object]:
+    """An answer's metadata, when its outcome is stored: the tools it called, the template it
+    was stored with (written again: the update replaces the metadata whole), and what of its
+    outcome a listener resuming from the store is told again (`outcome`: the finish reason, or
+    the error's code and whether to try again)."""
+    metadata: dict[str, object] = dict(outcome)
     if state.tool_calls:
         metadata["tool_calls"] = state.tool_calls
     if job.template is not None:
         metadata["assistant"] = job.template
-    return {"metadata": metadata} if metadata else {}
+    return {"metadata": metadata}
 
 
 def _claimed_later(job_id: str, claimed: asyncio.Future[int | None]) -> None:

@@ -235,6 +235,12 @@ def find_message(conn: Connection, message_id: Ref) -> MessageRead | None:
     return None if row is None else _message(row)
 
 
+def metadata_of(conn: Connection, message_id: str) -> dict[str, object]:
+    """A message's metadata (its tool calls, its template, what its outcome said)."""
+    found = conn.execute(select(messages.c.metadata).where(messages.c.id == message_id)).first()
+    return dict(found.metadata or {}) if found is not None else {}
+
+
 def answers_to(conn: Connection, question_id: str) -> list[MessageRead]:
     """The answers to a user message, oldest first."""
     found = conn.execute(
