@@ -47,7 +47,10 @@ class Sink:
     def __init__(self) -> None:
         self.port = free_port()
         self.mails: list[EmailMessage] = []
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        # It offers SMTPUTF8, as relays commonly do (Postfix since 3.0).
+        self.controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True
+        )
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         mail = message_from_bytes(envelope.original_content or b"", policy=policy.default)
@@ -503,3 +506,55 @@ def test_a_failed_answer_is_said_by_mail(stack: Stack, upstream: MockUpstream, s
     with email_channel(stack, sink, policy="open") as port:
         assert send(port, mail("Hello?"))[0] == 250
         assert "Write again to try once more" in sink.wait(1)[0].get_content()
+
+
+def test_a_mail_from_a_utf8_address_is_answered(
+    stack: Stack, upstream: MockUpstream, sink: Sink
+) -> None:
+    """RFC 6531: the channel offers SMTPUTF8, so it must answer such a sender too (the answer was
+    given up: its address could not be written into the reply)."""
+    jorg = "jörg@example.de"
+    message = EmailMessage(policy=policy.SMTPUTF8)
+    message["From"] = f"Jörg <{jorg}>"
+    message["To"] = ADDRESS
+    message["Subject"] = "Frage"
+    message["Message-ID"] = make_msgid(domain="example.de")
+    message.set_content("Hallo?")
+    with email_channel(stack, sink, policy="open") as port:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            smtp.ehlo()
+            assert smtp.mail(jorg, ["SMTPUTF8"])[0] == 250
+            assert smtp.rcpt(ADDRESS)[0] == 250
+            assert (
+                smtp.data(message.as_bytes(policy=policy.SMTPUTF8.clone(linesep="\r\n")))[0] == 250
+            )
+        (answer,) = sink.wait(1)
+    to = str(answer["To"]).encode("utf-8", "surrogateescape").decode()  # 8-bit, as sent
+    assert to.endswith(f"<{jorg}>")
+    assert answer.get_content().strip() == upstream.reply
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"From": f"{'Ann ' * 60}<{ANN}>"},  # a display name past what the core keeps
+        {"References": " ".join(f"<{n:040d}@lists.example.org>" for n in range(400))},
+    ],
+    ids=["a long display name", "a long thread"],
+)
+def test_headers_past_the_cores_limits_are_answered_and_the_session_goes_on(
+    stack: Stack, upstream: MockUpstream, sink: Sink, headers: dict[str, str]
+) -> None:
+    message = mail("hi")
+    for name, value in headers.items():
+        del message[name]
+        message[name] = value
+    with email_channel(stack, sink, policy="open") as port:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            smtp.ehlo()
+            assert smtp.mail(ANN)[0] == 250
+            assert smtp.rcpt(ADDRESS)[0] == 250
+            assert smtp.data(message.as_bytes(policy=SMTP_POLICY))[0] == 250
+            assert smtp.noop()[0] == 250  # in step
+        (answer,) = sink.wait(1)
+    assert answer.get_content().strip() == upstream.reply

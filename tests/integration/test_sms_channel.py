@@ -281,3 +281,36 @@ def test_unreadable_media_is_refused_politely(
         (reply,) = sms.text("look", **media)
         assert reply.startswith("Sorry") and expected in reply, reply
     assert upstream.requests == [] and stack.chats() == []
+
+
+def test_a_post_with_a_file_is_refused_unsigned_or_not(
+    upstream: MockUpstream, sms: SmsChannel
+) -> None:
+    """Twilio posts no files; such a form made the signature check fail with a 500."""
+    response = httpx.post(
+        f"{sms.url}/sms/twilio",
+        data={"From": ANN, "Body": "hi"},
+        files={"Body2": ("x.txt", b"hello", "text/plain")},
+        headers={"X-Twilio-Signature": "forged"},
+    )
+    assert response.status_code == 403
+    assert upstream.requests == []
+
+
+def test_control_characters_of_an_answer_are_left_out_of_the_twiml(
+    upstream: MockUpstream, sms: SmsChannel
+) -> None:
+    """XML cannot hold them: Twilio would get a document it cannot read, and the phone nothing."""
+    upstream.reply = "Step 1:\x08 done\x0c"
+    assert sms.text("hi", MessageSid="SMctl") == ["Step 1: done"]
+
+
+def test_the_same_gateway_id_from_two_senders_is_two_messages(
+    upstream: MockUpstream, sms: SmsChannel
+) -> None:
+    url, key = f"{sms.url}/sms/inbound", {"X-Webhook-Secret": WEBHOOK_KEY}
+    for sender in ("+15550011", "+15550022"):
+        sent = {"from": sender, "text": "hi", "id": "1"}
+        answered = httpx.post(url, json=sent, headers=key, timeout=30)
+        assert answered.json() == {"replies": [upstream.reply]}
+    assert len(upstream.requests) == 2

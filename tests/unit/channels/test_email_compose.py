@@ -83,3 +83,21 @@ def test_a_reply_kept_as_json_while_owed_makes_the_same_reply() -> None:
 def test_a_reply_that_is_not_one_is_refused(kept: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="not an email reply"):
         ReplyTo.from_json(kept)
+
+
+def test_a_reply_to_a_utf8_address_keeps_it_as_it_is() -> None:
+    """RFC 6531 (SMTPUTF8): the address is not ASCII, and must not have to be."""
+    message = reply(
+        inbound(sender="jörg@example.de", display_name="Jörg"), sender="ai@x", text="Hi"
+    )
+    raw = message.as_bytes()
+    assert 'To: "Jörg" <jörg@example.de>'.encode() in raw
+    assert message["To"].addresses[0].addr_spec == "jörg@example.de"
+
+
+def test_what_is_kept_for_a_reply_holds_the_thread_trimmed() -> None:
+    """A long thread's references are kept as the reply carries them: a bounded size."""
+    long_thread = tuple(f"<{n}@lists.example.org>" for n in range(400))
+    kept = ReplyTo.of(inbound(references=long_thread))
+    assert kept.references[0] == long_thread[0] and len(kept.references) < 20
+    assert references_of(kept) == references_of(inbound(references=long_thread))

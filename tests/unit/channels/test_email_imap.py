@@ -51,6 +51,8 @@ class FakeInbox:
         self.senders.append(mail_from)
         if b"busy" in raw:
             return Verdict(451, "4.3.0 try again later")
+        if b"poison" in raw:
+            raise RuntimeError("a mail nothing foresaw")
         return Verdict(550, "5.6.0 unreadable") if b"junk" in raw else Verdict(250, "2.0.0 ok")
 
 
@@ -71,6 +73,14 @@ async def test_a_poll_marks_read_what_was_taken_or_refused_for_good() -> None:
     assert inbox.senders[-1] is None and mailbox.marked == {"1", "3"}
 
 
+async def test_a_mail_that_fails_its_handling_does_not_stop_the_ones_after_it() -> None:
+    mailbox = FakeMailbox({"1": b"Subject: x\r\n\r\npoison", "2": b"Subject: y\r\n\r\nhello"})
+    inbox = FakeInbox()
+    poller = ImapPoller(SETTINGS, inbox, connect=lambda _settings: mailbox)
+    assert await poller.poll() == 2
+    assert mailbox.marked == {"1", "2"} and len(inbox.senders) == 2
+
+
 async def test_a_mailbox_that_cannot_be_opened_fails_the_poll_and_logs_out() -> None:
     mailbox = FakeMailbox({}, select_status="NO")
     poller = ImapPoller(SETTINGS, FakeInbox(), connect=lambda _settings: mailbox)
@@ -85,6 +95,7 @@ async def test_a_mailbox_that_cannot_be_opened_fails_the_poll_and_logs_out() -> 
         (b"Return-Path: <Ann@Example.org>\r\n\r\nx", "Ann@Example.org"),
         (b"Return-Path: <>\r\n\r\nx", ""),
         (b"Subject: none\r\n\r\nx", None),
+        ("Return-Path: <jörg@example.de>\r\n\r\nx".encode(), "jörg@example.de"),
     ],
 )
 def test_return_path_is_the_envelope_sender(raw: bytes, expected: str | None) -> None:

@@ -132,6 +132,17 @@ def test_too_many_files_are_refused() -> None:
         parse_mail(message.as_bytes())
 
 
-@pytest.mark.parametrize("header", [{"Auto_Submitted": "auto-replied"}, {"Precedence": "bulk"}])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"Auto_Submitted": "auto-replied"},
+        {"Precedence": "bulk"},
+        {"Precedence": "auto_reply"},
+        {"Precedence": "list"},
+        {"X_Autoreply": "yes"},
+        {"X_Autorespond": "I am away"},
+        {"List_Id": "<talk.lists.example.org>"},
+    ],
+)
 def test_automatic_mail_is_marked(header: dict[str, str]) -> None:
     assert parse_mail(mail(**header).as_bytes()).automatic

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
+from email.utils import formatdate, make_msgid, quote
 
 from patchbay.channels.email.parse import InboundMail
 
@@ -28,7 +30,9 @@ class ReplyTo:
 
     @classmethod
     def of(cls, mail: InboundMail) -> ReplyTo:
-        return cls(mail.sender, mail.display_name, mail.subject, mail.message_id, mail.references)
+        """Kept with the turn: the thread's references as a reply carries them (trimmed)."""
+        references = tuple(references_of(mail)[:-1] if mail.message_id else references_of(mail))
+        return cls(mail.sender, mail.display_name, mail.subject, mail.message_id, references)
 
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "references": list(self.references)}
@@ -69,9 +73,15 @@ def reply(mail: InboundMail | ReplyTo, *, sender: str, text: str) -> EmailMessag
     """A reply to `mail` from `sender` (the channel's address) saying `text`."""
     if isinstance(mail, InboundMail):
         mail = ReplyTo.of(mail)
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = formataddr((mail.display_name or "", mail.sender))
+    if mail.sender.isascii():
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = Address(display_name=mail.display_name or "", addr_spec=mail.sender)
+    else:  # RFC 6531: a UTF-8 address goes as it is, in a message whose headers are UTF-8
+        message = EmailMessage(policy=policy.SMTPUTF8)
+        message["From"] = sender
+        name = mail.display_name or ""
+        message["To"] = f'"{quote(name)}" <{mail.sender}>' if name else mail.sender
     message["Subject"] = reply_subject(mail.subject)
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain=domain_of(sender))

@@ -50,7 +50,7 @@ def connect(settings: ImapSettings) -> imaplib.IMAP4:
 
 def return_path(raw: bytes) -> str | None:
     """The envelope sender the delivering server wrote down ("" for a bounce), if it did."""
-    value = BytesHeaderParser(policy=policy.compat32).parsebytes(raw).get("Return-Path")
+    value = BytesHeaderParser(policy=policy.default).parsebytes(raw).get("Return-Path")
     found = ANGLE.search(str(value)) if value is not None else None
     return found.group(1).strip() if found else None
 
@@ -78,7 +78,12 @@ class ImapPoller:
             mails = await asyncio.to_thread(_unread, client, self.settings)
             done: list[str] = []
             for uid, raw in mails:
-                verdict = await self.inbox.receive(raw, mail_from=return_path(raw))
+                try:
+                    verdict = await self.inbox.receive(raw, mail_from=return_path(raw))
+                except Exception:  # a mail nothing foresaw: kept from blocking those after it
+                    logger.exception("IMAP mail %s could not be handled; marked read", uid)
+                    done.append(uid)
+                    continue
                 if verdict.code >= 500:
                     logger.warning("IMAP mail %s refused: %s", uid, verdict.line)
                 if not 400 <= verdict.code < 500:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from patchbay.channels.base import Channel, delivery_key, pairing_message
 from patchbay.channels.email import compose
 from patchbay.channels.email.answers import mail_answers
@@ -109,6 +111,9 @@ class Inbox:
         self.busy.add(key)
         try:
             verdict = await self._handle(mail)
+        except ValidationError as exc:  # past a limit of the core's (a header's length)
+            logger.warning("mail %s from %s refused: %s", mail.key, mail.sender, exc)
+            verdict = Verdict(554, "5.6.0 this mail's headers are past what patchbay keeps")
         finally:
             self.busy.discard(key)
         if verdict.code < 300:

@@ -18,6 +18,9 @@ from patchbay.schemas.turns import AttachmentIn
 
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 MAX_ATTACHMENTS = 20  # what the core takes with one turn
+MAX_NAME = 200  # characters of a display name kept (the core holds no more)
+# Headers only robots send: autoresponders' of old, and mailing lists'.
+ROBOT_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress", "List-Id")
 MAX_THREAD = 500
 
 
@@ -77,7 +80,7 @@ def _parse(raw: bytes) -> InboundMail:
     digest = _digest("\n".join([sender, str(message.get("Date", "")), subject, body]))
     mail = InboundMail(
         sender=sender,
-        display_name=name,
+        display_name=name[:MAX_NAME] if name else name,  # the core keeps a name this long
         subject=subject,
         body=body,
         attachments=attachments,
@@ -165,11 +168,18 @@ def _ids(value: object) -> tuple[str, ...]:
 
 
 def _automatic(message: EmailMessage) -> bool:
-    """RFC 3834: robots do not answer robots (auto-replies, bounces, bulk mail)."""
+    """RFC 3834: robots do not answer robots (auto-replies, bounces, bulk and list mail, and the
+    headers of autoresponders that predate it)."""
     auto = str(message.get("Auto-Submitted", "no")).strip().lower()
     precedence = str(message.get("Precedence", "")).strip().lower()
     report = message.get_content_type() == "multipart/report"
-    return auto not in ("", "no") or precedence in ("bulk", "junk") or report
+    robot = any(name in message for name in ROBOT_HEADERS)
+    return (
+        auto not in ("", "no")
+        or precedence in ("bulk", "junk", "list", "auto_reply")
+        or report
+        or robot
+    )
 
 
 def _digest(text: str) -> str:

@@ -60,4 +60,4 @@ class Relay:
                 smtp.starttls(context=ssl.create_default_context())
             if relay.username and relay.password is not None:
                 smtp.login(relay.username, relay.password.get_secret_value())
-            smtp.send_message(message)
+            smtp.send_message(message)  # with SMTPUTF8 when an address needs it

@@ -144,7 +144,7 @@ class SmsChannel(Channel[SmsSettings]):
 
         Repeated deliveries are caught here while the channel remembers them, and by the core
         (the message id is the turn's `delivery_id`) after it restarted."""
-        if sms.message_id and not self._seen.add(sms.message_id):
+        if sms.message_id and not self._seen.add(f"{sms.sender} {sms.message_id}"):
             logger.info(
                 "sms %s from %s: a repeated delivery, not answered", sms.message_id, sms.sender
             )

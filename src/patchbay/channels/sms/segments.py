@@ -4,6 +4,7 @@ the phone joins again) and the segment count, which is what carriers limit and b
 from __future__ import annotations
 
 import math
+import re
 
 from patchbay.channels.base import chunks
 
@@ -31,9 +32,18 @@ def segment_count(text: str, *, segment_length: int = 153) -> int:
     return 1 if size <= single else math.ceil(size / split)
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """`text` without the characters XML 1.0 cannot hold (most C0 controls)."""
+    return _NOT_XML.sub("", text)
+
+
 def message_bodies(text: str, *, max_body: int = 1600, max_messages: int = 10) -> list[str]:
-    """`text` as message bodies of at most `max_body` characters; past `max_messages`, cut."""
-    bodies = chunks(text, max_body)
+    """`text` as message bodies of at most `max_body` characters; past `max_messages`, cut.
+    Control characters XML cannot hold (TwiML is XML) are left out."""
+    bodies = chunks(xml_safe(text), max_body)
     if len(bodies) > max_messages:
         bodies = bodies[:max_messages]
         bodies[-1] = bodies[-1][: max_body - 1].rstrip() + "…"

@@ -53,10 +53,14 @@ async def signed_form(request: Request, settings: TwilioSettings) -> dict[str, s
     token = settings.auth_token
     if token is None:
         raise HTTPException(403, "set the channel's auth_token to accept Twilio's webhooks")
+    fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+    if len(fields) != len(form.multi_items()):  # Twilio posts no files
+        await form.close()
+        raise HTTPException(403, "Twilio's webhooks post no files")
     validator = RequestValidator(token.get_secret_value())
     if not validator.validate(called_url(request, settings.public_url), form, signature):
         raise HTTPException(403, "the X-Twilio-Signature does not match; check public_url")
-    return {key: value for key, value in form.multi_items() if isinstance(value, str)}
+    return fields
 
 
 def check_secret(given: str | None, settings: TwilioSettings) -> None:

@@ -9,6 +9,7 @@ from typing import Literal
 from twilio.twiml.voice_response import VoiceResponse
 
 from patchbay.channels.base import ChannelSettings, chunks
+from patchbay.channels.sms.segments import xml_safe
 from patchbay.schemas.senders import SenderResolved
 
 CODE_BLOCK = re.compile(r"```.*?(```|$)", re.DOTALL)
@@ -34,7 +35,7 @@ def speakable(text: str) -> str:
     """Markdown read aloud badly: code, link targets and markup characters left out."""
     text = CODE_BLOCK.sub(" (some code, which is better read than heard) ", text)
     text = LINK.sub(r"\1", text)
-    return re.sub(r"\s+", " ", MARKUP.sub(" ", text)).strip()
+    return re.sub(r"\s+", " ", MARKUP.sub(" ", xml_safe(text))).strip()
 
 
 def say(response: VoiceResponse, text: str, settings: SpeechSettings) -> None:
