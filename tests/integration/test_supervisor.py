@@ -43,9 +43,16 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 40) -> None:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def data_dir(tmp_path: Path) -> Path:
+    """With a space in its path, as macOS's own has ("Application Support"; kept short here: the
+    path of supervisord's socket in it may be 107 bytes at most)."""
+    return tmp_path / "a b"
+
+
+@pytest.fixture
+def env(data_dir: Path) -> Iterator[dict[str, str]]:
     env = up_env(
-        tmp_path,
+        data_dir,
         PATCHBAY_LOCAL_MODEL__ENABLED="false",
         PATCHBAY_ADMIN_KEY=ADMIN_KEY,
         PATCHBAY_STATUS__HEARTBEAT_INTERVAL_S="0.3",
@@ -56,17 +63,23 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         run(env, "down")
-        pidfile = tmp_path / "run" / "supervisord.pid"
+        pidfile = data_dir / "run" / "supervisord.pid"
         if pidfile.exists():  # `down` failed: leave nothing behind all the same
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.killpg(int(pidfile.read_text()), signal.SIGKILL)
 
 
 @pytest.mark.timeout(240)
-def test_detached_modules_are_managed_from_the_command_line(env: dict[str, str]) -> None:
+def test_detached_modules_are_managed_from_the_command_line(
+    env: dict[str, str], data_dir: Path
+) -> None:
     started = run(env, "up", "-d")
     assert started.returncode == 0, started.stderr
     assert "patchbay is up" in started.stdout
+    # What it keeps (every prompt and answer among it) is its user's alone, whatever the umask.
+    kept = [data_dir, *data_dir.glob("*.db"), *data_dir.rglob("logs.db")]
+    assert len(kept) >= 3
+    assert {path: oct(path.stat().st_mode & 0o077) for path in kept} == dict.fromkeys(kept, "0o0")
     table = rows(env)
     assert set(table) == {"core", "openai", "ws"}
     assert all(
@@ -93,8 +106,10 @@ def test_detached_modules_are_managed_from_the_command_line(env: dict[str, str])
     assert run(env, "stop", "openai").returncode == 0
     assert rows(env)["openai"][0] == "STOPPED"
     assert not _up(openai_url)
-    assert run(env, "start", "openai").returncode == 0
+    assert run(env, "stop", "openai").returncode == 0  # stopped already: nothing to do
+    assert run(env, "restart", "openai").returncode == 0  # stopped: started
     wait_for(lambda: _up(openai_url))
+    assert run(env, "start", "openai").returncode == 0  # running already: nothing to do
     assert run(env, "restart", "core").returncode == 0
     wait_for(lambda: _up(core_url))
 

@@ -7,6 +7,7 @@ import xmlrpc.client
 
 import typer
 from rich.table import Table
+from supervisor.xmlrpc import Faults
 
 from patchbay.cli.context import console, errors, run_with_core, settings_of
 from patchbay.client import CoreClient
@@ -68,7 +69,7 @@ def _control(ctx: typer.Context, name: str, action: str) -> None:
         getattr(supervisor.rpc(), action)(name)
     except xmlrpc.client.Fault as fault:
         # Asking for the state a module is already in is not an error worth failing over.
-        if fault.faultString not in ("ALREADY_STARTED", "NOT_RUNNING"):
+        if fault.faultCode not in (Faults.ALREADY_STARTED, Faults.NOT_RUNNING):
             errors.print(f"[red]{name}:[/] {fault.faultString} ({supervisor.reason(name)})")
             raise typer.Exit(1) from fault
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 from pydantic import ValidationError
 
@@ -31,6 +33,9 @@ app = typer.Typer(
 
 @app.callback()
 def main(ctx: typer.Context) -> None:
+    # What patchbay writes (its database, every prompt and answer in the llm log, its keys) is
+    # for the user who runs it alone, whatever umask the shell had.
+    os.umask(0o077)
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -46,6 +47,12 @@ def _escape(value: object) -> str:
     return str(value).replace("%", "%%")
 
 
+def _command(argv: list[str]) -> str:
+    """A command line supervisord splits back into `argv` (shell-style: a path with a space,
+    such as macOS's "Application Support", stays one argument)."""
+    return shlex.join(argv)
+
+
 def render(settings: Settings, specs: list[ModuleSpec]) -> str:
     """supervisord.conf for these modules; paths live in the run directory."""
     run = settings.run_dir
@@ -65,7 +72,7 @@ def render(settings: Settings, specs: list[ModuleSpec]) -> str:
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
     ]
     for spec in specs:
-        command = " ".join([sys.executable, "-m", "patchbay.cli.main", *spec.args])
+        command = _command([sys.executable, "-m", "patchbay.cli.main", *spec.args])
         lines += [
             "",
             f"[program:{spec.name}]",
@@ -84,7 +91,7 @@ def render(settings: Settings, specs: list[ModuleSpec]) -> str:
             "stdout_logfile_maxbytes=10MB",
             "stdout_logfile_backups=3",
         ]
-    watch = " ".join([sys.executable, "-m", "patchbay.supervisor.crashwatch", str(run)])
+    watch = _command([sys.executable, "-m", "patchbay.supervisor.crashwatch", str(run)])
     lines += [
         "",
         "[eventlistener:crashwatch]",
