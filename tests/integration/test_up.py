@@ -73,7 +73,9 @@ def test_a_disabled_channel_is_not_started_and_leaves_its_port_alone(tmp_path: P
 
 
 def test_a_module_that_cannot_start_fails_up_with_a_reason(tmp_path: Path) -> None:
-    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    """On a first start: the admin's key, made already, is shown all the same (else it would be
+    shown never: the next start finds the admin)."""
+    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", int(env["PATCHBAY_OPENAI__PORT"])))
         taken.listen()
@@ -82,6 +84,23 @@ def test_a_module_that_cannot_start_fails_up_with_a_reason(tmp_path: Path) -> No
     assert "openai did not start" in done.stderr
     assert "address already in use" in done.stderr.lower()
     assert not port_open(f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}")
+    (key,) = KEY_PATTERN.findall(done.stdout)
+    with patchbay_up(env) as up:
+        assert "patchbay is up" in "".join(up.output)
+        assert up.cli("users", "list", key=key).returncode == 0
+
+
+def test_a_data_directory_too_deep_for_supervisords_socket_fails_up_in_one_line(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path / ("d" * 100)
+    env = up_env(deep, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    done = subprocess.run(
+        [PATCHBAY, "up", "-d"], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "choose a data directory with a shorter path" in " ".join(done.stderr.split())
 
 
 @pytest.mark.slow

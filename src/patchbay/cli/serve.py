@@ -184,11 +184,17 @@ def up(
     if supervisor.running():
         errors.print(f"[red]patchbay is already up[/] for {settings.data_dir}: see `patchbay ps`")
         raise typer.Exit(1)
-    process = supervisor.launch(foreground=not detach)
+    try:
+        process = supervisor.launch(foreground=not detach)
+    except RuntimeError as exc:
+        errors.print(f"[red]patchbay did not start:[/] {exc}")
+        _keep(key)
+        raise typer.Exit(1) from exc
     failed = supervisor.wait_ready(START_TIMEOUT_S)
     if failed is not None:
         errors.print(f"[red]{failed.name} did not start:[/] {failed.reason or failed.state}")
         supervisor.shutdown(None if detach else process)
+        _keep(key)
         raise typer.Exit(1)
     _show_table(supervisor, settings)
     if key:
@@ -201,6 +207,12 @@ def up(
     console.print("Ctrl-C stops everything.")
     assert stop is not None  # noqa: S101 - set whenever not detached
     _stay_up(supervisor, process, stop)
+
+
+def _keep(key: str | None) -> None:
+    """A first start that failed made the admin's key all the same: it is shown now, or never."""
+    if key:
+        _show_admin_key(key)
 
 
 class _StopSignal:

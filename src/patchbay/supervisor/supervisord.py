@@ -27,6 +27,7 @@ from patchbay.supervisor.modules import ModuleSpec
 
 STOP_GRACE_S = 10
 START_RETRIES = 3
+MAX_SOCKET_PATH = 107  # bytes of a Unix socket's path (sun_path holds 108, with its NUL)
 # A module that exits within this many seconds of starting has failed to start: supervisord
 # retries it with a growing backoff, then marks it FATAL. It must cover a module's start-up
 # (imports, migrations, binding its port), or a module that cannot start loops forever.
@@ -66,6 +67,7 @@ def render(settings: Settings, specs: list[ModuleSpec]) -> str:
         f"pidfile={_escape(run / 'supervisord.pid')}",
         f"childlogdir={_escape(run / 'logs')}",
         "identifier=patchbay",
+        "umask=077",  # its logs and pid file, and the modules': the user's alone (its own: 022)
         "silent=true",
         "",
         "[rpcinterface:supervisor]",
@@ -120,7 +122,13 @@ class Supervisor:
         self.pidfile = settings.run_dir / "supervisord.pid"
 
     def launch(self, *, foreground: bool) -> subprocess.Popen[bytes]:
-        """Write the configuration and start supervisord (as a child, or as a daemon)."""
+        """Write the configuration and start supervisord (as a child, or as a daemon); raises
+        `RuntimeError` saying why in one line when it cannot start."""
+        if len(os.fsencode(self.socket)) > MAX_SOCKET_PATH:
+            raise RuntimeError(
+                f"the path of supervisord's socket, {self.socket}, is over {MAX_SOCKET_PATH} bytes"
+                " (a Unix limit): choose a data directory with a shorter path"
+            )
         (self.settings.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.conf.write_text(render(self.settings, list(self.specs.values())))
         command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)]
@@ -129,7 +137,8 @@ class Supervisor:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 15
         while not self.running():
-            if (foreground and process.poll() is not None) or time.monotonic() > deadline:
+            code = process.poll()  # a daemon's first process exits 0 once it has forked
+            if (code is not None and (foreground or code != 0)) or time.monotonic() > deadline:
                 raise RuntimeError(f"supervisord did not start; see {self.supervisord_log}")
             time.sleep(0.05)
         return process
