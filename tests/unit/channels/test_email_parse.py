@@ -146,3 +146,20 @@ def test_too_many_files_are_refused() -> None:
 )
 def test_automatic_mail_is_marked(header: dict[str, str]) -> None:
     assert parse_mail(mail(**header).as_bytes()).automatic
+
+
+def test_a_mail_whose_headers_are_too_large_is_refused_before_it_is_parsed() -> None:
+    """The parser's time grows faster than a header: a few hundred KB of encoded words took it
+    seconds, on the channel's loop."""
+    words = b" ".join([b"=?utf-8?q?w=C3=B6rd?="] * 20_000)  # 440 KB, as sent (not built here)
+    raw = b"From: Ann <ann@example.org>\r\nSubject: " + words + b"\r\n\r\nHello\r\n"
+    with pytest.raises(UnreadableMail, match="headers are over 64 KB"):
+        parse_mail(raw)
+
+
+def test_a_mail_of_too_many_parts_is_refused() -> None:
+    message = mail()
+    for n in range(501):
+        message.add_attachment(b"", "text", "plain", filename=f"{n}.txt")
+    with pytest.raises(UnreadableMail, match="over 500 parts"):
+        parse_mail(message.as_bytes())

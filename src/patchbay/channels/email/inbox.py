@@ -4,6 +4,7 @@ core; whatever cannot be handled now gets a 4xx, so the sender's server tries ag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -86,8 +87,8 @@ class Inbox:
         """Handle one mail. `mail_from`: the envelope sender, "" for a bounce, None if unknown."""
         if mail_from == "":
             return Verdict(250, "2.0.0 bounces are not answered")
-        try:
-            mail = parse_mail(raw)
+        try:  # in a thread: the loop serves the other sessions while a large mail is read
+            mail = await asyncio.to_thread(parse_mail, raw)
         except UnreadableMail as exc:
             return Verdict(550, f"5.6.0 {exc}")
         if mail.automatic:

@@ -19,6 +19,11 @@ from patchbay.schemas.turns import AttachmentIn
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 MAX_ATTACHMENTS = 20  # what the core takes with one turn
 MAX_NAME = 200  # characters of a display name kept (the core holds no more)
+# Past these a mail is refused before it is parsed: the stdlib parser takes time that grows
+# faster than the size of a header (seconds for a few hundred KB of encoded words) or the count
+# of parts, and real mail comes nowhere near them.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_PARTS = 500
 # Headers only robots send: autoresponders' of old, and mailing lists'.
 ROBOT_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress", "List-Id")
 MAX_THREAD = 500
@@ -56,6 +61,7 @@ class InboundMail:
 
 def parse_mail(raw: bytes) -> InboundMail:
     """Read a mail as sent (RFC 5322 bytes); raises `UnreadableMail` with a reason."""
+    _check_size(raw)
     try:
         return _parse(raw)
     except UnreadableMail:
@@ -64,6 +70,15 @@ def parse_mail(raw: bytes) -> InboundMail:
         raise UnreadableMail(
             f"this mail could not be read ({type(exc).__name__}); send it again as plain text"
         ) from exc
+
+
+def _check_size(raw: bytes) -> None:
+    ends = [at for at in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if at >= 0]
+    header = min(ends) if ends else len(raw)
+    if header > MAX_HEADER_BYTES:
+        raise UnreadableMail(f"this mail's headers are over {MAX_HEADER_BYTES // 1024} KB")
+    if raw.lower().count(b"content-type:") > MAX_PARTS:
+        raise UnreadableMail(f"this mail has over {MAX_PARTS} parts; send fewer")
 
 
 def _parse(raw: bytes) -> InboundMail:
