@@ -195,6 +195,10 @@ class CoreClient:
         async with self._request("POST", "/v1/deliveries/answered", key=None, body=sent, **headers):
             pass
 
+    async def job(self, job_id: str, *, key: Key = None) -> JobRead:
+        """A job's state (its owner's, or one acted for)."""
+        return await self.call_as(JobRead, "GET", f"/v1/jobs/{job_id}", key=key)
+
     async def cancel_job(self, job_id: str, *, key: Key = None) -> JobRead:
         """Stop a queued or running job; it keeps its answer so far, marked cancelled."""
         return await self.call_as(JobRead, "DELETE", f"/v1/jobs/{job_id}", key=key)

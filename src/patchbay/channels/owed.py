@@ -30,7 +30,7 @@ from patchbay.client import ActAs, CoreClient
 from patchbay.errors import CoreUnavailable, DuplicateDelivery, NotFound, PatchbayError
 from patchbay.schemas.chats import MessageRead
 from patchbay.schemas.deliveries import AnswerSent, DeliveryKey, HoldOwed, OwedAnswer
-from patchbay.schemas.jobs import ErrorInfo, JobEvent, JobRead
+from patchbay.schemas.jobs import ErrorInfo, JobEvent
 from patchbay.schemas.turns import TurnRead
 
 logger = logging.getLogger(__name__)
@@ -166,9 +166,7 @@ class OwedAnswers:
 
     async def _stored_turn(self, taken: DuplicateDelivery, user_id: str) -> TurnRead:
         """The turn the core stored for a delivery it refused as taken before."""
-        job = await self.core.call_as(
-            JobRead, "GET", f"/v1/jobs/{taken.job_id}", key=ActAs(user_id)
-        )
+        job = await self.core.job(taken.job_id, key=ActAs(user_id))
         return TurnRead(
             chat_id=taken.chat_id,
             job_id=job.id,

@@ -15,7 +15,7 @@ from patchbay.channels.tasks import KeyedTasks
 from patchbay.channels.ws.protocol import AddFrame, BadFrame, Frame, bad, failed, to_turn, update
 from patchbay.client import CoreClient
 from patchbay.errors import NotFound, PatchbayError
-from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
+from patchbay.schemas.jobs import TERMINAL, JobEvent
 
 
 class Outlet(Protocol):
@@ -106,7 +106,7 @@ class JobFollower:
 
     async def _ended(self, job_id: str) -> bool:
         try:
-            job = await self._core.call_as(JobRead, "GET", f"/v1/jobs/{job_id}", key=self._key)
+            job = await self._core.job(job_id, key=self._key)
         except PatchbayError:
             return False
         return job.status in TERMINAL
