@@ -152,9 +152,24 @@ def test_a_reply_that_cannot_be_owed_is_a_400(
 def test_one_channel_process_at_a_time_holds_an_owed_answer(any_stack: Stack) -> None:
     module = {MODULE_TOKEN_HEADER: module_token(any_stack.settings.installation_secret())}
 
-    def hold(holder: str, lease_s: float = 60, renew: tuple[str, ...] = ()) -> list[str]:
-        keys = [{"user_id": user_id, "delivery_id": d} for d in renew]
-        body = {"channel": "email", "holder": holder, "lease_s": lease_s, "renew": keys}
+    def hold(
+        holder: str,
+        lease_s: float = 60,
+        renew: tuple[str, ...] = (),
+        take: tuple[str, ...] = (),
+        limit: int = 100,
+    ) -> list[str]:
+        def keys(ids: tuple[str, ...]) -> list[dict[str, str]]:
+            return [{"user_id": user_id, "delivery_id": d} for d in ids]
+
+        body = {
+            "channel": "email",
+            "holder": holder,
+            "lease_s": lease_s,
+            "renew": keys(renew),
+            "take": keys(take),
+            "limit": limit,
+        }
         answer = httpx.post(
             f"{any_stack.core_url}/v1/deliveries/owed/hold", json=body, headers=module
         )
@@ -173,6 +188,7 @@ def test_one_channel_process_at_a_time_holds_an_owed_answer(any_stack: Stack) ->
     assert hold("host-b/email") == []
     assert hold("host-a/email", lease_s=1) == ["<a@x>"]  # its own, after a restart say
     assert hold("host-b/email") == []
+    assert hold("host-b/email", take=("<a@x>",), limit=0) == []  # a mail retried to host-b
     time.sleep(1.2)  # host-a went away: its lease ran out
     assert hold("host-b/email", lease_s=60) == ["<a@x>"]
     assert hold("host-a/email", renew=("<a@x>",)) == []  # no longer its to renew, or take
@@ -183,3 +199,9 @@ def test_one_channel_process_at_a_time_holds_an_owed_answer(any_stack: Stack) ->
         "<a@x>": "host-b/email",
         "<b@x>": None,
     }
+    # A mail retried to another process: it takes the answer by name only once it is free.
+    assert hold("host-c/email", take=("<a@x>", "<b@x>", "<no@x>"), limit=0) == []
+    assert hold("host-b/email", take=("<a@x>",), lease_s=1, limit=0) == ["<a@x>"]  # its own
+    time.sleep(1.2)
+    assert hold("host-c/email", take=("<a@x>",), limit=0) == ["<a@x>"]
+    assert hold("host-b/email", take=("<a@x>",)) == []

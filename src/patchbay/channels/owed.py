@@ -156,23 +156,37 @@ class OwedAnswers:
         self, taken: DuplicateDelivery, user_id: str, delivery_id: str, reply: dict[str, object]
     ) -> bool:
         """A delivery the core took before: whether its answer is still owed (its first delivery
-        was deferred after the turn was stored, or the channel stopped before sending it); if so,
-        it is followed here, unless it is already."""
-        if taken.owed and not self.following(user_id, delivery_id):
-            created = await self._stored_turn(taken, user_id)
+        was deferred after the turn was stored, or the channel stopped before sending it). If so,
+        it is followed here, unless it is already, or another process holds it (the one the
+        first delivery reached, which sends it)."""
+        if not taken.owed or self.following(user_id, delivery_id):
+            return taken.owed
+        taken_here = await self.core.hold_owed(
+            self._hold(DeliveryKey(user_id=user_id, delivery_id=delivery_id))
+        )
+        for owed in taken_here:
             logger.info("%s: %s was taken before; answering it", self.channel, delivery_id)
-            self.follow(Owed(user_id, delivery_id, created, reply))
-        return taken.owed
+            self.follow(Owed(user_id, delivery_id, _turn(owed), reply))
+        return True
 
-    async def _stored_turn(self, taken: DuplicateDelivery, user_id: str) -> TurnRead:
-        """The turn the core stored for a delivery it refused as taken before."""
-        job = await self.core.job(taken.job_id, key=ActAs(user_id))
-        return TurnRead(
-            chat_id=taken.chat_id,
-            job_id=job.id,
-            user_message_id=taken.message_id,
-            assistant_message_id=job.message_id,
-            model=job.model,
+    def _hold(self, take: DeliveryKey | None = None) -> HoldOwed:
+        """A sweep's hold: renewing the answers followed here, taking more. With `take`, a hold
+        on that answer alone."""
+        if take is not None:
+            return HoldOwed(
+                channel=self.channel,
+                holder=self.holder,
+                lease_s=self._lease_s,
+                limit=0,
+                take=[take],
+            )
+        renew = [DeliveryKey(user_id=user, delivery_id=delivery) for user, delivery in self._held]
+        return HoldOwed(
+            channel=self.channel,
+            holder=self.holder,
+            lease_s=self._lease_s,
+            limit=MAX_OWED,
+            renew=renew,
         )
 
     async def sweep_forever(self) -> None:
@@ -187,16 +201,8 @@ class OwedAnswers:
     async def sweep(self) -> None:
         """Renew the hold on the answers being sent here; take those nobody sends and follow
         them."""
-        renew = [DeliveryKey(user_id=user, delivery_id=delivery) for user, delivery in self._held]
-        hold = HoldOwed(
-            channel=self.channel,
-            holder=self.holder,
-            lease_s=self._lease_s,
-            limit=MAX_OWED,
-            renew=renew,
-        )
         now = datetime.now(UTC)
-        for owed in await self.core.hold_owed(hold):
+        for owed in await self.core.hold_owed(self._hold()):
             if self.following(owed.user_id, owed.delivery_id):
                 continue
             age_s = (now - owed.created_at).total_seconds()

@@ -41,14 +41,16 @@ class DeliveryKey(BaseModel):
 
 class HoldOwed(BaseModel):
     """A channel process renews its hold on the answers it is sending and takes up to `limit`
-    more: those no process holds, or whose holder let its lease run out, or its own from before
-    a restart."""
+    more, and those of `take`: those no process holds, or whose holder let its lease run out, or
+    its own from before a restart."""
 
     channel: str = Field(pattern=CHANNEL_NAME)
     holder: str = Field(min_length=1, max_length=200)  # stable across the process's restarts
     lease_s: float = Field(ge=1, le=86_400)
     limit: int = Field(default=100, ge=0, le=500)
     renew: list[DeliveryKey] = Field(default=[], max_length=10_000)
+    # Taken if no other process holds them (their first delivery came again to this one).
+    take: list[DeliveryKey] = Field(default=[], max_length=100)
 
 
 class AnswerSent(BaseModel):

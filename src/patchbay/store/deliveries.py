@@ -116,8 +116,9 @@ def owed_answers(
 
 
 def hold_owed(conn: Connection, hold: HoldOwed, *, now: datetime) -> list[OwedAnswer]:
-    """Renew `hold.holder`'s lease on the answers it renews, and take up to `hold.limit` more:
-    those nobody holds, or whose lease ran out, or the holder's own (from before it restarted).
+    """Renew `hold.holder`'s lease on the answers it renews, and take those of `hold.take` and up
+    to `hold.limit` more: those nobody holds, or whose lease ran out, or the holder's own (from
+    before it restarted).
     Of two processes taking at once, each row goes to one: the update checks again."""
     until = now + timedelta(seconds=hold.lease_s)
     lease = {"held_by": hold.holder, "held_until": until}
@@ -136,21 +137,26 @@ def hold_owed(conn: Connection, hold: HoldOwed, *, now: datetime) -> list[OwedAn
         deliveries.c.held_until < now,
         deliveries.c.held_by == hold.holder,
     )
-    renewed = {(key.user_id, key.delivery_id) for key in hold.renew}
     taken: list[OwedAnswer] = []
-    for owed in owed_answers(
-        conn, channel=hold.channel, limit=hold.limit + len(renewed), where=free
-    ):
-        if (owed.user_id, owed.delivery_id) in renewed:
+    for key in hold.take:
+        where = and_(_key(hold.channel, key.user_id, key.delivery_id), free)
+        if conn.execute(update(deliveries).where(where, _OWED).values(**lease)).rowcount == 1:
+            taken += owed_answers(conn, channel=hold.channel, limit=1, where=where)
+    skip = {(key.user_id, key.delivery_id) for key in (*hold.renew, *hold.take)}
+    more: list[OwedAnswer] = []
+    for owed in owed_answers(conn, channel=hold.channel, limit=hold.limit + len(skip), where=free):
+        if len(more) == hold.limit:
+            break
+        if (owed.user_id, owed.delivery_id) in skip:
             continue
         claimed = conn.execute(
             update(deliveries)
             .where(_key(hold.channel, owed.user_id, owed.delivery_id), _OWED, free)
             .values(**lease)
         )
-        if claimed.rowcount == 1 and len(taken) < hold.limit:
-            taken.append(owed.model_copy(update=lease))
-    return taken
+        if claimed.rowcount == 1:
+            more.append(owed.model_copy(update=lease))
+    return [*(owed.model_copy(update=lease) for owed in taken), *more]
 
 
 def _key(channel: str, user_id: str, delivery_id: str) -> ColumnElement[bool]:

@@ -13,6 +13,7 @@ import pytest
 
 from patchbay.channels.owed import Owed, OwedAnswers
 from patchbay.client import CoreClient
+from patchbay.errors import DuplicateDelivery
 from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
 from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.turns import TurnRead
@@ -55,6 +56,9 @@ class FakeCore(CoreClient):
         self.renewed: list[list[str]] = []
 
     async def hold_owed(self, hold: HoldOwed) -> list[OwedAnswer]:
+        if hold.take:  # a hold on one answer: the core hands it over unless another holds it
+            keys = {(key.user_id, key.delivery_id) for key in hold.take}
+            return [o for o in self.owed if (o.user_id, o.delivery_id) in keys and not o.held_by]
         self.renewed.append(sorted(key.delivery_id for key in hold.renew))
         return [o for o in self.owed if o.channel == hold.channel][: hold.limit]
 
@@ -159,3 +163,25 @@ async def test_an_answer_a_sweep_follows_already_is_not_the_callers(setup: Setup
     assert await setup.answers.answer_within(Owed("u1", "a", turn("a"), REPLY), 5) is None
     await setup.settle()
     assert setup.delivered == ["the answer"] and setup.core.sent == ["a"]  # sent once, by `send`
+
+
+async def test_a_delivery_taken_before_is_answered_here_only_if_no_other_process_holds_it(
+    setup: Setup,
+) -> None:
+    """A deferred mail retried to a second channel process: the one holding its answer sends it,
+    the other only says the answer is coming."""
+    held_elsewhere = owed_answer("a", age=timedelta(seconds=1)).model_copy(
+        update={"held_by": "host-a/email:2525"}
+    )
+    setup.core.owed = [held_elsewhere, owed_answer("b", age=timedelta(seconds=1))]
+    setup.done.set()
+    for delivery in "abc":
+        taken = DuplicateDelivery(
+            "delivered before", chat_id="c", message_id="m", job_id=f"job-{delivery}", owed=True
+        )
+        assert await setup.answers.follow_taken(taken, "u1", delivery, REPLY)
+    answered = DuplicateDelivery("delivered before", chat_id="c", message_id="m", job_id="j")
+    assert not await setup.answers.follow_taken(answered, "u1", "d", REPLY)
+    await setup.settle()
+    assert setup.followed == ["job-b"] and setup.core.sent == ["b"]
+    assert setup.delivered == ["the answer"]
