@@ -73,9 +73,15 @@ def env(data_dir: Path) -> Iterator[dict[str, str]]:
 def test_detached_modules_are_managed_from_the_command_line(
     env: dict[str, str], data_dir: Path
 ) -> None:
+    notes = data_dir / "notes.txt"  # made by an earlier version, under a umask of 022
+    data_dir.mkdir()
+    notes.touch()
+    data_dir.chmod(0o755)
+    notes.chmod(0o644)
     started = run(env, "up", "-d")
     assert started.returncode == 0, started.stderr
     assert "patchbay is up" in started.stdout
+    assert f"made {data_dir} yours alone (it was 0755)" in " ".join(started.stderr.split())
     # What it keeps (every prompt and answer among it) is its user's alone, whatever the umask.
     kept = [data_dir, *data_dir.rglob("*")]
     assert data_dir / "patchbay.db" in kept

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import stat
 import subprocess
 import time
+from pathlib import Path
 from types import FrameType
 
 import anyio
@@ -45,11 +47,27 @@ async def _prepare(settings: Settings) -> str | None:
 
 
 def _prepare_or_exit(settings: Settings) -> str | None:
+    for path, mode in _made_private(settings.data_dir):
+        errors.print(f"[yellow]made {path} yours alone[/] (it was {mode:04o})")
     try:
         return anyio.run(_prepare, settings)
     except PatchbayError as exc:
         errors.print(f"[red]cannot open the database:[/] {exc.message}")
         raise typer.Exit(1) from exc
+
+
+def _made_private(data_dir: Path) -> list[tuple[Path, int]]:
+    """The data directory and the files in it that others could read (made before patchbay set
+    its umask), with their modes then, after taking the others' and the group's access away."""
+    if not data_dir.is_dir():
+        return []
+    changed = []
+    for path in (data_dir, *(child for child in data_dir.iterdir() if child.is_file())):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            path.chmod(mode & 0o700)
+            changed.append((path, mode))
+    return changed
 
 
 def _show_admin_key(key: str) -> None:
