@@ -185,3 +185,28 @@ def _reported(core_url: str, module: str) -> str:
         core_url + "/v1/status", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=2
     )
     return next((m["state"] for m in response.json()["modules"] if m["name"] == module), "")
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie nobody reaps (a container's first process may not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.timeout(240)
+def test_modules_end_when_supervisord_is_killed_and_up_starts_again(
+    env: dict[str, str], data_dir: Path
+) -> None:
+    """Killed outright, supervisord cannot stop its modules: they end by themselves, so their
+    ports are free for the next `up`."""
+    assert run(env, "up", "-d").returncode == 0
+    pids = [int(cells[1]) for cells in rows(env).values()]
+    assert len(pids) == 3 and not any(_ended(pid) for pid in pids)
+    os.kill(int((data_dir / "run" / "supervisord.pid").read_text()), signal.SIGKILL)
+    wait_for(lambda: all(_ended(pid) for pid in pids), timeout_s=30)
+    again = run(env, "up", "-d")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(rows(env)) == {"core", "openai", "ws"}

@@ -22,6 +22,7 @@ from patchbay.cli import (
 )
 from patchbay.cli.context import State, errors
 from patchbay.config import Settings
+from patchbay.supervisor.lifeline import end_with_supervisord
 
 app = typer.Typer(
     name="patchbay",
@@ -41,6 +42,7 @@ def main(ctx: typer.Context) -> None:
     except ValidationError as exc:
         errors.print(f"[red]Invalid configuration:[/] {exc}")
         raise typer.Exit(2) from exc
+    end_with_supervisord(settings.run_dir)
     ctx.obj = State(settings=settings)
 
 
