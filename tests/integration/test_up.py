@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import re
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -88,6 +90,38 @@ def test_a_module_that_cannot_start_fails_up_with_a_reason(tmp_path: Path) -> No
     with patchbay_up(env) as up:
         assert "patchbay is up" in "".join(up.output)
         assert up.cli("users", "list", key=key).returncode == 0
+
+
+def test_a_port_another_program_answers_on_fails_up_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """Another installation's channel on the port answers the health check as this one's would:
+    `up` must not take it for its own module (whose clients it would serve)."""
+    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    port = int(env["PATCHBAY_OPENAI__PORT"])
+    other = http.server.HTTPServer(("127.0.0.1", port), _Healthy)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        done = subprocess.run(
+            [PATCHBAY, "up", "-d"], env=env, capture_output=True, text=True, timeout=90
+        )
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert done.returncode == 1, done.stdout
+    said = " ".join(done.stderr.split())
+    assert f"openai did not start: 127.0.0.1:{port}: Address already in use" in said
+    assert not port_open(f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}")
+    assert subprocess.run([PATCHBAY, "ps"], env=env, capture_output=True).returncode == 1
+
+
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 def test_a_data_directory_too_deep_for_supervisords_socket_fails_up_in_one_line(

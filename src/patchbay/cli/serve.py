@@ -21,7 +21,7 @@ from patchbay.config import Settings
 from patchbay.errors import PatchbayError
 from patchbay.logging import configure_logging
 from patchbay.supervisor.modules import modules
-from patchbay.supervisor.supervisord import Supervisor, log_path
+from patchbay.supervisor.supervisord import Supervisor, log_path, port_taken
 
 CHANNELS = ("openai", "instructions", "ws", "web")
 START_TIMEOUT_S = 60.0
@@ -198,10 +198,16 @@ def up(
     settings = settings_of(ctx)
     stop = _StopSignal() if not detach else None  # before anything starts: no signal is lost
     key = _prepare_or_exit(settings)
-    supervisor = Supervisor(settings, modules(settings))
+    specs = modules(settings)
+    supervisor = Supervisor(settings, specs)
     if supervisor.running():
         errors.print(f"[red]patchbay is already up[/] for {settings.data_dir}: see `patchbay ps`")
         raise typer.Exit(1)
+    for spec in specs:
+        if (taken := port_taken(spec)) is not None:
+            errors.print(f"[red]{spec.name} did not start:[/] {taken} (another program's)")
+            _keep(key)
+            raise typer.Exit(1)
     try:
         process = supervisor.launch(foreground=not detach)
     except RuntimeError as exc:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -105,6 +106,24 @@ def render(settings: Settings, specs: list[ModuleSpec]) -> str:
         "stderr_logfile_maxbytes=1MB",
     ]
     return "\n".join(lines) + "\n"
+
+
+def port_taken(spec: ModuleSpec) -> str | None:
+    """Why `spec`'s port cannot be had (another program listens there), or None. Asked before
+    the start: a module's health check alone would take another program answering there (another
+    installation's module, say) for the module."""
+    if spec.port is None:
+        return None
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            spec.host, spec.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(where)
+    except OSError as exc:
+        return f"{spec.host}:{spec.port}: {exc.strerror or exc}"
+    return None
 
 
 def log_path(settings: Settings, name: str) -> Path:
