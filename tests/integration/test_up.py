@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -113,6 +114,24 @@ def test_a_port_another_program_answers_on_fails_up_before_anything_starts(
     assert f"openai did not start: 127.0.0.1:{port}: Address already in use" in said
     assert not port_open(f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}")
     assert subprocess.run([PATCHBAY, "ps"], env=env, capture_output=True).returncode == 1
+
+
+def test_ctrl_c_while_the_modules_start_stops_everything_at_once(tmp_path: Path) -> None:
+    env = up_env(tmp_path, PATCHBAY_LOCAL_MODEL__ENABLED="false", PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+    process = subprocess.Popen(
+        [PATCHBAY, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    supervisord = tmp_path / "run" / "supervisord.pid"
+    deadline = time.monotonic() + 60
+    while not supervisord.exists() and process.poll() is None:  # the modules are starting
+        assert time.monotonic() < deadline, "supervisord never started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "stopping" in output and "patchbay is up" not in output  # not started first
+    assert not supervisord.exists()
+    assert not port_open(f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}")
 
 
 class _Healthy(http.server.BaseHTTPRequestHandler):

@@ -196,7 +196,7 @@ def up(
 ) -> None:
     """Start every module, each its own process under supervisord; Ctrl-C stops them all."""
     settings = settings_of(ctx)
-    stop = _StopSignal() if not detach else None  # before anything starts: no signal is lost
+    stop = _StopSignal()  # before anything starts: no signal is lost
     key = _prepare_or_exit(settings)
     specs = modules(settings)
     supervisor = Supervisor(settings, specs)
@@ -214,7 +214,12 @@ def up(
         errors.print(f"[red]patchbay did not start:[/] {exc}")
         _keep(key)
         raise typer.Exit(1) from exc
-    failed = supervisor.wait_ready(START_TIMEOUT_S)
+    failed = supervisor.wait_ready(START_TIMEOUT_S, stop=lambda: stop.set)
+    if stop.set:  # Ctrl-C while the modules start
+        console.print("stopping…")
+        supervisor.shutdown(None if detach else process)
+        _keep(key)
+        raise typer.Exit(130)
     if failed is not None:
         errors.print(f"[red]{failed.name} did not start:[/] {failed.reason or failed.state}")
         supervisor.shutdown(None if detach else process)
@@ -229,7 +234,6 @@ def up(
         )
         return
     console.print("Ctrl-C stops everything.")
-    assert stop is not None  # noqa: S101 - set whenever not detached
     _stay_up(supervisor, process, stop)
 
 

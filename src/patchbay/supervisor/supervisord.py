@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
@@ -247,10 +248,13 @@ class Supervisor:
         finally:
             connection.close()
 
-    def wait_ready(self, timeout_s: float) -> ModuleState | None:
-        """Wait until every module answers its health check; returns the first that failed."""
+    def wait_ready(
+        self, timeout_s: float, *, stop: Callable[[], bool] = lambda: False
+    ) -> ModuleState | None:
+        """Wait until every module answers its health check; returns the first that failed
+        (None as soon as `stop()`)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop():
             states = self.states()
             for state in states:
                 if state.state in ("FATAL", "STOPPED", "FAILED"):
@@ -258,6 +262,8 @@ class Supervisor:
             if all(self._ready(state) for state in states):
                 return None
             time.sleep(0.2)
+        if stop():
+            return None
         slow = [state for state in self.states() if not self._ready(state)]
         return slow[0] if slow else None
 
