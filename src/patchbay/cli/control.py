@@ -83,6 +83,8 @@ def start(ctx: typer.Context, name: str) -> None:
 
 def stop(ctx: typer.Context, name: str) -> None:
     """Stop a module (SIGTERM, then SIGKILL after the grace period)."""
+    supervisor = _supervisor(ctx)
+    supervisor.keep_stopped(_known(supervisor, name))
     _control(ctx, name, "stopProcess")
     console.print(f"{name} stopped")
 

@@ -34,6 +34,11 @@ def failed_marker(run_dir: Path, name: str) -> Path:
     return run_dir / "failed" / name
 
 
+def stopped_marker(run_dir: Path, name: str) -> Path:
+    """Written by `patchbay stop NAME`: a module stopped by hand is not started again here."""
+    return run_dir / "stopped" / name
+
+
 def rpc(run_dir: Path) -> Any:
     """A fresh XML-RPC proxy to this run's supervisord (one per call: timers run in threads)."""
     transport = SupervisorTransport(None, None, serverurl=f"unix://{run_dir / 'supervisor.sock'}")
@@ -68,6 +73,9 @@ class CrashWatch:
         timer.start()
 
     def _start(self, name: str) -> None:
+        if stopped_marker(self.run_dir, name).exists():  # stopped by hand while it waited
+            logger.info("%s was stopped meanwhile; left stopped", name)
+            return
         try:
             rpc(self.run_dir).supervisor.startProcess(name, False)
         except Exception as exc:  # noqa: BLE001 - started meanwhile, or supervisord stopping

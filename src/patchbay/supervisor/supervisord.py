@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from typing import Any
 from supervisor.xmlrpc import SupervisorTransport
 
 from patchbay.config import Settings
-from patchbay.supervisor.crashwatch import failed_marker
+from patchbay.supervisor.crashwatch import failed_marker, stopped_marker
 from patchbay.supervisor.modules import ModuleSpec
 
 STOP_GRACE_S = 10
@@ -150,6 +151,7 @@ class Supervisor:
                 " (a Unix limit): choose a data directory with a shorter path"
             )
         (self.settings.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.settings.run_dir / "stopped", ignore_errors=True)  # a new start
         self.conf.write_text(render(self.settings, list(self.specs.values())))
         command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)]
         if foreground:
@@ -191,6 +193,8 @@ class Supervisor:
             state, reason = info["statename"], "" if running else self.reason(name, info)
             if not running and failed.exists():
                 state, reason = "FAILED", failed.read_text().strip()
+            elif not running and stopped_marker(self.settings.run_dir, name).exists():
+                state, reason = "STOPPED", "stopped by `patchbay stop`"
             states.append(
                 ModuleState(
                     name=name,
@@ -204,8 +208,17 @@ class Supervisor:
         return states
 
     def forget_failure(self, name: str) -> None:
-        """Let a module that was left stopped for crashing be started again."""
+        """Let a module that was left stopped for crashing, or stopped by hand, be started
+        again."""
         failed_marker(self.settings.run_dir, name).unlink(missing_ok=True)
+        stopped_marker(self.settings.run_dir, name).unlink(missing_ok=True)
+
+    def keep_stopped(self, name: str) -> None:
+        """A module about to be stopped by hand: the crash watch must not start it again (it
+        may have crashed just before, and be waiting to be started)."""
+        marker = stopped_marker(self.settings.run_dir, name)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
 
     def reason(self, name: str, info: dict[str, Any] | None = None) -> str:
         """One line on why a module is not running: its log's last word, else supervisord's."""
