@@ -7,11 +7,15 @@ fixed transcript, so the test needs no speech model; the recording is a real (si
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
+import time
 import wave
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -20,7 +24,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from twilio.request_validator import RequestValidator
 
+from patchbay.channels.runner import create_app
+from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
 from tests.conftest import free_port
@@ -28,6 +35,7 @@ from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack
 from tests.support.twilio import (
     ACCOUNT_SID,
+    AUTH_TOKEN,
     WEBHOOK_KEY,
     TwilioStandIn,
     parse,
@@ -208,9 +216,10 @@ def test_a_slow_answer_pauses_then_is_spoken(
         call = Call(url, "CA0008")
         root = call.post("/voice/twilio/speech", SpeechResult="Think hard.")
         assert [element.tag for element in root] == ["Pause", "Redirect"]
-        assert root[1].text == "/voice/twilio/wait"
+        redirect = root[1].text or ""
+        assert redirect.startswith("/voice/twilio/wait?job=")
         for _ in range(20):  # Twilio follows the redirect until the answer is there
-            root = call.post("/voice/twilio/wait")
+            root = call.post(redirect)
             if root.find("Say") is not None:
                 break
         assert root[0].text == upstream.reply
@@ -261,3 +270,104 @@ def test_an_uploaded_recording_is_answered(
     assert response.json() == {"status": "known", "text": upstream.reply}, response.text
     assert TRANSCRIPT in upstream.requests[-1]["messages"][-1]["content"]
     assert speech.heard == [("audio/wav", len(silent_wav()))]
+
+
+@contextmanager
+def slow_recordings(delay_s: float) -> Iterator[str]:
+    """Twilio's API answering a recording only after `delay_s` (as it does when busy)."""
+
+    async def recording(_request: Request) -> Response:
+        await asyncio.sleep(delay_s)
+        return Response(silent_wav(), media_type="audio/x-wav")
+
+    app = Starlette(routes=[Route("/Recordings/{sid}", recording)])
+    with serve_in_thread(app, free_port()) as url:
+        yield url
+
+
+def test_a_slow_recording_fetch_counts_against_the_time_limit(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn, speech: SpeechStandIn
+) -> None:
+    """Twilio waits 15 s for the webhook's answer: fetching the recording is part of the turn,
+    so a slow fetch gives a pause and a redirect, not an answer Twilio no longer waits for."""
+    with (
+        slow_recordings(3.0) as api,
+        serving(stack, twilio, "voice", listen="record", time_limit_s=0.5, api_base_url=api) as url,
+    ):
+        call = Call(url, "CA0011")
+        root = call.post("/voice/twilio/recording", RecordingUrl=f"{api}/Recordings/RE0002")
+        assert [element.tag for element in root] == ["Pause", "Redirect"]
+        for _ in range(30):
+            root = call.post("/voice/twilio/wait")
+            if root.find("Say") is not None:
+                break
+        assert root[0].text == upstream.reply
+    assert len(speech.heard) == 1 and len(upstream.requests) == 1
+
+
+def test_a_slow_answer_is_spoken_by_another_voice_process(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    """Channel processes are stateless behind a load balancer (or one restarts mid-call): the
+    process Twilio's redirect reaches speaks the answer the other one started."""
+    upstream.mode, upstream.delay_s = "slow", 2.0
+    with (
+        serving(stack, twilio, "voice", time_limit_s=0.5) as first,
+        serving(stack, twilio, "voice", time_limit_s=0.5) as second,
+    ):
+        root = Call(first, "CA0012").post("/voice/twilio/speech", SpeechResult="Think hard.")
+        assert [element.tag for element in root] == ["Pause", "Redirect"]
+        redirect = root[1].text or ""
+        for _ in range(20):  # Twilio follows the redirect, here to the other process
+            root = Call(second, "CA0012").post(redirect)
+            if root.find("Say") is not None:
+                break
+            redirect = root[1].text or ""
+        assert root[0].text == upstream.reply
+    assert len(upstream.requests) == 1
+
+
+def test_an_upload_while_the_core_is_away_is_a_503(stack: Stack, twilio: TwilioStandIn) -> None:
+    """A voicemail box that uploads while the core restarts hears to try again, not a 500."""
+    port = free_port()
+    own = {"port": port, "policy": "open", "webhook_secret": WEBHOOK_KEY}
+    away = stack.settings.core.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"})
+    settings = stack.settings.model_copy(update={"core": away, "channels": {"voice": own}})
+    found = channel_classes(build_plugin_manager(entry_points=False))["voice"]
+    with serve_in_thread(create_app(settings, found), port) as url:
+        response = httpx.post(
+            f"{url}/voice/upload",
+            files={"file": ("memo.wav", silent_wav(), "audio/wav")},
+            data={"from": CALLER},
+            headers={"X-Webhook-Secret": WEBHOOK_KEY},
+            timeout=30,
+        )
+    assert response.status_code == 503, response.text
+    assert "try again" in response.json()["detail"]
+
+
+def test_a_retried_webhook_asks_once(stack: Stack, upstream: MockUpstream, voice: str) -> None:
+    """Twilio retries a webhook (connection overrides `#rp=all`) with the same
+    I-Twilio-Idempotency-Token: the question is asked once, and both requests get its answer."""
+    upstream.mode, upstream.delay_s = "slow", 1.5
+    params = {"CallSid": "CA0013", "From": CALLER, "To": "+15550100", "AccountSid": ACCOUNT_SID}
+    params["SpeechResult"] = "Where is Paris?"
+    url = f"{voice}/voice/twilio/speech"
+    headers = {
+        "X-Twilio-Signature": RequestValidator(AUTH_TOKEN).compute_signature(url, params),
+        "I-Twilio-Idempotency-Token": "e2c6d0f4-retried",
+    }
+
+    def post() -> ET.Element:
+        return parse(httpx.post(url, data=params, headers=headers, timeout=30))
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post)
+        time.sleep(0.5)  # the retry comes while the first request still waits for the answer
+        retried = pool.submit(post)
+        answers = [first.result(), retried.result()]
+    (chat,) = stack.chats()
+    with stack.admin() as admin:
+        messages = admin.get(f"/v1/chats/{chat['id']}/messages").json()
+    assert [m["role"] for m in messages] == ["user", "assistant"], messages
+    assert [spoken(answer).split(" Anything")[0] for answer in answers] == [upstream.reply] * 2

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from fastapi import (
     APIRouter,
@@ -15,6 +17,7 @@ from fastapi import (
     Form,
     Header,
     HTTPException,
+    Query,
     Request,
     Response,
     UploadFile,
@@ -24,7 +27,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from patchbay.channels.base import Channel, pairing_message
 from patchbay.channels.sms.media import fetch_media
-from patchbay.channels.sms.replies import answer_text, sorry
+from patchbay.channels.sms.replies import answer_text, outcome_text, sorry
 from patchbay.channels.sms.twilio_format import (
     WEBHOOK_KEY_HEADER,
     TwilioSettings,
@@ -34,13 +37,16 @@ from patchbay.channels.sms.twilio_format import (
 )
 from patchbay.channels.voice.calls import CallTurns
 from patchbay.channels.voice.speech import SpeechSettings, goodbye, listen, say, turned_away
-from patchbay.client import CoreClient
-from patchbay.errors import PatchbayError, PayloadTooLarge
+from patchbay.client import ActAs, CoreClient
+from patchbay.errors import CoreUnavailable, PatchbayError, PayloadTooLarge
 from patchbay.plugins import hookimpl
 from patchbay.plugins.hookspecs import RegisterChannel
+from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.turns import AttachmentIn
 
 logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"  # the same on Twilio's retries of a webhook
 
 
 class VoiceSettings(TwilioSettings, SpeechSettings):
@@ -78,7 +84,7 @@ class VoiceChannel(Channel[VoiceSettings]):
             text = form.get("SpeechResult", "").strip()
             if not text:
                 return twiml(self._listen(VoiceResponse(), "Sorry, I did not catch that."))
-            return twiml(await self._ask(form, text))
+            return twiml(await self._ask(form, text, token=_idempotency_token(request)))
 
         @router.post("/twilio/recording")
         async def recording(request: Request) -> Response:
@@ -86,13 +92,16 @@ class VoiceChannel(Channel[VoiceSettings]):
             form = await signed_form(request, self.settings)
             if not form.get("RecordingUrl"):
                 return twiml(self._listen(VoiceResponse(), "Sorry, I did not catch that."))
-            return twiml(await self._ask(form, "", recording=form["RecordingUrl"]))
+            token = _idempotency_token(request)
+            return twiml(await self._ask(form, "", recording=form["RecordingUrl"], token=token))
 
         @router.post("/twilio/wait")
-        async def wait(request: Request) -> Response:
-            """Twilio comes back here while an answer is still on its way."""
+        async def wait(
+            request: Request, job: Annotated[str | None, Query(max_length=100)] = None
+        ) -> Response:
+            """Twilio comes back here while an answer (of `job`) is still on its way."""
             form = await signed_form(request, self.settings)
-            return twiml(await self._answer(_call_sid(form)))
+            return twiml(await self._wait(form, job))
 
         async def secret(
             given: Annotated[str | None, Header(alias=WEBHOOK_KEY_HEADER)] = None,
@@ -124,32 +133,58 @@ class VoiceChannel(Channel[VoiceSettings]):
     def _listen(self, response: VoiceResponse, prompt: str) -> VoiceResponse:
         return listen(response, self.settings, prompt=prompt, base_url=self._base)
 
-    async def _ask(self, form: dict[str, str], text: str, *, recording: str = "") -> VoiceResponse:
-        """Start the turn for what the caller said (or recorded) and answer if it is quick."""
+    async def _ask(
+        self, form: dict[str, str], text: str, *, recording: str = "", token: str | None = None
+    ) -> VoiceResponse:
+        """Start the turn for what the caller said (or recorded) and answer if it is quick; a
+        retried webhook (the same idempotency `token`) waits for the turn it started."""
         call_sid = _call_sid(form)
         try:
             who = await self.sender(_caller(form))
-            if who.user is None:
-                return turned_away(who, self.settings)
-            attachments: list[AttachmentIn] = []
-            if recording:
-                attachments.append(
-                    await fetch_media(
-                        self.http, recording, settings=self.settings, filename="recording"
-                    )
-                )
         except PatchbayError as exc:
             logger.warning("call %s: not answered (%s)", call_sid, exc.message)
             return self._listen(_said(sorry(exc), self.settings), "Anything else?")
-        turn = self.turn(
-            who.user.id,
-            text,
-            thread=call_sid,
-            attachments=attachments,
-            metadata={"call_sid": call_sid},
-        )
-        self._calls.start(call_sid, turn)
+        if who.user is None:
+            return turned_away(who, self.settings)
+        if not self._calls.asked(call_sid, token):
+            turn = self._turn(who.user.id, call_sid, text, recording)
+            self._calls.start(call_sid, turn, asked_by=token)
         return await self._answer(call_sid)
+
+    async def _turn(self, user_id: str, call_sid: str, text: str, recording: str) -> JobEvent:
+        """The turn's outcome, with the recording fetched first: within the time limit, as
+        Twilio waits for the webhook's answer all the while."""
+        attachments: list[AttachmentIn] = []
+        if recording:
+            attachments.append(
+                await fetch_media(
+                    self.http, recording, settings=self.settings, filename="recording"
+                )
+            )
+        metadata: dict[str, object] = {"call_sid": call_sid}
+        turn = self._turn_body(text, call_sid, attachments, metadata, None)
+        async with self.core.stream_turn(turn, key=ActAs(user_id)) as (created, batches):
+            self._calls.note_job(call_sid, created.job_id)
+            return await _outcome(batches, created.job_id)
+
+    async def _wait(self, form: dict[str, str], job: str | None) -> VoiceResponse:
+        """The answer on its way; followed from here when another process (or this one before
+        a restart) started it, as calls are not tied to one process."""
+        call_sid = _call_sid(form)
+        if job and not self._calls.under_way(call_sid):
+            try:
+                who = await self.sender(_caller(form))
+            except PatchbayError as exc:
+                logger.warning("call %s: not followed (%s)", call_sid, exc.message)
+                return self._listen(_said(sorry(exc), self.settings), "Anything else?")
+            if who.user is None:
+                return turned_away(who, self.settings)
+            self._calls.start(call_sid, self._follow(who.user.id, job), job_id=job)
+        return await self._answer(call_sid)
+
+    async def _follow(self, user_id: str, job_id: str) -> JobEvent:
+        async with self.core.job_events(job_id, key=ActAs(user_id)) as batches:
+            return await _outcome(batches, job_id)
 
     async def _answer(self, call_sid: str) -> VoiceResponse:
         """The call's answer if it comes within the time limit; else a pause and a redirect."""
@@ -163,16 +198,18 @@ class VoiceChannel(Channel[VoiceSettings]):
         if result is None:
             response = VoiceResponse()
             response.pause(length=1)
-            response.redirect(f"{self._base}/voice/twilio/wait", method="POST")
+            job = self._calls.job(call_sid)
+            query = f"?{urlencode({'job': job})}" if job else ""
+            response.redirect(f"{self._base}/voice/twilio/wait{query}", method="POST")
             return response
-        return self._listen(_said(answer_text(result), self.settings), "Anything else?")
+        return self._listen(_said(outcome_text(result), self.settings), "Anything else?")
 
     async def _upload(self, file: UploadFile, sender: str, thread: str) -> UploadAnswer:
-        who = await self.sender(sender)
-        if who.user is None:
-            return UploadAnswer(status=who.status, text=pairing_message(who))
-        data = await file.read(self.settings.max_media_bytes + 1)
         try:
+            who = await self.sender(sender)
+            if who.user is None:
+                return UploadAnswer(status=who.status, text=pairing_message(who))
+            data = await file.read(self.settings.max_media_bytes + 1)
             if len(data) > self.settings.max_media_bytes:
                 raise PayloadTooLarge(f"the file is over {self.settings.max_media_bytes} bytes")
             audio = AttachmentIn(
@@ -190,10 +227,22 @@ class VoiceChannel(Channel[VoiceSettings]):
         await super().close()
 
 
+async def _outcome(batches: AsyncIterator[list[JobEvent]], job_id: str) -> JobEvent:
+    async for batch in batches:
+        for event in batch:
+            if event.terminal:
+                return event
+    raise CoreUnavailable(f"the core stopped telling how job {job_id} went; please ask again")
+
+
 def _said(text: str, settings: VoiceSettings) -> VoiceResponse:
     response = VoiceResponse()
     say(response, text, settings)
     return response
+
+
+def _idempotency_token(request: Request) -> str | None:
+    return request.headers.get(IDEMPOTENCY_HEADER) or None
 
 
 def _caller(form: dict[str, str]) -> str:
