@@ -314,3 +314,23 @@ def test_the_same_gateway_id_from_two_senders_is_two_messages(
         answered = httpx.post(url, json=sent, headers=key, timeout=30)
         assert answered.json() == {"replies": [upstream.reply]}
     assert len(upstream.requests) == 2
+
+
+def test_a_body_past_the_limit_is_refused_before_it_is_read_whole(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    """Anyone may post to a webhook: a form's fields are read into memory before its signature
+    can be checked, so a body is capped first, declared or streamed (chunked)."""
+    field = b"Body=" + b"x" * 300_000 + b"&"
+    with serving_sms(stack, twilio, max_body_bytes=1_000_000) as sms:
+        url = f"{sms.url}/sms/twilio"
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        declared = httpx.post(url, content=field * 5, headers=form)
+        streamed = httpx.post(url, content=iter([field] * 5), headers=form)
+        for refused in (declared, streamed):
+            assert refused.status_code == 413, refused.text
+            assert refused.json()["error"]["code"] == "payload_too_large"
+        assert "Transfer-Encoding" not in declared.request.headers
+        assert streamed.request.headers["Transfer-Encoding"] == "chunked"
+        assert sms.text("hi") == ["Hello from the mock upstream."]  # and it serves on
+    assert len(upstream.requests) == 1

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from patchbay.client import ActAs, CoreClient
 from patchbay.schemas.senders import SenderPolicy, SenderResolve, SenderResolved
@@ -36,6 +36,9 @@ class ChannelSettings(BaseModel):
     port: int | None = None  # None: no HTTP (a channel that only runs servers or pollers)
     policy: SenderPolicy = "pairing"  # who may write: open, pairing or allowlist
     model: str | None = None  # the model (or assistant:NAME) its turns use; default: the default
+    # A request body past this is refused (413) before a route reads it whole; a form's fields
+    # are read into memory, and nobody is known yet when a webhook's body is read.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
 
 
 S = TypeVar("S", bound=ChannelSettings)

@@ -9,14 +9,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from patchbay.asgi import TELEMETRY_OFF
+from patchbay.asgi import TELEMETRY_OFF, BodyLimit
 from patchbay.channels.base import Channel, channel_settings
 from patchbay.channels.heartbeat import heartbeats
 from patchbay.client import CoreClient
 from patchbay.config import Settings
+from patchbay.errors import PatchbayError
 from patchbay.tokens import module_token
 
 
@@ -55,8 +56,15 @@ def create_app(settings: Settings, channel_class: type[Channel[Any]]) -> FastAPI
             return JSONResponse({"status": "down", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    app.add_middleware(BodyLimit, max_bytes=own.max_body_bytes)
+    app.add_exception_handler(PatchbayError, _patchbay_error)  # type: ignore[arg-type]
     app.state.channel = channel
     router = channel.router()
     if router is not None:
         app.include_router(router)
     return app
+
+
+async def _patchbay_error(_request: Request, exc: PatchbayError) -> JSONResponse:
+    """A channel's route (or its body limit) refused the request: the error as the core's."""
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)

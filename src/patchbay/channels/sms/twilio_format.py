@@ -7,7 +7,7 @@ import hmac
 
 import aiohttp
 from fastapi import HTTPException, Request, Response
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from twilio.request_validator import RequestValidator
 
 from patchbay.channels.base import ChannelSettings
@@ -25,9 +25,11 @@ class TwilioSettings(ChannelSettings):
     # default: the URL the request arrived at, right only when nothing proxies the channel.
     public_url: str | None = None
     api_base_url: str = "https://api.twilio.com"
-    time_limit_s: float = 10.0  # answer a webhook within this; Twilio gives up after 15 s
+    # Answer a webhook within this (then later: an SMS by the API, a call after a redirect);
+    # Twilio gives up on a webhook after 15 s, so past 14 nothing slow would be answered.
+    time_limit_s: float = Field(default=10.0, gt=0, le=14)
     webhook_secret: SecretStr | None = None
-    max_media_bytes: int = 10_000_000
+    max_media_bytes: int = Field(default=10_000_000, gt=0)
 
 
 def account_auth(settings: TwilioSettings) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from pydantic import Field
 from twilio.twiml.voice_response import VoiceResponse
 
 from patchbay.channels.base import ChannelSettings, chunks
@@ -26,9 +27,9 @@ class SpeechSettings(ChannelSettings):
     listen: Literal["speech", "record"] = "speech"
     language: str = "en-US"
     voice: str | None = None  # a Twilio <Say> voice, such as "Polly.Joanna"; default: Twilio's
-    say_length: int = 500  # characters per <Say>
-    max_spoken: int = 3000  # longer answers are cut
-    max_record_s: int = 60
+    say_length: int = Field(default=500, gt=0, le=4096)  # characters per <Say> (Twilio: 4,096)
+    max_spoken: int = Field(default=3000, gt=0)  # longer answers are cut
+    max_record_s: int = Field(default=60, gt=0)
 
 
 def speakable(text: str) -> str:

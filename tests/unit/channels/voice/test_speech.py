@@ -5,8 +5,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from pydantic import ValidationError
 from twilio.twiml.voice_response import VoiceResponse
 
+from patchbay.channels.voice.channel import VoiceSettings
 from patchbay.channels.voice.speech import SpeechSettings, listen, speakable, turned_away
 from patchbay.schemas.senders import SenderResolved
 
@@ -48,3 +50,17 @@ def test_turned_away_callers_hear_why_and_the_call_ends() -> None:
     )
     refused = turned_away(SenderResolved(status="refused"), SpeechSettings())
     assert "may not use" in str(refused)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"time_limit_s": 15},  # Twilio has given up on the webhook by then
+        {"time_limit_s": 0},
+        {"say_length": 5000},  # past what one <Say> may hold
+        {"max_spoken": 0},
+    ],
+)
+def test_settings_twilio_cannot_work_with_are_refused(setting: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        VoiceSettings.model_validate(setting)
