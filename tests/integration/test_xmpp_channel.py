@@ -238,3 +238,56 @@ async def test_a_bot_whose_server_is_down_keeps_trying_and_stops_cleanly() -> No
     await asyncio.sleep(1.5)  # a few refused attempts
     assert not connection.online.is_set()
     await asyncio.wait_for(connection.stop(), 5)
+
+
+async def test_an_answer_with_characters_xml_cannot_carry_arrives_and_the_bot_stays_online(
+    upstream: MockUpstream, prosody: Prosody, bot: Bot
+) -> None:
+    # A form feed and a terminal escape, as models print them: not allowed in XML 1.0, so sent
+    # as they are they break the bot's stream (the server closes it as not well-formed).
+    upstream.reply = "Page one.\x0cPage two. \x1b[1mBold\x1b[0m"
+    async with Person(prosody, *ANN).online() as ann:
+        ann.say(bot.jid, "hello")
+        assert await ann.hears() == "Page one.Page two. [1mBold[0m"
+        upstream.reply = "Still here."
+        ann.say(bot.jid, "and now?")
+        assert await ann.hears() == "Still here."
+    assert "not-well-formed" not in prosody.log.read_text()
+
+
+async def test_an_answer_ready_while_the_server_is_down_is_not_lost_to_a_restart(
+    stack: Stack, upstream: MockUpstream, prosody: Prosody
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 2.0
+    settings: dict[str, object] = {"policy": "open", "shutdown_grace_s": 0, "port": free_port()}
+    with serving_bot(stack, prosody, settings) as first:
+        await asyncio.to_thread(first.wait_online)
+        async with Person(prosody, *ANN).online() as ann:
+            ann.say(first.jid, "take your time")
+            deadline = time.monotonic() + ANSWER_TIMEOUT_S
+            while not stack.chats():  # the turn is stored; its answer is still coming
+                assert time.monotonic() < deadline, "the turn was never stored"
+                await asyncio.sleep(0.05)
+        await asyncio.to_thread(prosody.stop)  # the answer comes while the bot is offline
+        await asyncio.sleep(3.0)
+        assert len(upstream.requests) == 1
+    await asyncio.to_thread(prosody.start)
+    with serving_bot(stack, prosody, settings):
+        async with Person(prosody, *ANN).online() as ann:
+            assert await asyncio.wait_for(ann.hears(), 10) == upstream.reply
+
+
+async def test_the_servers_own_messages_are_not_turns(
+    stack: Stack, upstream: MockUpstream, tmp_path: Path
+) -> None:
+    with running_prosody(tmp_path / "motd", tls=False) as server:
+        config = server.config.read_text().replace('"ping"', '"ping", "motd"')
+        server.config.write_text(config + 'motd_text = "Welcome! Be nice."\n')
+        server.add_account(*BOT)
+        server.start()
+        with serving_bot(stack, server, {"policy": "open"}) as bot:
+            await asyncio.to_thread(bot.wait_online)
+            await asyncio.sleep(1.5)  # the MOTD comes right after the bot's first presence
+    assert upstream.requests == []
+    with stack.admin() as admin:
+        assert len(admin.get("/v1/users").json()) == 1  # the admin: no user for the server

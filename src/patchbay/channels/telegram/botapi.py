@@ -62,9 +62,14 @@ class BotApi:
         self._sleep = sleep
         self._max_tries = max_tries
 
-    async def send_message(self, chat_id: int, text: str, *, reply_to: int | None = None) -> None:
-        """Send one message (at most 4,096 characters), waiting for the chat's turn to speak."""
+    async def send_message(
+        self, chat_id: int, text: str, *, reply_to: int | None = None, topic: int | None = None
+    ) -> None:
+        """Send one message (at most 4,096 characters), waiting for the chat's turn to speak;
+        in a forum, to its `topic`."""
         payload: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        if topic is not None:
+            payload["message_thread_id"] = topic
         if reply_to is not None:
             payload["reply_to_message_id"] = reply_to
             payload["allow_sending_without_reply"] = True
@@ -89,12 +94,15 @@ class BotApi:
             async with self._session().get(url, timeout=DOWNLOAD_TIMEOUT) as response:
                 if response.status != 200:
                     raise BotApiError(f"downloading a file failed with HTTP {response.status}")
-                data = await response.content.read(max_bytes + 1)
+                data = bytearray()
+                # `read(n)` returns what has arrived so far, not n bytes: read until the end.
+                async for piece in response.content.iter_any():
+                    data += piece
+                    if len(data) > max_bytes:
+                        raise PayloadTooLarge(too_large(max_bytes))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BotApiError(f"downloading a file failed ({type(exc).__name__})") from exc
-        if len(data) > max_bytes:
-            raise PayloadTooLarge(too_large(max_bytes))
-        return data
+        return bytes(data)
 
     async def call(self, method: str, payload: dict[str, Any], *, pace_key: str = "") -> Any:
         """Call `method`, retrying what may pass later; returns its `result`."""

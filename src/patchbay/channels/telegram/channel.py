@@ -15,6 +15,7 @@ import hmac
 import itertools
 import logging
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request
@@ -40,6 +41,7 @@ WEBHOOK_PATH = "/telegram/webhook"
 MAX_UPDATE_BYTES = 1_000_000  # updates are small JSON; a file comes as a reference to fetch
 SETUP_RETRY_S = (1.0, 5.0, 30.0, 60.0)  # waits between setWebhook attempts, the last repeated
 SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
+MAX_PARTLY_SENT = 10_000  # answers remembered as partly sent
 
 
 class TelegramSettings(ChannelSettings, OwedSettings):
@@ -65,6 +67,34 @@ class TelegramSettings(ChannelSettings, OwedSettings):
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where an answer goes: the chat, the message it replies to, the forum topic it is in."""
+
+    chat_id: int
+    message_id: int | None = None
+    topic: int | None = None
+
+    @classmethod
+    def of(cls, reply: dict[str, object]) -> Where:
+        """From a turn's `reply` (see `reply()`)."""
+        chat_id, message_id, topic = (reply.get(k) for k in ("chat_id", "message_id", "topic"))
+        if not isinstance(chat_id, int):
+            raise ValueError(f"not a Telegram chat to answer in: {sorted(reply)}")
+        return cls(
+            chat_id,
+            message_id if isinstance(message_id, int) else None,
+            topic if isinstance(topic, int) else None,
+        )
+
+    def reply(self) -> dict[str, object]:
+        """What the core keeps while the answer is owed."""
+        reply: dict[str, object] = {"chat_id": self.chat_id, "message_id": self.message_id}
+        if self.topic is not None:
+            reply["topic"] = self.topic
+        return reply
+
+
 class TelegramChannel(Channel[TelegramSettings]):
     name = "telegram"
     settings_model = TelegramSettings
@@ -82,6 +112,9 @@ class TelegramChannel(Channel[TelegramSettings]):
         # new bot's chats, numbered from 1 again, from being taken for the old one's.
         self._bot_id = settings.bot_token.get_secret_value().split(":", 1)[0]
         self._tasks: set[asyncio.Task[None]] = set()
+        # How many pieces of an answer (by chat and message answered) went out before Telegram
+        # refused the next one, so the answer tried again does not repeat them.
+        self._pieces_sent: dict[Where, int] = {}
 
     def router(self) -> APIRouter:
         router = APIRouter(tags=["telegram"])
@@ -135,11 +168,13 @@ class TelegramChannel(Channel[TelegramSettings]):
         async def files() -> list[AttachmentIn]:
             return await fetch_files(self.api, message, max_bytes=self.settings.max_file_bytes)
 
+        where = Where(message.chat.id, message.message_id, message.topic)
+        chat = str(message.chat.id)
         inbound = Inbound(
             address=str(sender.id),
-            thread=str(message.chat.id),
+            thread=chat if where.topic is None else f"{chat}/{where.topic}",  # a topic: a chat
             text=text,
-            reply_to={"chat_id": message.chat.id, "message_id": message.message_id},
+            reply_to=where.reply(),
             display_name=sender.display_name,
             metadata={"telegram_message_id": message.message_id},
             files=files,
@@ -148,7 +183,7 @@ class TelegramChannel(Channel[TelegramSettings]):
 
         async def note(text: str) -> None:
             try:
-                await self.deliver(message.chat.id, text, reply_to=message.message_id)
+                await self.deliver(where, text)
             except BotApiError as exc:
                 logger.error("telegram: a note to chat %d was not sent (%s)", message.chat.id, exc)
 
@@ -156,24 +191,31 @@ class TelegramChannel(Channel[TelegramSettings]):
 
     async def _send(self, reply: dict[str, object], outcome: JobEvent) -> bool:
         """Send an answer owed to a chat; False when Telegram is away or busy."""
-        chat_id, message_id = reply.get("chat_id"), reply.get("message_id")
-        if not isinstance(chat_id, int):
-            raise ValueError(f"not a Telegram chat to answer in: {sorted(reply)}")
-        reply_to = message_id if isinstance(message_id, int) else None
+        where = Where.of(reply)
         try:
-            await self.deliver(chat_id, outcome_text(outcome), reply_to=reply_to)
+            await self.deliver(where, outcome_text(outcome), resume=True)
         except BotApiError as exc:
             if not exc.retryable:  # the bot was blocked, the chat is gone: it never will go
                 raise ValueError(exc.message) from exc
-            logger.warning("telegram: an answer to chat %d waits (%s)", chat_id, exc.message)
+            logger.warning("telegram: an answer to chat %d waits (%s)", where.chat_id, exc.message)
             return False
+        self._pieces_sent.pop(where, None)
         return True
 
-    async def deliver(self, chat_id: int, text: str, *, reply_to: int | None = None) -> None:
-        """Send `text` to the chat in pieces Telegram accepts; the first replies to `reply_to`.
+    async def deliver(self, where: Where, text: str, *, resume: bool = False) -> None:
+        """Send `text` to the chat in pieces Telegram accepts; the first replies to the message.
+        With `resume`, an answer tried again goes on after the pieces that went out before.
         Raises `BotApiError`."""
+        done = self._pieces_sent.get(where, 0) if resume else 0
         for number, piece in enumerate(chunks(text, self.settings.max_message_chars)):
-            await self.api.send_message(chat_id, piece, reply_to=reply_to if not number else None)
+            if number < done:
+                continue
+            reply_to = where.message_id if not number else None
+            await self.api.send_message(where.chat_id, piece, reply_to=reply_to, topic=where.topic)
+            if resume:
+                self._pieces_sent[where] = number + 1
+                while len(self._pieces_sent) > MAX_PARTLY_SENT:
+                    del self._pieces_sent[next(iter(self._pieces_sent))]
 
     async def run(self) -> None:
         """Point Telegram's webhook here (when a public URL is set), and send the answers still

@@ -50,12 +50,19 @@ class Message(TelegramModel):
     message_id: int
     sender: User | None = Field(default=None, alias="from")  # absent in channel posts
     chat: Chat
+    message_thread_id: int | None = None
+    is_topic_message: bool = False  # in a forum topic, which answers must name to land there
     text: str | None = None
     caption: str | None = None  # a photo's or a document's text
     photo: list[PhotoSize] | None = None  # the same picture in several sizes
     document: FileRef | None = None
     voice: FileRef | None = None
     audio: FileRef | None = None
+
+    @property
+    def topic(self) -> int | None:
+        """The forum topic the message is in (None: the chat itself)."""
+        return self.message_thread_id if self.is_topic_message else None
 
 
 class Update(TelegramModel):

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # Shorter ids are taken for a client's per-session counter, which may come again with the same
 # text in a later session: those are told apart from redeliveries in memory only, not by the core.
 MIN_UNIQUE_ID = 16
+ONLINE_WAIT_S = 10.0  # an answer waits this long for the bot to be online, then a later sweep
 
 
 class XmppSettings(ChannelSettings, XmppAccount, OwedSettings):
@@ -94,10 +95,16 @@ class XmppChannel(Channel[XmppSettings]):
         await self.conversations.handle(inbound, note)
 
     async def _send(self, reply: dict[str, object], outcome: JobEvent) -> bool:
-        """Send an answer owed to a JID (queued by the connection while it is down)."""
+        """Send an answer owed to a JID; False while the bot is offline (what the connection
+        would queue then is lost when the process stops, so the answer stays owed instead)."""
         jid = reply.get("jid")
         if not isinstance(jid, str):
             raise ValueError(f"not a JID to answer: {sorted(reply)}")
+        try:
+            await asyncio.wait_for(self.connection.online.wait(), ONLINE_WAIT_S)
+        except TimeoutError:
+            logger.warning("xmpp: offline; an answer to %s waits", jid)
+            return False
         self._say(jid, outcome_text(outcome))
         return True
 

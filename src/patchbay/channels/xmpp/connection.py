@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from slixmpp.stanza import Message
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
+# What XML 1.0 cannot carry (most control characters, lone surrogates): a server closes the stream
+# of a client that sends one, so an answer is stripped of them.
+NOT_XML = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class XmppAccount(BaseModel):
@@ -48,12 +52,13 @@ OnMessage = Callable[[ChatMessage], None]
 
 
 def chat_message(stanza: Message, own: str) -> ChatMessage | None:
-    """What the bot answers: a chat (or normal) message with a body, from someone else."""
+    """What the bot answers: a chat (or normal) message with a body, from someone else (a
+    person: a server's own JID has no user part, and its notices, a MOTD, are not questions)."""
     if stanza["type"] not in ("chat", "normal"):
         return None
     sender = stanza["from"].bare
     body = str(stanza["body"])
-    if not sender or not body.strip() or sender == own:
+    if not stanza["from"].user or not body.strip() or sender == own:
         return None
     return ChatMessage(sender=sender, body=body, id=str(stanza["id"]) or None)
 
@@ -71,7 +76,7 @@ class XmppConnection:
         """Send a chat message (queued until the session is up, if it is down)."""
         if self._client is None:
             raise RuntimeError("the XMPP connection is not running")
-        self._client.send_message(mto=JID(to), mbody=text, mtype="chat")
+        self._client.send_message(mto=JID(to), mbody=NOT_XML.sub("", text), mtype="chat")
 
     def start(self) -> None:
         """Log in, and stay connected until `stop()`."""

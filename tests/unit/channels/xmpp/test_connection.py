@@ -48,6 +48,7 @@ def test_a_chat_message_is_answered_to_the_bare_jid() -> None:
         stanza(body=""),
         stanza(body="   "),
         stanza(sender=f"{BOT}/other-device"),  # our own
+        stanza("normal", sender="example.org"),  # the server's (a MOTD, an announcement)
     ],
 )
 def test_other_stanzas_are_not_answered(message: Message) -> None:
