@@ -42,6 +42,9 @@ MAX_UPDATE_BYTES = 1_000_000  # updates are small JSON; a file comes as a refere
 SETUP_RETRY_S = (1.0, 5.0, 30.0, 60.0)  # waits between setWebhook attempts, the last repeated
 SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MAX_PARTLY_SENT = 10_000  # answers remembered as partly sent
+# Telegram's /start, sent when someone opens the bot (`/start@bot` in a group, `/start PAYLOAD`
+# from a link): no question yet.
+START = re.compile(r"/start(@\w+)?(\s|$)")
 
 
 class TelegramSettings(ChannelSettings, OwedSettings):
@@ -65,6 +68,11 @@ class TelegramSettings(ChannelSettings, OwedSettings):
         if not SECRET_FORMAT.fullmatch(value.get_secret_value()):
             raise ValueError("use 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
+
+
+def question(text: str) -> str:
+    """What a message asks: nothing, when it is the bot's /start."""
+    return "" if START.match(text.strip()) else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +169,7 @@ class TelegramChannel(Channel[TelegramSettings]):
             logger.error("telegram: a message was not answered", exc_info=task.exception())
 
     async def _handle(self, message: Message, sender: User) -> None:
-        text = message.text or message.caption or ""
-        if text.strip().startswith("/start"):
-            text = ""  # the bot's first message: no question yet
+        text = question(message.text or message.caption or "")
 
         async def files() -> list[AttachmentIn]:
             return await fetch_files(self.api, message, max_bytes=self.settings.max_file_bytes)
