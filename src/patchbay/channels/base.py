@@ -15,12 +15,14 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from patchbay.client import ActAs, CoreClient
+from patchbay.errors import InvalidRequest
 from patchbay.schemas.senders import SenderPolicy, SenderResolve, SenderResolved
 from patchbay.schemas.turns import (
     MAX_DELIVERY_ID,
+    MAX_THREAD,
     AttachmentIn,
     TurnCreate,
     TurnRead,
@@ -129,18 +131,25 @@ class Channel(Generic[S]):
         reply: dict[str, object] | None = None,
         holder: str | None = None,
     ) -> TurnCreate:
-        return TurnCreate(
-            channel=self.name,
-            thread=thread,
-            text=text,
-            model=self.settings.model,
-            attachments=list(attachments),
-            metadata=metadata or {},
-            stream=False,  # nobody reads a channel's answers token by token
-            delivery_id=delivery_id,
-            reply=reply,
-            reply_holder=holder,
-        )
+        """The turn; raises `InvalidRequest` for what the core would not take (a message past
+        its length, a reply too big to keep)."""
+        try:
+            return TurnCreate(
+                channel=self.name,
+                thread=None if thread is None else _within(thread, MAX_THREAD),
+                text=text,
+                model=self.settings.model,
+                attachments=list(attachments),
+                metadata=metadata or {},
+                stream=False,  # nobody reads a channel's answers token by token
+                delivery_id=delivery_id,
+                reply=reply,
+                reply_holder=holder,
+            )
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "the turn"
+            raise InvalidRequest(f"{where}: {error['msg']}") from None
 
 
 def pairing_message(resolved: SenderResolved) -> str:
@@ -156,8 +165,12 @@ def pairing_message(resolved: SenderResolved) -> str:
 def delivery_key(*parts: str) -> str:
     """A `delivery_id` from what makes a message the same one (a sender, a message id), hashed
     when it would be longer than the core keeps."""
-    key = " ".join(parts)
-    if len(key) <= MAX_DELIVERY_ID:
+    return _within(" ".join(parts), MAX_DELIVERY_ID)
+
+
+def _within(key: str, limit: int) -> str:
+    """`key`, or its hash when it is longer than `limit` (the same key, the same hash)."""
+    if len(key) <= limit:
         return key
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 

@@ -11,6 +11,7 @@ from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.options import MAX_TEXT, GenerationOptions
 
 MAX_DELIVERY_ID = 300
+MAX_THREAD = 500
 MAX_REPLY_BYTES = 16_000
 
 
@@ -44,7 +45,7 @@ class TurnCreate(BaseModel):
     """
 
     channel: str = Field(default="api", max_length=100)
-    thread: str | None = Field(default=None, max_length=500)
+    thread: str | None = Field(default=None, max_length=MAX_THREAD)
     chat_id: str | None = None
     text: str = Field(max_length=MAX_TEXT)
     history: list[MessageIn] | None = Field(default=None, max_length=10_000)
