@@ -4,6 +4,7 @@ handled now is a 451; what will never do is a 5xx; nothing is answered twice."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -25,7 +26,7 @@ from patchbay.errors import (
     QueueFull,
 )
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
-from patchbay.schemas.jobs import JobRead
+from patchbay.schemas.deliveries import HoldOwed, OwedAnswer
 from patchbay.schemas.senders import SenderPolicy, SenderResolved
 from patchbay.schemas.turns import TurnRead
 from tests.support.users import a_user
@@ -63,7 +64,25 @@ class Fakes:
         self.gate: asyncio.Event | None = None
         monkeypatch.setattr(self.channel, "sender", self.sender)
         monkeypatch.setattr(self.channel.core, "call_as", self.call_as)
+        monkeypatch.setattr(self.channel.core, "hold_owed", self.hold_owed)
         monkeypatch.setattr(self.inbox.answers, "follow", self.follow)
+
+    async def hold_owed(self, hold: HoldOwed) -> list[OwedAnswer]:
+        """A delivery taken before: the core hands its owed answer to this process."""
+        (key,) = hold.take
+        owed = OwedAnswer(
+            channel="email",
+            delivery_id=key.delivery_id,
+            user_id=key.user_id,
+            chat_id=CREATED.chat_id,
+            job_id=CREATED.job_id,
+            user_message_id=CREATED.user_message_id,
+            assistant_message_id=CREATED.assistant_message_id,
+            model=CREATED.model,
+            reply={},
+            created_at=datetime.now(UTC),
+        )
+        return [owed]
 
     def follow(self, owed: Owed) -> None:
         self.owed.append(owed)
@@ -76,13 +95,6 @@ class Fakes:
         return self.who
 
     async def call_as(self, kind: type, method: str, path: str, **kw: Any) -> object:
-        if method == "GET":  # the stored turn's job, for a delivery taken before
-            return JobRead.model_validate(
-                {
-                    "id": "j", "chat_id": "c", "message_id": "a", "model": "m",
-                    "status": "running", "error": None,
-                }
-            )  # fmt: skip
         if self.gate is not None:
             await self.gate.wait()
         if self.start_error is not None:
