@@ -540,18 +540,14 @@ class JobRunner:
         """
         async with self._db.connect() as conn:
             found = await conn.run_sync(job_rows.find_job, job_id)
-            message = (
+            answer = (
                 None
                 if found is None
-                else await conn.run_sync(chat_rows.find_message, found[0].message_id)
+                else await conn.run_sync(chat_rows.told_message, found[0].message_id)
             )
-            told = (
-                {}
-                if found is None
-                else await conn.run_sync(chat_rows.metadata_of, found[0].message_id)
-            )
-        if found is None or message is None:
+        if found is None or answer is None:
             raise JobNotFound(f"no job with id {job_id!r}")
+        message, told = answer
         job, _owner, last_seq = found
         if last_seq is None and job.status not in TERMINAL:
             return None  # queued or running in a process whose events this one cannot see

@@ -259,13 +259,15 @@ class TurnEngine:
         chat's current branch. `message_id` is the question or one of its answers."""
         async with self._db.connect() as conn:
             earlier = await conn.run_sync(usable_message, user, message_id)
+            # The assistant that made the answer answers again, unless a model is asked for.
             answered = (
-                [earlier]
+                []
+                if turn.model
+                else [earlier]
                 if earlier.role == "assistant"
                 else await conn.run_sync(chat_rows.answers_to, earlier.id)
             )
-        # The assistant that made the answer answers again, unless a model is asked for.
-        template = None if turn.model or not answered else answered[-1].assistant
+        template = answered[-1].assistant if answered else None
         if template is None:
             targets = [await self._catalog.resolve(turn.model or earlier.model)]
         else:

@@ -235,10 +235,10 @@ def find_message(conn: Connection, message_id: Ref) -> MessageRead | None:
     return None if row is None else _message(row)
 
 
-def metadata_of(conn: Connection, message_id: str) -> dict[str, object]:
-    """A message's metadata (its tool calls, its template, what its outcome said)."""
-    found = conn.execute(select(messages.c.metadata).where(messages.c.id == message_id)).first()
-    return dict(found.metadata or {}) if found is not None else {}
+def told_message(conn: Connection, message_id: str) -> tuple[MessageRead, dict[str, object]] | None:
+    """A message and its metadata (its tool calls, its template, what its outcome said)."""
+    row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
+    return None if row is None else (_message(row), dict(row.metadata or {}))
 
 
 def answers_to(conn: Connection, question_id: str) -> list[MessageRead]:
