@@ -36,7 +36,7 @@ from patchbay.errors import InvalidRequest, QueueFull
 from patchbay.ids import new_id
 from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
 from patchbay.schemas.assistants import AssistantTemplate
-from patchbay.schemas.chats import AttachmentRead
+from patchbay.schemas.chats import AttachmentRead, MessageRead
 from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
 from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserRead
@@ -260,13 +260,11 @@ class TurnEngine:
         async with self._db.connect() as conn:
             earlier = await conn.run_sync(usable_message, user, message_id)
             # The assistant that made the answer answers again, unless a model is asked for.
-            answered = (
-                []
-                if turn.model
-                else [earlier]
-                if earlier.role == "assistant"
-                else await conn.run_sync(chat_rows.answers_to, earlier.id)
-            )
+            answered: list[MessageRead] = []
+            if not turn.model and earlier.role == "assistant":
+                answered = [earlier]
+            elif not turn.model:
+                answered = await conn.run_sync(chat_rows.answers_to, earlier.id)
         template = answered[-1].assistant if answered else None
         if template is None:
             targets = [await self._catalog.resolve(turn.model or earlier.model)]
