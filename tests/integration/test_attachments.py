@@ -101,6 +101,35 @@ def test_multipart_upload(stack: Stack, upstream: MockUpstream, helper: HandHelp
     assert missing.status_code == 400 and "turn" in missing.json()["error"]["message"]
 
 
+def test_multipart_files_sent_as_octet_stream_are_known_by_their_name(
+    stack: Stack, upstream: MockUpstream, helper: HandHelper
+) -> None:
+    # What `curl -F files=@notes.md` sends: curl names a few types only (not .md, .csv, .docx).
+    response = httpx.post(
+        f"{stack.core_url}/v1/turns/upload?wait=true",
+        data={"turn": json.dumps({"text": "Read this."})},
+        files=[("files", ("notes.md", NOTE, "application/octet-stream"))],
+        headers=auth(stack),
+    )
+    assert response.status_code == 200, response.text
+    assert last_prompt(upstream) == (
+        "Read this.\n\n[Attached: notes.md (text/markdown)]\n" + NOTE.decode()
+    )
+    # Mailers and Telegram do the same with files they do not know.
+    mailed = {
+        "media_type": "application/octet-stream",
+        "data": base64.b64encode(NOTE).decode(),
+        "filename": "notes.csv",
+    }
+    response = httpx.post(
+        f"{stack.core_url}/v1/turns?wait=true",
+        json={"text": "And this.", "attachments": [mailed]},
+        headers=auth(stack),
+    )
+    assert response.status_code == 200, response.text
+    assert last_prompt(upstream).startswith("And this.\n\n[Attached: notes.csv (text/csv)]")
+
+
 def test_openai_content_parts(stack: Stack, upstream: MockUpstream, helper: HandHelper) -> None:
     client = openai.OpenAI(base_url=stack.openai_url + "/v1", api_key=stack.admin_key)
     data_url = "data:text/plain;base64," + base64.b64encode(NOTE).decode()
@@ -227,3 +256,36 @@ def test_bad_attachments_are_refused_before_anything_is_stored(
     where = "history[0].attachments[0]" if in_history else "attachments[0]"
     assert where in message or expected == "application/x-nothing"  # the helper's own words
     assert httpx.get(f"{stack.core_url}/v1/chats", headers=auth(stack)).json() == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core/helpers.py turns a helper's refusal (4xx) into 502 helper_failed; "
+    "it should keep the helper's status and code",
+)
+def test_a_file_the_helper_refuses_is_the_callers_error_not_a_bad_gateway(
+    settings: Settings, upstream: MockUpstream
+) -> None:
+    from patchbay.helpers.builtin.documents import DocumentsHelper
+    from patchbay.helpers.runner import Serving, build_app
+    from tests.conftest import free_port
+    from tests.integration.test_helper_sdk import wait_for
+    from tests.support.servers import serve_in_thread
+
+    broken = {"media_type": "application/pdf", "data": base64.b64encode(b"%PDF-1.4 no").decode()}
+    with running_stack(settings) as stack:
+        register_models(stack, upstream.base_url)
+        port = free_port()
+        key = helper_key(stack.settings.installation_secret())
+        app = build_app(DocumentsHelper(), Serving(port=port, core_url=stack.core_url, key=key))
+        with serve_in_thread(app, port), stack.admin() as admin:
+            wait_for(lambda: bool(admin.get("/v1/helpers").json()))
+            response = admin.post("/v1/turns", json={"text": "hi", "attachments": [broken]})
+    error = response.json()["error"]
+    assert "not a readable PDF" in error["message"]
+    # A 502 says the server failed, and clients retry it (the OpenAI SDK does, twice).
+    assert (response.status_code, error["code"], error["retryable"]) == (
+        422,
+        "unreadable_input",
+        False,
+    )

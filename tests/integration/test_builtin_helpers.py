@@ -4,10 +4,12 @@ MP4 made with PyAV. Each model loads once per module."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +48,17 @@ def words(text: str) -> set[str]:
 def heard(text: str) -> int:
     """How many of the spoken words came back, plural or not (espeak's voice is robotic)."""
     return len({w.rstrip("s") for w in SPOKEN} & {w.rstrip("s") for w in words(text)})
+
+
+def peak_growth_mb(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    """`call()`'s answer, and how far this process's peak memory rose above its size before
+    (the helpers under test serve in a thread of this process)."""
+    status = Path("/proc/self/status")
+    before = int(re.findall(r"VmRSS:\s+(\d+)", status.read_text())[0])
+    Path("/proc/self/clear_refs").write_text("5")  # restart the high-water mark (VmHWM) here
+    response = call()
+    peak = int(re.findall(r"VmHWM:\s+(\d+)", status.read_text())[0])
+    return response, (peak - before) / 1024
 
 
 def need_espeak() -> None:
@@ -175,6 +188,60 @@ def test_an_oversize_file_is_refused_with_413() -> None:
     assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
 
 
+def test_a_huge_scanned_page_is_read_at_a_smaller_scale(documents: str) -> None:
+    # A 13 KB PDF with a 2 m square page: at the usual scale its picture would be 128 million
+    # pixels (500 MB), and the OCR limit then refused the whole document, its text page too.
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=16)
+    pdf.add_page()
+    pdf.cell(0, 10, "Cover letter")
+    pdf.add_page(format=(2000, 2000))
+    pdf.image(media.text_image(["Invoice 4217", "Total due 98 dollars"]), x=10, y=20, w=1900)
+    response = convert(documents, "document-to-text", bytes(pdf.output()), PDF)
+    assert response.status_code == 200, response.text
+    assert {"cover", "letter", "invoice", "4217", "total", "due"} <= words(response.json()["text"])
+
+
+def test_a_pdf_of_too_many_pages_is_refused_before_it_is_read(documents: str) -> None:
+    # Each page is a few hundred bytes here (a few bytes in object streams) and reading it takes
+    # milliseconds: a 64 MB PDF kept the helper busy for hours, long after its timeout.
+    pdf = media.text_pdf([[f"page {n}"] for n in range(2001)])
+    response = convert(documents, "document-to-text", pdf, PDF)
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+    assert "2,001 pages, over the 2,000" in response.json()["error"]["message"]
+
+
+def docx_bomb(unpacked_mb: int) -> bytes:
+    """A DOCX of a few hundred KB whose document.xml unpacks to `unpacked_mb` MB (blanks)."""
+    source = zipfile.ZipFile(io.BytesIO(media.docx("Bomb", "Boom", [("a", "b")])))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
+        for info in source.infolist():
+            body = source.read(info)
+            if info.filename != "word/document.xml":
+                bomb.writestr(info, body)
+                continue
+            head, tag, tail = body.partition(b"<w:body>")
+            with bomb.open(info.filename, "w", force_zip64=True) as part:
+                part.write(head + tag)
+                for _ in range(unpacked_mb):
+                    part.write(b" " * (1 << 20))
+                part.write(tail)
+    return out.getvalue()
+
+
+def test_a_zip_bomb_document_is_refused_unopened(documents: str) -> None:
+    bomb = docx_bomb(110)
+    assert len(bomb) < 1_000_000
+    response, growth = peak_growth_mb(lambda: convert(documents, "document-to-text", bomb, DOCX))
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+    assert "unpacks to" in response.json()["error"]["message"]
+    assert growth < 100, growth
+    assert convert(documents, "document-to-text", docx_bomb(1), DOCX).status_code == 200
+
+
 def test_the_core_converts_through_a_registered_documents_helper(stack: Stack) -> None:
     port = free_port()
     key = helper_key(stack.settings.installation_secret())
@@ -205,6 +272,17 @@ def test_a_corrupt_image_is_a_422(ocr: str) -> None:
     assert (response.status_code, response.json()["error"]["code"]) == (422, "unreadable_input")
 
 
+def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(ocr: str) -> None:
+    # 81 million white pixels: 250 KB as a PNG, 243 MB once decoded.
+    from PIL import Image
+
+    bomb = media.png(Image.new("RGB", (9000, 9000), "white"))
+    response, growth = peak_growth_mb(lambda: convert(ocr, "image-to-text", bomb, "image/png"))
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+    assert "9000x9000" in response.json()["error"]["message"]
+    assert growth < 100, growth
+
+
 # speech and video
 
 
@@ -232,6 +310,16 @@ def test_speech_in_a_wav_is_transcribed_while_the_helper_stays_responsive(
 def test_corrupt_audio_is_a_422(speech: str) -> None:
     response = convert(speech, "speech-to-text", b"RIFF\x00\x00WAVE nonsense", "audio/wav")
     assert (response.status_code, response.json()["error"]["code"]) == (422, "unreadable_input")
+
+
+def test_hours_of_audio_in_a_few_megabytes_are_refused(speech: str) -> None:
+    # 7 MB of MP3 that decodes to 460 MB of samples, and to hours of transcribing.
+    long = media.silent_mp3(2 * 3600 + 60)
+    assert len(long) < 8_000_000
+    response, growth = peak_growth_mb(lambda: convert(speech, "speech-to-text", long, "audio/mpeg"))
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+    assert "2:00:00" in response.json()["error"]["message"]
+    assert growth < 100, growth
 
 
 def test_a_video_gives_its_transcript_and_the_text_on_screen(

@@ -122,6 +122,29 @@ def spoken_wav(text: str, *, words_per_minute: int = 140) -> bytes:
     return result.stdout
 
 
+def silent_mp3(seconds: int) -> bytes:
+    """`seconds` of silence as an 8 kb/s MP3 (1 KB a second): one minute encoded, then its
+    frames repeated (no Xing header, so a reader counts them all)."""
+    import av
+    import numpy as np
+
+    output = io.BytesIO()
+    options = {"write_xing": "0", "id3v2_version": "0"}
+    with av.open(output, mode="w", format="mp3", options=options) as out:
+        stream = out.add_stream("libmp3lame", rate=8000)
+        stream.layout = "mono"
+        stream.bit_rate = 8000
+        for second in range(60):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 8000), dtype=np.int16), format="s16", layout="mono"
+            )
+            frame.rate, frame.pts = 8000, second * 8000
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    minute = output.getvalue()
+    return minute * (seconds // 60)
+
+
 def video(wav: bytes, picture: Image.Image, *, fps: int = 10) -> bytes:
     """An MP4 (H.264 + AAC) showing `picture` for as long as `wav` lasts, made with PyAV."""
     import av

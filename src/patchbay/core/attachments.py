@@ -9,6 +9,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import mimetypes
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from patchbay.schemas.users import UserRead
 
 logger = logging.getLogger(__name__)
 
+GENERIC = "application/octet-stream"  # "some bytes": says nothing of what they are
 TEXT_SUFFIX = ".txt"  # beside a kept file: the text a helper made for it later (see `with_text`)
 
 # A message of the conversation as stored: its role, its text and its files.
@@ -55,6 +57,16 @@ def decode(attachment: AttachmentIn, where: str) -> Upload:
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequest(f"{where}: the data is not base64") from exc
     return Upload(media_type=media_type, data=data, filename=attachment.filename)
+
+
+def media_type_of(upload: Upload) -> str:
+    """An upload's media type, without parameters; when it declares none in particular (curl,
+    mailers and Telegram send `application/octet-stream` for many files), the one its name says."""
+    declared = upload.media_type.split(";", 1)[0].strip().lower()
+    if declared in ("", GENERIC) and upload.filename:
+        guessed, _encoding = mimetypes.guess_type(upload.filename, strict=False)
+        return guessed or declared
+    return declared
 
 
 def attached_text(attachment: AttachmentRead) -> str:
@@ -109,10 +121,10 @@ class AttachmentStore:
                 raise PayloadTooLarge(
                     f"{where}[{index}] is {len(upload.data)} bytes; the limit is {self._max_bytes}"
                 )
-            media_type = upload.media_type.split(";", 1)[0].strip().lower()
+            media_type = media_type_of(upload)
             text = ""
             if media_type not in native:
-                text = (await self._helpers.to_text(user, upload.media_type, upload.data)).text
+                text = (await self._helpers.to_text(user, media_type, upload.data)).text
             digest = await asyncio.to_thread(self._keep, upload.data)
             accepted.append(
                 AttachmentRead(

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import threading
+import zipfile
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 
 from patchbay.helpers.builtin.ocr import OcrEngine
-from patchbay.helpers.sdk import Helper, UnreadableInput, UnsupportedMediaType
+from patchbay.helpers.sdk import Helper, InputTooLarge, UnreadableInput, UnsupportedMediaType
 from patchbay.schemas.helpers import ToText
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ FORMATS = {  # media type → (extension, the markitdown converter for it)
     "text/csv": (".csv", "CsvConverter"),
     "text/plain": (".txt", "PlainTextConverter"),
 }
+ZIPPED = (".docx", ".xlsx", ".pptx")  # Office Open XML: a zip of XML parts
 
 
 class DocumentOptions(BaseModel):
@@ -55,6 +58,8 @@ class DocumentOptions(BaseModel):
     ocr_scale: float = Field(default=2.0, gt=0, le=8)  # render at 72 dpi x this for OCR
     threads: int = Field(default=2, gt=0)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_pages: int = Field(default=2000, gt=0)  # a longer PDF is refused (413)
+    max_unpacked_bytes: int = Field(default=100 * 1024 * 1024, gt=0)  # an Office file's zip
 
 
 class DocumentReader:
@@ -78,12 +83,29 @@ class DocumentReader:
         if media_type not in FORMATS:  # the capability checked; this guards direct callers
             raise UnsupportedMediaType(f"documents cannot read {media_type}")
         pages = scanned = None
+        if FORMATS[media_type][0] in ZIPPED:
+            self._check_unpacked_size(data, FORMATS[media_type][0][1:].upper())
         if media_type == PDF:
-            pages, scanned = pdf_layout(data)
+            pages, scanned = pdf_layout(data, max_pages=self.options.max_pages)
         markdown = self._markdown(data, media_type)
         if scanned:
             markdown = "\n\n".join(filter(None, [markdown, self._ocr_pages(data, scanned)]))
         return ToText(text=markdown, format="markdown", pages=pages)
+
+    def _check_unpacked_size(self, data: bytes, kind: str) -> None:
+        """Refuse a zip bomb before a parser unpacks it: a few hundred KB of zip can hold
+        gigabytes of XML, and the parsers read each part whole (no more than its zip entry says,
+        which is what is added up here)."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                size = sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, ValueError, EOFError):
+            return  # not a zip: the converter says what is wrong with it
+        if size > self.options.max_unpacked_bytes:
+            raise InputTooLarge(
+                f"this {kind} file unpacks to {size:,} bytes, over the "
+                f"{self.options.max_unpacked_bytes:,} this helper reads"
+            )
 
     def _markdown(self, data: bytes, media_type: str) -> str:
         """The document as Markdown, by the one converter for its type: markitdown's own routing
@@ -112,7 +134,8 @@ class DocumentReader:
         document = pdfium.PdfDocument(data)
         try:
             for index in pages[:limit]:
-                bitmap = document[index].render(scale=self.options.ocr_scale)
+                page = document[index]
+                bitmap = page.render(scale=self._scale(*page.get_size()))
                 text = self.ocr.read(bitmap.to_pil()).strip()
                 sections.append(f"<!-- page {index + 1}: scanned, read by OCR -->\n{text}")
         finally:
@@ -122,9 +145,18 @@ class DocumentReader:
             sections.append(f"<!-- pages {skipped}: scanned, not read (OCR limit) -->")
         return "\n\n".join(sections)
 
+    def _scale(self, width: float, height: float) -> float:
+        """`ocr_scale`, or less for a page (`width` x `height` points) that would render to
+        more pixels than OCR reads: a tiny PDF may hold a page metres wide."""
+        # the largest s with (width*s + 1) * (height*s + 1) <= max_pixels (+1: pixels round up)
+        w, h, most = max(width, 1.0), max(height, 1.0), self.ocr.max_pixels
+        fits = (math.sqrt((w + h) ** 2 + 4 * w * h * (most - 1)) - (w + h)) / (2 * w * h)
+        return min(self.options.ocr_scale, fits)
 
-def pdf_layout(data: bytes) -> tuple[int, list[int]]:
-    """How many pages a PDF has, and which (0-based) have no text layer."""
+
+def pdf_layout(data: bytes, *, max_pages: int | None = None) -> tuple[int, list[int]]:
+    """How many pages a PDF has, and which (0-based) have no text layer; InputTooLarge over
+    `max_pages` (a page costs a few bytes, and reading it milliseconds)."""
     import pypdfium2 as pdfium
 
     try:
@@ -132,6 +164,10 @@ def pdf_layout(data: bytes) -> tuple[int, list[int]]:
     except pdfium.PdfiumError as exc:
         raise UnreadableInput(f"not a readable PDF: {exc}") from exc
     try:
+        if max_pages is not None and len(document) > max_pages:
+            raise InputTooLarge(
+                f"the PDF has {len(document):,} pages, over the {max_pages:,} this helper reads"
+            )
         scanned = []
         for index in range(len(document)):
             textpage = document[index].get_textpage()

