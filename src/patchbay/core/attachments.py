@@ -71,8 +71,14 @@ def media_type_of(upload: Upload) -> str:
 
 def attached_text(attachment: AttachmentRead) -> str:
     """What a model that cannot read a file itself reads in its place."""
-    name = attachment.filename or attachment.media_type
-    return f"\n\n[Attached: {name} ({attachment.media_type})]\n{attachment.text}"
+    name = _one_line(attachment.filename or attachment.media_type)
+    return f"\n\n[Attached: {name} ({_one_line(attachment.media_type)})]\n{attachment.text}"
+
+
+def _one_line(value: str) -> str:
+    """`value` on one line: a file's name (a mail's attachment's, say) is the sender's to choose,
+    and a line break in it would let the sender write what looks like the prompt's own lines."""
+    return " ".join("".join(c if c.isprintable() else " " for c in value).split())
 
 
 def for_the_model(text: str, attachments: Sequence[AttachmentRead]) -> str:
