@@ -52,6 +52,8 @@ def decode(attachment: AttachmentIn, where: str) -> Upload:
             raise InvalidRequest(f"{where}: only base64 data URLs are read")
     if not media_type:
         raise InvalidRequest(f"{where}: say its media_type (or use a data URL)")
+    if "\n" in payload:  # wrapped, as MIME wraps it at 76 characters
+        payload = "".join(payload.split())
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -231,5 +233,9 @@ def _write_whole(path: Path, data: bytes) -> None:
     own (two turns may keep the same file at once), renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
-    partial.write_bytes(data)
-    partial.replace(path)
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError:
+        partial.unlink(missing_ok=True)  # a full disk, say: nothing half-written is left
+        raise

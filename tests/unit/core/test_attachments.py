@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import errno
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,10 +11,19 @@ from pathlib import Path
 import pytest
 
 from patchbay.config import HelperSettings
-from patchbay.core.attachments import AttachmentStore, Said, Upload, prompt_message
+from patchbay.core.attachments import (
+    AttachmentStore,
+    Said,
+    Upload,
+    _write_whole,
+    decode,
+    prompt_message,
+)
 from patchbay.core.helpers import HelperRegistry
+from patchbay.errors import InvalidRequest
 from patchbay.queue.base import PromptFile, PromptMessage
 from patchbay.schemas.chats import AttachmentRead
+from patchbay.schemas.turns import AttachmentIn
 from patchbay.store.db import Database
 from tests.support.users import a_user
 
@@ -91,3 +102,25 @@ async def test_a_file_the_model_reads_needs_no_helper(store: AttachmentStore) ->
     assert answer == PromptMessage("assistant", "A cat.")
     as_text = await store.prompt_messages(history, native=frozenset())
     assert as_text[0] == PromptMessage("user", "Look:\n\n[Attached: cat.png (image/png)]\n")
+
+
+def test_base64_wrapped_in_lines_is_read_and_broken_base64_is_refused() -> None:
+    wrapped = base64.encodebytes(PDF * 10).decode()  # MIME's 76 characters a line
+    assert "\n" in wrapped
+    upload = decode(AttachmentIn(media_type="application/pdf", data=wrapped), "attachments[0]")
+    assert upload.data == PDF * 10
+    with pytest.raises(InvalidRequest, match=r"attachments\[0\]: the data is not base64"):
+        decode(AttachmentIn(media_type="text/plain", data="%%%\nnot base64"), "attachments[0]")
+
+
+def test_a_file_that_could_not_be_written_leaves_no_part_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: Path, data: bytes) -> int:
+        Path.write_text(self, "half")  # what a full disk leaves
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError, match="No space"):
+        _write_whole(tmp_path / "kept" / "file", PDF)
+    assert list((tmp_path / "kept").iterdir()) == []
