@@ -14,6 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from patchbay.api.app import create_app as create_core
 from patchbay.helpers.runner import Serving, build_app
@@ -153,3 +157,32 @@ def test_a_wrong_key_is_reported_and_the_helper_keeps_serving(
         assert httpx.get(f"{url}/health").status_code == 200
     assert "the core refused the helper key" in caplog.text
     assert caplog.text.count("is not registered") == 1  # reported once, not at every retry
+
+
+def test_a_core_that_answers_with_no_json_is_retried_not_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registered: list[bytes] = []
+
+    async def register(request: Request) -> Response:
+        registered.append(await request.body())
+        if len(registered) == 1:  # a proxy's page first, then the core again
+            return Response(b"<html>maintenance</html>", media_type="text/html")
+        return Response(registered[-1], status_code=201, media_type="application/json")
+
+    async def heartbeat(_request: Request) -> Response:
+        return Response(status_code=204)
+
+    core = Starlette(
+        routes=[
+            Route("/v1/helpers", register, methods=["POST"]),
+            Route("/v1/helpers/weather/heartbeat", heartbeat, methods=["POST"]),
+            Route("/v1/helpers/weather", heartbeat, methods=["DELETE"]),
+        ]
+    )
+    port = free_port()
+    with serve_in_thread(core, free_port()) as core_url:
+        serving = Serving(port=port, core_url=core_url, key="pbh-key", heartbeat_s=0.1)
+        with serve_in_thread(build_app(weather, serving), port):
+            wait_for(lambda: len(registered) >= 2, timeout_s=5)
+    assert "not JSON" in caplog.text

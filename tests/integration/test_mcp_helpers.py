@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from tests.conftest import free_port
+from patchbay.schemas.helpers import HELPER_KEY_HEADER
+from patchbay.tokens import helper_key
+from tests.conftest import free_port, make_settings
+from tests.support.hand_helper import running_helper
 from tests.support.servers import serve_in_thread
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running_stack
 from tests.support.upstream import MockUpstream
 
 pytestmark = pytest.mark.integration
@@ -90,3 +98,97 @@ def test_an_mcp_server_that_refuses_is_not_registered(stack: Stack) -> None:
     )
     assert forbidden.status_code == 403
     assert httpx.get(f"{stack.core_url}/v1/helpers", headers=auth(stack)).json() == []
+
+
+class Hanging:
+    """An ASGI app in front of another that, once told to, holds every HTTP request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.released = threading.Event()
+        self.released.set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.released.is_set():
+            await asyncio.to_thread(self.released.wait)
+        await self.app(scope, receive, send)
+
+
+def test_one_mcp_server_that_hangs_leaves_the_others_up(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, status={"heartbeat_interval_s": 0.2, "down_after_s": 1.5})
+    stuck = Hanging(weather_server().streamable_http_app())
+    with (
+        running_stack(settings) as stack,
+        serve_in_thread(stuck, free_port()) as stuck_url,
+        serve_in_thread(weather_server().streamable_http_app(), free_port()) as fine_url,
+    ):
+        for name, url in (("aaa-stuck", stuck_url), ("weather", fine_url)):
+            added = httpx.post(
+                f"{stack.core_url}/v1/helpers/mcp",
+                json={"name": name, "url": url + "/mcp"},
+                headers=auth(stack),
+                timeout=30,
+            )
+            assert added.status_code == 201, added.text
+        stuck.released.clear()
+        states = []
+        deadline = time.monotonic() + 3 * settings.status.down_after_s
+        while time.monotonic() < deadline:
+            listed = httpx.get(f"{stack.core_url}/v1/helpers", headers=auth(stack)).json()
+            states.append({h["name"]: h["state"] for h in listed})
+            time.sleep(0.1)
+        stuck.released.set()
+    assert all(state["weather"] == "up" for state in states), states
+    assert states[-1]["aaa-stuck"] == "down"
+
+
+def test_the_token_in_an_mcp_servers_url_is_shown_to_admins_only(stack: Stack) -> None:
+    with serve_in_thread(weather_server().streamable_http_app(), free_port()) as url:
+        secret_url = f"{url}/mcp?token=s3cret"
+        added = httpx.post(
+            f"{stack.core_url}/v1/helpers/mcp",
+            json={"name": "weather", "url": secret_url},
+            headers=auth(stack),
+            timeout=30,
+        )
+        assert added.status_code == 201, added.text
+    plain = {"Authorization": f"Bearer {stack.new_user('plain')}"}
+    for path in ("/v1/helpers", "/v1/helpers/weather"):
+        assert "s3cret" not in httpx.get(f"{stack.core_url}{path}", headers=plain).text
+        assert secret_url in httpx.get(f"{stack.core_url}{path}", headers=auth(stack)).text
+    # the server is gone: the error a person (and a model) reads does not carry the token either
+    call = f"{stack.core_url}/v1/helpers/weather/capabilities/forecast"
+    failed = httpx.post(call, json={"city": "Oslo"}, headers=plain, timeout=30)
+    assert failed.status_code == 502, failed.text
+    assert "s3cret" not in failed.text
+
+
+def test_the_helper_key_cannot_take_over_or_remove_an_mcp_server(
+    stack: Stack, mcp_url: str
+) -> None:
+    added = httpx.post(
+        f"{stack.core_url}/v1/helpers/mcp",
+        json={"name": "weather", "url": mcp_url},
+        headers=auth(stack),
+        timeout=30,
+    )
+    assert added.status_code == 201, added.text
+    key = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+    with running_helper() as impostor:
+        manifest = impostor.manifest(name="weather")
+        taken = httpx.post(f"{stack.core_url}/v1/helpers", json=manifest, headers=key)
+        assert (taken.status_code, taken.json()["error"]["code"]) == (409, "conflict")
+        as_mcp = {**impostor.manifest(name="other"), "protocol": "mcp"}
+        assert (
+            httpx.post(f"{stack.core_url}/v1/helpers", json=as_mcp, headers=key).status_code == 403
+        )
+    removed = httpx.delete(f"{stack.core_url}/v1/helpers/weather", headers=key)
+    assert removed.status_code == 403
+    helpers = httpx.get(f"{stack.core_url}/v1/helpers", headers=auth(stack)).json()
+    assert [(h["name"], h["protocol"], h["base_url"]) for h in helpers] == [
+        ("weather", "mcp", mcp_url)
+    ]
+    # an admin still removes it
+    assert (
+        httpx.delete(f"{stack.core_url}/v1/helpers/weather", headers=auth(stack)).status_code == 204
+    )

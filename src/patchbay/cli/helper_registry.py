@@ -41,8 +41,11 @@ def list_helpers(ctx: typer.Context) -> None:
 
 
 def _update(ctx: typer.Context, name: str, data: HelperUpdate) -> HelperRead:
+    # The fields set, nulls included: a null lifts a limit (a model body would drop the nulls).
+    body = data.model_dump(mode="json", exclude_unset=True)
+
     async def action(client: CoreClient) -> HelperRead:
-        return await client.call_as(HelperRead, "PATCH", f"/v1/helpers/{name}", body=data)
+        return await client.call_as(HelperRead, "PATCH", f"/v1/helpers/{name}", body=body)
 
     return run_with_core(settings_of(ctx), action)
 
@@ -69,7 +72,9 @@ def allow(
     user: list[str] = typer.Option([], "--user", help="a user (name or id) who may; repeat"),
     everyone: bool = typer.Option(False, "--everyone", help="lift the limits"),
 ) -> None:
-    """Limit who may use a helper (admin)."""
+    """Limit who may use a helper to these roles and users (admin), or lift its limits."""
+    if not (role or user or everyone):
+        raise typer.BadParameter("name a --role or a --user who may use it, or --everyone")
     data = (
         HelperUpdate(allowed_roles=None, allowed_users=None)
         if everyone

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import jsonschema
 import orjson
+from referencing.exceptions import Unresolvable
 
 from patchbay.config import HelperSettings
 from patchbay.core import mcp
@@ -27,6 +28,7 @@ from patchbay.core.llm.registry import ToolSpec
 from patchbay.core.users import require_admin
 from patchbay.errors import (
     AuthenticationFailed,
+    Conflict,
     HelperFailed,
     HelperNotFound,
     InvalidRequest,
@@ -137,14 +139,23 @@ class HelperRegistry:
 
     async def register(self, manifest: HelperManifest, *, peer: str | None) -> HelperRead:
         check_manifest(manifest)
+        if manifest.protocol == "mcp":
+            raise PermissionDenied("an admin adds MCP servers (POST /v1/helpers/mcp)")
         if not _same_host(manifest.base_url, peer, self._settings.allowed_url_hosts):
             raise PermissionDenied(
                 f"the base URL {manifest.base_url} is not where this helper registers from "
                 f"({peer}); an admin can allow its host (PATCHBAY_HELPERS__ALLOWED_URL_HOSTS)"
             )
         async with self._db.begin() as conn:
+            # The helper key is no admin's: it must not redirect an MCP server's calls (and the
+            # people's arguments) to wherever its holder likes.
+            existing = await rows.find_helper(conn, manifest.name)
+            if existing is not None and existing.manifest.protocol == "mcp":
+                raise Conflict(
+                    f"{manifest.name!r} is an MCP server an admin added; pick another name"
+                )
             await rows.upsert_helper(conn, manifest, datetime.now(UTC))
-        logger.info("helper %s registered at %s", manifest.name, manifest.base_url)
+        logger.info("helper %s registered at %s", manifest.name, mcp.public_url(manifest.base_url))
         return await self.get(manifest.name)
 
     async def add_mcp(self, actor: UserRead, name: str, url: str) -> HelperRead:
@@ -154,15 +165,20 @@ class HelperRegistry:
         check_manifest(manifest)
         async with self._db.begin() as conn:
             await rows.upsert_helper(conn, manifest, datetime.now(UTC))
-        logger.info("MCP server %s registered as helper %s", url, name)
+        logger.info("MCP server %s registered as helper %s", mcp.public_url(url), name)
         return await self.get(name)
 
     async def ping_mcp(self) -> None:
         """Mark each MCP helper seen if it answers a ping (they send no heartbeats)."""
         async with self._db.connect() as conn:
             records = [r for r in await rows.list_helpers(conn) if r.manifest.protocol == "mcp"]
-        for record in records:
-            if await mcp.ping(record.manifest.base_url):
+        # At once and each within a bound: one server that hangs must not leave the others
+        # unasked, and so shown down.
+        answers = await asyncio.gather(
+            *(mcp.ping(r.manifest.base_url, timeout_s=self._down_after_s / 2) for r in records)
+        )
+        for record, answered in zip(records, answers, strict=True):
+            if answered:
                 async with self._db.begin() as conn:
                     await rows.touch_helper(conn, record.name, datetime.now(UTC))
 
@@ -170,6 +186,13 @@ class HelperRegistry:
         async with self._db.begin() as conn:
             if not await rows.touch_helper(conn, name, datetime.now(UTC)):
                 raise HelperNotFound(f"no helper named {name!r}: register again")
+
+    async def leave(self, name: str) -> None:
+        """A helper leaves, with the helper key: MCP servers are an admin's to remove."""
+        record = await self._record(name)
+        if record.manifest.protocol == "mcp":
+            raise PermissionDenied(f"{name!r} is an MCP server: an admin removes it")
+        await self.deregister(name)
 
     async def deregister(self, name: str) -> None:
         async with self._db.begin() as conn:
@@ -179,15 +202,21 @@ class HelperRegistry:
 
     # reading and managing
 
-    def _read(self, record: HelperRecord) -> HelperRead:
+    def _read(self, record: HelperRecord, viewer: UserRead | None = None) -> HelperRead:
+        """The helper as `viewer` may see it: only admins see a URL's user, password and query,
+        where a token often travels."""
         manifest = record.manifest
         seen = record.last_seen
         up = seen is not None and (datetime.now(UTC) - seen).total_seconds() < self._down_after_s
+        url, description = manifest.base_url, manifest.description
+        if viewer is not None and viewer.role != "admin":
+            url = mcp.public_url(manifest.base_url)
+            description = description.replace(manifest.base_url, url)
         return HelperRead(
             name=record.name,
             version=manifest.version,
-            description=manifest.description,
-            base_url=manifest.base_url,
+            description=description,
+            base_url=url,
             protocol=manifest.protocol,
             capabilities=manifest.capabilities,
             enabled=record.enabled,
@@ -199,12 +228,12 @@ class HelperRegistry:
             allowed_users=record.allowed_users,
         )
 
-    async def list_helpers(self) -> list[HelperRead]:
+    async def list_helpers(self, *, viewer: UserRead | None = None) -> list[HelperRead]:
         async with self._db.connect() as conn:
-            return [self._read(r) for r in await rows.list_helpers(conn)]
+            return [self._read(r, viewer) for r in await rows.list_helpers(conn)]
 
-    async def get(self, name: str) -> HelperRead:
-        return self._read(await self._record(name))
+    async def get(self, name: str, *, viewer: UserRead | None = None) -> HelperRead:
+        return self._read(await self._record(name), viewer)
 
     async def _record(self, name: str) -> HelperRecord:
         async with self._db.connect() as conn:
@@ -218,6 +247,10 @@ class HelperRegistry:
         a user may change their name (and another take it)."""
         require_admin(actor)
         values = data.model_dump(exclude_unset=True)
+        if "enabled" in values and values["enabled"] is None:
+            raise InvalidRequest("enabled is true or false, not null")
+        if not values:  # nothing to change: an UPDATE with no SET would fail
+            return await self.get(name)
         async with self._db.begin() as conn:
             if values.get("allowed_users"):
                 values["allowed_users"] = await conn.run_sync(user_ids, values["allowed_users"])
@@ -232,13 +265,17 @@ class HelperRegistry:
 
     def usable(self, helper: HelperRead, user: UserRead) -> bool:
         """Whether `user` may use this helper now (enabled, up, allowed, breaker closed)."""
-        if not helper.enabled or helper.state != "up":
-            return False
-        if helper.allowed_users is not None or helper.allowed_roles is not None:
-            users, roles = helper.allowed_users or [], helper.allowed_roles or []
-            if user.id not in users and user.role not in roles:
-                return False
-        return self._health.get(helper.name, _Health()).open_until <= time.monotonic()
+        return _allowed(helper, user) and self._unavailable(helper) is None
+
+    def _unavailable(self, helper: HelperRead) -> str | None:
+        """Why nobody can call the helper now, if nobody can."""
+        if not helper.enabled:
+            return "disabled"
+        if helper.state != "up":
+            return "down"
+        if self._health.get(helper.name, _Health()).open_until > time.monotonic():
+            return "it failed too often; try again shortly"
+        return None
 
     async def call(
         self, user: UserRead, helper_name: str, capability_name: str, arguments: object
@@ -340,11 +377,13 @@ class HelperRegistry:
         return output
 
     def _check_usable(self, helper: HelperRead, user: UserRead) -> None:
-        if not self.usable(helper, user):
-            raise HelperFailed(
-                f"the helper {helper.name} is not available now "
-                f"({'disabled' if not helper.enabled else helper.state})"
+        if not _allowed(helper, user):  # the person's limit, not the helper's failure
+            raise PermissionDenied(
+                f"the helper {helper.name} is limited to some users; an admin can allow you"
             )
+        why = self._unavailable(helper)
+        if why is not None:
+            raise HelperFailed(f"the helper {helper.name} is not available now ({why})")
 
     async def _post(
         self, helper: HelperRead, capability: Capability, body: bytes, content_type: str
@@ -352,23 +391,12 @@ class HelperRegistry:
         tries = 1 + (self._settings.retries if capability.idempotent else 0)
         health = self._health.setdefault(helper.name, _Health())
         url = f"{helper.base_url.rstrip('/')}/capabilities/{capability.name}"
-        timeout = aiohttp.ClientTimeout(total=capability.timeout_s)
         for attempt in range(1, tries + 1):
             started = time.perf_counter()
             try:
-                async with self._http().post(
-                    url, data=body, headers={"Content-Type": content_type}, timeout=timeout
-                ) as response:
-                    raw = await response.content.read(self._settings.max_response_bytes + 1)
-                    if len(raw) > self._settings.max_response_bytes:
-                        raise HelperFailed(f"{helper.name} answered with too much")
-                    if response.status >= 400:
-                        error = HelperFailed(_helper_error(helper.name, response.status, raw))
-                        # The helper read the input and refused it: asking again changes nothing.
-                        error.retryable = response.status >= 500
-                        raise error
-                self._succeeded(health, started)
-                return raw
+                raw = await self._post_once(
+                    helper.name, url, body, content_type, capability.timeout_s
+                )
             except (TimeoutError, aiohttp.ClientError, HelperFailed) as exc:
                 error = (
                     exc
@@ -377,11 +405,40 @@ class HelperRegistry:
                         f"{helper.name}.{capability.name} did not answer: {type(exc).__name__}"
                     )
                 )
-                self._failed(health, started)
+                # A refusal (4xx) is about the input, not the helper's health: it must not let
+                # one person's bad arguments open the breaker for everyone.
+                self._failed(health, started, broken=error.retryable)
                 if attempt == tries or not error.retryable:
                     raise error from exc
                 await asyncio.sleep(0.2 * attempt)
+            else:
+                self._succeeded(health, started)
+                return raw
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post_once(
+        self, name: str, url: str, body: bytes, content_type: str, timeout_s: float
+    ) -> bytes:
+        # Redirects are not followed: they would lead the core to hosts the helper could not
+        # register (its own ports, the network behind it).
+        async with self._http().post(
+            url,
+            data=body,
+            headers={"Content-Type": content_type},
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,
+        ) as response:
+            raw = await _read_at_most(response.content, self._settings.max_response_bytes)
+            if raw is None:
+                raise HelperFailed(f"{name} answered with too much")
+            if 300 <= response.status < 400:
+                raise HelperFailed(f"{name} answered {response.status}: redirects are not followed")
+            if response.status >= 400:
+                error = HelperFailed(_helper_error(name, response.status, raw))
+                # The helper read the input and refused it: asking again changes nothing.
+                error.retryable = response.status >= 500
+                raise error
+        return raw
 
     async def _call_mcp(
         self, helper: HelperRead, capability: Capability, arguments: object
@@ -407,14 +464,23 @@ class HelperRegistry:
         health.total_ms += (time.perf_counter() - started) * 1000
         health.failures_in_a_row = 0
 
-    def _failed(self, health: _Health, started: float) -> None:
+    def _failed(self, health: _Health, started: float, *, broken: bool = True) -> None:
         health.calls += 1
         health.errors += 1
         health.total_ms += (time.perf_counter() - started) * 1000
+        if not broken:
+            health.failures_in_a_row = 0
+            return
         health.failures_in_a_row += 1
         if health.failures_in_a_row >= self._settings.breaker_failures:
             health.open_until = time.monotonic() + self._settings.breaker_reset_s
             health.failures_in_a_row = 0
+
+
+def _allowed(helper: HelperRead, user: UserRead) -> bool:
+    if helper.allowed_users is None and helper.allowed_roles is None:
+        return True
+    return user.id in (helper.allowed_users or []) or user.role in (helper.allowed_roles or [])
 
 
 def _capability(helper: HelperRead, name: str, kind: str) -> Capability:
@@ -445,6 +511,21 @@ def _validate(value: object, schema: dict[str, Any], what: str, *, helper: bool 
         if helper:
             raise HelperFailed(f"{what} breaks its schema: {exc.message}") from exc
         raise InvalidRequest(f"{what} break the schema: {exc.message}") from exc
+    except Unresolvable as exc:  # a $ref to nowhere: only found once a value leads to it
+        raise HelperFailed(f"{what}: the helper's schema refers to nowhere ({exc})") from exc
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None once it is over `limit` bytes (`read(n)` alone stops at the first
+    chunk that arrived, which cut large answers short)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _helper_error(name: str, status: int, raw: bytes) -> str:

@@ -6,9 +6,11 @@ call opens a session, calls the tool and closes it, so a server that restarts co
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -38,10 +40,11 @@ def capability_name(tool_name: str) -> str:
 async def manifest_of(name: str, url: str) -> HelperManifest:
     """The manifest of the MCP server at `url`: one capability per tool it lists."""
     try:
-        async with _session(url) as session:
+        async with asyncio.timeout(MCP_TIMEOUT_S), _session(url) as session:
             listed = await session.list_tools()
     except Exception as exc:
-        raise HelperFailed(f"the MCP server at {url} refused: {_reason(exc)}") from exc
+        shown = public_url(url)
+        raise HelperFailed(f"the MCP server at {shown} refused: {_reason(exc, url)}") from exc
     capabilities = [
         Capability(
             name=capability_name(tool.name),
@@ -54,10 +57,10 @@ async def manifest_of(name: str, url: str) -> HelperManifest:
         for tool in listed.tools
     ]
     if not capabilities:
-        raise HelperFailed(f"the MCP server at {url} offers no tools")
+        raise HelperFailed(f"the MCP server at {public_url(url)} offers no tools")
     return HelperManifest(
         name=name,
-        description=f"MCP server at {url}",
+        description=f"MCP server at {public_url(url)}",
         base_url=url,
         protocol="mcp",
         capabilities=capabilities,
@@ -70,7 +73,8 @@ async def call_tool(url: str, tool: str, arguments: dict[str, object]) -> object
         async with _session(url) as session:
             result = await session.call_tool(tool, arguments)
     except Exception as exc:
-        raise HelperFailed(f"the MCP server at {url} failed: {_reason(exc)}") from exc
+        shown = public_url(url)
+        raise HelperFailed(f"the MCP server at {shown} failed: {_reason(exc, url)}") from exc
     text = "".join(getattr(part, "text", "") for part in result.content)
     if result.is_error:
         raise HelperFailed(f"the MCP tool {tool} failed: {text[:500]}")
@@ -78,16 +82,24 @@ async def call_tool(url: str, tool: str, arguments: dict[str, object]) -> object
     return structured if structured is not None else {"text": text}
 
 
-async def ping(url: str) -> bool:
+async def ping(url: str, *, timeout_s: float = MCP_TIMEOUT_S) -> bool:
+    """Whether the server answers a ping within `timeout_s`."""
     try:
-        async with _session(url) as session:
+        async with asyncio.timeout(timeout_s), _session(url) as session:
             await session.send_ping()
     except Exception:  # noqa: BLE001 - down, whatever the reason
         return False
     return True
 
 
-def _reason(exc: BaseException) -> str:
+def public_url(url: str) -> str:
+    """`url` without the parts that may hold a secret (user, password, query, fragment): an
+    MCP server's token often travels in its URL."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _reason(exc: BaseException, url: str) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"[:300]
+    return f"{type(exc).__name__}: {exc}".replace(url, public_url(url))[:300]

@@ -126,7 +126,13 @@ class Registration:
             raise _Forgotten(url)
         if status >= 400:
             raise _refusal(status, raw, self.core_url)
-        return orjson.loads(raw) if raw else None
+        try:
+            return orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError as exc:  # a proxy's page, or not a patchbay core at all
+            raise CoreUnreachable(
+                f"the core at {self.core_url} answered {status} with what is not JSON "
+                f"({raw[:100].decode(errors='replace')!r}); is that the core's URL?"
+            ) from exc
 
     async def _wait_until_serving(self, http: aiohttp.ClientSession) -> None:
         """Registering before our own port answers would invite a core that probes to fail."""

@@ -48,14 +48,14 @@ async def heartbeat(name: str, hub: HubDep, key: HelperKey = None) -> None:
 
 
 @router.get("/helpers", response_model=list[HelperRead])
-async def list_helpers(hub: HubDep, _user: CurrentUser) -> list[HelperRead]:
+async def list_helpers(hub: HubDep, user: CurrentUser) -> list[HelperRead]:
     """Every helper with its capabilities and schemas, health, latency and error counts."""
-    return await hub.helpers.list_helpers()
+    return await hub.helpers.list_helpers(viewer=user)
 
 
 @router.get("/helpers/{name}", response_model=HelperRead)
-async def read_helper(name: str, hub: HubDep, _user: CurrentUser) -> HelperRead:
-    return await hub.helpers.get(name)
+async def read_helper(name: str, hub: HubDep, user: CurrentUser) -> HelperRead:
+    return await hub.helpers.get(name, viewer=user)
 
 
 @router.patch("/helpers/{name}", response_model=HelperRead)
@@ -71,7 +71,7 @@ async def remove_helper(name: str, request: Request, hub: HubDep, key: HelperKey
     """A helper leaving (with the helper key), or an admin removing it."""
     if key is not None:
         hub.helpers.check_key(key)
-        await hub.helpers.deregister(name)
+        await hub.helpers.leave(name)
         return
     user = await hub.auth.authenticate(bearer_key(request))
     await hub.helpers.remove(user, name)
