@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, FilePayload, Locator, expect
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from patchbay.channels.web.app import create_app as create_web
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
 from tests.conftest import ADMIN_KEY, free_port, make_settings
 from tests.support.browser import PHONE, Tab, chromium, open_tab, sign_in
-from tests.support.hand_helper import running_helper
+from tests.support.hand_helper import HandHelper, running_helper
 from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack
 from tests.support.up import PATCHBAY, up_env
@@ -226,6 +235,27 @@ def test_rename_search_and_delete_chats(tab: Tab, web: str, key: str, stack: Sta
     tab.assert_no_errors()
 
 
+@pytest.mark.timeout(90)
+def test_every_chat_can_be_found_however_many_there_are(
+    tab: Tab, web: str, key: str, stack: Stack
+) -> None:
+    with httpx.Client(
+        base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as core:
+        first = core.post("/v1/chats", json={"title": "The very first chat"}).json()
+        for n in range(230):  # an API user's scripts make a chat per conversation
+            core.post("/v1/chats", json={"title": f"Script run {n}"}).raise_for_status()
+    sign_in(tab, web, key)
+    page, chats = tab.page, tab.page.locator("#chat-list")
+    expect(chats.locator("li")).to_have_count(231)
+    page.get_by_label("Search chats").fill("very first")
+    chats.get_by_role("button", name="The very first chat", exact=True).click()
+    expect(page.locator("#chat-title")).to_have_text("The very first chat")
+    page.goto(f"{web}/#chat={first['id']}")  # opened from a link, it is named too
+    expect(page.locator("#chat-title")).to_have_text("The very first chat")
+    tab.assert_no_errors()
+
+
 def test_attach_a_file(tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream) -> None:
     with running_helper() as hand:
         secret = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
@@ -243,6 +273,51 @@ def test_attach_a_file(tab: Tab, web: str, key: str, stack: Stack, upstream: Moc
         expect(page.locator("#attachments li")).to_have_count(0)
         tab.shot("attachment")
     assert "pineapple" in str(upstream.requests[-1]["messages"][-1]["content"])
+    tab.assert_no_errors()
+
+
+@contextmanager
+def slow_reader(delay_s: float) -> Iterator[HandHelper]:
+    """A to-text helper that takes `delay_s` to read a file (as speech-to-text of a long note)."""
+
+    async def text(request: Request) -> Response:
+        await asyncio.sleep(delay_s)
+        return JSONResponse({"text": (await request.body()).decode(), "format": "plain"})
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(
+        routes=[Route("/capabilities/text", text, methods=["POST"]), Route("/health", health)]
+    )
+    reader = HandHelper()
+    with serve_in_thread(app, free_port()) as url:
+        reader.url = url
+        yield reader
+
+
+@pytest.mark.timeout(90)
+def test_stop_while_the_files_are_still_being_read(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.3
+    upstream.reply = " ".join(f"word{n}" for n in range(1, 41))
+    with slow_reader(3.0) as reader:
+        secret = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+        httpx.post(f"{stack.core_url}/v1/helpers", json=reader.manifest(), headers=secret)
+        sign_in(tab, web, key)
+        page = tab.page
+        page.locator("#file-input").set_input_files(
+            files=[FilePayload(name="note.txt", mimeType="text/plain", buffer=b"A long note.")]
+        )
+        send(tab, "Summarize my note")
+        page.get_by_role("button", name="Stop").click()  # while the note is still being read
+        expect(page.get_by_text("Stopped")).to_be_visible(timeout=20_000)
+        expect(page.get_by_role("button", name="Send")).to_be_visible()
+    with httpx.Client(base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}) as core:
+        (chat,) = core.get("/v1/chats").json()
+        last = core.get(f"/v1/chats/{chat['id']}/messages").json()[-1]
+    assert last["status"] == "cancelled" and "word40" not in last["content"]
     tab.assert_no_errors()
 
 
@@ -287,6 +362,99 @@ def test_refreshing_mid_answer_resumes_the_stream(
     page.reload()  # and the stored answer is the same, whole
     expect(answer(tab)).to_have_text(upstream.reply)
     tab.assert_no_errors()
+
+
+@pytest.mark.timeout(90)
+def test_an_answer_written_in_another_tab_is_seen_to_its_end(
+    browser: Browser, tmp_path: Path, web: str, key: str, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.2
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
+    with open_tab(browser, tmp_path) as writer:
+        sign_in(writer, web, key)
+        send(writer, "Take your time")
+        expect(answer(writer)).to_contain_text("part3")
+        other = writer.page.context.new_page()  # a second tab of the same browser, signed in
+        other.goto(writer.page.url)
+        expect(other.locator("article.msg.assistant .bubble").last).to_contain_text("part")
+        expect(other.locator("article.msg.assistant .bubble").last).to_have_text(
+            upstream.reply, timeout=20_000
+        )
+        expect(other.get_by_role("button", name="Regenerate")).to_be_visible()
+        expect(answer(writer)).to_have_text(upstream.reply)
+        writer.assert_no_errors()
+
+
+class Cable:
+    """A TCP link from the web channel to the core that a test cuts and mends: the core as the
+    channel sees it while it restarts (its jobs going on in the workers)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port, self.target = free_port(), target_port
+        self._server: socket.socket | None = None
+        self._links: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def mend(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
+
+    def cut(self) -> None:
+        assert self._server is not None
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self._server.close()
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            with contextlib.suppress(OSError):
+                link.shutdown(socket.SHUT_RDWR)
+            link.close()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                near, _ = server.accept()
+            except OSError:
+                return
+            far = socket.create_connection(("127.0.0.1", self.target))
+            with self._lock:
+                self._links += [near, far]
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.timeout(90)
+def test_an_answer_goes_on_through_a_core_restart(
+    tab: Tab, stack: Stack, key: str, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.3
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 41)) + "."
+    cable = Cable(stack.settings.core.port)
+    cable.mend()
+    core = stack.settings.core.model_copy(update={"url": f"http://127.0.0.1:{cable.port}"})
+    settings = stack.settings.model_copy(update={"core": core})
+    try:
+        with serve_in_thread(create_web(settings), settings.web.port) as web:
+            sign_in(tab, web, key)
+            send(tab, "Take your time")
+            expect(answer(tab)).to_contain_text("part3")
+            cable.cut()  # the core is away for as long as it takes to start again (seconds)
+            tab.page.wait_for_timeout(7000)
+            cable.mend()
+            expect(answer(tab)).to_have_text(upstream.reply, timeout=30_000)
+            expect(tab.page.get_by_role("button", name="Send")).to_be_visible()
+            expect(tab.page.locator("#notice")).to_be_hidden()
+    finally:
+        cable.cut()
+    tab.assert_no_errors("status of 503")
 
 
 def test_a_wrong_key_is_refused_plainly(tab: Tab, web: str) -> None:
@@ -334,6 +502,23 @@ def test_sign_out(tab: Tab, web: str, key: str) -> None:
     tab.page.reload()
     expect(tab.page.get_by_role("button", name="Sign in")).to_be_visible()
     tab.assert_no_errors()
+
+
+def test_a_sign_out_that_does_not_reach_the_channel_is_not_shown_as_done(
+    tab: Tab, web: str, key: str
+) -> None:
+    sign_in(tab, web, key)
+    page = tab.page
+    page.route("**/auth/session", lambda route: route.abort())  # the channel restarts just then
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    expect(page.get_by_role("button", name="Sign in")).to_be_hidden()  # the key is still kept
+    page.unroute("**/auth/session")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    tab.assert_no_errors("net::ERR_FAILED")
 
 
 def test_a_busy_core_is_reported_plainly(tab: Tab, web: str, key: str) -> None:
@@ -417,6 +602,22 @@ def test_the_api_takes_calls_from_the_signed_in_page_only(web: str, key: str) ->
         assert browser.get("/api/me", headers=PAGE).status_code == 401
 
 
+@pytest.mark.parametrize("path", ["/api/turns/upload", "/api/turns"])
+def test_a_large_body_is_refused_before_it_is_read_without_a_valid_key(web: str, path: str) -> None:
+    # Each such body would be held whole in the channel's memory (up to `max_body_bytes`) before
+    # the core refused the key: a few dozen of them at once exhaust it.
+    port = int(web.rsplit(":", 1)[1])
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Patchbay-Web: 1\r\n"
+        "Cookie: patchbay_key=pb-not-a-real-key\r\nContent-Type: application/octet-stream\r\n"
+        "Content-Length: 30000000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"x" * 1_000_000)  # and then nothing more for now
+        status = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status == b"HTTP/1.1 401 Unauthorized"
+
+
 def test_a_core_that_is_away_is_reported_as_unavailable(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)  # nothing listens on the core's port
     with serve_in_thread(create_web(settings), settings.web.port) as url:
@@ -439,9 +640,10 @@ def test_the_channel_reports_to_the_core(stack: Stack, web: str) -> None:
     assert found["web"]["url"] == web and found["web"]["kind"] == "channel"
 
 
-def test_patchbay_channel_web_serves_the_page(tmp_path: Path) -> None:
-    port = free_port()
-    env = up_env(tmp_path, PATCHBAY_WEB__PORT=str(port), PATCHBAY_ADMIN_KEY=ADMIN_KEY)
+@contextmanager
+def channel_web(env: dict[str, str]) -> Iterator[str]:
+    """`patchbay channel web` in its own process, as deployed; yields its URL."""
+    url = f"http://127.0.0.1:{env['PATCHBAY_WEB__PORT']}"
     process = subprocess.Popen(
         [PATCHBAY, "channel", "web"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -449,14 +651,37 @@ def test_patchbay_channel_web_serves_the_page(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                page = httpx.get(f"http://127.0.0.1:{port}/")
+                httpx.get(url + "/healthz")
                 break
             except httpx.ConnectError:
                 assert process.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
-        assert page.status_code == 200 and "Sign in with your API key" in page.text
+        yield url
     finally:
         process.terminate()
         process.wait(15)
         assert process.stderr is not None
         process.stderr.close()
+
+
+def test_patchbay_channel_web_serves_the_page(tmp_path: Path) -> None:
+    with channel_web(up_env(tmp_path, PATCHBAY_ADMIN_KEY=ADMIN_KEY)) as url:
+        page = httpx.get(url + "/")
+    assert page.status_code == 200 and "Sign in with your API key" in page.text
+
+
+def test_the_key_cookie_is_secure_behind_an_https_proxy(
+    tmp_path: Path, stack: Stack, key: str
+) -> None:
+    # The channel speaks plain HTTP, so TLS ends at a reverse proxy in front of it; the browser's
+    # sign-in names the page it comes from (`Origin`), an https one.
+    env = up_env(tmp_path, PATCHBAY_CORE__PORT=str(stack.settings.core.port))
+    with channel_web(env) as url:
+        https = {**PAGE, "Origin": "https://chat.example.org", "X-Forwarded-Proto": "https"}
+        behind_tls = httpx.post(url + "/auth/session", json={"key": key}, headers=https)
+        plain = httpx.post(
+            url + "/auth/session", json={"key": key}, headers={**PAGE, "Origin": url}
+        )
+    assert behind_tls.status_code == 200 and plain.status_code == 200
+    assert "secure" in behind_tls.headers["set-cookie"].lower()  # never sent over plain http
+    assert "secure" not in plain.headers["set-cookie"].lower()  # an http page keeps its cookie

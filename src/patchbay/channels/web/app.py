@@ -25,12 +25,23 @@ from patchbay.config import Settings
 from patchbay.errors import PatchbayError
 
 STATIC = Path(__file__).parent / "static"
+# A body over this size is read (and held whole) only for a key the core accepts, so nobody
+# without one can fill the channel's memory with bodies the core would refuse anyway.
+CHECKED_BODY_BYTES = 64 * 1024
 
 
 async def _error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PatchbayError)  # noqa: S101 - registered for PatchbayError only
     headers = {"Retry-After": "2"} if exc.retryable else None
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+
+
+def _large_body(request: Request) -> bool:
+    """Whether the call brings a body over `CHECKED_BODY_BYTES`, or one of a size not declared."""
+    if request.method not in ("POST", "PATCH"):
+        return False
+    declared = request.headers.get("content-length", "")
+    return not declared.isdigit() or int(declared) > CHECKED_BODY_BYTES
 
 
 def create_app(settings: Settings, *, core: CoreClient | None = None) -> Starlette:
@@ -63,7 +74,10 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> Starlet
 
     async def api(request: Request) -> Response:
         require_page(request)
-        return await proxy.forward(request, path=request.path_params["path"], key=key_of(request))
+        key = key_of(request)
+        if _large_body(request):
+            await client.me(key=key)
+        return await proxy.forward(request, path=request.path_params["path"], key=key)
 
     return Starlette(
         routes=[

@@ -72,6 +72,13 @@ async def _sign_in(request: Request, core: CoreClient) -> Response:
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_over_https(request),
     )
     return response
+
+
+def _over_https(request: Request) -> bool:
+    """Whether the page is an https one: TLS ends at a reverse proxy in front of the channel,
+    which then sees plain HTTP, but the browser names the page it signs in from (`Origin`)."""
+    origin = request.headers.get("origin", "")
+    return request.url.scheme == "https" or origin.lower().startswith("https://")

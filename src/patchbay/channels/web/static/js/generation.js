@@ -7,7 +7,10 @@ import { readEvents } from "./sse.js";
 const STORAGE_KEY = "patchbay.job";
 const TERMINAL = new Set(["done", "failed", "cancelled"]);
 const SAVE_EVERY_MS = 150;
-const MAX_RESUMES = 5;
+// A core (or this channel) that restarts is away for seconds: resume, waiting longer each time,
+// until it has been out of reach this long.
+const GIVE_UP_MS = 60_000;
+const MAX_WAIT_MS = 4_000;
 const RETRY_STATUSES = new Set([0, 502, 503, 504]);
 
 export const STREAM = { Accept: "text/event-stream" };
@@ -74,14 +77,17 @@ function resume(job, signal) {
 export async function follow(job, response, onUpdate, signal) {
   save(job);
   let saved = Date.now();
+  let reached = Date.now(); // when the core last answered: a stream opened, or an event
   let failures = 0;
   for (;;) {
     try {
       const stream = response || (await resume(job, signal));
       response = null;
+      reached = Date.now();
       for await (const event of readEvents(stream)) {
         apply(job, event);
         failures = 0;
+        reached = Date.now();
         if (TERMINAL.has(event.type)) {
           forgetJob();
           onUpdate(job);
@@ -102,10 +108,10 @@ export async function follow(job, response, onUpdate, signal) {
     if (signal && signal.aborted) throw new DOMException("no longer followed", "AbortError");
     save(job);
     failures += 1;
-    if (failures > MAX_RESUMES) {
+    if (Date.now() - reached > GIVE_UP_MS) {
       throw new ApiError(0, "stream_lost", "The answer's stream broke off; reload the page to pick it up.");
     }
-    await sleep(250 * failures);
+    await sleep(Math.min(250 * 2 ** (failures - 1), MAX_WAIT_MS));
   }
 }
 

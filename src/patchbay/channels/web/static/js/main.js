@@ -10,11 +10,18 @@ import { chosenModel, loadModels, rememberModel } from "./models.js";
 import { clearNotice, notify } from "./notice.js";
 import { renderThread, showAnswer, showPending } from "./thread.js";
 
-const state = { user: null, chats: [], chatId: null, messages: [], job: null, sending: false };
+// What the page holds of the signed-in person; all of it goes on signing out.
+const blank = () => ({
+  user: null, chats: [], chatId: null, messages: [], job: null, sending: false, stopAsked: false,
+});
+const state = blank();
 let following = new AbortController(); // aborted on sign-out: stops reading the answer's stream
 const messagesBox = byId("messages");
 let composer;
 let frame = 0;
+let watching = 0; // a timer: looks again at an answer that is written elsewhere (another tab)
+const CHATS_PAGE = 200;
+const WATCH_MS = 1500;
 
 // ---- notices and errors
 
@@ -66,19 +73,17 @@ function leave(message) {
   following.abort();
   following = new AbortController();
   forgetJob();
-  Object.assign(state, { user: null, chats: [], chatId: null, messages: [], job: null, sending: false });
+  Object.assign(state, blank());
   messagesBox.replaceChildren();
   clearNotice();
   history.replaceState(null, "", location.pathname);
   showSignIn(message);
 }
 
+// Only a sign-out the channel took is shown as one: until then the key stays in its cookie.
 async function signOut() {
-  try {
-    await api.signOut();
-  } finally {
-    leave("");
-  }
+  await api.signOut();
+  leave("");
 }
 
 async function enter(user) {
@@ -115,8 +120,17 @@ function drawChats() {
   empty.textContent = state.chats.length ? "No chat matches." : "No chats yet.";
 }
 
+// Every chat, page by page (`before`: older than the page's last), so that none is out of reach
+// of the list and its search however many there are.
 async function loadChats() {
-  state.chats = await api.getJson("/api/chats?limit=200");
+  const chats = [];
+  for (;;) {
+    const before = chats.length ? `&before=${api.id(chats[chats.length - 1].id)}` : "";
+    const page = await api.getJson(`/api/chats?limit=${CHATS_PAGE}${before}`);
+    chats.push(...page);
+    if (page.length < CHATS_PAGE) break;
+  }
+  state.chats = chats;
   drawChats();
 }
 
@@ -135,6 +149,23 @@ function drawThread() {
   renderThread(messagesBox, state.messages, { busy: Boolean(state.job) || state.sending });
   byId("empty").hidden = state.messages.length > 0;
   if (state.job) showAnswer(messagesBox, state.job);
+  watchElsewhere();
+}
+
+// An answer this page does not follow (another tab's, or a stream it gave up on) is still being
+// written: load the chat again shortly, until the store has it whole.
+function watchElsewhere() {
+  clearTimeout(watching);
+  watching = 0;
+  const writing = state.messages.some((m) => m.status === "queued" || m.status === "streaming");
+  if (state.job || !writing) return;
+  const chatId = state.chatId;
+  watching = setTimeout(() => {
+    watching = 0;
+    if (state.chatId !== chatId || state.job) return;
+    if (state.sending) watchElsewhere(); // not over what is being sent: later
+    else loadMessages().catch(fail);
+  }, WATCH_MS);
 }
 
 function scrollDown() {
@@ -223,6 +254,7 @@ async function send() {
   if (state.job || state.sending || (!text && !files.length)) return;
   clearNotice();
   state.sending = true;
+  state.stopAsked = false;
   composer.setBusy(true);
   byId("empty").hidden = true;
   const pending = showPending(messagesBox, text, files);
@@ -254,6 +286,7 @@ async function send() {
   }
   composer.clear();
   const job = jobFrom(response);
+  if (state.stopAsked) stopJob(job).catch(fail); // Stop was pressed while the core took the turn
   state.chatId = job.chatId;
   history.replaceState(null, "", `${location.pathname}#chat=${job.chatId}`);
   await run(job, response);
@@ -315,8 +348,11 @@ async function run(job, response) {
   }
 }
 
+// Stop the answer; pressed while the turn is still being sent (its files read), as soon as the
+// core names the job.
 async function stop() {
   if (state.job) await stopJob(state.job);
+  else if (state.sending) state.stopAsked = true;
 }
 
 // ---- wiring
