@@ -258,11 +258,6 @@ def test_bad_attachments_are_refused_before_anything_is_stored(
     assert httpx.get(f"{stack.core_url}/v1/chats", headers=auth(stack)).json() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/helpers.py turns a helper's refusal (4xx) into 502 helper_failed; "
-    "it should keep the helper's status and code",
-)
 def test_a_file_the_helper_refuses_is_the_callers_error_not_a_bad_gateway(
     settings: Settings, upstream: MockUpstream
 ) -> None:

@@ -35,6 +35,7 @@ from patchbay.errors import (
     PatchbayError,
     PayloadTooLarge,
     PermissionDenied,
+    error_from_dict,
 )
 from patchbay.schemas.helpers import (
     Capability,
@@ -397,10 +398,10 @@ class HelperRegistry:
                 raw = await self._post_once(
                     helper.name, url, body, content_type, capability.timeout_s
                 )
-            except (TimeoutError, aiohttp.ClientError, HelperFailed) as exc:
+            except (TimeoutError, aiohttp.ClientError, PatchbayError) as exc:
                 error = (
                     exc
-                    if isinstance(exc, HelperFailed)
+                    if isinstance(exc, PatchbayError)
                     else HelperFailed(
                         f"{helper.name}.{capability.name} did not answer: {type(exc).__name__}"
                     )
@@ -434,10 +435,7 @@ class HelperRegistry:
             if 300 <= response.status < 400:
                 raise HelperFailed(f"{name} answered {response.status}: redirects are not followed")
             if response.status >= 400:
-                error = HelperFailed(_helper_error(name, response.status, raw))
-                # The helper read the input and refused it: asking again changes nothing.
-                error.retryable = response.status >= 500
-                raise error
+                raise _refusal(name, response.status, raw)
         return raw
 
     async def _call_mcp(
@@ -528,9 +526,32 @@ async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes | Non
     return b"".join(chunks)
 
 
-def _helper_error(name: str, status: int, raw: bytes) -> str:
+# A helper's refusals that are about the input (bad arguments, a file too large, of a type it
+# does not read, or unreadable), with the code each has when the helper names none: the caller's
+# to hear as they are. Any other failure is the helper's: a 502.
+INPUT_REFUSALS = {
+    400: "invalid_request",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unreadable_input",
+}
+
+
+def _refusal(name: str, status: int, raw: bytes) -> PatchbayError:
+    """The error for a helper's answer of `status` (4xx or 5xx); never retryable but a 5xx."""
     try:
-        detail = orjson.loads(raw).get("error", {}).get("message")
+        error = orjson.loads(raw).get("error", {})
+        detail, code = error.get("message"), error.get("code")
     except (orjson.JSONDecodeError, AttributeError):
-        detail = None
-    return f"{name} answered {status}" + (f": {detail}" if detail else "")
+        detail = code = None
+    message = f"{name} answered {status}" + (f": {detail}" if detail else "")
+    if status in INPUT_REFUSALS:
+        refused = error_from_dict(
+            {"code": code or INPUT_REFUSALS[status], "message": message}, status
+        )
+        if refused.status in INPUT_REFUSALS:  # not a code of another kind (a 401 of its own)
+            return refused
+        return error_from_dict({"code": INPUT_REFUSALS[status], "message": message}, status)
+    failed = HelperFailed(message)
+    failed.retryable = status >= 500  # the helper read the input and refused it: asking again
+    return failed  # changes nothing
