@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
@@ -405,3 +406,62 @@ def test_stopping_lets_in_flight_instructions_finish_within_the_grace_period(
     else:
         assert answers == {} and stopped_in < grace_s + 2
         assert asyncio.run(queue_depth(queue)) == 3  # back in the queue for the next consumer
+
+
+async def ask_by_direct_reply_to(queue: str, body: bytes) -> tuple[str | None, dict[str, Any]]:
+    """Ask as RPC clients that use RabbitMQ's direct reply-to (no reply queue of their own) do."""
+    async with amqp_channel() as channel:
+        await channel.declare_queue(queue, durable=True)
+        answers: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+        reply_to = await channel.get_queue("amq.rabbitmq.reply-to", ensure=False)
+        await reply_to.consume(answers.put, no_ack=True)
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                body,
+                correlation_id="direct-1",
+                reply_to="amq.rabbitmq.reply-to",
+                headers={"api_key": ADMIN_KEY},
+            ),
+            routing_key=queue,
+        )
+        answer = await asyncio.wait_for(answers.get(), 20)
+    return answer.correlation_id, json.loads(answer.body)
+
+
+@pytest.mark.usefixtures("consumer")
+def test_an_rpc_client_on_direct_reply_to_gets_its_answer(queue: str) -> None:
+    correlation_id, answer = asyncio.run(
+        ask_by_direct_reply_to(queue, instruction("USER_LIST").encode())
+    )
+    assert correlation_id == "direct-1"
+    assert "admin" in usernames(answer)
+
+
+def test_an_answer_the_reply_queue_refuses_is_dropped_not_delivered_for_ever(
+    queue: str, instructions: InstructionSettings, core_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    full = queue + ".replies"  # a requester's reply queue that takes nothing more
+
+    async def ask_into_a_full_queue() -> list[str]:
+        async with amqp_channel() as channel:
+            await channel.declare_queue(
+                full, durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+            )
+        return await publish_raw(
+            queue,
+            [instruction("USER_CREATE", username="once", profile="").encode()],
+            reply_to=full,
+            declare_reply_to=False,
+        )
+
+    caplog.set_level(logging.INFO, logger="patchbay.channels.instructions.consumer")
+    with consuming(instructions, core_url=core_url):
+        asyncio.run(ask_into_a_full_queue())
+        deadline = time.monotonic() + 10
+        while "once" not in usernames(ask(instruction("USER_LIST"), queue)):
+            assert time.monotonic() < deadline, "the instruction never ran"
+            time.sleep(0.1)
+        time.sleep(1)  # were it handed back, it would be delivered again meanwhile
+    # The consumer has stopped, so anything left unacknowledged would be back in the queue.
+    assert asyncio.run(queue_depth(queue)) == 0
+    assert not [r for r in caplog.records if "came again" in r.getMessage()]

@@ -14,6 +14,8 @@ import base64
 import contextlib
 import dataclasses
 import logging
+import secrets
+import time
 from typing import Any
 
 import aio_pika
@@ -25,7 +27,12 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError, DeliveryError
+from aio_pika.exceptions import (
+    AMQPError,
+    ChannelPreconditionFailed,
+    DeliveryError,
+    PublishError,
+)
 from pydantic import TypeAdapter
 
 from patchbay.errors import QueueFull, ServiceUnavailable
@@ -38,6 +45,9 @@ EVENTS: TypeAdapter[list[JobEvent]] = TypeAdapter(list[JobEvent])
 logger = logging.getLogger(__name__)
 
 DEPTH_POLL_S = 1.0
+FOLLOWER_EXPIRES_S = 60.0  # how long a core's event queue waits for it to reconnect
+PUBLISH_RETRY_S = 30.0  # how long a worker keeps events it cannot publish
+PUBLISH_RETRY_INTERVAL_S = 0.5
 
 
 def encode_job(job: JobSpec) -> bytes:
@@ -53,9 +63,15 @@ def _json_default(value: object) -> object:
 
 
 def decode_job(body: bytes) -> JobSpec:
+    """The job in a message body; `ValueError`, `TypeError` or `KeyError` for anything else."""
     data: dict[str, Any] = orjson.loads(body)
+    if not isinstance(data["messages"], list):
+        raise TypeError("a job's messages are a list")
     data["messages"] = tuple(_message(item) for item in data["messages"])
-    return JobSpec(**data)
+    job = JobSpec(**data)
+    if not isinstance(job.job_id, str):
+        raise TypeError("a job's id is a string")
+    return job
 
 
 def _message(item: list[Any]) -> PromptMessage:
@@ -85,9 +101,11 @@ class RabbitBroker:
                 raise ServiceUnavailable(f"RabbitMQ is not reachable: {exc}") from exc
         return self.connection
 
-    async def channel(self, *, confirms: bool = True) -> AbstractRobustChannel:
+    async def channel(
+        self, *, confirms: bool = True, return_raises: bool = False
+    ) -> AbstractRobustChannel:
         connection = await self.connect()
-        return await connection.channel(publisher_confirms=confirms)
+        return await connection.channel(publisher_confirms=confirms, on_return_raises=return_raises)
 
     async def close(self) -> None:
         if self.connection is not None:
@@ -117,7 +135,8 @@ class RabbitQueue:
         self._poller: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        self._channel = await self._broker.channel()
+        # Returned messages raise: a cancel that no worker is bound to hear reaches nobody.
+        self._channel = await self._broker.channel(return_raises=True)
         await self._declare(self._channel)
         self._control = await self._channel.declare_exchange(
             f"{self._broker.prefix}.control", aio_pika.ExchangeType.FANOUT, durable=True
@@ -125,11 +144,24 @@ class RabbitQueue:
         self._poller = asyncio.create_task(self._poll_depth())
 
     async def _declare(self, channel: AbstractRobustChannel) -> AbstractQueue:
-        return await channel.declare_queue(
-            self._queue_name,
-            durable=True,
-            arguments={"x-max-length": self._max_depth, "x-overflow": "reject-publish"},
-        )
+        arguments: dict[str, Any] = {
+            "x-max-length": self._max_depth,
+            "x-overflow": "reject-publish",
+        }
+        try:
+            # on a channel of its own: RabbitMQ closes the channel of a declare it refuses
+            async with await self._broker.channel(confirms=False) as probe:
+                await probe.declare_queue(self._queue_name, durable=True, arguments=arguments)
+        except ChannelPreconditionFailed:  # made by an earlier run with another max_depth
+            logger.warning(
+                "the job queue %s keeps the maximum depth it was made with, not %d; to change "
+                "it, delete the queue while it is empty (rabbitmqctl delete_queue %s)",
+                self._queue_name,
+                self._max_depth,
+                self._queue_name,
+            )
+            return await channel.declare_queue(self._queue_name, passive=True)
+        return await channel.declare_queue(self._queue_name, durable=True, arguments=arguments)
 
     async def _poll_depth(self) -> None:
         """Keep `depth()` (the queue's length, for positions and early refusals) roughly current."""
@@ -156,6 +188,8 @@ class RabbitQueue:
         )
         try:
             await self._channel.default_exchange.publish(message, routing_key=self._queue_name)
+        except PublishError as exc:  # returned: the queue is not there (deleted by hand)
+            raise ServiceUnavailable(f"the job queue {self._queue_name!r} is gone: {exc}") from exc
         except DeliveryError as exc:  # the broker refused it: the queue is at its maximum
             raise QueueFull(f"{self._max_depth} jobs are waiting; try again shortly") from exc
         except (AMQPError, OSError, RuntimeError) as exc:
@@ -179,7 +213,7 @@ class RabbitQueue:
     async def _deliver(self, handler: JobHandler, message: AbstractIncomingMessage) -> None:
         try:
             job = decode_job(message.body)
-        except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:  # bad JSON, base64, or shape
             logger.error("dropping a job message that is not a job: %s", exc)
             await message.reject(requeue=False)
             return
@@ -209,7 +243,7 @@ class RabbitQueue:
     async def _on_control(self, message: AbstractIncomingMessage) -> None:
         with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
             command = orjson.loads(message.body)
-            if command.get("cancel"):
+            if isinstance(command, dict) and command.get("cancel"):
                 self._cancel_here(str(command["cancel"]))
 
     def _cancel_here(self, job_id: str) -> bool:
@@ -222,13 +256,19 @@ class RabbitQueue:
         return True
 
     async def cancel(self, job_id: str) -> bool:
-        """Cancel here if this process runs the job, else tell every worker."""
+        """Cancel here if this process runs the job, else tell every worker; False when no
+        worker is up to hear it (one that died left the job to whoever starts next)."""
         if self._cancel_here(job_id):
             return True
         if self._control is None:
             return False
         body = orjson.dumps({"cancel": job_id})
-        await self._control.publish(aio_pika.Message(body), routing_key="")
+        try:
+            await self._control.publish(aio_pika.Message(body), routing_key="", mandatory=True)
+        except PublishError:  # returned: no worker's control queue is bound
+            return False
+        except (AMQPError, OSError, RuntimeError) as exc:
+            raise ServiceUnavailable(f"RabbitMQ did not take the cancel: {exc}") from exc
         return True
 
     async def close(self, grace_s: float) -> None:
@@ -272,18 +312,29 @@ class RabbitEventBus(MemoryEventBus):
             f"{self._broker.prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True
         )
         if self._follow:
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            # A queue of this process's own that outlives its connection (an exclusive one
+            # dies with it) by `FOLLOWER_EXPIRES_S`: events published while the connection is
+            # down (a network blip, a failover) wait there, so a job that ends meanwhile still
+            # ends for its listeners. Durable: RabbitMQ 4 deprecates transient shared queues.
+            queue = await channel.declare_queue(
+                f"{self._broker.prefix}.events.{secrets.token_hex(8)}",
+                durable=True,
+                arguments={"x-expires": int(FOLLOWER_EXPIRES_S * 1000)},
+            )
             await queue.bind(self._exchange, routing_key="#")
-            await queue.consume(self._on_events, no_ack=True)
+            await queue.consume(self._on_events, no_ack=False)
 
     async def _on_events(self, message: AbstractIncomingMessage) -> None:
         try:
             events = EVENTS.validate_json(message.body)
         except ValueError:
             logger.warning("ignoring a message that is not a list of job events")
-            return
+            events = []
         for event in events:
-            await super().publish(event)
+            await super().publish(event)  # one seen already (delivered again) is dropped
+        # An ack lost with its connection is no loss: the message comes again, and is dropped.
+        with contextlib.suppress(AMQPError, RuntimeError):
+            await message.ack()
 
     async def publish(self, event: JobEvent) -> None:
         if self._follow:
@@ -298,11 +349,24 @@ class RabbitEventBus(MemoryEventBus):
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # let this loop turn's other events join the message
+        failing_since: float | None = None
         while self._outbox:
             batch, self._outbox = self._outbox, []
             body = b"[" + b",".join(batch) + b"]"
             assert self._exchange is not None  # noqa: S101 - checked by publish
             try:
-                await self._exchange.publish(aio_pika.Message(body), routing_key="events")
+                # not mandatory: with no core following, the events have nobody to go to
+                await self._exchange.publish(
+                    aio_pika.Message(body), routing_key="events", mandatory=False
+                )
+                failing_since = None
             except (AMQPError, OSError, RuntimeError) as exc:
-                logger.warning("%d events not published: %s", len(batch), exc)
+                # The connection reconnects by itself: keep the events (a lost `done` would
+                # leave the job's listeners waiting for ever) until it is back, or give up.
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= PUBLISH_RETRY_S:
+                    logger.warning("%d events not published: %s", len(batch), exc)
+                    continue
+                self._outbox = batch + self._outbox
+                await asyncio.sleep(PUBLISH_RETRY_INTERVAL_S)

@@ -22,7 +22,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, PublishError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 
 from patchbay.channels.instructions import API_KEY_HEADER, address
 from patchbay.channels.instructions.answers import RecentAnswers
@@ -209,9 +209,11 @@ class InstructionConsumer:
             await self._channel.default_exchange.publish(
                 reply, routing_key=reply_to, mandatory=True
             )
-        except PublishError:
+        except DeliveryError:  # returned (no such queue) or refused (the queue is full)
+            # Sending it again would be refused again: the request would come back for ever.
             logger.warning(
-                "instruction %s: its reply queue is gone; the answer is dropped", _label(message)
+                "instruction %s: its reply queue is gone or refused the answer; it is dropped",
+                _label(message),
             )
 
     async def _fail(self, message: AbstractIncomingMessage) -> None:
