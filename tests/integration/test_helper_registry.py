@@ -258,12 +258,6 @@ def pg_stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/helpers.py upsert_helper is UPDATE-then-INSERT: two first registrations of one "
-    "name on PostgreSQL both INSERT and one fails with a unique violation (500); it needs "
-    "INSERT … ON CONFLICT (name) DO UPDATE, or a retry of the UPDATE on IntegrityError",
-)
 def test_replicas_registering_one_new_name_at_once_all_succeed(
     pg_stack: Stack, helper: HandHelper
 ) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from patchbay.errors import HelperNotFound
@@ -40,25 +41,30 @@ async def find_helper(conn: AsyncConnection, name: str) -> HelperRecord | None:
 
 
 async def upsert_helper(conn: AsyncConnection, manifest: HelperManifest, now: datetime) -> None:
-    """Register a helper, or take its new manifest; its switches and allow lists stay."""
-    body = manifest.model_dump(mode="json")
-    result = await conn.execute(
-        update(helpers)
-        .where(helpers.c.name == manifest.name)
-        .values(manifest=body, registered_at=now, last_seen=now)
+    """Register a helper, or take its new manifest; its switches and allow lists stay. One
+    statement, so replicas registering one new name at once each succeed (an UPDATE, then an
+    INSERT where it found nothing, let two of them insert)."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    insert = dialect.insert(helpers).values(
+        name=manifest.name,
+        manifest=manifest.model_dump(mode="json"),
+        enabled=True,
+        allowed_roles=None,
+        allowed_users=None,
+        registered_at=now,
+        last_seen=now,
     )
-    if result.rowcount == 0:
-        await conn.execute(
-            helpers.insert().values(
-                name=manifest.name,
-                manifest=body,
-                enabled=True,
-                allowed_roles=None,
-                allowed_users=None,
-                registered_at=now,
-                last_seen=now,
-            )
+    new = insert.excluded
+    await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[helpers.c.name],
+            set_={
+                "manifest": new.manifest,
+                "registered_at": new.registered_at,
+                "last_seen": new.last_seen,
+            },
         )
+    )
 
 
 async def touch_helper(conn: AsyncConnection, name: str, now: datetime) -> bool:
