@@ -83,6 +83,9 @@ class JobSettings(BaseModel):
     queue_name: str = "patchbay.jobs"  # the durable RabbitMQ queue of jobs
     exchange_prefix: str = "patchbay"  # RabbitMQ exchanges: <prefix>.events, <prefix>.control
     stop_grace_s: float = 10.0  # how long a stopping worker lets running jobs finish
+    # Workers a job may start on: one that every worker it lands on dies of (a native crash, out
+    # of memory) fails once it has stopped this many, instead of going round for ever.
+    max_attempts: int = Field(default=3, ge=1)
 
 
 class LlmLogSettings(BaseModel):

@@ -208,10 +208,22 @@ class JobRunner:
             self._cancelled.discard(job.job_id)
             logger.info("job %s skipped: it was cancelled or ended before it started", job.job_id)
             return
-        logger.info("job %s started (attempt %d)", job.job_id, attempt)
         state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
+        state.seq = (attempt - 1) * EPOCH  # the numbers of this attempt's events follow
+        if attempt > self._settings.max_attempts:
+            stopped = attempt - 1
+            logger.error(
+                "job %s: %d workers stopped before its end; failing it", job.job_id, stopped
+            )
+            error = PatchbayError(
+                f"every worker that ran this job stopped before its end ({stopped}); "
+                "it is not started again"
+            )
+            await self.fail(job, state, error)
+            return
+        logger.info("job %s started (attempt %d)", job.job_id, attempt)
         if attempt > 1:
-            state.seq = (attempt - 1) * EPOCH + 1
+            state.seq += 1
             await self._bus.publish(
                 JobEvent(job_id=job.job_id, seq=state.seq, type="restarted", model=job.model)
             )
@@ -242,17 +254,31 @@ class JobRunner:
             error = PatchbayError(f"the job failed inside patchbay ({type(exc).__name__})")
             await self.fail(job, state, error)
             return
-        except asyncio.CancelledError:
-            if job.job_id in self._cancelled:
-                this = asyncio.current_task()
-                if this is not None:
-                    this.uncancel()
-                await asyncio.shield(self._end_cancelled(job, state))
-                return
+        except asyncio.CancelledError as exc:
+            await self._interrupted(job, state, exc)
+            return
+        await self._complete(job, state, generation)
+
+    async def _interrupted(
+        self, job: JobSpec, state: RunState, exc: asyncio.CancelledError
+    ) -> None:
+        """The job's task was cancelled: by its owner (it ends as cancelled), or as this process
+        stops or loses its queue. Then a shared queue gives the job to another worker, which
+        starts it again; an in-process one cannot, and it ends failed. Raises `exc` then."""
+        if job.job_id in self._cancelled:
+            this = asyncio.current_task()
+            if this is not None:
+                this.uncancel()
+            await asyncio.shield(self._end_cancelled(job, state))
+            return
+        if self._exclusive:
             error = PatchbayError("the core stopped while this job was running; send it again")
             await asyncio.shield(self.fail(job, state, error))
-            raise
-        await self._complete(job, state, generation)
+        else:
+            logger.warning(
+                "job %s: stopped here before its end; left to another worker", job.job_id
+            )
+        raise exc
 
     async def _tools(self, job: JobSpec, state: RunState) -> list[ToolSpec]:
         """The helpers' tools this job's user may use; their calls are kept in `state`."""

@@ -133,6 +133,7 @@ class RabbitQueue:
         self._deliveries: dict[str, AbstractIncomingMessage] = {}
         self._on_cancel: CancelHook | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def open(self) -> None:
         # Returned messages raise: a cancel that no worker is bound to hear reaches nobody.
@@ -199,6 +200,7 @@ class RabbitQueue:
     async def start(self, handler: JobHandler, on_cancel: CancelHook | None = None) -> None:
         self._on_cancel = on_cancel
         channel = await self._broker.channel(confirms=False)
+        channel.close_callbacks.add(self._lost)
         await channel.set_qos(prefetch_count=self._concurrency)
         queue = await self._declare(channel)
 
@@ -209,6 +211,17 @@ class RabbitQueue:
         control = await channel.declare_queue(exclusive=True, auto_delete=True)
         await control.bind(f"{self._broker.prefix}.control")
         await control.consume(self._on_control, no_ack=True)
+
+    def _lost(self, _channel: object, _reason: BaseException | None) -> None:
+        """The channel the jobs came on closed (its connection was lost): RabbitMQ hands them
+        to another worker, so they stop here (a job runs in one worker at a time)."""
+        if self._closing:
+            return
+        for job_id, task in list(self._tasks.items()):
+            logger.warning(
+                "job %s: lost the connection to RabbitMQ; left to another worker", job_id
+            )
+            task.cancel()
 
     async def _deliver(self, handler: JobHandler, message: AbstractIncomingMessage) -> None:
         try:
@@ -272,6 +285,7 @@ class RabbitQueue:
         return True
 
     async def close(self, grace_s: float) -> None:
+        self._closing = True
         if self._poller is not None:
             self._poller.cancel()
         if self._consumer is not None:
