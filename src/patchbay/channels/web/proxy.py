@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from yarl import URL
 
 from patchbay.errors import CoreUnavailable, NotFound
+from patchbay.http1 import IDLE_S
 
 _ID = r"[A-Za-z0-9_-]{1,64}"
 ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = tuple(
@@ -47,7 +48,9 @@ class CoreProxy:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+            # Idle connections go before the core's server lets them go (after 5 s): a POST sent
+            # on one it is closing fails, and is not sent again.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=IDLE_S)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, auto_decompress=False
             )
