@@ -591,8 +591,13 @@ def test_the_api_takes_calls_from_the_signed_in_page_only(web: str, key: str) ->
         assert signed_in.json()["user"]["name"] == "alice"
         cookie = signed_in.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
-        assert browser.get("/api/me", headers=PAGE).json()["name"] == "alice"
-        assert browser.get("/auth/session", headers=PAGE).json()["user"]["name"] == "alice"
+        me = browser.get("/api/me", headers=PAGE)
+        assert me.json()["name"] == "alice"
+        assert me.headers["cache-control"] == "no-store"  # not kept on disk after signing out
+        session = browser.get("/auth/session", headers=PAGE)
+        assert session.json()["user"]["name"] == "alice"
+        assert session.headers["cache-control"] == "no-store"
+        assert browser.get("/").headers["cache-control"] == "no-cache"
         # only what the page uses passes to the core
         assert browser.get("/api/users", headers=PAGE).status_code == 404
         assert browser.get("/api/chats/%2E%2E", headers=PAGE).status_code == 404

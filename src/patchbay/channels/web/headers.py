@@ -28,7 +28,9 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 
 
 class SecurityHeaders:
-    """Adds `SECURITY_HEADERS` (and `Cache-Control: no-cache` where none is set) to answers."""
+    """Adds `SECURITY_HEADERS` to answers, and `Cache-Control`: `no-store` for the API's (a
+    person's chats stay off the browser's disk after they sign out), `no-cache` for the rest
+    where none is set."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -38,10 +40,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        private = scope["path"].startswith(("/api/", "/auth/"))
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or ())
-                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                cached = [(n, v) for n, v in headers if n.lower() == b"cache-control"]
+                if private:
+                    headers = [(n, v) for n, v in headers if (n, v) not in cached]
+                    headers.append((b"cache-control", b"no-store"))
+                elif not cached:
                     headers.append((b"cache-control", b"no-cache"))
                 message["headers"] = headers + list(SECURITY_HEADERS)
             await send(message)
