@@ -194,6 +194,20 @@ def test_a_caller_waiting_for_pairing_hears_the_code(
     assert upstream.requests == []
 
 
+@pytest.mark.parametrize("hidden", ["anonymous", "Restricted", "+266696687", "+8656696"])
+def test_a_caller_who_hides_their_number_is_turned_away(
+    stack: Stack, upstream: MockUpstream, voice: str, hidden: str
+) -> None:
+    """Every such caller would be the same person to the channel, and see the others' chats."""
+    call = Call(voice, "CA0020", caller=hidden)
+    for root in (call.post("/voice/twilio"), call.post("/voice/twilio/speech", SpeechResult="Hi")):
+        assert [element.tag for element in root] == ["Say", "Hangup"]
+        assert "hidden number" in spoken(root)
+    assert upstream.requests == [] and stack.chats() == []
+    with stack.admin() as admin:
+        assert admin.get("/v1/identities").json() == []
+
+
 def test_waiting_for_no_answer_asks_again(upstream: MockUpstream, voice: str) -> None:
     root = Call(voice, "CA0010").post("/voice/twilio/wait")
     assert "lost track" in spoken(root) and root.find("Gather") is not None

@@ -47,6 +47,10 @@ from patchbay.schemas.turns import AttachmentIn
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"  # the same on Twilio's retries of a webhook
+_HIDDEN = ("anonymous", "restricted", "unknown", "blocked", "unavailable", "private")
+_KEYPAD = str.maketrans("abcdefghijklmnopqrstuvwxyz", "22233344455566677778889999")
+WITHHELD = frozenset([*_HIDDEN, *(f"+{word.translate(_KEYPAD)}" for word in _HIDDEN)])
+WITHHELD_SORRY = "Sorry, I cannot take calls from a hidden number. Please call again showing yours."
 
 
 class VoiceSettings(TwilioSettings, SpeechSettings):
@@ -120,6 +124,9 @@ class VoiceChannel(Channel[VoiceSettings]):
         return router
 
     async def _greet(self, form: dict[str, str]) -> VoiceResponse:
+        if withheld(_caller(form)):  # every such caller would be one person, and see the others'
+            logger.info("call from a withheld number (%s): not taken", form["From"])
+            return goodbye(VoiceResponse(), self.settings, WITHHELD_SORRY)
         try:
             who = await self.sender(_caller(form))
         except PatchbayError as exc:
@@ -139,6 +146,8 @@ class VoiceChannel(Channel[VoiceSettings]):
         """Start the turn for what the caller said (or recorded) and answer if it is quick; a
         retried webhook (the same idempotency `token`) waits for the turn it started."""
         call_sid = _call_sid(form)
+        if withheld(_caller(form)):
+            return goodbye(VoiceResponse(), self.settings, WITHHELD_SORRY)
         try:
             who = await self.sender(_caller(form))
         except PatchbayError as exc:
@@ -243,6 +252,12 @@ def _said(text: str, settings: VoiceSettings) -> VoiceResponse:
 
 def _idempotency_token(request: Request) -> str | None:
     return request.headers.get(IDEMPOTENCY_HEADER) or None
+
+
+def withheld(number: str) -> bool:
+    """Whether the caller hid their number: Twilio then sends a word (`anonymous`) or the word's
+    keypad digits (+266696687) in place of one."""
+    return number.strip().lower() in WITHHELD or not any(c.isdigit() for c in number)
 
 
 def _caller(form: dict[str, str]) -> str:
