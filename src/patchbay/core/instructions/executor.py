@@ -34,7 +34,21 @@ from patchbay.schemas.users import InstructionRecord, UserRead
 
 logger = logging.getLogger(__name__)
 
-SECRET_FIELDS = frozenset({"api_key", "password", "token", "secret"})
+# A field whose name, in lower case without separators, ends so is a secret (`api_key`, `apiKey`,
+# `X-Api-Key`, `access_token`, `Authorization`; not `max_tokens`).
+SECRET_ENDINGS = (
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "authorization",
+    "credential",
+    "credentials",
+)
 
 
 def parse(raw: bytes) -> object:
@@ -71,10 +85,15 @@ def _problems(exc: ValidationError) -> str:
 def redacted(value: object) -> object:
     """`value` with secrets (provider keys) replaced, fit to be recorded."""
     if isinstance(value, dict):
-        return {k: "***" if k in SECRET_FIELDS and v else redacted(v) for k, v in value.items()}
+        return {k: "***" if v and _secret(k) else redacted(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redacted(v) for v in value]
     return value
+
+
+def _secret(field: object) -> bool:
+    name = "".join(c for c in str(field).lower() if c.isalnum())
+    return name == "key" or name.endswith(SECRET_ENDINGS)
 
 
 class InstructionExecutor:
