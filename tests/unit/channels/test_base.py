@@ -8,7 +8,8 @@ import pytest
 from patchbay.channels.base import Channel, ChannelSettings
 from patchbay.client import CoreClient
 from patchbay.errors import InvalidRequest
-from patchbay.schemas.turns import MAX_TEXT, MAX_THREAD
+from patchbay.schemas.options import MAX_TEXT
+from patchbay.schemas.turns import MAX_THREAD
 
 
 class Plain(Channel[ChannelSettings]):
