@@ -22,6 +22,7 @@ import jsonschema
 import orjson
 from referencing.exceptions import Unresolvable
 
+from patchbay.bodies import read_at_most
 from patchbay.config import HelperSettings
 from patchbay.core import mcp
 from patchbay.core.llm.registry import ToolSpec
@@ -429,7 +430,7 @@ class HelperRegistry:
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             allow_redirects=False,
         ) as response:
-            raw = await _read_at_most(response.content, self._settings.max_response_bytes)
+            raw = await read_at_most(response, self._settings.max_response_bytes)
             if raw is None:
                 raise HelperFailed(f"{name} answered with too much")
             if 300 <= response.status < 400:
@@ -511,19 +512,6 @@ def _validate(value: object, schema: dict[str, Any], what: str, *, helper: bool 
         raise InvalidRequest(f"{what} break the schema: {exc.message}") from exc
     except Unresolvable as exc:  # a $ref to nowhere: only found once a value leads to it
         raise HelperFailed(f"{what}: the helper's schema refers to nowhere ({exc})") from exc
-
-
-async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes | None:
-    """The whole body, or None once it is over `limit` bytes (`read(n)` alone stops at the first
-    chunk that arrived, which cut large answers short)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in stream.iter_any():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # A helper's refusals that are about the input (bad arguments, a file too large, of a type it

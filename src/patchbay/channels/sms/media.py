@@ -7,6 +7,7 @@ import base64
 
 import aiohttp
 
+from patchbay.bodies import read_at_most
 from patchbay.channels.sms.twilio_format import TwilioSettings, account_auth
 from patchbay.errors import InvalidRequest, PayloadTooLarge, ServiceUnavailable
 from patchbay.schemas.turns import AttachmentIn
@@ -47,22 +48,13 @@ async def fetch_media(
         async with http.get(url, headers=headers, timeout=FETCH_TIMEOUT) as response:
             if response.status != 200:
                 raise ServiceUnavailable(f"the media URL answered {response.status}")
-            data = await _read_limited(response, settings.max_media_bytes)
+            data = await read_at_most(response, settings.max_media_bytes)
             media_type = media_type or response.content_type
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise ServiceUnavailable("the media could not be fetched; try again shortly") from exc
+    if data is None:
+        limit = settings.max_media_bytes
+        raise PayloadTooLarge(f"a file is over the limit of {limit // 1_000_000} MB")
     return AttachmentIn(
         media_type=media_type, data=base64.b64encode(data).decode(), filename=filename
     )
-
-
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    too_large = PayloadTooLarge(f"a file is over the limit of {limit // 1_000_000} MB")
-    if response.content_length is not None and response.content_length > limit:
-        raise too_large
-    data = bytearray()
-    async for block in response.content.iter_chunked(64 * 1024):
-        data += block
-        if len(data) > limit:
-            raise too_large
-    return bytes(data)

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
+from patchbay.bodies import read_at_most
 from patchbay.channels.limits import Pacer, Sleep
 from patchbay.channels.telegram.schemas import File
 from patchbay.errors import PatchbayError, PayloadTooLarge
@@ -94,15 +95,12 @@ class BotApi:
             async with self._session().get(url, timeout=DOWNLOAD_TIMEOUT) as response:
                 if response.status != 200:
                     raise BotApiError(f"downloading a file failed with HTTP {response.status}")
-                data = bytearray()
-                # `read(n)` returns what has arrived so far, not n bytes: read until the end.
-                async for piece in response.content.iter_any():
-                    data += piece
-                    if len(data) > max_bytes:
-                        raise PayloadTooLarge(too_large(max_bytes))
+                data = await read_at_most(response, max_bytes)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BotApiError(f"downloading a file failed ({type(exc).__name__})") from exc
-        return bytes(data)
+        if data is None:
+            raise PayloadTooLarge(too_large(max_bytes))
+        return data
 
     async def call(self, method: str, payload: dict[str, Any], *, pace_key: str = "") -> Any:
         """Call `method`, retrying what may pass later; returns its `result`."""

@@ -18,6 +18,7 @@ class FakeResponse:
         self.status = status
         self.body = body
         self.content = self
+        self.content_length = None  # sent chunked: the size is found by reading
 
     async def json(self, content_type: str | None = None) -> Any:
         if isinstance(self.body, bytes):
