@@ -209,7 +209,8 @@ class JobRunner:
             logger.info("job %s skipped: it was cancelled or ended before it started", job.job_id)
             return
         state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
-        state.seq = (attempt - 1) * EPOCH  # the numbers of this attempt's events follow
+        if attempt > 1:  # a takeover: this attempt's events are numbered on from here
+            state.seq = (attempt - 1) * EPOCH
         if attempt > self._settings.max_attempts:
             stopped = attempt - 1
             logger.error(
