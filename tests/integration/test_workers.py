@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -380,11 +381,23 @@ def test_a_job_cancelled_while_no_worker_is_up_stays_cancelled(
     while not any(f"job {job_id} started" in cluster.log(name) for name in cluster.workers):
         assert time.monotonic() < deadline, "no worker took the job"
         time.sleep(0.05)
+    heard: list[dict[str, Any]] = []  # a listener of the job's events, there all along
+
+    def listen() -> None:
+        url = f"{cluster.core_url}/v1/jobs/{job_id}/events"
+        with httpx.stream("GET", url, headers=AUTH, timeout=60) as got:
+            heard.extend(events(got))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
     for process in cluster.workers.values():  # the one running it dies, the other stops
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     cancelled = httpx.delete(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH, timeout=30)
     assert cancelled.json()["status"] == "cancelled", cancelled.json()
+    listener.join(timeout=20)  # told the job ended: it waited for ever before
+    assert not listener.is_alive() and heard[-1]["event"] == "cancelled", heard[-3:]
+    assert [int(e["id"]) for e in heard] == sorted({int(e["id"]) for e in heard})
     cluster.start_worker("later")
     wait_workers(cluster.core_url, 1)
     time.sleep(2)  # were the job handed to it, it would be running now

@@ -149,12 +149,30 @@ class JobRunner:
         """Mark a job cancelled by its owner; `run` ends it as cancelled, keeping what it has."""
         self._cancelled.add(job_id)
 
-    async def cancel_orphan(self, job_id: str) -> None:
-        """Cancel, in the store, a job no process is running."""
+    async def cancel_orphan(self, job_id: str, model: str) -> None:
+        """Cancel a job no process is running (its worker died): stored, and told to its
+        listeners, which heard the worker's events and wait for an end. The `cancelled` event
+        comes after any event of the attempt the worker was at (and no attempt comes after)."""
         self._cancelled.discard(job_id)
-        await self._db.write(
-            lambda conn: job_rows.cancel_unfinished(conn, job_id, reason=CANCEL_REASON)
-        )
+
+        def cancel(conn: Connection) -> JobEvent | None:
+            told = max(job_rows.attempts(conn, job_id), 1) * EPOCH
+            if not job_rows.cancel_unfinished(conn, job_id, reason=CANCEL_REASON, last_seq=told):
+                return None
+            found = job_rows.find_job(conn, job_id)
+            answer = None if found is None else chat_rows.find_message(conn, found[0].message_id)
+            return JobEvent(  # with the answer as far as it was checkpointed, which it keeps
+                job_id=job_id,
+                seq=told,
+                type="cancelled",
+                content=answer.content if answer is not None else "",
+                error=ErrorInfo(code=JobCancelled.code, message=CANCEL_REASON),
+                model=model,
+            )
+
+        event = await self._db.write(cancel)
+        if event is not None:
+            await self._bus.publish(event)
 
     async def cancel_if_queued(self, job_id: str, model: str) -> bool:
         """Cancel a job no worker has taken yet: stored and told here; a worker that gets it

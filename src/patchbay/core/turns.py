@@ -240,7 +240,7 @@ class TurnEngine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._jobs.outcome(job_id), CANCEL_WAIT_S)
         else:  # no process can be running it (an in-process queue that restarted)
-            await self._jobs.cancel_orphan(job_id)
+            await self._jobs.cancel_orphan(job_id, job.model)
         return await self._jobs.job(user, job_id)
 
     async def _enqueue(self, spec: JobSpec, now: datetime) -> None:

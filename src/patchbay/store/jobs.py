@@ -111,6 +111,12 @@ def cancel_unfinished(
     return bool(result.rowcount)
 
 
+def attempts(conn: Connection, job_id: str) -> int:
+    """How many times workers took the job (0: none yet, or no such job)."""
+    found = conn.execute(select(jobs.c.attempts).where(jobs.c.id == job_id)).scalar()
+    return int(found or 0)
+
+
 def fail_unfinished(conn: Connection, *, queue: str, reason: str) -> int:
     """Mark jobs that a previous process left queued or running as failed; returns how many."""
     unfinished = (jobs.c.queue == queue) & jobs.c.status.in_(("queued", "running"))
