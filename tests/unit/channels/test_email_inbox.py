@@ -24,6 +24,7 @@ from patchbay.errors import (
     ModelNotFound,
     PatchbayError,
     QueueFull,
+    error_from_dict,
 )
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from patchbay.schemas.deliveries import HoldOwed, OwedAnswer
@@ -139,6 +140,8 @@ async def test_a_stored_turn_is_taken_and_followed_once(fakes: Fakes) -> None:
     ("error", "code"),
     [
         (InvalidRequest("no helper that is up turns 'image/png' into text"), 554),
+        (error_from_dict({"code": "unreadable_input", "message": "not a PDF"}, 422), 554),
+        (error_from_dict({"code": "unsupported_media_type", "message": "no"}, 415), 554),
         (QueueFull("the queue is full"), 451),
         (CoreUnavailable("the core is not answering"), 451),
         (ModelNotFound("no model 'x'"), 451),  # the admin's to fix: the sender retries meanwhile

@@ -181,7 +181,8 @@ class Inbox:
                 return ANSWERED
             return Verdict(250, f"2.0.0 taken (job {exc.job_id}); the answer comes by mail")
         except PatchbayError as exc:
-            if exc.status in (400, 413) and not exc.retryable:  # this mail will never do
+            # This mail will never do: malformed, too large, or files no helper can read.
+            if exc.status in (400, 413, 415, 422) and not exc.retryable:
                 return Verdict(554, f"5.6.0 {exc.message}")
             return later(exc)
         self.answers.follow(Owed(user_id, delivery, created, reply))
