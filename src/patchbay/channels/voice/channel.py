@@ -256,8 +256,9 @@ def _idempotency_token(request: Request) -> str | None:
 
 def withheld(number: str) -> bool:
     """Whether the caller hid their number: Twilio then sends a word (`anonymous`) or the word's
-    keypad digits (+266696687) in place of one."""
-    return number.strip().lower() in WITHHELD or not any(c.isdigit() for c in number)
+    keypad digits (+266696687) in place of one. (A Twilio Client or SIP caller, `client:ann`,
+    `sip:ann@example.org`, has an address without digits, and is no hidden one.)"""
+    return number.strip().lower() in WITHHELD
 
 
 def _caller(form: dict[str, str]) -> str:

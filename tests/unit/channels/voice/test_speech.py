@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from twilio.twiml.voice_response import VoiceResponse
 
-from patchbay.channels.voice.channel import VoiceSettings
+from patchbay.channels.voice.channel import VoiceSettings, withheld
 from patchbay.channels.voice.speech import SpeechSettings, listen, speakable, turned_away
 from patchbay.schemas.senders import SenderResolved
 
@@ -64,3 +64,18 @@ def test_turned_away_callers_hear_why_and_the_call_ends() -> None:
 def test_settings_twilio_cannot_work_with_are_refused(setting: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         VoiceSettings.model_validate(setting)
+
+
+@pytest.mark.parametrize(
+    ("caller", "hidden"),
+    [
+        ("anonymous", True),
+        ("Restricted", True),
+        ("+266696687", True),  # ANONYMOUS on a keypad
+        ("+15550011", False),
+        ("client:ann", False),  # a Twilio Client app
+        ("sip:ann@example.org", False),
+    ],
+)
+def test_hidden_numbers_are_told_from_callers_without_digits(caller: str, hidden: bool) -> None:
+    assert withheld(caller) is hidden
