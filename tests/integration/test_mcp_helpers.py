@@ -184,6 +184,17 @@ def test_the_helper_key_cannot_take_over_or_remove_an_mcp_server(
         )
     removed = httpx.delete(f"{stack.core_url}/v1/helpers/weather", headers=key)
     assert removed.status_code == 403
+    # nor keep it shown up: it is up when it answers the core's pings
+    beat = httpx.post(f"{stack.core_url}/v1/helpers/weather/heartbeat", headers=key)
+    assert beat.status_code == 403
+    # an admin adding it again replaces it, as before
+    again = httpx.post(
+        f"{stack.core_url}/v1/helpers/mcp",
+        json={"name": "weather", "url": mcp_url},
+        headers=auth(stack),
+        timeout=30,
+    )
+    assert again.status_code == 201, again.text
     helpers = httpx.get(f"{stack.core_url}/v1/helpers", headers=auth(stack)).json()
     assert [(h["name"], h["protocol"], h["base_url"]) for h in helpers] == [
         ("weather", "mcp", mcp_url)

@@ -151,12 +151,10 @@ class HelperRegistry:
         async with self._db.begin() as conn:
             # The helper key is no admin's: it must not redirect an MCP server's calls (and the
             # people's arguments) to wherever its holder likes.
-            existing = await rows.find_helper(conn, manifest.name)
-            if existing is not None and existing.manifest.protocol == "mcp":
+            if not await rows.upsert_helper(conn, manifest, datetime.now(UTC)):
                 raise Conflict(
                     f"{manifest.name!r} is an MCP server an admin added; pick another name"
                 )
-            await rows.upsert_helper(conn, manifest, datetime.now(UTC))
         logger.info("helper %s registered at %s", manifest.name, mcp.public_url(manifest.base_url))
         return await self.get(manifest.name)
 
@@ -166,7 +164,7 @@ class HelperRegistry:
         manifest = await mcp.manifest_of(name, url)
         check_manifest(manifest)
         async with self._db.begin() as conn:
-            await rows.upsert_helper(conn, manifest, datetime.now(UTC))
+            await rows.upsert_helper(conn, manifest, datetime.now(UTC), over_mcp=True)
         logger.info("MCP server %s registered as helper %s", mcp.public_url(url), name)
         return await self.get(name)
 
@@ -185,8 +183,13 @@ class HelperRegistry:
                     await rows.touch_helper(conn, record.name, datetime.now(UTC))
 
     async def heartbeat(self, name: str) -> None:
+        """A helper says it is up (with the helper key): an MCP server is up when it answers
+        the core's pings, not when someone says so."""
         async with self._db.begin() as conn:
-            if not await rows.touch_helper(conn, name, datetime.now(UTC)):
+            found = await rows.find_helper(conn, name)
+            if found is not None and found.manifest.protocol == "mcp":
+                raise PermissionDenied(f"{name!r} is an MCP server: the core pings it")
+            if found is None or not await rows.touch_helper(conn, name, datetime.now(UTC)):
                 raise HelperNotFound(f"no helper named {name!r}: register again")
 
     async def leave(self, name: str) -> None:

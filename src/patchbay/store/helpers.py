@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,10 +40,13 @@ async def find_helper(conn: AsyncConnection, name: str) -> HelperRecord | None:
     return None if row is None else _record(row)
 
 
-async def upsert_helper(conn: AsyncConnection, manifest: HelperManifest, now: datetime) -> None:
+async def upsert_helper(
+    conn: AsyncConnection, manifest: HelperManifest, now: datetime, *, over_mcp: bool = False
+) -> bool:
     """Register a helper, or take its new manifest; its switches and allow lists stay. One
     statement, so replicas registering one new name at once each succeed (an UPDATE, then an
-    INSERT where it found nothing, let two of them insert)."""
+    INSERT where it found nothing, let two of them insert). An MCP server's entry is replaced
+    only `over_mcp` (by an admin): False when it was kept."""
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     insert = dialect.insert(helpers).values(
         name=manifest.name,
@@ -55,7 +58,8 @@ async def upsert_helper(conn: AsyncConnection, manifest: HelperManifest, now: da
         last_seen=now,
     )
     new = insert.excluded
-    await conn.execute(
+    protocol = func.coalesce(helpers.c.manifest["protocol"].as_string(), "http")
+    result = await conn.execute(
         insert.on_conflict_do_update(
             index_elements=[helpers.c.name],
             set_={
@@ -63,8 +67,10 @@ async def upsert_helper(conn: AsyncConnection, manifest: HelperManifest, now: da
                 "registered_at": new.registered_at,
                 "last_seen": new.last_seen,
             },
+            where=None if over_mcp else protocol != "mcp",
         )
     )
+    return bool(result.rowcount)
 
 
 async def touch_helper(conn: AsyncConnection, name: str, now: datetime) -> bool:
