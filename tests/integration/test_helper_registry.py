@@ -214,6 +214,25 @@ def test_refusals_do_not_open_the_breaker(stack: Stack) -> None:
     assert stats["errors"] == stack.settings.helpers.breaker_failures + 1
 
 
+def test_refusals_between_failures_do_not_hide_them_from_the_breaker(stack: Stack) -> None:
+    async def forecast(request: Request) -> Response:
+        if (await request.json()).get("town") == "Atlantis":
+            return JSONResponse({"error": {"message": "no such town"}}, status_code=404)
+        return JSONResponse({"error": {"message": "the weather service is down"}}, 500)
+
+    helper = Starlette(routes=[Route("/capabilities/forecast", forecast, methods=["POST"])])
+    with serve_in_thread(helper, free_port()) as url:
+        capabilities = [{"name": "forecast", "description": "Forecasts.", "idempotent": False}]
+        manifest = {"name": "weather", "base_url": url, "capabilities": capabilities}
+        register(stack, manifest).raise_for_status()
+        call = f"{stack.core_url}/v1/helpers/weather/capabilities/forecast"
+        for _ in range(stack.settings.helpers.breaker_failures):  # failing, with typos between
+            httpx.post(call, json={"town": "Paris"}, headers=auth(stack))
+            httpx.post(call, json={"town": "Atlantis"}, headers=auth(stack))
+        shut = httpx.post(call, json={"town": "Paris"}, headers=auth(stack))
+    assert "failed too often" in shut.json()["error"]["message"]
+
+
 def test_a_patch_that_changes_nothing_or_nulls_a_switch(stack: Stack, helper: HandHelper) -> None:
     register(stack, helper.manifest()).raise_for_status()
     patch = f"{stack.core_url}/v1/helpers/calc"

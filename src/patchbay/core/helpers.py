@@ -38,6 +38,7 @@ from patchbay.errors import (
     PermissionDenied,
     error_from_dict,
 )
+from patchbay.http1 import IDLE_S
 from patchbay.schemas.helpers import (
     Capability,
     HelperManifest,
@@ -126,7 +127,10 @@ class HelperRegistry:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            # Idle connections go before a helper's server lets them go (uvicorn: after 5 s): a
+            # call sent on one it is closing fails, and only idempotent ones are tried again.
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=IDLE_S)
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def close(self) -> None:
@@ -470,8 +474,7 @@ class HelperRegistry:
         health.calls += 1
         health.errors += 1
         health.total_ms += (time.perf_counter() - started) * 1000
-        if not broken:
-            health.failures_in_a_row = 0
+        if not broken:  # a refusal: neither a failure of the helper's nor a success
             return
         health.failures_in_a_row += 1
         if health.failures_in_a_row >= self._settings.breaker_failures:
