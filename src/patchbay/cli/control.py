@@ -85,7 +85,11 @@ def stop(ctx: typer.Context, name: str) -> None:
     """Stop a module (SIGTERM, then SIGKILL after the grace period)."""
     supervisor = _supervisor(ctx)
     supervisor.keep_stopped(_known(supervisor, name))
-    _control(ctx, name, "stopProcess")
+    try:
+        _control(ctx, name, "stopProcess")
+    except typer.Exit:  # not stopped: a crash is still followed by a restart
+        supervisor.forget_stop(name)
+        raise
     console.print(f"{name} stopped")
 
 

@@ -211,6 +211,10 @@ class Supervisor:
         """Let a module that was left stopped for crashing, or stopped by hand, be started
         again."""
         failed_marker(self.settings.run_dir, name).unlink(missing_ok=True)
+        self.forget_stop(name)
+
+    def forget_stop(self, name: str) -> None:
+        """Undo `keep_stopped` (the module may be started again after a crash)."""
         stopped_marker(self.settings.run_dir, name).unlink(missing_ok=True)
 
     def keep_stopped(self, name: str) -> None:
