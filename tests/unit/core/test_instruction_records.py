@@ -20,6 +20,10 @@ def test_secrets_are_masked_however_their_fields_are_spelled() -> None:
         },
         "users": [{"name": "ann", "password": "hunter2"}],
         "token": "",  # nothing to hide
+        "api_keys": ["sk-5", "sk-6"],
+        "secrets": {"a": 1},
+        "passphrase": "p",
+        "private_key_pem": "-----BEGIN",
     }
     assert redacted(instruction) == {
         "type": "LLM_PROVIDER_CREATE",
@@ -35,4 +39,8 @@ def test_secrets_are_masked_however_their_fields_are_spelled() -> None:
         },
         "users": [{"name": "ann", "password": "***"}],
         "token": "",
+        "api_keys": "***",
+        "secrets": "***",
+        "passphrase": "***",
+        "private_key_pem": "***",
     }

@@ -34,20 +34,20 @@ from patchbay.schemas.users import InstructionRecord, UserRead
 
 logger = logging.getLogger(__name__)
 
-# A field whose name, in lower case without separators, ends so is a secret (`api_key`, `apiKey`,
-# `X-Api-Key`, `access_token`, `Authorization`; not `max_tokens`).
-SECRET_ENDINGS = (
+# A field whose name, in lower case without separators, holds one of these is a secret
+# (`api_key`, `apiKeys`, `X-Api-Key`, `client_secret`, `Authorization`, `private_key_pem`), and so
+# is one that ends in `token` (`access_token`; not `max_tokens`) or is just `key`.
+SECRET_PARTS = (
     "apikey",
     "accesskey",
     "secretkey",
     "privatekey",
     "password",
     "passwd",
-    "token",
+    "passphrase",
     "secret",
     "authorization",
     "credential",
-    "credentials",
 )
 
 
@@ -93,7 +93,7 @@ def redacted(value: object) -> object:
 
 def _secret(field: object) -> bool:
     name = "".join(c for c in str(field).lower() if c.isalnum())
-    return name == "key" or name.endswith(SECRET_ENDINGS)
+    return name in ("key", "keys") or name.endswith("token") or any(p in name for p in SECRET_PARTS)
 
 
 class InstructionExecutor:
