@@ -404,3 +404,46 @@ def test_a_job_cancelled_while_no_worker_is_up_stays_cancelled(
     job = httpx.get(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH).json()
     assert job["status"] == "cancelled", job
     assert f"job {job_id} started" not in cluster.log("later")
+
+
+def _lose_the_cores_events(env: dict[str, str]) -> None:
+    """Events stop reaching the core, as when RabbitMQ dropped its queue while it was away
+    (here: its queue is unbound from the events, so the core notices nothing)."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, check=True
+    )
+    exchange = f"{env['PATCHBAY_JOBS__EXCHANGE_PREFIX']}.events"
+    (queue,) = [name for name in listed.stdout.split() if name.startswith(f"{exchange}.")]
+
+    async def unbind() -> None:
+        async with amqp_channel() as channel:
+            await (await channel.get_queue(queue)).unbind(exchange, routing_key="#")
+
+    asyncio.run(unbind())
+
+
+@pytest.mark.timeout(120)
+def test_a_listener_whose_events_were_lost_on_the_way_still_hears_the_end(
+    cluster: Cluster, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "drip", 1.0  # a word a second
+    job_id = httpx.post(cluster.core_url + "/v1/turns", json={"text": "x"}, headers=AUTH).json()[
+        "job_id"
+    ]
+    heard: list[dict[str, Any]] = []
+
+    def listen() -> None:
+        url = f"{cluster.core_url}/v1/jobs/{job_id}/events"
+        with httpx.stream("GET", url, headers=AUTH, timeout=90) as got:
+            heard.extend(events(got))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    deadline = time.monotonic() + 30
+    while not any(event["event"] == "running" for event in heard):
+        assert time.monotonic() < deadline, "no token came"
+        time.sleep(0.05)
+    _lose_the_cores_events(cluster.env)
+    listener.join(timeout=60)  # the job ends in the store; no event of it reaches the core
+    assert not listener.is_alive(), heard[-3:]
+    assert heard[-1]["event"] == "done" and heard[-1]["data"]["content"] == upstream.reply

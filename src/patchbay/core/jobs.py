@@ -4,10 +4,11 @@ checkpoint it while it grows, store the result, usage and timings when it ends, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -57,6 +58,10 @@ CANCEL_REASON = "cancelled by its owner; the answer so far is kept"
 # in the store for its outcome.
 BUS_LOOK_S = 0.05
 STORE_LOOK_S = 2.0
+# A job run by another process that has sent nothing for this long is looked for in the store:
+# its events may have been lost on the way (a broker that dropped this core's queue while it was
+# away), and one that ended meanwhile would be waited for for ever.
+SILENT_LOOK_S = 10.0
 # How long a job run by an in-process queue may show as queued in the store after it started: its
 # claim waits that long to share the next write's commit (for a short answer, its outcome's).
 CLAIM_WITHIN_S = 0.25
@@ -560,8 +565,43 @@ class JobRunner:
                     return
                 looked = time.monotonic()
             await asyncio.sleep(BUS_LOOK_S)
-        async for batch in self._bus.subscribe(job_id, after=after):
+        if self._exclusive:  # its events are made here: none is lost on the way
+            async for batch in self._bus.subscribe(job_id, after=after):
+                yield batch
+            return
+        async for batch in self._heard_or_stored(job_id, after):
             yield batch
+
+    async def _heard_or_stored(self, job_id: str, after: int) -> AsyncIterator[list[JobEvent]]:
+        """The bus's batches of a job another process runs; while none comes for
+        `SILENT_LOOK_S`, the store is looked at, and a job that ended there ends here too."""
+        batches = aiter(self._bus.subscribe(job_id, after=after))
+        pending: asyncio.Future[list[JobEvent]] | None = None
+        try:
+            while True:
+                pending = pending or asyncio.ensure_future(anext(batches))
+                done, _ = await asyncio.wait({pending}, timeout=SILENT_LOOK_S)
+                if not done:
+                    stored = await self._stored_end(job_id, after)
+                    if stored is not None:
+                        if stored:
+                            yield stored
+                        return
+                    continue
+                try:
+                    batch = pending.result()
+                except StopAsyncIteration:
+                    return
+                pending = None
+                after = batch[-1].seq
+                yield batch
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
+            if isinstance(batches, AsyncGenerator):
+                await batches.aclose()
 
     async def _stored_end(self, job_id: str, after: int) -> list[JobEvent] | None:
         """What a listener that saw the events up to `after` is still owed of a job that ended
