@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 from slixmpp import JID, ClientXMPP
+from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.stanza import Message
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,10 @@ class XmppConnection:
             client.disconnect(reason="no TLS")
             return
         client.send_presence()
-        await client.get_roster()
+        try:
+            await client.get_roster()
+        except (IqError, IqTimeout) as exc:  # not needed to chat: online all the same
+            logger.warning("xmpp: the server did not give the roster (%s); going on", exc)
         self._backoff_s = 1.0
         self.online.set()
         logger.info("xmpp: online as %s", client.boundjid.full)

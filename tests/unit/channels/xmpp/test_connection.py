@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from slixmpp import JID
-from slixmpp.stanza import Message
+from slixmpp.exceptions import IqTimeout
+from slixmpp.stanza import Iq, Message
 
 from patchbay.channels.xmpp.channel import XmppChannel, XmppSettings
 from patchbay.channels.xmpp.connection import (
@@ -116,3 +117,19 @@ async def test_a_message_delivered_twice_is_answered_once(monkeypatch: pytest.Mo
     assert [body for body, _ in handled] == ["hi", "other", "hi"]
     assert key.startswith("ann@example.org/5f0c1e2d3b4a69788796a5b4c3d2e1f0/")
     await channel.close()
+
+
+async def test_a_server_that_gives_no_roster_still_has_the_bot_online(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Answers wait for the bot to be online: one that never counted as online kept them all."""
+    connection = XmppConnection(account(require_tls=False), lambda _m: None)
+    client = connection._client = connection._make_client()
+
+    async def no_roster(**_: object) -> None:
+        raise IqTimeout(Iq())  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(client, "send_presence", lambda **_: None)
+    monkeypatch.setattr(client, "get_roster", no_roster)
+    await connection._session_start(None)
+    assert connection.online.is_set()
