@@ -32,6 +32,7 @@ class BotApiError(PatchbayError):
 
     code = "telegram_api_error"
     status = 502
+    migrated_to: int | None = None  # the supergroup a group became, which its messages now go to
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,9 @@ class BotApi:
                 break
         failed = BotApiError(error)
         failed.retryable = status == 429 or status >= 500 or status == 0  # away or busy
+        parameters = body.get("parameters")
+        migrated = parameters.get("migrate_to_chat_id") if isinstance(parameters, dict) else None
+        failed.migrated_to = migrated if isinstance(migrated, int) else None
         raise failed
 
     async def _wait_turn(self, chat: str) -> None:

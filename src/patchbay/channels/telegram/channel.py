@@ -217,7 +217,18 @@ class TelegramChannel(Channel[TelegramSettings]):
             if number < done:
                 continue
             reply_to = where.message_id if not number else None
-            await self.api.send_message(where.chat_id, piece, reply_to=reply_to, topic=where.topic)
+            try:
+                await self.api.send_message(
+                    where.chat_id, piece, reply_to=reply_to, topic=where.topic
+                )
+            except BotApiError as exc:
+                if exc.migrated_to is None:
+                    raise
+                # The group became a supergroup (a new chat id, its messages numbered anew):
+                # the answer goes there, whole.
+                logger.info("telegram: chat %d is now %d", where.chat_id, exc.migrated_to)
+                await self.deliver(Where(exc.migrated_to), text)
+                return
             if resume:
                 self._pieces_sent[where] = number + 1
                 while len(self._pieces_sent) > MAX_PARTLY_SENT:

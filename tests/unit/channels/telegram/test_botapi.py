@@ -118,3 +118,14 @@ async def test_downloads_stop_at_the_limit() -> None:
     assert session.calls[1][0] == "https://bots.example/file/bot1:abc/documents/b"
     with pytest.raises(BotApiError, match="404"):
         await client.download("documents/c", max_bytes=10)
+
+
+async def test_a_group_that_became_a_supergroup_says_where_it_went() -> None:
+    moved = {
+        "ok": False,
+        "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": -1001234},
+    }
+    with pytest.raises(BotApiError) as refused:
+        await api(FakeSession((400, moved)), []).send_message(-42, "hi")
+    assert refused.value.migrated_to == -1001234 and not refused.value.retryable
