@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -192,18 +193,27 @@ def test_the_core_does_not_follow_a_helpers_redirects(stack: Stack) -> None:
     assert "redirect" in answer.json()["error"]["message"]
 
 
+@contextmanager
+def weather_helper(
+    stack: Stack, forecast: Callable[[Request], Awaitable[Response]], *, idempotent: bool
+) -> Iterator[str]:
+    """A helper `weather` whose capability `forecast` answers as `forecast` does, registered;
+    the URL to call it through the core."""
+    helper = Starlette(routes=[Route("/capabilities/forecast", forecast, methods=["POST"])])
+    with serve_in_thread(helper, free_port()) as url:
+        capability = {"name": "forecast", "description": "Forecasts.", "idempotent": idempotent}
+        manifest = {"name": "weather", "base_url": url, "capabilities": [capability]}
+        register(stack, manifest).raise_for_status()
+        yield f"{stack.core_url}/v1/helpers/weather/capabilities/forecast"
+
+
 def test_refusals_do_not_open_the_breaker(stack: Stack) -> None:
     async def forecast(request: Request) -> Response:
         if (await request.json()).get("town") != "Paris":
             return JSONResponse({"error": {"message": "no such town"}}, status_code=404)
         return JSONResponse({"celsius": 20})
 
-    helper = Starlette(routes=[Route("/capabilities/forecast", forecast, methods=["POST"])])
-    with serve_in_thread(helper, free_port()) as url:
-        capabilities = [{"name": "forecast", "description": "Forecasts.", "idempotent": True}]
-        manifest = {"name": "weather", "base_url": url, "capabilities": capabilities}
-        register(stack, manifest).raise_for_status()
-        call = f"{stack.core_url}/v1/helpers/weather/capabilities/forecast"
+    with weather_helper(stack, forecast, idempotent=True) as call:
         for _ in range(stack.settings.helpers.breaker_failures + 1):  # one person's typos…
             refused = httpx.post(call, json={"town": "Atlantis"}, headers=auth(stack))
             assert "no such town" in refused.json()["error"]["message"]
@@ -220,12 +230,7 @@ def test_refusals_between_failures_do_not_hide_them_from_the_breaker(stack: Stac
             return JSONResponse({"error": {"message": "no such town"}}, status_code=404)
         return JSONResponse({"error": {"message": "the weather service is down"}}, 500)
 
-    helper = Starlette(routes=[Route("/capabilities/forecast", forecast, methods=["POST"])])
-    with serve_in_thread(helper, free_port()) as url:
-        capabilities = [{"name": "forecast", "description": "Forecasts.", "idempotent": False}]
-        manifest = {"name": "weather", "base_url": url, "capabilities": capabilities}
-        register(stack, manifest).raise_for_status()
-        call = f"{stack.core_url}/v1/helpers/weather/capabilities/forecast"
+    with weather_helper(stack, forecast, idempotent=False) as call:
         for _ in range(stack.settings.helpers.breaker_failures):  # failing, with typos between
             httpx.post(call, json={"town": "Paris"}, headers=auth(stack))
             httpx.post(call, json={"town": "Atlantis"}, headers=auth(stack))

@@ -50,6 +50,28 @@ class Cluster:
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
+    def stop_workers(self) -> None:
+        for process in self.workers.values():
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+
+    def wait_started(self, worker: str, job_id: str) -> None:
+        deadline = time.monotonic() + 30
+        while f"job {job_id} started" not in self.log(worker):
+            assert time.monotonic() < deadline, f"{worker} did not take the job"
+            time.sleep(0.05)
+
+    def wait_ended(self, job_id: str) -> dict[str, Any]:
+        """The job, once it is neither queued nor running."""
+        deadline = time.monotonic() + 60
+        while (job := httpx.get(f"{self.core_url}/v1/jobs/{job_id}", headers=AUTH).json())[
+            "status"
+        ] in {"queued", "running"}:
+            assert time.monotonic() < deadline, "the job never ended"
+            time.sleep(0.1)
+        ended: dict[str, Any] = job
+        return ended
+
 
 def wait_healthy(url: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
@@ -274,9 +296,7 @@ def test_cancel_reaches_the_worker(cluster: Cluster, upstream: MockUpstream) -> 
 
 
 def test_a_full_queue_refuses_turns_and_loses_none(cluster: Cluster) -> None:
-    for process in cluster.workers.values():
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+    cluster.stop_workers()
     accepted = []
     for number in range(3):
         created = httpx.post(
@@ -308,29 +328,19 @@ def test_a_full_queue_refuses_turns_and_loses_none(cluster: Cluster) -> None:
 def test_a_job_outliving_a_stopping_workers_grace_goes_to_another(
     cluster: Cluster, upstream: MockUpstream
 ) -> None:
-    for process in cluster.workers.values():
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+    cluster.stop_workers()
     cluster.start_worker("brief", PATCHBAY_JOBS__STOP_GRACE_S="0.2")
     upstream.mode, upstream.delay_s = "drip", 0.3
     upstream.reply = "one two three four five six seven eight"
     job_id = httpx.post(
         cluster.core_url + "/v1/turns", json={"text": "count"}, headers=AUTH
     ).json()["job_id"]
-    deadline = time.monotonic() + 30
-    while f"job {job_id} started" not in cluster.log("brief"):
-        assert time.monotonic() < deadline, "the worker did not start the job"
-        time.sleep(0.05)
+    cluster.wait_started("brief", job_id)
     time.sleep(0.5)  # some of the answer is out
     os.killpg(cluster.workers["brief"].pid, signal.SIGTERM)  # a stop, not a crash
     cluster.workers["brief"].wait(timeout=20)
     cluster.start_worker("next")
-    deadline = time.monotonic() + 60
-    while (job := httpx.get(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH).json())[
-        "status"
-    ] in {"queued", "running"}:
-        assert time.monotonic() < deadline, "the job never ended"
-        time.sleep(0.1)
+    job = cluster.wait_ended(job_id)
     assert job["status"] == "done", job  # started again by the next worker, as a crash would be
     with httpx.stream("GET", f"{cluster.core_url}/v1/jobs/{job_id}/events", headers=AUTH) as got:
         seen = list(events(got))
@@ -341,9 +351,7 @@ def test_a_job_outliving_a_stopping_workers_grace_goes_to_another(
 def test_a_job_that_kills_its_workers_is_not_started_for_ever(
     cluster: Cluster, upstream: MockUpstream
 ) -> None:
-    for process in cluster.workers.values():
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+    cluster.stop_workers()
     upstream.mode, upstream.delay_s = "drip", 1.0
     job_id = httpx.post(cluster.core_url + "/v1/turns", json={"text": "x"}, headers=AUTH).json()[
         "job_id"
@@ -351,19 +359,11 @@ def test_a_job_that_kills_its_workers_is_not_started_for_ever(
     for attempt in range(3):  # as a job whose input crashes the worker (OOM, a native crash)
         name = f"victim{attempt}"
         cluster.start_worker(name)
-        deadline = time.monotonic() + 30
-        while f"job {job_id} started" not in cluster.log(name):
-            assert time.monotonic() < deadline, f"{name} did not take the job"
-            time.sleep(0.05)
+        cluster.wait_started(name, job_id)
         os.killpg(cluster.workers[name].pid, signal.SIGKILL)
         cluster.workers[name].wait(timeout=10)
     cluster.start_worker("last")
-    deadline = time.monotonic() + 60
-    while (job := httpx.get(f"{cluster.core_url}/v1/jobs/{job_id}", headers=AUTH).json())[
-        "status"
-    ] in {"queued", "running"}:
-        assert time.monotonic() < deadline, "the job never ended"
-        time.sleep(0.1)
+    job = cluster.wait_ended(job_id)
     assert job["status"] == "failed", job
     assert "stopped before its end (3)" in job["error"]
     assert f"job {job_id} started" not in cluster.log("last")  # failed, not run a fourth time
