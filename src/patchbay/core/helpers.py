@@ -124,6 +124,7 @@ class HelperRegistry:
         # The helpers as last read, shared by every turn for LISTING_TTL_S: one read however many
         # turns start at once (each reading it for itself cost the core ~4% under load).
         self._listing: tuple[float, asyncio.Future[list[HelperRead]]] | None = None
+        self._pings: dict[str, asyncio.Task[None]] = {}  # an MCP server's ping still out
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -134,6 +135,8 @@ class HelperRegistry:
         return self._session
 
     async def close(self) -> None:
+        for ping in self._pings.values():
+            ping.cancel()
         if self._session is not None:
             await self._session.close()
 
@@ -173,18 +176,26 @@ class HelperRegistry:
         return await self.get(name)
 
     async def ping_mcp(self) -> None:
-        """Mark each MCP helper seen if it answers a ping (they send no heartbeats)."""
+        """Ask each MCP helper for a ping (they send no heartbeats); one that answers is seen.
+
+        Each server is asked on its own and not again while its last ping is out: one that
+        hangs must neither leave the others unasked nor hold up their next round, and so make
+        them shown down."""
         async with self._db.connect() as conn:
             records = [r for r in await rows.list_helpers(conn) if r.manifest.protocol == "mcp"]
-        # At once and each within a bound: one server that hangs must not leave the others
-        # unasked, and so shown down.
-        answers = await asyncio.gather(
-            *(mcp.ping(r.manifest.base_url, timeout_s=self._down_after_s / 2) for r in records)
-        )
-        for record, answered in zip(records, answers, strict=True):
-            if answered:
-                async with self._db.begin() as conn:
-                    await rows.touch_helper(conn, record.name, datetime.now(UTC))
+        for record in records:
+            out = self._pings.get(record.name)
+            if out is None or out.done():
+                self._pings[record.name] = asyncio.create_task(self._ping(record))
+
+    async def _ping(self, record: HelperRecord) -> None:
+        if not await mcp.ping(record.manifest.base_url, timeout_s=self._down_after_s / 2):
+            return
+        try:
+            async with self._db.begin() as conn:
+                await rows.touch_helper(conn, record.name, datetime.now(UTC))
+        except Exception:
+            logger.exception("could not mark MCP helper %s seen", record.name)
 
     async def heartbeat(self, name: str) -> None:
         """A helper says it is up (with the helper key): an MCP server is up when it answers
@@ -208,6 +219,7 @@ class HelperRegistry:
             if not await rows.delete_helper(conn, name):
                 raise HelperNotFound(f"no helper named {name!r}")
         self._health.pop(name, None)
+        self._pings.pop(name, None)
 
     # reading and managing
 

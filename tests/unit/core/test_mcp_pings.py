@@ -1,0 +1,63 @@
+"""The core asks each MCP server for a ping on its own: one whose ping hangs never holds up the
+others' next rounds (which made them shown down on a slow machine)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from patchbay.config import HelperSettings
+from patchbay.core import mcp
+from patchbay.core.helpers import HelperRegistry
+from patchbay.schemas.helpers import Capability, HelperManifest
+from patchbay.store import helpers as rows
+from patchbay.store.db import Database
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[HelperRegistry]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    await db.migrate()
+    helpers = HelperRegistry(db, HelperSettings(), key="k", down_after_s=30)
+    for name in ("stuck", "fine"):
+        manifest = HelperManifest(
+            name=name,
+            base_url=f"http://127.0.0.1:1/{name}",
+            protocol="mcp",
+            capabilities=[Capability(name="tool", description="a tool")],
+        )
+        async with db.begin() as conn:
+            await rows.upsert_helper(
+                conn, manifest, datetime(2026, 1, 1, tzinfo=UTC), over_mcp=True
+            )
+    try:
+        yield helpers
+    finally:
+        await helpers.close()
+        await db.close()
+
+
+async def test_a_hanging_ping_holds_up_no_other_server(
+    registry: HelperRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: Counter[str] = Counter()
+    never = asyncio.Event()
+
+    async def ping(url: str, *, timeout_s: float) -> bool:
+        asked[url] += 1
+        if url.endswith("stuck"):
+            await never.wait()
+        return True
+
+    monkeypatch.setattr(mcp, "ping", ping)
+    for _ in range(3):
+        await asyncio.wait_for(registry.ping_mcp(), 5)
+        await asyncio.sleep(0.05)
+    assert asked == {"http://127.0.0.1:1/stuck": 1, "http://127.0.0.1:1/fine": 3}
+    listed = {h.name: h.state for h in await registry.list_helpers()}
+    assert listed == {"stuck": "down", "fine": "up"}
