@@ -204,3 +204,38 @@ def test_the_helper_key_cannot_take_over_or_remove_an_mcp_server(
     assert (
         httpx.delete(f"{stack.core_url}/v1/helpers/weather", headers=auth(stack)).status_code == 204
     )
+
+
+def test_mcp_tools_whose_names_clash_are_each_registered_and_called(stack: Stack) -> None:
+    server = MCPServer("clash")
+
+    @server.tool(name="Get.Weather")
+    def dotted() -> str:
+        """The dotted one."""
+        return "dotted"
+
+    @server.tool(name="get_weather")
+    def plain() -> str:
+        """The plain one."""
+        return "plain"
+
+    with serve_in_thread(server.streamable_http_app(), free_port()) as url:
+        added = httpx.post(
+            f"{stack.core_url}/v1/helpers/mcp",
+            json={"name": "clash", "url": url + "/mcp"},
+            headers=auth(stack),
+            timeout=30,
+        )
+        assert added.status_code == 201, added.text
+        names = [c["name"] for c in added.json()["capabilities"]]
+        assert names == ["get_weather", "get_weather_2"]
+        answers = [
+            httpx.post(
+                f"{stack.core_url}/v1/helpers/clash/capabilities/{name}",
+                json={},
+                headers=auth(stack),
+                timeout=30,
+            ).json()
+            for name in names
+        ]
+    assert answers == [{"result": "dotted"}, {"result": "plain"}]

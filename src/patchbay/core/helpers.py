@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import functools
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 LISTING_TTL_S = 2.0  # how long a turn reuses the list of helpers
+TOOL_NAME_MAX = 64  # OpenAI's limit on a function's name, which most upstreams share
 
 
 @dataclass(slots=True)
@@ -95,6 +97,23 @@ def check_manifest(manifest: HelperManifest) -> None:
                 raise InvalidRequest(f"{capability.name}.{which}: {exc.message}") from exc
         if capability.kind == "to-text" and not capability.media_types:
             raise InvalidRequest(f"{capability.name}: a to-text capability names its media types")
+
+
+def tool_names(capabilities: list[tuple[str, str]]) -> list[str]:
+    """The name a model calls each (helper, capability) by: `helper__capability`, unless that is
+    over `TOOL_NAME_MAX` or another's already (helper names may hold `__` too: `a` + `b__c` and
+    `a__b` + `c`); then cut, with a hash of the pair that keeps it apart. Two capabilities under
+    one name would leave the model one of them, and a call meant for either going to it."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for helper, capability in capabilities:
+        name = f"{helper}__{capability}"
+        if len(name) > TOOL_NAME_MAX or name in taken:
+            digest = hashlib.sha256(f"{helper}/{capability}".encode()).hexdigest()[:8]
+            name = f"{name[: TOOL_NAME_MAX - 9]}_{digest}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def _same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
@@ -364,15 +383,16 @@ class HelperRegistry:
             return []
         async with self._db.connect() as conn:
             user = await user_rows.get_user(conn, user_id)
+        usable = [(h, c) for h, c in tools if self.usable(h, user)]
+        names = tool_names([(h.name, c.name) for h, c in usable])
         return [
             ToolSpec(
-                name=f"{helper.name}__{capability.name}"[:64],
+                name=name,
                 description=capability.description,
                 input_schema=capability.input_schema or {"type": "object", "properties": {}},
                 call=partial(self._tool_call, user, helper.name, capability.name, record),
             )
-            for helper, capability in tools
-            if self.usable(helper, user)
+            for name, (helper, capability) in zip(names, usable, strict=True)
         ]
 
     async def _tool_call(

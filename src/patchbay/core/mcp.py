@@ -31,10 +31,19 @@ async def _session(url: str) -> AsyncIterator[ClientSession]:
         yield session
 
 
-def capability_name(tool_name: str) -> str:
-    """A capability name (lowercase, `[a-z0-9_-]`) for an MCP tool's name."""
-    name = re.sub(r"[^a-z0-9_-]+", "_", tool_name.lower()).strip("_-") or "tool"
-    return name[:64]
+def capability_names(tool_names: list[str]) -> list[str]:
+    """A capability name (lowercase, `[a-z0-9_-]`, at most 64) for each MCP tool's name, each
+    its own: `Get.Weather` and `get_weather` are both tools a server may offer, and become
+    `get_weather` and `get_weather_2` (the server is called by the tool's own name)."""
+    names: list[str] = []
+    for tool_name in tool_names:
+        base = re.sub(r"[^a-z0-9_-]+", "_", tool_name.lower()).strip("_-") or "tool"
+        name, count = base[:64], 1
+        while name in names:
+            count += 1
+            name = f"{base[: 63 - len(str(count))]}_{count}"
+        names.append(name)
+    return names
 
 
 async def manifest_of(name: str, url: str) -> HelperManifest:
@@ -45,16 +54,17 @@ async def manifest_of(name: str, url: str) -> HelperManifest:
     except Exception as exc:
         shown = public_url(url)
         raise HelperFailed(f"the MCP server at {shown} refused: {_reason(exc, url)}") from exc
+    names = capability_names([tool.name for tool in listed.tools])
     capabilities = [
         Capability(
-            name=capability_name(tool.name),
+            name=names[index],
             remote_name=tool.name,
             description=(tool.description or tool.name)[:4000],
             input_schema=dict(tool.input_schema or {}),
             output_schema=dict(getattr(tool, "output_schema", None) or {}),
             timeout_s=MCP_TIMEOUT_S,
         )
-        for tool in listed.tools
+        for index, tool in enumerate(listed.tools)
     ]
     if not capabilities:
         raise HelperFailed(f"the MCP server at {public_url(url)} offers no tools")

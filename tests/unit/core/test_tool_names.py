@@ -1,0 +1,38 @@
+"""Every capability a model is offered has a name of its own, within OpenAI's 64 characters."""
+
+from __future__ import annotations
+
+import re
+
+from patchbay.core.helpers import tool_names
+from patchbay.core.mcp import capability_names
+
+FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def test_short_names_are_helper_and_capability() -> None:
+    assert tool_names([("weather", "forecast"), ("files", "read")]) == [
+        "weather__forecast",
+        "files__read",
+    ]
+
+
+def test_names_that_would_be_one_are_kept_apart() -> None:
+    long_helper = "h" * 60
+    pairs = [
+        ("a", "b__c"),
+        ("a__b", "c"),  # the same `a__b__c`
+        (long_helper, "forecast"),
+        (long_helper, "forecast_hourly"),  # the same once cut to 64
+    ]
+    names = tool_names(pairs)
+    assert names[0] == "a__b__c"
+    assert len(set(names)) == len(names)
+    assert all(FUNCTION_NAME.match(name) for name in names), names
+    assert tool_names(pairs) == names  # the same names on every turn
+
+
+def test_mcp_tools_whose_names_become_one_get_their_own() -> None:
+    names = capability_names(["Get.Weather", "get_weather", "get-weather", "x" * 70, "X" * 70])
+    assert names[:3] == ["get_weather", "get_weather_2", "get-weather"]
+    assert names[3] == "x" * 64 and names[4] == "x" * 62 + "_2"
