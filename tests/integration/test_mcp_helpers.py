@@ -51,15 +51,20 @@ def auth(stack: Stack) -> dict[str, str]:
     return {"Authorization": f"Bearer {stack.admin_key}"}
 
 
-def test_an_mcp_servers_tools_become_capabilities(
-    stack: Stack, upstream: MockUpstream, mcp_url: str
-) -> None:
-    added = httpx.post(
+def add_mcp(stack: Stack, name: str, url: str) -> httpx.Response:
+    """An admin adds the MCP server at `url` as helper `name`."""
+    return httpx.post(
         f"{stack.core_url}/v1/helpers/mcp",
-        json={"name": "weather", "url": mcp_url},
+        json={"name": name, "url": url},
         headers=auth(stack),
         timeout=30,
     )
+
+
+def test_an_mcp_servers_tools_become_capabilities(
+    stack: Stack, upstream: MockUpstream, mcp_url: str
+) -> None:
+    added = add_mcp(stack, "weather", mcp_url)
     assert added.status_code == 201, added.text
     helper = added.json()
     assert helper["protocol"] == "mcp" and helper["state"] == "up"
@@ -123,12 +128,7 @@ def test_one_mcp_server_that_hangs_leaves_the_others_up(tmp_path: Path) -> None:
         serve_in_thread(weather_server().streamable_http_app(), free_port()) as fine_url,
     ):
         for name, url in (("aaa-stuck", stuck_url), ("weather", fine_url)):
-            added = httpx.post(
-                f"{stack.core_url}/v1/helpers/mcp",
-                json={"name": name, "url": url + "/mcp"},
-                headers=auth(stack),
-                timeout=30,
-            )
+            added = add_mcp(stack, name, url + "/mcp")
             assert added.status_code == 201, added.text
         stuck.released.clear()
         states = []
@@ -146,12 +146,7 @@ def test_one_mcp_server_that_hangs_leaves_the_others_up(tmp_path: Path) -> None:
 def test_the_token_in_an_mcp_servers_url_is_shown_to_admins_only(stack: Stack) -> None:
     with serve_in_thread(weather_server().streamable_http_app(), free_port()) as url:
         secret_url = f"{url}/mcp?token=s3cret"
-        added = httpx.post(
-            f"{stack.core_url}/v1/helpers/mcp",
-            json={"name": "weather", "url": secret_url},
-            headers=auth(stack),
-            timeout=30,
-        )
+        added = add_mcp(stack, "weather", secret_url)
         assert added.status_code == 201, added.text
     plain = {"Authorization": f"Bearer {stack.new_user('plain')}"}
     for path in ("/v1/helpers", "/v1/helpers/weather"):
@@ -167,12 +162,7 @@ def test_the_token_in_an_mcp_servers_url_is_shown_to_admins_only(stack: Stack) -
 def test_the_helper_key_cannot_take_over_or_remove_an_mcp_server(
     stack: Stack, mcp_url: str
 ) -> None:
-    added = httpx.post(
-        f"{stack.core_url}/v1/helpers/mcp",
-        json={"name": "weather", "url": mcp_url},
-        headers=auth(stack),
-        timeout=30,
-    )
+    added = add_mcp(stack, "weather", mcp_url)
     assert added.status_code == 201, added.text
     key = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
     with running_helper() as impostor:
@@ -189,12 +179,7 @@ def test_the_helper_key_cannot_take_over_or_remove_an_mcp_server(
     beat = httpx.post(f"{stack.core_url}/v1/helpers/weather/heartbeat", headers=key)
     assert beat.status_code == 403
     # an admin adding it again replaces it, as before
-    again = httpx.post(
-        f"{stack.core_url}/v1/helpers/mcp",
-        json={"name": "weather", "url": mcp_url},
-        headers=auth(stack),
-        timeout=30,
-    )
+    again = add_mcp(stack, "weather", mcp_url)
     assert again.status_code == 201, again.text
     helpers = httpx.get(f"{stack.core_url}/v1/helpers", headers=auth(stack)).json()
     assert [(h["name"], h["protocol"], h["base_url"]) for h in helpers] == [
@@ -220,12 +205,7 @@ def test_mcp_tools_whose_names_clash_are_each_registered_and_called(stack: Stack
         return "plain"
 
     with serve_in_thread(server.streamable_http_app(), free_port()) as url:
-        added = httpx.post(
-            f"{stack.core_url}/v1/helpers/mcp",
-            json={"name": "clash", "url": url + "/mcp"},
-            headers=auth(stack),
-            timeout=30,
-        )
+        added = add_mcp(stack, "clash", url + "/mcp")
         assert added.status_code == 201, added.text
         names = [c["name"] for c in added.json()["capabilities"]]
         assert names == ["get_weather", "get_weather_2"]
