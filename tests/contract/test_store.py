@@ -269,7 +269,7 @@ async def test_migrations_keep_existing_rows(hub: Hub) -> None:
             await conn.execute(text("select version_num from alembic_version"))
         ).scalar_one()
     assert count == 1
-    assert revision == "0008"
+    assert revision == "0009"
 
 
 async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:
@@ -378,5 +378,50 @@ async def _migrate_helper_limits(url: str) -> None:
             stored = (await conn.execute(text("select allowed_users from helpers"))).scalar_one()
         users = json.loads(stored) if isinstance(stored, str) else stored
         assert users == [carol.id, dan.id, "ghost"]
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_gives_each_helper_the_host_of_its_url(
+    tmp_path: Path, backend: str
+) -> None:
+    """A helper registered before belongs to its base URL's host, spelled as the core spells a
+    registering peer's: it keeps its name and heartbeats on."""
+    await on_a_new_database(backend, tmp_path, _migrate_helper_hosts)
+
+
+async def _migrate_helper_hosts(url: str) -> None:
+    urls = {
+        "calc": "http://127.0.0.1:8801",
+        "ipv6": "http://[0:0::1]:8802/",
+        "lan": "http://10.0.0.5:80",
+        "named": "http://OCR.internal:80",
+        "broken": None,
+    }
+    db = Database(url)
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0008"))
+            for name, base_url in urls.items():
+                manifest = {} if base_url is None else {"name": name, "base_url": base_url}
+                await conn.execute(
+                    text(
+                        "insert into helpers (name, manifest, enabled, registered_at)"
+                        " values (:name, :manifest, true, '2026-01-01')"
+                    ),
+                    {"name": name, "manifest": json.dumps(manifest)},
+                )
+        await db.migrate()
+        async with db.connect() as conn:
+            found = await conn.execute(text("select name, host from helpers"))
+            hosts = {str(row.name): str(row.host) for row in found}
+        assert hosts == {
+            "calc": "localhost",
+            "ipv6": "localhost",
+            "lan": "10.0.0.5",
+            "named": "ocr.internal",
+            "broken": "",
+        }
     finally:
         await db.close()

@@ -129,6 +129,75 @@ def test_heartbeat_deregistration_and_admin_controls(stack: Stack, helper: HandH
     assert httpx.get(patch, headers=auth(stack)).status_code == 404
 
 
+# Another machine, as the core sees it: LOOPBACK is 127.0.0.1, ::1 and localhost alone, so a
+# helper served on 127.0.0.2 and registering from there is another host's (Linux routes all of
+# 127.0.0.0/8 to the loopback interface).
+ELSEWHERE = "127.0.0.2"
+
+
+def from_elsewhere() -> httpx.Client:
+    """A client whose requests reach the core from ELSEWHERE."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=ELSEWHERE), timeout=30)
+
+
+def test_another_host_cannot_take_a_helpers_name(stack: Stack, helper: HandHelper) -> None:
+    """Every helper holds the one helper key: it must not let one redirect another host's helper
+    (and the people's arguments and files) to itself, keep it shown up, or remove it."""
+    register(stack, helper.manifest()).raise_for_status()
+    url = f"{stack.core_url}/v1/helpers/calc"
+    with running_helper(ELSEWHERE) as impostor, from_elsewhere() as elsewhere:
+        taken = elsewhere.post(
+            f"{stack.core_url}/v1/helpers", json=impostor.manifest(), headers=key(stack)
+        )
+        assert taken.status_code == 409, taken.text  # it was 201, and the calls went to it
+        assert taken.json()["error"]["code"] == "conflict"
+        assert "patchbay helpers remove calc" in taken.json()["error"]["message"]
+        beat = elsewhere.post(f"{url}/heartbeat", headers=key(stack))
+        left = elsewhere.delete(url, headers=key(stack))
+        for refused in (beat, left):
+            assert (refused.status_code, refused.json()["error"]["code"]) == (409, "conflict")
+        added = httpx.post(f"{url}/capabilities/add", json={"a": 1, "b": 2}, headers=auth(stack))
+        converted = httpx.post(
+            f"{stack.core_url}/v1/convert",
+            content=b"a letter",
+            headers={**auth(stack), "Content-Type": "text/plain"},
+        )
+        assert (added.json(), converted.json()["text"]) == ({"sum": 3}, "a letter")
+        assert (helper.calls, impostor.calls) == (["add", "text"], [])
+        # a name of its own is its own to register, as before
+        own = elsewhere.post(
+            f"{stack.core_url}/v1/helpers", json=impostor.manifest("other"), headers=key(stack)
+        )
+        assert own.status_code == 201, own.text
+    assert httpx.get(url, headers=auth(stack)).json()["base_url"] == helper.url
+
+
+def test_a_helpers_host_registers_it_again_and_an_admin_frees_its_name(
+    stack: Stack, helper: HandHelper
+) -> None:
+    on_ipv6 = {**helper.manifest(), "base_url": "http://[::1]:9"}  # loopback names are one host
+    register(stack, on_ipv6).raise_for_status()
+    # the helper restarted on another port of the same host: its name is still its own
+    register(stack, helper.manifest()).raise_for_status()
+    url = f"{stack.core_url}/v1/helpers/calc"
+    added = httpx.post(f"{url}/capabilities/add", json={"a": 1, "b": 2}, headers=auth(stack))
+    assert (added.json(), helper.calls) == ({"sum": 3}, ["add"])
+    with running_helper(ELSEWHERE) as newcomer, from_elsewhere() as elsewhere:
+
+        def take() -> httpx.Response:
+            manifest = newcomer.manifest()
+            return elsewhere.post(f"{stack.core_url}/v1/helpers", json=manifest, headers=key(stack))
+
+        assert take().status_code == 409
+        stack.cli("helpers", "remove", "calc")  # what the refusal tells an admin to do
+        assert take().status_code == 201
+        assert elsewhere.post(f"{url}/heartbeat", headers=key(stack)).status_code == 204
+        # the name is now the newcomer's: loopback can no longer remove it, its host can
+        assert httpx.delete(url, headers=key(stack)).status_code == 409
+        assert elsewhere.delete(url, headers=key(stack)).status_code == 204
+    assert httpx.get(url, headers=auth(stack)).status_code == 404
+
+
 def test_the_helpers_command(stack: Stack, helper: HandHelper) -> None:
     register(stack, helper.manifest()).raise_for_status()
     env = {
@@ -293,3 +362,34 @@ def test_replicas_registering_one_new_name_at_once_all_succeed(
     with ThreadPoolExecutor(8) as pool:  # a race: a few rounds, so that one is surely lost
         statuses = [list(pool.map(register_once, [f"twins-{n}"] * 8)) for n in range(5)]
     assert statuses == [[201] * 8] * 5
+
+
+def test_two_hosts_registering_one_name_at_once_never_both_hold_it(
+    pg_stack: Stack, helper: HandHelper
+) -> None:
+    """The name goes to whichever host registers first; the other's registrations, however
+    they interleave with the first's, are refused."""
+    with running_helper(ELSEWHERE) as other:
+
+        def register_once(job: tuple[str, str]) -> tuple[str, int]:
+            source, name = job
+            url = helper.url if source == "127.0.0.1" else other.url
+            manifest = {**helper.manifest(name), "base_url": url}
+            transport = httpx.HTTPTransport(local_address=source)
+            with httpx.Client(transport=transport, timeout=30) as client:
+                answer = client.post(
+                    f"{pg_stack.core_url}/v1/helpers", json=manifest, headers=key(pg_stack)
+                )
+            return url, answer.status_code
+
+        with ThreadPoolExecutor(8) as pool:  # a race: a few rounds, so that some are close
+            for n in range(5):
+                name = f"contested-{n}"
+                jobs = [("127.0.0.1", name), (ELSEWHERE, name)] * 4
+                answers = list(pool.map(register_once, jobs))
+                held = httpx.get(
+                    f"{pg_stack.core_url}/v1/helpers/{name}", headers=auth(pg_stack)
+                ).json()["base_url"]
+                assert sorted(answers) == sorted(
+                    (url, 201 if url == held else 409) for url, _ in answers
+                ), answers

@@ -84,10 +84,11 @@ class HandHelper:
 
 
 @contextmanager
-def running_helper() -> Iterator[HandHelper]:
+def running_helper(host: str = "127.0.0.1") -> Iterator[HandHelper]:
+    """A HandHelper served on `host` (another loopback address plays another machine)."""
     from tests.conftest import free_port
 
     hand = HandHelper()
-    with serve_in_thread(hand.app(), free_port()) as url:
+    with serve_in_thread(hand.app(), free_port(), host=host) as url:
         hand.url = url
         yield hand

@@ -17,10 +17,12 @@ class ThreadServer(uvicorn.Server):
 
 
 @contextmanager
-def serve_in_thread(app: Any, port: int, *, timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1:`port` until the block ends; yields the base URL."""
+def serve_in_thread(
+    app: Any, port: int, *, host: str = "127.0.0.1", timeout_s: float = 30.0
+) -> Iterator[str]:
+    """Serve `app` on `host`:`port` until the block ends; yields the base URL."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio", lifespan="on"
+        app, host=host, port=port, log_level="warning", loop="asyncio", lifespan="on"
     )
     server = ThreadServer(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -33,7 +35,7 @@ def serve_in_thread(app: Any, port: int, *, timeout_s: float = 30.0) -> Iterator
             raise TimeoutError(f"the server on port {port} took over {timeout_s}s to start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout_s)

@@ -130,6 +130,30 @@ def _same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
         return False
 
 
+def _host_key(host: str | None) -> str | None:
+    """`host` spelled one way, as a helper's name belongs to it: by `_same_host`'s rules the
+    LOOPBACK names are one host, "localhost"; any other address is written as `ipaddress` does."""
+    if not host:
+        return None
+    try:
+        host = ipaddress.ip_address(host).compressed
+    except ValueError:
+        host = host.lower()
+    return "localhost" if host in LOOPBACK else host
+
+
+def _refused(name: str, found: HelperRecord | None, *, if_mcp: PatchbayError) -> PatchbayError:
+    """Why the helper key could not change the helper `name`, as `found` after trying."""
+    if found is None:
+        return HelperNotFound(f"no helper named {name!r} (a helper registers first)")
+    if found.manifest.protocol == "mcp":
+        return if_mcp
+    return Conflict(
+        f"{name!r} is a helper at another host ({found.host}); register under another name, "
+        f"or an admin can remove that one with `patchbay helpers remove {name}`"
+    )
+
+
 class HelperRegistry:
     def __init__(
         self, db: Database, settings: HelperSettings, *, key: str, down_after_s: float
@@ -174,12 +198,21 @@ class HelperRegistry:
                 f"the base URL {manifest.base_url} is not where this helper registers from "
                 f"({peer}); an admin can allow its host (PATCHBAY_HELPERS__ALLOWED_URL_HOSTS)"
             )
+        # Every helper holds the helper key, which is no admin's: it must not let one redirect
+        # another host's helper or an MCP server (and the people's arguments and files) to
+        # itself. A name stays with its host: the peer's, or an allowed host the URL stays at.
+        host = _host_key(urlsplit(manifest.base_url).hostname) or ""
+        held_by = {h for h in (host, _host_key(peer)) if h}
         async with self._db.begin() as conn:
-            # The helper key is no admin's: it must not redirect an MCP server's calls (and the
-            # people's arguments) to wherever its holder likes.
-            if not await rows.upsert_helper(conn, manifest, datetime.now(UTC)):
-                raise Conflict(
-                    f"{manifest.name!r} is an MCP server an admin added; pick another name"
+            now = datetime.now(UTC)
+            if not await rows.upsert_helper(conn, manifest, now, host=host, held_by=held_by):
+                found = await rows.find_helper(conn, manifest.name)
+                raise _refused(
+                    manifest.name,
+                    found,
+                    if_mcp=Conflict(
+                        f"{manifest.name!r} is an MCP server an admin added; pick another name"
+                    ),
                 )
         logger.info("helper %s registered at %s", manifest.name, mcp.public_url(manifest.base_url))
         return await self.get(manifest.name)
@@ -190,7 +223,8 @@ class HelperRegistry:
         manifest = await mcp.manifest_of(name, url)
         check_manifest(manifest)
         async with self._db.begin() as conn:
-            await rows.upsert_helper(conn, manifest, datetime.now(UTC), over_mcp=True)
+            host = _host_key(urlsplit(url).hostname) or ""
+            await rows.upsert_helper(conn, manifest, datetime.now(UTC), host=host)
         logger.info("MCP server %s registered as helper %s", mcp.public_url(url), name)
         return await self.get(name)
 
@@ -216,27 +250,41 @@ class HelperRegistry:
         except Exception:
             logger.exception("could not mark MCP helper %s seen", record.name)
 
-    async def heartbeat(self, name: str) -> None:
-        """A helper says it is up (with the helper key): an MCP server is up when it answers
-        the core's pings, not when someone says so."""
-        async with self._db.begin() as conn:
-            found = await rows.find_helper(conn, name)
-            if found is not None and found.manifest.protocol == "mcp":
-                raise PermissionDenied(f"{name!r} is an MCP server: the core pings it")
-            if found is None or not await rows.touch_helper(conn, name, datetime.now(UTC)):
-                raise HelperNotFound(f"no helper named {name!r}: register again")
+    def _hosts_of(self, peer: str | None) -> set[str]:
+        """The hosts whose helpers the helper key from `peer` may heartbeat or remove: its own,
+        and the hosts an admin allowed (where their helpers call from is not known)."""
+        hosts = {_host_key(host) for host in [peer, *self._settings.allowed_url_hosts]}
+        return {host for host in hosts if host}
 
-    async def leave(self, name: str) -> None:
-        """A helper leaves, with the helper key: MCP servers are an admin's to remove."""
-        record = await self._record(name)
-        if record.manifest.protocol == "mcp":
-            raise PermissionDenied(f"{name!r} is an MCP server: an admin removes it")
-        await self.deregister(name)
+    async def heartbeat(self, name: str, *, peer: str | None) -> None:
+        """A helper says it is up (with the helper key, from its host): an MCP server is up when
+        it answers the core's pings, not when someone says so."""
+        async with self._db.begin() as conn:
+            now = datetime.now(UTC)
+            if await rows.touch_helper(conn, name, now, held_by=self._hosts_of(peer)):
+                return
+            found = await rows.find_helper(conn, name)
+        mcp_server = PermissionDenied(f"{name!r} is an MCP server: the core pings it")
+        raise _refused(name, found, if_mcp=mcp_server)
+
+    async def leave(self, name: str, *, peer: str | None) -> None:
+        """A helper leaves, with the helper key, from its host: MCP servers are an admin's to
+        remove."""
+        async with self._db.begin() as conn:
+            left = await rows.delete_helper(conn, name, held_by=self._hosts_of(peer))
+            found = None if left else await rows.find_helper(conn, name)
+        if not left:
+            mcp_server = PermissionDenied(f"{name!r} is an MCP server: an admin removes it")
+            raise _refused(name, found, if_mcp=mcp_server)
+        self._forget(name)
 
     async def deregister(self, name: str) -> None:
         async with self._db.begin() as conn:
             if not await rows.delete_helper(conn, name):
                 raise HelperNotFound(f"no helper named {name!r}")
+        self._forget(name)
+
+    def _forget(self, name: str) -> None:
         self._health.pop(name, None)
         self._pings.pop(name, None)
 

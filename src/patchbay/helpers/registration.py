@@ -15,6 +15,7 @@ import orjson
 
 from patchbay.errors import (
     AuthenticationFailed,
+    Conflict,
     CoreUnreachable,
     InvalidRequest,
     PatchbayError,
@@ -174,6 +175,8 @@ def _refusal(status: int, raw: bytes, core_url: str) -> PatchbayError:
         )
     if status == 403:
         return PermissionDenied(f"the core refused this helper: {detail}")
+    if status == 409:
+        return Conflict(f"the core refused this helper's name: {detail}")
     if status in (400, 422):
         return InvalidRequest(f"the core refused the manifest: {detail}")
     return PatchbayError(f"the core at {core_url} answered {status}: {detail}")

@@ -212,6 +212,9 @@ helpers = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("manifest", JSON, nullable=False),  # a HelperManifest
+    # The host the name belongs to (its base URL's; loopback names as "localhost"): only that
+    # host registers, heartbeats or removes it with the helper key.
+    Column("host", String(255), nullable=False, server_default=""),
     Column("enabled", Boolean, nullable=False),
     Column("allowed_roles", JSON),  # None: everyone
     Column("allowed_users", JSON),

@@ -33,7 +33,7 @@ async def registry(tmp_path: Path) -> AsyncIterator[HelperRegistry]:
         )
         async with db.begin() as conn:
             await rows.upsert_helper(
-                conn, manifest, datetime(2026, 1, 1, tzinfo=UTC), over_mcp=True
+                conn, manifest, datetime(2026, 1, 1, tzinfo=UTC), host="localhost"
             )
     try:
         yield helpers

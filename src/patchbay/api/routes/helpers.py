@@ -24,14 +24,18 @@ router = APIRouter(prefix="/v1", tags=["helpers"])
 HelperKey = Annotated[str | None, Header(alias=HELPER_KEY_HEADER)]
 
 
+def peer_of(request: Request) -> str | None:
+    """The address a helper calls from: a helper's name belongs to its host."""
+    return request.client.host if request.client else None
+
+
 @router.post("/helpers", response_model=HelperRead, status_code=201)
 async def register(
     manifest: HelperManifest, request: Request, hub: HubDep, key: HelperKey = None
 ) -> HelperRead:
     """A helper registers (again) with its manifest; needs the helper registration key."""
     hub.helpers.check_key(key)
-    peer = request.client.host if request.client else None
-    return await hub.helpers.register(manifest, peer=peer)
+    return await hub.helpers.register(manifest, peer=peer_of(request))
 
 
 @router.post("/helpers/mcp", response_model=HelperRead, status_code=201)
@@ -41,10 +45,10 @@ async def add_mcp_server(data: McpServerAdd, hub: HubDep, user: CurrentUser) -> 
 
 
 @router.post("/helpers/{name}/heartbeat", status_code=204)
-async def heartbeat(name: str, hub: HubDep, key: HelperKey = None) -> None:
+async def heartbeat(name: str, request: Request, hub: HubDep, key: HelperKey = None) -> None:
     """A helper says it is alive; 404 means: register again."""
     hub.helpers.check_key(key)
-    await hub.helpers.heartbeat(name)
+    await hub.helpers.heartbeat(name, peer=peer_of(request))
 
 
 @router.get("/helpers", response_model=list[HelperRead])
@@ -71,7 +75,7 @@ async def remove_helper(name: str, request: Request, hub: HubDep, key: HelperKey
     """A helper leaving (with the helper key), or an admin removing it."""
     if key is not None:
         hub.helpers.check_key(key)
-        await hub.helpers.leave(name)
+        await hub.helpers.leave(name, peer=peer_of(request))
         return
     user = await hub.auth.authenticate(bearer_key(request))
     await hub.helpers.remove(user, name)

@@ -1,0 +1,71 @@
+"""A helper's name belongs to its host, by the rules that check its base URL: an address in any
+spelling is one host, and a helper at a host an admin allowed keeps its name wherever it calls
+from (its address there is not known)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from patchbay.config import HelperSettings
+from patchbay.core.helpers import HelperRegistry
+from patchbay.errors import Conflict
+from patchbay.schemas.helpers import Capability, HelperManifest
+from patchbay.store.db import Database
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[HelperRegistry]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    await db.migrate()
+    helpers = HelperRegistry(
+        db, HelperSettings(allowed_url_hosts=["ocr"]), key="k", down_after_s=30
+    )
+    try:
+        yield helpers
+    finally:
+        await helpers.close()
+        await db.close()
+
+
+def manifest(name: str, base_url: str) -> HelperManifest:
+    capability = Capability(name="read", description="Reads.")
+    return HelperManifest(name=name, base_url=base_url, capabilities=[capability])
+
+
+async def test_an_address_in_another_spelling_is_the_same_host(registry: HelperRegistry) -> None:
+    await registry.register(manifest("calc", "http://[2001:db8::5]:80"), peer="2001:db8::5")
+    await registry.register(manifest("calc", "http://[2001:db8::5]:81"), peer="2001:db8:0::5")
+    await registry.heartbeat("calc", peer="2001:0db8:0:0:0:0:0:5")
+    await registry.leave("calc", peer="2001:db8::0005")
+
+
+async def test_another_address_is_another_host(registry: HelperRegistry) -> None:
+    await registry.register(manifest("calc", "http://10.0.0.5:80"), peer="10.0.0.5")
+    with pytest.raises(Conflict, match="patchbay helpers remove calc"):
+        await registry.register(manifest("calc", "http://10.0.0.9:80"), peer="10.0.0.9")
+    for refused in (registry.heartbeat, registry.leave):
+        with pytest.raises(Conflict):
+            await refused("calc", peer="10.0.0.9")
+    assert (await registry.get("calc")).base_url == "http://10.0.0.5:80"
+
+
+async def test_a_helper_at_an_allowed_host_keeps_its_name_from_any_address(
+    registry: HelperRegistry,
+) -> None:
+    await registry.register(manifest("ocr", "http://ocr:8000"), peer="172.18.0.5")
+    # restarted in a new container: another address, the same host and name
+    await registry.register(manifest("ocr", "http://ocr:8001"), peer="172.18.0.9")
+    await registry.heartbeat("ocr", peer="172.18.0.9")
+    # whoever holds the key cannot move it to their own address, though
+    with pytest.raises(Conflict):
+        await registry.register(manifest("ocr", "http://172.18.0.66:80"), peer="172.18.0.66")
+    assert (await registry.get("ocr")).base_url == "http://ocr:8001"
+
+
+async def test_a_host_moves_its_own_helper_to_an_allowed_host(registry: HelperRegistry) -> None:
+    await registry.register(manifest("calc", "http://10.0.0.5:80"), peer="10.0.0.5")
+    await registry.register(manifest("calc", "http://ocr:80"), peer="10.0.0.5")
+    assert (await registry.get("calc")).base_url == "http://ocr:80"
