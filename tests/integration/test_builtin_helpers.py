@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -21,14 +22,17 @@ from patchbay.helpers.builtin.documents import DocumentOptions, DocumentsHelper
 from patchbay.helpers.builtin.ocr import OcrHelper
 from patchbay.helpers.builtin.speech import SpeechHelper, SpeechOptions
 from patchbay.helpers.builtin.video import VideoHelper, VideoOptions
+from patchbay.helpers.isolated import Isolated
 from patchbay.helpers.runner import Serving, build_app
 from patchbay.helpers.sdk import Helper
+from patchbay.schemas.helpers import ToText
 from patchbay.tokens import helper_key
 from tests.conftest import free_port
 from tests.integration.test_helper_sdk import wait_for
 from tests.support import media
 from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack
+from tests.support.stuck_reader import StuckReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -140,6 +144,26 @@ def test_a_docx_keeps_heading_bold_and_table(documents: str) -> None:
     assert "# Meeting Notes" in text
     assert "**Friday**" in text
     assert "| Owner | Alice |" in text
+
+
+def test_a_document_that_never_ends_is_stopped_and_the_next_one_is_read() -> None:
+    helper = Helper("stuck-documents")
+    reader = Isolated(partial(StuckReader, DocumentOptions()), name="stuck reader")
+    reader.start()
+
+    @helper.to_text("text/plain", timeout_s=5)
+    async def read(data: bytes, media_type: str) -> ToText:
+        converted: ToText = await reader.run("convert", data, media_type)
+        return converted
+
+    try:
+        with serving(helper) as url:
+            stuck = convert(url, "read", b"STUCK", "text/plain")
+            fine = convert(url, "read", b"plain words", "text/plain")
+    finally:
+        reader.close()
+    assert stuck.status_code == 504, stuck.text
+    assert fine.status_code == 200 and fine.json()["text"] == "plain words", fine.text
 
 
 def test_a_spreadsheet_and_a_deck(documents: str) -> None:

@@ -1,7 +1,7 @@
 """Documents helper: PDF, DOCX, XLSX, PPTX, HTML, Markdown and CSV to Markdown, offline.
 
 markitdown does the converting; a PDF page without a text layer (a scan) is rendered with
-pypdfium2 and read by the OCR helper's engine, in this process.
+pypdfium2 and read by the OCR helper's engine. Both run in a child process (`Isolated`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import logging
 import math
 import threading
 import zipfile
+from functools import partial
 from typing import TYPE_CHECKING
 
-import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 
 from patchbay.helpers.builtin.ocr import OcrEngine
+from patchbay.helpers.isolated import Isolated
 from patchbay.helpers.sdk import Helper, InputTooLarge, UnreadableInput, UnsupportedMediaType
 from patchbay.schemas.helpers import ToText
 
@@ -186,15 +187,21 @@ class DocumentsHelper(Helper):
     def __init__(self, options: DocumentOptions | None = None) -> None:
         self.options = options or DocumentOptions()
         super().__init__(max_body_bytes=self.options.max_body_bytes)
-        self.reader = DocumentReader(self.options)
-        self._limiter = anyio.CapacityLimiter(1)
+        # In a child process, one document at a time: a parser that never ends on a crafted
+        # file is stopped at the capability's timeout instead of holding the helper for good.
+        self.reader = Isolated(partial(DocumentReader, self.options), name="documents reader")
         self.to_text(*FORMATS, name="document-to-text", timeout_s=600)(self.document_to_text)
 
     async def document_to_text(self, data: bytes, media_type: str) -> ToText:
         """A document as Markdown: headings, lists and tables kept; scanned PDF pages by OCR."""
-        return await anyio.to_thread.run_sync(
-            self.reader.convert, data, media_type, limiter=self._limiter
-        )
+        converted: ToText = await self.reader.run("convert", data, media_type)
+        return converted
+
+    async def startup(self) -> None:
+        self.reader.start()
+
+    async def shutdown(self) -> None:
+        self.reader.close()
 
 
 Options = DocumentOptions  # what `patchbay helper builtin` validates its options with

@@ -1,0 +1,105 @@
+"""Blocking work in a child process that can be stopped.
+
+A capability's timeout cannot stop a thread: a conversion that never ends (a crafted PDF can keep a
+parser busy for hours) went on after its caller had been told it timed out, holding the helper's
+one slot, so every later file waited behind it. `Isolated` runs an object's methods in a child
+process of its own, one call at a time; a call that is cancelled (its timeout, its caller gone)
+kills the child and starts a new one. The object is made in the child, once, by a
+factory that pickles (a class and its options), so what it loads (parsers, models) stays loaded
+between calls. Arguments, results and exceptions cross by pickle.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from patchbay.helpers.sdk import CapabilityFailed
+from patchbay.parent import end_with_parent
+
+STOP_WAIT_S = 5.0  # how long a killed child may take to be gone
+
+
+class Isolated:
+    def __init__(self, factory: Callable[[], object], *, name: str) -> None:
+        self._factory = factory
+        self._name = name
+        self._lock = anyio.Lock()
+        self._child: tuple[BaseProcess, Connection] | None = None
+
+    def start(self) -> None:
+        """Start the child now (it makes its object meanwhile), not at the first call."""
+        if self._child is None:
+            self._start()
+
+    async def run(self, method: str, *args: object) -> Any:
+        """`method` of the child's object called with `args`; its exception raised here."""
+        async with self._lock:
+            process, conn = self._child or self._start()
+            try:
+                await anyio.to_thread.run_sync(conn.send, (method, args), abandon_on_cancel=True)
+                ok, value = await anyio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
+            except (EOFError, OSError) as exc:
+                self._kill()
+                raise CapabilityFailed(
+                    f"{self._name} stopped while working (exit code {process.exitcode})"
+                ) from exc
+            except BaseException:  # cancelled or timed out: the work is not wanted any more
+                self._kill()
+                self._start()  # ready sooner for the next call
+                raise
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        """End the child (it finishes nothing it was doing)."""
+        self._kill()
+
+    def _start(self) -> tuple[BaseProcess, Connection]:
+        ours, theirs = multiprocessing.Pipe()
+        process = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(self._factory, theirs, os.getpid()), name=self._name, daemon=True
+        )
+        process.start()
+        theirs.close()
+        self._child = (process, ours)
+        return self._child
+
+    def _kill(self) -> None:
+        if self._child is None:
+            return
+        process, _conn = self._child
+        self._child = None
+        # A thread still blocked on the pipe sees it end and lets go of it, which closes it;
+        # closing it here, under that thread, could close another file given its number.
+        process.kill()
+        process.join(STOP_WAIT_S)
+
+
+def _serve(factory: Callable[[], object], conn: Connection, parent: int) -> None:
+    """The child: make the object, then answer calls until the parent goes (killed with it if
+    it goes in the middle of one)."""
+    end_with_parent(parent, signal.SIGKILL)
+    worker = factory()
+    while True:
+        try:
+            method, args = conn.recv()
+        except EOFError:
+            return
+        try:
+            answer: tuple[bool, object] = (True, getattr(worker, method)(*args))
+        except Exception as exc:  # noqa: BLE001 - the parent raises it
+            answer = (False, exc)
+        try:
+            conn.send(answer)
+        except Exception as exc:  # noqa: BLE001 - an answer or exception that does not pickle
+            conn.send((False, CapabilityFailed(f"{type(exc).__name__}: {exc}"[:2000])))

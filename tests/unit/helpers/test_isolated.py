@@ -1,0 +1,123 @@
+"""Blocking work in a child process: a call over its time is stopped, and the next one answered."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from patchbay.helpers.isolated import Isolated
+from patchbay.helpers.sdk import CapabilityFailed, InputTooLarge
+
+
+class Worker:
+    """Made once per child: `pid` tells which child answered, `calls` that it kept its state."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def count(self) -> tuple[int, int]:
+        self.calls += 1
+        return os.getpid(), self.calls
+
+    def hang(self) -> None:
+        time.sleep(3600)
+
+    def refuse(self) -> None:
+        raise InputTooLarge("over the limit")
+
+    def die(self) -> None:
+        os._exit(3)
+
+
+@pytest.fixture
+def isolated() -> Isolated:
+    return Isolated(Worker, name="test worker")
+
+
+async def test_one_child_keeps_its_state_between_calls(isolated: Isolated) -> None:
+    try:
+        first, second = await isolated.run("count"), await isolated.run("count")
+    finally:
+        isolated.close()
+    assert first[0] == second[0] != os.getpid()
+    assert (first[1], second[1]) == (1, 2)
+
+
+async def test_a_call_over_its_time_is_stopped_and_the_next_is_answered(
+    isolated: Isolated,
+) -> None:
+    try:
+        child, _ = await isolated.run("count")
+        with pytest.raises(TimeoutError), anyio.fail_after(0.5):
+            await isolated.run("hang")
+        with anyio.fail_after(30):  # not after the hour the hung call would take
+            fresh, calls = await isolated.run("count")
+    finally:
+        isolated.close()
+    assert fresh != child and calls == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # the hung child is gone, not left working
+
+
+async def test_the_childs_error_is_raised_as_it_is(isolated: Isolated) -> None:
+    try:
+        with pytest.raises(InputTooLarge, match="over the limit"):
+            await isolated.run("refuse")
+        assert (await isolated.run("count"))[1] == 1  # the same child goes on
+    finally:
+        isolated.close()
+
+
+async def test_a_child_that_dies_is_a_failure_and_is_started_again(isolated: Isolated) -> None:
+    try:
+        with pytest.raises(CapabilityFailed, match="exit code 3"):
+            await isolated.run("die")
+        assert (await isolated.run("count"))[1] == 1
+    finally:
+        isolated.close()
+
+
+PARENT = """
+import anyio, sys
+from patchbay.helpers.isolated import Isolated
+from tests.unit.helpers.test_isolated import Worker
+
+async def main():
+    isolated = Isolated(Worker, name="orphan")
+    pid, _ = await isolated.run("count")
+    print(pid, flush=True)
+    await isolated.run("hang")
+
+anyio.run(main)
+"""
+
+
+def test_a_child_ends_with_its_parent_even_in_the_middle_of_a_call() -> None:
+    argv = [sys.executable, "-c", PARENT]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as parent:
+        try:
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            time.sleep(0.2)  # it is in `hang` now, reading nothing from the pipe
+        finally:
+            parent.kill()
+    deadline = time.monotonic() + 10
+    while alive(child):
+        assert time.monotonic() < deadline, "the child outlived its parent"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie has ended; its parent (now init) has not yet reaped it
+    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    return status != "Z"
