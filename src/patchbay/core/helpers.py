@@ -5,27 +5,31 @@ a circuit breaker per helper) and to turn attachments into text."""
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import functools
-import hashlib
 import hmac
-import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import jsonschema
 import orjson
-from referencing.exceptions import Unresolvable
 
 from patchbay.bodies import read_at_most
 from patchbay.config import HelperSettings
 from patchbay.core import mcp
+from patchbay.core.helper_rules import (
+    capability_of,
+    check_manifest,
+    host_key,
+    matches,
+    may_use,
+    refusal_of,
+    same_host,
+    tool_names,
+    validate,
+)
 from patchbay.core.llm.registry import ToolSpec
 from patchbay.core.users import require_admin
 from patchbay.errors import (
@@ -37,7 +41,6 @@ from patchbay.errors import (
     PatchbayError,
     PayloadTooLarge,
     PermissionDenied,
-    error_from_dict,
 )
 from patchbay.http1 import IDLE_S
 from patchbay.schemas.helpers import (
@@ -57,9 +60,7 @@ from patchbay.store.helpers import HelperRecord
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 LISTING_TTL_S = 2.0  # how long a turn reuses the list of helpers
-TOOL_NAME_MAX = 64  # OpenAI's limit on a function's name, which most upstreams share
 
 
 @dataclass(slots=True)
@@ -80,66 +81,6 @@ class _Health:
             errors=self.errors,
             mean_latency_ms=None if mean is None else round(mean, 2),
         )
-
-
-def check_manifest(manifest: HelperManifest) -> None:
-    """Refuse duplicate capability names and schemas that are not JSON Schema."""
-    names = [c.name for c in manifest.capabilities]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InvalidRequest(f"capabilities named twice: {', '.join(duplicates)}")
-    for capability in manifest.capabilities:
-        for which in ("input_schema", "output_schema"):
-            schema = getattr(capability, which)
-            try:
-                jsonschema.Draft202012Validator.check_schema(schema)
-            except jsonschema.SchemaError as exc:
-                raise InvalidRequest(f"{capability.name}.{which}: {exc.message}") from exc
-        if capability.kind == "to-text" and not capability.media_types:
-            raise InvalidRequest(f"{capability.name}: a to-text capability names its media types")
-
-
-def tool_names(capabilities: list[tuple[str, str]]) -> list[str]:
-    """The name a model calls each (helper, capability) by: `helper__capability`, unless that is
-    over `TOOL_NAME_MAX` or another's already (helper names may hold `__` too: `a` + `b__c` and
-    `a__b` + `c`); then cut, with a hash of the pair that keeps it apart. Two capabilities under
-    one name would leave the model one of them, and a call meant for either going to it."""
-    names: list[str] = []
-    taken: set[str] = set()
-    for helper, capability in capabilities:
-        name = f"{helper}__{capability}"
-        if len(name) > TOOL_NAME_MAX or name in taken:
-            digest = hashlib.sha256(f"{helper}/{capability}".encode()).hexdigest()[:8]
-            name = f"{name[: TOOL_NAME_MAX - 9]}_{digest}"
-        taken.add(name)
-        names.append(name)
-    return names
-
-
-def _same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
-    host = urlsplit(base_url).hostname or ""
-    if host in allowed:
-        return True
-    if peer is None:
-        return False
-    if host in LOOPBACK and peer in LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host) == ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-
-
-def _host_key(host: str | None) -> str | None:
-    """`host` spelled one way, as a helper's name belongs to it: by `_same_host`'s rules the
-    LOOPBACK names are one host, "localhost"; any other address is written as `ipaddress` does."""
-    if not host:
-        return None
-    try:
-        host = ipaddress.ip_address(host).compressed
-    except ValueError:
-        host = host.lower()
-    return "localhost" if host in LOOPBACK else host
 
 
 def _refused(name: str, found: HelperRecord | None, *, if_mcp: PatchbayError) -> PatchbayError:
@@ -193,7 +134,7 @@ class HelperRegistry:
         check_manifest(manifest)
         if manifest.protocol == "mcp":
             raise PermissionDenied("an admin adds MCP servers (POST /v1/helpers/mcp)")
-        if not _same_host(manifest.base_url, peer, self._settings.allowed_url_hosts):
+        if not same_host(manifest.base_url, peer, self._settings.allowed_url_hosts):
             raise PermissionDenied(
                 f"the base URL {manifest.base_url} is not where this helper registers from "
                 f"({peer}); an admin can allow its host (PATCHBAY_HELPERS__ALLOWED_URL_HOSTS)"
@@ -201,8 +142,8 @@ class HelperRegistry:
         # Every helper holds the helper key, which is no admin's: it must not let one redirect
         # another host's helper or an MCP server (and the people's arguments and files) to
         # itself. A name stays with its host: the peer's, or an allowed host the URL stays at.
-        host = _host_key(urlsplit(manifest.base_url).hostname) or ""
-        held_by = {h for h in (host, _host_key(peer)) if h}
+        host = host_key(urlsplit(manifest.base_url).hostname) or ""
+        held_by = {h for h in (host, host_key(peer)) if h}
         async with self._db.begin() as conn:
             now = datetime.now(UTC)
             if not await rows.upsert_helper(conn, manifest, now, host=host, held_by=held_by):
@@ -223,7 +164,7 @@ class HelperRegistry:
         manifest = await mcp.manifest_of(name, url)
         check_manifest(manifest)
         async with self._db.begin() as conn:
-            host = _host_key(urlsplit(url).hostname) or ""
+            host = host_key(urlsplit(url).hostname) or ""
             await rows.upsert_helper(conn, manifest, datetime.now(UTC), host=host)
         logger.info("MCP server %s registered as helper %s", mcp.public_url(url), name)
         return await self.get(name)
@@ -253,7 +194,7 @@ class HelperRegistry:
     def _hosts_of(self, peer: str | None) -> set[str]:
         """The hosts whose helpers the helper key from `peer` may heartbeat or remove: its own,
         and the hosts an admin allowed (where their helpers call from is not known)."""
-        hosts = {_host_key(host) for host in [peer, *self._settings.allowed_url_hosts]}
+        hosts = {host_key(host) for host in [peer, *self._settings.allowed_url_hosts]}
         return {host for host in hosts if host}
 
     async def heartbeat(self, name: str, *, peer: str | None) -> None:
@@ -353,7 +294,7 @@ class HelperRegistry:
 
     def usable(self, helper: HelperRead, user: UserRead) -> bool:
         """Whether `user` may use this helper now (enabled, up, allowed, breaker closed)."""
-        return _allowed(helper, user) and self._unavailable(helper) is None
+        return may_use(helper, user) and self._unavailable(helper) is None
 
     def _unavailable(self, helper: HelperRead) -> str | None:
         """Why nobody can call the helper now, if nobody can."""
@@ -370,9 +311,9 @@ class HelperRegistry:
     ) -> object:
         """Call a tool capability for `user`: arguments and result checked against its schemas."""
         helper = await self.get(helper_name)
-        capability = _capability(helper, capability_name, "tool")
+        capability = capability_of(helper, capability_name, "tool")
         self._check_usable(helper, user)
-        _validate(arguments, capability.input_schema, f"{capability.name}: the arguments")
+        validate(arguments, capability.input_schema, f"{capability.name}: the arguments")
         if helper.protocol == "mcp":
             result = await self._call_mcp(helper, capability, arguments)
         else:
@@ -383,7 +324,7 @@ class HelperRegistry:
                 raise HelperFailed(
                     f"{helper.name}.{capability.name} answered with no JSON"
                 ) from exc
-        _validate(result, capability.output_schema, f"{capability.name}: its answer", helper=True)
+        validate(result, capability.output_schema, f"{capability.name}: its answer", helper=True)
         return result
 
     async def to_text(self, user: UserRead, media_type: str, data: bytes) -> ToText:
@@ -395,7 +336,7 @@ class HelperRegistry:
         kind = media_type.split(";", 1)[0].strip().lower()
         for helper in await self.list_helpers():
             for capability in helper.capabilities:
-                if capability.kind != "to-text" or not _matches(kind, capability.media_types):
+                if capability.kind != "to-text" or not matches(kind, capability.media_types):
                     continue
                 if not self.usable(helper, user):
                     continue
@@ -466,7 +407,7 @@ class HelperRegistry:
         return output
 
     def _check_usable(self, helper: HelperRead, user: UserRead) -> None:
-        if not _allowed(helper, user):  # the person's limit, not the helper's failure
+        if not may_use(helper, user):  # the person's limit, not the helper's failure
             raise PermissionDenied(
                 f"the helper {helper.name} is limited to some users; an admin can allow you"
             )
@@ -523,7 +464,7 @@ class HelperRegistry:
             if 300 <= response.status < 400:
                 raise HelperFailed(f"{name} answered {response.status}: redirects are not followed")
             if response.status >= 400:
-                raise _refusal(name, response.status, raw)
+                raise refusal_of(name, response.status, raw)
         return raw
 
     async def _call_mcp(
@@ -560,72 +501,3 @@ class HelperRegistry:
         if health.failures_in_a_row >= self._settings.breaker_failures:
             health.open_until = time.monotonic() + self._settings.breaker_reset_s
             health.failures_in_a_row = 0
-
-
-def _allowed(helper: HelperRead, user: UserRead) -> bool:
-    if helper.allowed_users is None and helper.allowed_roles is None:
-        return True
-    return user.id in (helper.allowed_users or []) or user.role in (helper.allowed_roles or [])
-
-
-def _capability(helper: HelperRead, name: str, kind: str) -> Capability:
-    for capability in helper.capabilities:
-        if capability.name == name and capability.kind == kind:
-            return capability
-    raise HelperNotFound(f"the helper {helper.name} has no {kind} capability {name!r}")
-
-
-def _matches(media_type: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(media_type, p.lower()) for p in patterns)
-
-
-@functools.lru_cache(maxsize=1024)
-def _validator(schema_json: bytes) -> jsonschema.Draft202012Validator:
-    """A validator per schema, built once: checking the schema itself costs far more than
-    checking a value against it."""
-    return jsonschema.Draft202012Validator(orjson.loads(schema_json))
-
-
-def _validate(value: object, schema: dict[str, Any], what: str, *, helper: bool = False) -> None:
-    if not schema:
-        return
-    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
-    try:
-        validator.validate(value)
-    except jsonschema.ValidationError as exc:
-        if helper:
-            raise HelperFailed(f"{what} breaks its schema: {exc.message}") from exc
-        raise InvalidRequest(f"{what} break the schema: {exc.message}") from exc
-    except Unresolvable as exc:  # a $ref to nowhere: only found once a value leads to it
-        raise HelperFailed(f"{what}: the helper's schema refers to nowhere ({exc})") from exc
-
-
-# A helper's refusals that are about the input (bad arguments, a file too large, of a type it
-# does not read, or unreadable), with the code each has when the helper names none: the caller's
-# to hear as they are. Any other failure is the helper's: a 502.
-INPUT_REFUSALS = {
-    400: "invalid_request",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "unreadable_input",
-}
-
-
-def _refusal(name: str, status: int, raw: bytes) -> PatchbayError:
-    """The error for a helper's answer of `status` (4xx or 5xx); never retryable but a 5xx."""
-    try:
-        error = orjson.loads(raw).get("error", {})
-        detail, code = error.get("message"), error.get("code")
-    except (orjson.JSONDecodeError, AttributeError):
-        detail = code = None
-    message = f"{name} answered {status}" + (f": {detail}" if detail else "")
-    if status in INPUT_REFUSALS:
-        refused = error_from_dict(
-            {"code": code or INPUT_REFUSALS[status], "message": message}, status
-        )
-        if refused.status in INPUT_REFUSALS:  # not a code of another kind (a 401 of its own)
-            return refused
-        return error_from_dict({"code": INPUT_REFUSALS[status], "message": message}, status)
-    failed = HelperFailed(message)
-    failed.retryable = status >= 500  # the helper read the input and refused it: asking again
-    return failed  # changes nothing

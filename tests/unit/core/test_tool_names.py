@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from patchbay.core.helpers import tool_names
+from patchbay.core.helper_rules import tool_names
 from patchbay.core.mcp import capability_names
 
 FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

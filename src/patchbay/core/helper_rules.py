@@ -1,0 +1,159 @@
+"""The helper registry's rules, apart from its state: which manifests it takes, what a model
+calls each capability, whose a helper's name is, who may use a helper, and how values and a
+helper's refusals are checked and told."""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hashlib
+import ipaddress
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import orjson
+from referencing.exceptions import Unresolvable
+
+from patchbay.errors import (
+    HelperFailed,
+    HelperNotFound,
+    InvalidRequest,
+    PatchbayError,
+    error_from_dict,
+)
+from patchbay.schemas.helpers import Capability, HelperManifest, HelperRead
+from patchbay.schemas.users import UserRead
+
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+TOOL_NAME_MAX = 64  # OpenAI's limit on a function's name, which most upstreams share
+
+
+def check_manifest(manifest: HelperManifest) -> None:
+    """Refuse duplicate capability names and schemas that are not JSON Schema."""
+    names = [c.name for c in manifest.capabilities]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidRequest(f"capabilities named twice: {', '.join(duplicates)}")
+    for capability in manifest.capabilities:
+        for which in ("input_schema", "output_schema"):
+            schema = getattr(capability, which)
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise InvalidRequest(f"{capability.name}.{which}: {exc.message}") from exc
+        if capability.kind == "to-text" and not capability.media_types:
+            raise InvalidRequest(f"{capability.name}: a to-text capability names its media types")
+
+
+def tool_names(capabilities: list[tuple[str, str]]) -> list[str]:
+    """The name a model calls each (helper, capability) by: `helper__capability`, unless that is
+    over `TOOL_NAME_MAX` or another's already (helper names may hold `__` too: `a` + `b__c` and
+    `a__b` + `c`); then cut, with a hash of the pair that keeps it apart. Two capabilities under
+    one name would leave the model one of them, and a call meant for either going to it."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for helper, capability in capabilities:
+        name = f"{helper}__{capability}"
+        if len(name) > TOOL_NAME_MAX or name in taken:
+            digest = hashlib.sha256(f"{helper}/{capability}".encode()).hexdigest()[:8]
+            name = f"{name[: TOOL_NAME_MAX - 9]}_{digest}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    if host in allowed:
+        return True
+    if peer is None:
+        return False
+    if host in LOOPBACK and peer in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host) == ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+
+
+def host_key(host: str | None) -> str | None:
+    """`host` spelled one way, as a helper's name belongs to it: by `_same_host`'s rules the
+    LOOPBACK names are one host, "localhost"; any other address is written as `ipaddress` does."""
+    if not host:
+        return None
+    try:
+        host = ipaddress.ip_address(host).compressed
+    except ValueError:
+        host = host.lower()
+    return "localhost" if host in LOOPBACK else host
+
+
+def may_use(helper: HelperRead, user: UserRead) -> bool:
+    """Whether a helper's limits (roles, users) let `user` use it."""
+    if helper.allowed_users is None and helper.allowed_roles is None:
+        return True
+    return user.id in (helper.allowed_users or []) or user.role in (helper.allowed_roles or [])
+
+
+def capability_of(helper: HelperRead, name: str, kind: str) -> Capability:
+    for capability in helper.capabilities:
+        if capability.name == name and capability.kind == kind:
+            return capability
+    raise HelperNotFound(f"the helper {helper.name} has no {kind} capability {name!r}")
+
+
+def matches(media_type: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(media_type, p.lower()) for p in patterns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: bytes) -> jsonschema.Draft202012Validator:
+    """A validator per schema, built once: checking the schema itself costs far more than
+    checking a value against it."""
+    return jsonschema.Draft202012Validator(orjson.loads(schema_json))
+
+
+def validate(value: object, schema: dict[str, Any], what: str, *, helper: bool = False) -> None:
+    if not schema:
+        return
+    validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+    try:
+        validator.validate(value)
+    except jsonschema.ValidationError as exc:
+        if helper:
+            raise HelperFailed(f"{what} breaks its schema: {exc.message}") from exc
+        raise InvalidRequest(f"{what} break the schema: {exc.message}") from exc
+    except Unresolvable as exc:  # a $ref to nowhere: only found once a value leads to it
+        raise HelperFailed(f"{what}: the helper's schema refers to nowhere ({exc})") from exc
+
+
+# A helper's refusals that are about the input (bad arguments, a file too large, of a type it
+# does not read, or unreadable), with the code each has when the helper names none: the caller's
+# to hear as they are. Any other failure is the helper's: a 502.
+INPUT_REFUSALS = {
+    400: "invalid_request",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unreadable_input",
+}
+
+
+def refusal_of(name: str, status: int, raw: bytes) -> PatchbayError:
+    """The error for a helper's answer of `status` (4xx or 5xx); never retryable but a 5xx."""
+    try:
+        error = orjson.loads(raw).get("error", {})
+        detail, code = error.get("message"), error.get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        detail = code = None
+    message = f"{name} answered {status}" + (f": {detail}" if detail else "")
+    if status in INPUT_REFUSALS:
+        refused = error_from_dict(
+            {"code": code or INPUT_REFUSALS[status], "message": message}, status
+        )
+        if refused.status in INPUT_REFUSALS:  # not a code of another kind (a 401 of its own)
+            return refused
+        return error_from_dict({"code": INPUT_REFUSALS[status], "message": message}, status)
+    failed = HelperFailed(message)
+    failed.retryable = status >= 500  # the helper read the input and refused it: asking again
+    return failed  # changes nothing
