@@ -9,13 +9,15 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from playwright.sync_api import Browser, FilePayload, Locator, expect
+from playwright.sync_api import Route as PageRoute
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -536,6 +538,120 @@ def test_a_busy_core_is_reported_plainly(tab: Tab, web: str, key: str) -> None:
     expect(page.get_by_role("alert")).to_contain_text("busy right now; try again in a moment")
     expect(page.get_by_label("Message")).to_have_value("Hello?")  # nothing typed is lost
     tab.assert_no_errors("status of 429")
+
+
+def lose_the_answer(tab: Tab, reached: list[int]) -> None:
+    """The page's next turn reaches the core, which stores it and starts its answer, but the
+    connection breaks before the page hears back (a proxy timing out, the network blipping)."""
+    page = tab.page
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in page.context.cookies())
+
+    def cut_short(route: PageRoute) -> None:
+        sent = route.request
+        headers = {**sent.headers, "cookie": cookie}
+        body = sent.post_data_buffer
+        with httpx.stream(sent.method, sent.url, content=body, headers=headers) as answer:
+            reached.append(answer.status_code)  # and gone before its first event
+        route.abort("connectionreset")
+
+    page.route("**/api/turns**", cut_short, times=1)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("with_file", [False, True], ids=["text", "file"])
+def test_a_message_sent_again_after_its_answer_was_lost_is_answered_once(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream, with_file: bool
+) -> None:
+    upstream.mode, upstream.delay_s = "drip", 0.2
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
+    with running_helper() as reader:
+        secret = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+        httpx.post(f"{stack.core_url}/v1/helpers", json=reader.manifest(), headers=secret)
+        sign_in(tab, web, key)
+        page = tab.page
+        if with_file:
+            page.locator("#file-input").set_input_files(
+                files=[FilePayload(name="notes.txt", mimeType="text/plain", buffer=b"A note.")]
+            )
+        reached: list[int] = []
+        lose_the_answer(tab, reached)
+        answered: list[int] = []
+        page.on(
+            "response",
+            lambda response: (
+                answered.append(response.status) if "/api/turns" in response.url else None
+            ),
+        )
+        send(tab, "Are you there?")
+        expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+        expect(page.get_by_label("Message")).to_have_value("Are you there?")  # kept to send again
+        page.get_by_role("button", name="Send").click()
+        expect(answer(tab)).to_contain_text("part")  # the first turn's answer, as it is written
+        expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
+        expect(page.get_by_role("button", name="Send")).to_be_visible()
+        expect(page.get_by_label("Message")).to_have_value("")
+        expect(page.locator("#notice")).to_be_hidden()
+        expect(page.locator("article.msg.user")).to_have_count(1)
+        expect(page.locator("#chat-title")).to_have_text("Are you there?")
+    assert reached == [200] and answered == [409]  # sent again: taken before, and named
+    with httpx.Client(base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}) as core:
+        (chat,) = core.get("/v1/chats").json()
+        stored = core.get(f"/v1/chats/{chat['id']}/messages").json()
+    assert [(m["role"], m["status"]) for m in stored] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert len(upstream.requests) == 1  # asked and answered once
+    assert reader.calls == (["text"] if with_file else [])  # its file read once
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
+
+
+def post_turn(browser: httpx.Client, turn: Mapping[str, object], *, upload: bool) -> httpx.Response:
+    """A turn as the page sends it: JSON, or a form's `turn` field (with files)."""
+    if upload:  # multipart/form-data, with no file here
+        form = {"turn": (None, orjson.dumps(turn))}
+        return browser.post("/api/turns/upload", files=form, headers=PAGE)
+    return browser.post("/api/turns", json=turn, headers=PAGE)
+
+
+@pytest.mark.parametrize("upload", [False, True], ids=["json", "upload"])
+def test_the_channel_makes_one_turn_of_a_message_sent_twice(
+    web: str, key: str, stack: Stack, upload: bool
+) -> None:
+    turn = {"text": "hi", "channel": "web", "delivery_id": "0f8e4c2a9b7d41e3a5c6d8e9f0a1b2c3"}
+    with httpx.Client(base_url=web, cookies={"patchbay_key": key}) as browser:
+        first = post_turn(browser, turn, upload=upload)
+        again = post_turn(browser, turn, upload=upload)
+        other = post_turn(browser, {**turn, "delivery_id": "1" * 32}, upload=upload)
+    assert first.status_code == 202, first.text
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_delivery"
+    assert again.json()["error"]["job_id"] == first.json()["job_id"]
+    assert other.status_code == 202, other.text
+    assert len(stack.chats()) == 2
+
+
+@pytest.mark.parametrize("upload", [False, True], ids=["json", "upload"])
+@pytest.mark.parametrize(
+    "delivery_id",
+    [
+        "",
+        "a1b2c3",
+        "x" * 65,
+        "0f8e4c2a 9b7d41e3a5c6d8e9",
+        "0f8e4c2a9b7d41e3\x00",
+        12345678901234567890,
+    ],
+    ids=["empty", "short", "long", "space", "nul", "number"],
+)
+def test_a_message_id_the_page_would_not_make_is_a_400(
+    web: str, key: str, stack: Stack, upload: bool, delivery_id: object
+) -> None:
+    turn = {"text": "hi", "channel": "web", "delivery_id": delivery_id}
+    with httpx.Client(base_url=web, cookies={"patchbay_key": key}) as browser:
+        refused = post_turn(browser, turn, upload=upload)
+    assert refused.status_code == 400, refused.text
+    assert "a message's id is 16 to 64" in refused.json()["error"]["message"]
+    assert stack.chats() == []
 
 
 def test_the_page_works_at_phone_width(

@@ -20,6 +20,7 @@ from patchbay.channels.heartbeat import heartbeats
 from patchbay.channels.web.headers import SecurityHeaders
 from patchbay.channels.web.proxy import CoreProxy
 from patchbay.channels.web.session import key_of, require_page, session
+from patchbay.channels.web.turns import check_message_id
 from patchbay.client import CoreClient
 from patchbay.config import Settings
 from patchbay.errors import PatchbayError
@@ -77,7 +78,9 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> Starlet
         key = key_of(request)
         if _large_body(request):
             await client.me(key=key)
-        return await proxy.forward(request, path=request.path_params["path"], key=key)
+        path = request.path_params["path"]
+        await check_message_id(request, path)
+        return await proxy.forward(request, path=path, key=key)
 
     return Starlette(
         routes=[

@@ -4,27 +4,30 @@
 const PAGE_HEADER = { "X-Patchbay-Web": "1" };
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, details = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.details = details; // the answer's `error` object: some name what they refer to
   }
 }
 
 async function failure(response) {
   let code = `http_${response.status}`;
   let message = `patchbay answered ${response.status} ${response.statusText}`.trim();
+  let details = {};
   try {
     const body = await response.json();
     if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || message;
+      details = body.error;
     }
   } catch {
     // not JSON: keep the status line
   }
-  return new ApiError(response.status, code, message);
+  return new ApiError(response.status, code, message, details);
 }
 
 export async function request(path, { method = "GET", json, body, headers = {}, signal } = {}) {

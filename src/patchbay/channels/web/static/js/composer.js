@@ -4,9 +4,17 @@ import { byId, el, formatSize, icon } from "./dom.js";
 
 const MAX_FILES = 20;
 
+// 32 random hex digits. Not `crypto.randomUUID()`: browsers give it to https pages (and
+// localhost's) only, and the page may be plain http on another machine of the network.
+function newMessageId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 export class Composer {
   constructor({ onSend, onStop, onError }) {
     this.files = [];
+    this.sent = null; // what was last sent from the box, and its id
     this.previews = new Map();
     this.recorder = null;
     this.onError = onError;
@@ -45,6 +53,21 @@ export class Composer {
 
   get text() {
     return this.prompt.value.trim();
+  }
+
+  // The id of the message in the box: made when it is first sent, and kept while the same text
+  // and files are sent again to the same chat. A send whose answer was lost on the way may have
+  // reached the core, which then stores the message once and names the turn it made.
+  messageId(chatId) {
+    const sent = this.sent;
+    const same =
+      sent &&
+      sent.chatId === chatId &&
+      sent.text === this.text &&
+      sent.files.length === this.files.length &&
+      sent.files.every((file, index) => file === this.files[index]);
+    if (!same) this.sent = { id: newMessageId(), chatId, text: this.text, files: [...this.files] };
+    return this.sent.id;
   }
 
   fit() {
@@ -90,6 +113,7 @@ export class Composer {
   clear() {
     this.prompt.value = "";
     this.files = [];
+    this.sent = null;
     this.render();
     this.fit();
   }

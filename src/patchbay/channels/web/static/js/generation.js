@@ -1,7 +1,7 @@
 // The answer being generated: followed as it streams, kept in sessionStorage so a reload resumes it
 // (`GET /api/jobs/{id}/events` with `Last-Event-ID`), and stopped on request.
 
-import { ApiError, id, request } from "./api.js";
+import { ApiError, getJson, id, request } from "./api.js";
 import { readEvents } from "./sse.js";
 
 const STORAGE_KEY = "patchbay.job";
@@ -32,18 +32,25 @@ function save(job) {
   sessionStorage.setItem(STORAGE_KEY, JSON.stringify(job));
 }
 
+function newJob(jobId, chatId, messageId) {
+  return { jobId, chatId, messageId, lastEventId: 0, text: "", state: "queued", error: null };
+}
+
 // A new job from the headers of `POST /api/turns` or `…/regenerate`.
 export function jobFrom(response) {
   const header = (name) => response.headers.get(name);
-  return {
-    jobId: header("X-Patchbay-Job-Id"),
-    chatId: header("X-Patchbay-Chat-Id"),
-    messageId: header("X-Patchbay-Message-Id"),
-    lastEventId: 0,
-    text: "",
-    state: "queued",
-    error: null,
-  };
+  return newJob(
+    header("X-Patchbay-Job-Id"),
+    header("X-Patchbay-Chat-Id"),
+    header("X-Patchbay-Message-Id"),
+  );
+}
+
+// The job of a message the core took before (it answers a message sent again, whose first
+// answer was lost on the way, with `duplicate_delivery` naming that job), followed from its start.
+export async function takenJob(jobId, signal) {
+  const job = await getJson(`/api/jobs/${id(jobId)}`, { signal });
+  return newJob(job.id, job.chat_id, job.message_id);
 }
 
 function apply(job, event) {

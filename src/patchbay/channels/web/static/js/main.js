@@ -5,7 +5,7 @@ import { chatTitle, renderChats } from "./chats.js";
 import { Composer } from "./composer.js";
 import { byId } from "./dom.js";
 import { explain, isSignedOut } from "./errors.js";
-import { STREAM, follow, forgetJob, jobFrom, savedJob, stopJob } from "./generation.js";
+import { STREAM, follow, forgetJob, jobFrom, savedJob, stopJob, takenJob } from "./generation.js";
 import { chosenModel, loadModels, rememberModel } from "./models.js";
 import { clearNotice, notify } from "./notice.js";
 import { renderThread, showAnswer, showPending } from "./thread.js";
@@ -259,37 +259,51 @@ async function send() {
   byId("empty").hidden = true;
   const pending = showPending(messagesBox, text, files);
   scrollDown();
-  const turn = { text, channel: "web", chat_id: state.chatId || undefined, model: chosenModel() };
-  let response;
+  const turn = {
+    text,
+    channel: "web",
+    chat_id: state.chatId || undefined,
+    model: chosenModel(),
+    delivery_id: composer.messageId(state.chatId),
+  };
+  let sent;
   try {
-    if (files.length) {
-      const form = new FormData();
-      form.append("turn", JSON.stringify(turn));
-      for (const file of files) form.append("files", file, file.name);
-      response = await api.request("/api/turns/upload", {
-        method: "POST",
-        body: form,
-        headers: STREAM,
-        signal: following.signal,
-      });
-    } else {
-      const init = { method: "POST", json: turn, headers: STREAM, signal: following.signal };
-      response = await api.request("/api/turns", init);
-    }
+    sent = await postTurn(turn, files);
   } catch (error) {
     for (const node of pending) node.remove();
     byId("empty").hidden = state.messages.length > 0;
     throw error;
   } finally {
     state.sending = false;
-    if (!response) composer.setBusy(false);
+    if (!sent) composer.setBusy(false);
   }
   composer.clear();
-  const job = jobFrom(response);
+  const { job, response } = sent;
   if (state.stopAsked) stopJob(job).catch(fail); // Stop was pressed while the core took the turn
   state.chatId = job.chatId;
   history.replaceState(null, "", `${location.pathname}#chat=${job.chatId}`);
   await run(job, response);
+}
+
+// The turn's job, and its stream; a message the core took before (sent again after its answer
+// was lost on the way) is not stored again: its job is followed from its start instead.
+async function postTurn(turn, files) {
+  const init = { method: "POST", headers: STREAM, signal: following.signal };
+  let response;
+  try {
+    if (files.length) {
+      const form = new FormData();
+      form.append("turn", JSON.stringify(turn));
+      for (const file of files) form.append("files", file, file.name);
+      response = await api.request("/api/turns/upload", { ...init, body: form });
+    } else {
+      response = await api.request("/api/turns", { ...init, json: turn });
+    }
+  } catch (error) {
+    if (error.code !== "duplicate_delivery" || !error.details.job_id) throw error;
+    return { job: await takenJob(error.details.job_id, following.signal), response: null };
+  }
+  return { job: jobFrom(response), response };
 }
 
 async function regenerate(messageId) {
