@@ -36,6 +36,22 @@ class Cluster:
     core_url: str
     logs: Path
     workers: dict[str, subprocess.Popen[bytes]]
+    core: subprocess.Popen[bytes]
+
+    def start_core(self, name: str) -> tuple[subprocess.Popen[bytes], str]:
+        """Another core on the same queue and database, and its URL."""
+        port = free_port()
+        with (self.logs / f"{name}.log").open("wb") as log:
+            core = subprocess.Popen(
+                [PATCHBAY, "core"],
+                env={**self.env, "PATCHBAY_CORE__PORT": str(port)},
+                stderr=log,
+                stdout=log,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url)
+        return core, url
 
     def start_worker(self, name: str, **env: str) -> None:
         with (self.logs / f"{name}.log").open("wb") as log:
@@ -111,7 +127,7 @@ def cluster(tmp_path: Path, upstream: MockUpstream) -> Iterator[Cluster]:
         PATCHBAY_STATUS__HEARTBEAT_INTERVAL_S="0.5",
     )
     core = subprocess.Popen([PATCHBAY, "core"], env=env, start_new_session=True)
-    running = Cluster(env, f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}", tmp_path, {})
+    running = Cluster(env, f"http://127.0.0.1:{env['PATCHBAY_CORE__PORT']}", tmp_path, {}, core)
     try:
         wait_healthy(running.core_url)
         with httpx.Client(base_url=running.core_url, headers=AUTH) as admin:
@@ -218,18 +234,8 @@ def test_a_core_started_mid_job_gives_its_listeners_the_whole_answer(
     job_id = httpx.post(cluster.core_url + "/v1/turns", json={"text": "go"}, headers=AUTH).json()[
         "job_id"
     ]
-    port = free_port()
-    with (cluster.logs / "core2.log").open("wb") as log:
-        late = subprocess.Popen(
-            [PATCHBAY, "core"],
-            env={**cluster.env, "PATCHBAY_CORE__PORT": str(port)},
-            stderr=log,
-            stdout=log,
-            start_new_session=True,
-        )
+    late, late_url = cluster.start_core("core2")
     try:
-        late_url = f"http://127.0.0.1:{port}"
-        wait_healthy(late_url)
         job = httpx.get(f"{late_url}/v1/jobs/{job_id}", headers=AUTH).json()
         assert job["status"] == "running"  # it started before this core did
         for last in (None, "3"):  # a new listener, and one that had some of the answer
@@ -447,3 +453,35 @@ def test_a_listener_whose_events_were_lost_on_the_way_still_hears_the_end(
     listener.join(timeout=60)  # the job ends in the store; no event of it reaches the core
     assert not listener.is_alive(), heard[-3:]
     assert heard[-1]["event"] == "done" and heard[-1]["data"]["content"] == upstream.reply
+
+
+def test_a_turn_waiting_behind_another_is_answered_when_its_core_is_gone(
+    cluster: Cluster, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 2.0
+    turn = {"channel": "test", "thread": "t1", "stream": False}
+    first = httpx.post(cluster.core_url + "/v1/turns", json={**turn, "text": "one"}, headers=AUTH)
+    second = httpx.post(
+        cluster.core_url + "/v1/turns",
+        json={**turn, "text": "two", "queue_behind": True},
+        headers=AUTH,
+    )
+    assert second.json()["chat_id"] == first.json()["chat_id"]
+    os.killpg(cluster.core.pid, signal.SIGKILL)  # it was to queue the second once the first ended
+    cluster.core.wait(timeout=20)
+    other, other_url = cluster.start_core("core2")
+    try:
+        cluster.core_url = other_url
+        assert cluster.wait_ended(first.json()["job_id"])["status"] == "done"
+        deadline = time.monotonic() + 30
+        job_id = second.json()["job_id"]
+        while (job := httpx.get(f"{other_url}/v1/jobs/{job_id}", headers=AUTH).json())[
+            "status"
+        ] != "done":
+            assert time.monotonic() < deadline, f"the second turn is still {job['status']}"
+            time.sleep(0.1)
+    finally:
+        os.killpg(other.pid, signal.SIGTERM)
+        other.wait(timeout=20)
+    asked = [(m["role"], m["content"]) for m in upstream.requests[-1]["messages"]]
+    assert asked[-3:] == [("user", "one"), ("assistant", upstream.reply), ("user", "two")]

@@ -129,6 +129,7 @@ class Hub:
         if isinstance(self.queue, RabbitQueue) and isinstance(self.bus, RabbitEventBus):
             await self.queue.open()
             await self.bus.open()
+            await self.turns.waiting.resume()  # those whose core stopped while they waited
             return
         await self.registry.start()
         await self.jobs.recover(self.queue.name)
@@ -157,6 +158,7 @@ class Hub:
             self._warmup.cancel()
         if self._mcp_pinger is not None:
             self._mcp_pinger.cancel()
+        await self.turns.waiting.close()
         await self.queue.close(grace_s=10)
         await self.registry.close()
         await self.helpers.close()

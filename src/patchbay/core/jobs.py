@@ -180,12 +180,12 @@ class JobRunner:
             await self._bus.publish(event)
 
     async def cancel_if_queued(self, job_id: str, model: str) -> bool:
-        """Cancel a job no worker has taken yet: stored and told here; a worker that gets it
-        later finds it cancelled and skips it."""
+        """Cancel a job no worker has taken yet (or still waiting behind another): stored and
+        told here; a worker that gets it later finds it cancelled and skips it."""
         told = 2  # the number of its `cancelled` event: `queued` was the only one before
         cancelled = await self._db.write(
             lambda conn: job_rows.cancel_unfinished(
-                conn, job_id, reason=CANCEL_REASON, statuses=("queued",), last_seq=told
+                conn, job_id, reason=CANCEL_REASON, statuses=("waiting", "queued"), last_seq=told
             )
         )
         if cancelled:

@@ -13,6 +13,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy.engine import Connection
 
@@ -32,6 +33,7 @@ from patchbay.core.placement import (
     stored_history,
     usable_message,
 )
+from patchbay.core.waiting import WaitingTurns
 from patchbay.errors import InvalidRequest, QueueFull
 from patchbay.ids import new_id
 from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
@@ -76,6 +78,13 @@ class TurnEngine:
         self._queue = queue
         self._jobs = jobs
         self._settings = settings
+        self.waiting = WaitingTurns(
+            db=db,
+            jobs=jobs,
+            catalog=catalog,
+            prompt=self._prompt,
+            enqueue=partial(self._enqueue, told=True),
+        )
 
     async def start(
         self, user: UserRead, turn: TurnCreate, uploads: list[Upload] | None = None
@@ -186,10 +195,22 @@ class TurnEngine:
         now = datetime.now(UTC)
         ids = _TurnIds(job=new_id(), user_message=new_id(), answer=new_id())
 
-        def store(conn: Connection) -> tuple[Placement, str]:
+        def store(conn: Connection) -> tuple[Placement, str, str | None]:
             context = place(conn, user, turn, now, history_files)
+            ahead = None
+            if turn.queue_behind and context.parent_id is not None:
+                ahead = job_rows.unfinished_job_of(conn, context.parent_id)
             hash_ = self._insert_turn(
-                conn, context, user, turn, model, ids, now, attached, template=template
+                conn,
+                context,
+                user,
+                turn,
+                model,
+                ids,
+                now,
+                attached,
+                template=template,
+                waiting=ahead is not None,
             )
             if turn.delivery_id is not None:  # delivered before: all of it rolls back
                 claim_delivery(
@@ -203,9 +224,21 @@ class TurnEngine:
                     reply=turn.reply,
                     holder=turn.reply_holder,
                 )
-            return context, hash_
+            return context, hash_, ahead
 
-        context, user_hash = await self._db.write(store)
+        context, user_hash, ahead = await self._db.write(store)
+        read = TurnRead(
+            chat_id=context.chat_id,
+            job_id=ids.job,
+            user_message_id=ids.user_message,
+            assistant_message_id=ids.answer,
+            model=model,
+        )
+        if ahead is not None:
+            await self._jobs.publish(JobEvent(job_id=ids.job, seq=1, type="queued", model=model))
+            options = turn.options.model_dump(exclude_none=True)
+            self.waiting.behind(ahead, ids.job, options=options, stream=turn.stream)
+            return read
         conversation = [*context.history, ("user", turn.text, attached)]
         spec = JobSpec(
             job_id=ids.job,
@@ -220,13 +253,7 @@ class TurnEngine:
             template=template,
         )
         await self._enqueue(spec, now)
-        return TurnRead(
-            chat_id=context.chat_id,
-            job_id=ids.job,
-            user_message_id=ids.user_message,
-            assistant_message_id=ids.answer,
-            model=model,
-        )
+        return read
 
     async def cancel(self, user: UserRead, job_id: str) -> JobRead:
         """Stop a queued or running job of `user`'s; it ends as cancelled, keeping its answer so
@@ -243,11 +270,14 @@ class TurnEngine:
             await self._jobs.cancel_orphan(job_id, job.model)
         return await self._jobs.job(user, job_id)
 
-    async def _enqueue(self, spec: JobSpec, now: datetime) -> None:
-        position = self._queue.depth()
-        await self._jobs.publish(
-            JobEvent(job_id=spec.job_id, seq=1, type="queued", model=spec.model, position=position)
-        )
+    async def _enqueue(self, spec: JobSpec, now: datetime, *, told: bool = False) -> None:
+        """Queue the job; `told`: its `queued` event went out already (it waited)."""
+        if not told:
+            position = self._queue.depth()
+            event = JobEvent(
+                job_id=spec.job_id, seq=1, type="queued", model=spec.model, position=position
+            )
+            await self._jobs.publish(event)
         try:
             await self._queue.submit(spec)
         except QueueFull as exc:
@@ -359,6 +389,7 @@ class TurnEngine:
         attached: list[AttachmentRead],
         *,
         template: dict[str, object] | None,
+        waiting: bool = False,
     ) -> str:
         """The user message, an empty answer (with the template that will make it, if one
         will) and the job, in the transaction `conn` holds.
@@ -405,6 +436,7 @@ class TurnEngine:
             model=model,
             queue=self._queue.name,
             now=now,
+            status="waiting" if waiting else "queued",
         )
         job_rows.insert_job(conn, job)
         if context.new_chat is None:

@@ -10,7 +10,8 @@ from patchbay.schemas.chats import Timings, Usage
 
 # `restarted`: another worker took the job over and its answer starts again from the beginning
 EventType = Literal["queued", "running", "restarted", "done", "failed", "cancelled"]
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+# `waiting`: stored behind its chat's unfinished answer (see `TurnCreate.queue_behind`)
+JobStatus = Literal["waiting", "queued", "running", "done", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 

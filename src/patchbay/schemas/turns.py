@@ -65,6 +65,10 @@ class TurnCreate(BaseModel):
     # for five minutes (`store.deliveries.OWED_HOLD`), renewed as it sweeps, so no other process
     # sends it meanwhile.
     reply_holder: str | None = Field(default=None, min_length=1, max_length=200)
+    # When the chat's latest answer is still coming: store this turn now, and start its answer
+    # (with that one in its history) once that one has ended, rather than beside it. A chat
+    # channel's next message is then kept by the core at once, not in the channel's memory.
+    queue_behind: bool = False
 
     @field_validator("reply")
     @classmethod

@@ -13,7 +13,15 @@ from patchbay.store.tables import jobs, messages
 
 
 def job_row(
-    *, id: str, chat_id: str, message_id: str, user_id: str, model: str, queue: str, now: datetime
+    *,
+    id: str,
+    chat_id: str,
+    message_id: str,
+    user_id: str,
+    model: str,
+    queue: str,
+    now: datetime,
+    status: str = "queued",
 ) -> dict[str, object]:
     return {
         "id": id,
@@ -21,7 +29,7 @@ def job_row(
         "message_id": message_id,
         "user_id": user_id,
         "model": model,
-        "status": "queued",
+        "status": status,
         "queue": queue,
         "error": None,
         "attempts": 0,
@@ -31,6 +39,8 @@ def job_row(
         "finished_at": None,
     }
 
+
+UNFINISHED = ("waiting", "queued", "running")
 
 # Every turn runs these: see `prepared` (the others go through SQLAlchemy as usual).
 _INSERT_JOB = Prepared(jobs.insert())
@@ -90,7 +100,7 @@ def cancel_unfinished(
     job_id: str,
     *,
     reason: str,
-    statuses: tuple[str, ...] = ("queued", "running"),
+    statuses: tuple[str, ...] = UNFINISHED,
     last_seq: int | None = None,
 ) -> bool:
     """Mark one job cancelled if its status is one of `statuses`; returns whether it was.
@@ -118,8 +128,9 @@ def attempts(conn: Connection, job_id: str) -> int:
 
 
 def fail_unfinished(conn: Connection, *, queue: str, reason: str) -> int:
-    """Mark jobs that a previous process left queued or running as failed; returns how many."""
-    unfinished = (jobs.c.queue == queue) & jobs.c.status.in_(("queued", "running"))
+    """Mark jobs that a previous process left waiting, queued or running as failed; returns how
+    many."""
+    unfinished = (jobs.c.queue == queue) & jobs.c.status.in_(UNFINISHED)
     message_ids = select(jobs.c.message_id).where(unfinished).scalar_subquery()
     now = datetime.now(UTC)
     conn.execute(
@@ -131,3 +142,35 @@ def fail_unfinished(conn: Connection, *, queue: str, reason: str) -> int:
         update(jobs).where(unfinished).values(status="failed", error=reason, finished_at=now)
     )
     return int(result.rowcount)
+
+
+def unfinished_job_of(conn: Connection, message_id: str) -> str | None:
+    """The job still filling the answer `message_id`, if one is."""
+    found = conn.execute(
+        select(jobs.c.id).where(jobs.c.message_id == message_id, jobs.c.status.in_(UNFINISHED))
+    ).first()
+    return None if found is None else str(found.id)
+
+
+def release_waiting(conn: Connection, job_id: str) -> bool:
+    """Queue a waiting job; False when it is not waiting (cancelled meanwhile, or released by
+    another core already)."""
+    result = conn.execute(
+        update(jobs).where(jobs.c.id == job_id, jobs.c.status == "waiting").values(status="queued")
+    )
+    return bool(result.rowcount)
+
+
+def waiting_jobs(conn: Connection) -> list[tuple[str, str | None]]:
+    """Every waiting job, with the job it waits behind: that of the answer before its question
+    (None if that answer has no job left)."""
+    answer, question = messages.alias("answer"), messages.alias("question")
+    ahead = jobs.alias("ahead")
+    rows = conn.execute(
+        select(jobs.c.id, ahead.c.id.label("ahead_id"))
+        .join(answer, answer.c.id == jobs.c.message_id)
+        .join(question, question.c.id == answer.c.parent_id)
+        .outerjoin(ahead, ahead.c.message_id == question.c.parent_id)
+        .where(jobs.c.status == "waiting")
+    ).all()
+    return [(str(row.id), None if row.ahead_id is None else str(row.ahead_id)) for row in rows]

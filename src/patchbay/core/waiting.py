@@ -1,0 +1,172 @@
+"""Turns that wait behind their chat's unfinished answer (`TurnCreate.queue_behind`).
+
+A chat channel (Telegram, XMPP) answers a chat's messages in order. Its next message used to wait
+in the channel's memory until the answer before it had ended, because a job's history is taken
+when its turn is stored; a channel restart lost it. Now the turn is stored at once, its job
+`waiting`, and queued when the job ahead of it ends, with a history read from the store then (the
+answer ahead included). The core that stored it releases it; one that starts finds the waiting jobs
+of the others (RabbitMQ: they may have stopped) and releases them too: a job is released once,
+by whoever moves it from `waiting` to `queued` first. With the in-process queue a restart fails
+them, as it does every job the earlier run left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Connection
+
+from patchbay.core.attachments import Said
+from patchbay.core.catalog import Catalog
+from patchbay.core.jobs import JobRunner, RunState
+from patchbay.core.llm.registry import ModelTarget
+from patchbay.errors import JobNotFound, PatchbayError
+from patchbay.queue.base import JobSpec, PromptMessage
+from patchbay.schemas.assistants import AssistantTemplate
+from patchbay.schemas.chats import MessageRead
+from patchbay.schemas.users import UserRead
+from patchbay.store import chats as chat_rows
+from patchbay.store import jobs as job_rows
+from patchbay.store import users as user_rows
+from patchbay.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+RESUME_GRACE_S = 2.0  # how long a core leaves another's waiting job to that core, once it may run
+
+Prompt = Callable[[UserRead, list[ModelTarget], list[Said]], Awaitable[tuple[PromptMessage, ...]]]
+Enqueue = Callable[[JobSpec, datetime], Awaitable[None]]
+
+
+class WaitingTurns:
+    def __init__(
+        self, *, db: Database, jobs: JobRunner, catalog: Catalog, prompt: Prompt, enqueue: Enqueue
+    ) -> None:
+        self._db = db
+        self._jobs = jobs
+        self._catalog = catalog
+        self._prompt = prompt
+        self._enqueue = enqueue
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def behind(
+        self,
+        ahead: str | None,
+        job_id: str,
+        *,
+        options: dict[str, object],
+        stream: bool,
+        grace_s: float = 0.0,
+    ) -> None:
+        """Queue the waiting job `job_id` once the job `ahead` has ended (and `grace_s` more)."""
+        task = asyncio.create_task(self._release_after(ahead, job_id, options, stream, grace_s))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def resume(self) -> None:
+        """Wait again for every waiting job in the store (their cores may have stopped); the
+        options a turn was given are not stored, so these run with the model's own."""
+        async with self._db.connect() as conn:
+            waiting = await conn.run_sync(job_rows.waiting_jobs)
+        for job_id, ahead in waiting:
+            # The core that stored it, if it still runs, knows its options: it goes first.
+            self.behind(ahead, job_id, options={}, stream=False, grace_s=RESUME_GRACE_S)
+        if waiting:
+            logger.info("waiting again for %d jobs behind others", len(waiting))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _release_after(
+        self,
+        ahead: str | None,
+        job_id: str,
+        options: dict[str, object],
+        stream: bool,
+        grace_s: float,
+    ) -> None:
+        if ahead is not None:
+            with contextlib.suppress(JobNotFound):  # gone with its chat: nothing to wait for
+                await self._jobs.outcome(ahead)
+        await asyncio.sleep(grace_s)
+        try:
+            await self._release(job_id, options, stream)
+        except Exception as exc:
+            logger.exception("job %s: could not start it after job %s", job_id, ahead)
+            await self._fail(job_id, exc)
+
+    async def _release(self, job_id: str, options: dict[str, object], stream: bool) -> None:
+        def take(conn: Connection) -> tuple[str, str, MessageRead, list[Said], str] | None:
+            if not job_rows.release_waiting(conn, job_id):
+                return None  # cancelled while it waited, or released by another core
+            found = job_rows.find_job(conn, job_id)
+            answer = None if found is None else chat_rows.find_message(conn, found[0].message_id)
+            if found is None or answer is None or answer.parent_id is None:
+                raise JobNotFound(f"job {job_id} lost its answer")
+            branch = chat_rows.branch(conn, chat_id=answer.chat_id, leaf_id=answer.parent_id)
+            history: list[Said] = [
+                (m.role, m.content, m.attachments)
+                for m in branch
+                if m.status == "complete" or m.content
+            ]
+            prefix = chat_rows.prefix_hash_of(conn, answer.parent_id) or ""
+            return found[1], found[0].model, answer, history, prefix
+
+        taken = await self._db.write(take)
+        if taken is None:
+            return
+        user_id, model, answer, history, prefix = taken
+        async with self._db.connect() as conn:
+            user = await user_rows.get_user(conn, user_id)
+        template = answer.assistant
+        if template is None:
+            targets = [await self._catalog.resolve(model)]
+        else:
+            streams = AssistantTemplate.model_validate(template).streams
+            targets = [
+                await self._catalog.resolve_in(s.provider, s.settings.model) for s in streams
+            ]
+        spec = JobSpec(
+            job_id=job_id,
+            user_id=user_id,
+            chat_id=answer.chat_id,
+            message_id=answer.id,
+            model=model,
+            messages=await self._prompt(user, targets, history),
+            prefix_hash=prefix,
+            options=options,
+            stream=stream,
+            template=template,
+        )
+        await self._enqueue(spec, datetime.now(UTC))
+
+    async def _fail(self, job_id: str, exc: Exception) -> None:
+        """End a job that could not be queued (its model gone, the store away), so whoever
+        waits for its answer hears why instead of waiting for ever."""
+        try:
+            async with self._db.connect() as conn:
+                found = await conn.run_sync(job_rows.find_job, job_id)
+            if found is None:
+                return
+            job = found[0]
+            spec = JobSpec(
+                job_id=job_id,
+                user_id=found[1],
+                chat_id=job.chat_id,
+                message_id=job.message_id,
+                model=job.model,
+                messages=(),
+                prefix_hash="",
+            )
+            error = exc if isinstance(exc, PatchbayError) else PatchbayError(f"{exc!r}"[:500])
+            state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
+            await self._jobs.fail(spec, state, error)
+        except Exception:
+            logger.exception("job %s: could not mark it failed", job_id)

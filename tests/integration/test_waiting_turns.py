@@ -1,0 +1,98 @@
+"""A turn sent while its chat's answer is still coming, with `queue_behind`: stored at once, and
+answered once that answer has ended, with it in its history."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.stack import Stack
+from tests.support.upstream import MockUpstream
+
+pytestmark = pytest.mark.integration
+
+
+def auth(stack: Stack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.admin_key}"}
+
+
+def send(stack: Stack, text: str, **extra: object) -> dict[str, Any]:
+    body = {"text": text, "channel": "test", "thread": "t1", "stream": False, **extra}
+    started = httpx.post(f"{stack.core_url}/v1/turns", json=body, headers=auth(stack), timeout=30)
+    assert started.status_code in (200, 201, 202), started.text
+    return dict(started.json())
+
+
+def job(stack: Stack, job_id: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{stack.core_url}/v1/jobs/{job_id}", headers=auth(stack)).json())
+
+
+def wait_ended(stack: Stack, job_id: str, timeout_s: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while (found := job(stack, job_id))["status"] not in ("done", "failed", "cancelled"):
+        assert time.monotonic() < deadline, f"job {job_id} still {found['status']}"
+        time.sleep(0.05)
+    return found
+
+
+def messages(stack: Stack, chat_id: str) -> list[dict[str, Any]]:
+    url = f"{stack.core_url}/v1/chats/{chat_id}/messages"
+    return list(httpx.get(url, headers=auth(stack)).json())
+
+
+def test_a_turn_behind_a_running_answer_is_stored_at_once_and_answered_after_it(
+    stack: Stack, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 1.0
+    first = send(stack, "one")
+    second = send(stack, "two", queue_behind=True)
+    assert second["chat_id"] == first["chat_id"]
+    assert job(stack, second["job_id"])["status"] == "waiting"
+    stored = [(m["role"], m["content"]) for m in messages(stack, first["chat_id"])]
+    assert stored[-2] == ("user", "two")  # kept by the core now, not by whoever sent it
+    assert wait_ended(stack, second["job_id"])["status"] == "done"
+    assert job(stack, first["job_id"])["status"] == "done"
+    assert len(upstream.requests) == 2
+    asked = [(m["role"], m["content"]) for m in upstream.requests[1]["messages"]]
+    assert asked[-3:] == [("user", "one"), ("assistant", upstream.reply), ("user", "two")]
+    branch = [(m["role"], m["content"]) for m in messages(stack, first["chat_id"])]
+    assert branch == [
+        ("user", "one"),
+        ("assistant", upstream.reply),
+        ("user", "two"),
+        ("assistant", upstream.reply),
+    ]
+
+
+def test_a_waiting_turn_cancelled_never_runs(stack: Stack, upstream: MockUpstream) -> None:
+    upstream.mode, upstream.delay_s = "slow", 1.0
+    first = send(stack, "one")
+    second = send(stack, "two", queue_behind=True)
+    cancelled = httpx.delete(f"{stack.core_url}/v1/jobs/{second['job_id']}", headers=auth(stack))
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert wait_ended(stack, first["job_id"])["status"] == "done"
+    time.sleep(0.5)  # when the second would have been queued
+    assert job(stack, second["job_id"])["status"] == "cancelled"
+    assert len(upstream.requests) == 1
+
+
+def test_behind_nothing_a_turn_runs_at_once(stack: Stack, upstream: MockUpstream) -> None:
+    first = send(stack, "one", queue_behind=True)
+    assert job(stack, first["job_id"])["status"] != "waiting"
+    assert wait_ended(stack, first["job_id"])["status"] == "done"
+
+
+def test_an_answer_ahead_that_is_cancelled_lets_the_turn_behind_run(
+    stack: Stack, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 1.0
+    first = send(stack, "one")
+    second = send(stack, "two", queue_behind=True)
+    httpx.delete(f"{stack.core_url}/v1/jobs/{first['job_id']}", headers=auth(stack))
+    assert wait_ended(stack, first["job_id"])["status"] == "cancelled"
+    assert wait_ended(stack, second["job_id"])["status"] == "done"
+    asked = [(m["role"], m["content"]) for m in upstream.requests[-1]["messages"]]
+    assert asked[-2:] == [("user", "one"), ("user", "two")]  # nothing was answered to "one"
