@@ -398,12 +398,6 @@ def test_answers_in_a_forum_topic_stay_in_the_topic(upstream: MockUpstream, bot:
     assert "message_thread_id" not in bot.api.wait_sent(1, chat_id=42)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a message waiting behind its chat's answer is only in memory: the core stores a "
-    "turn's history when it takes it, so it cannot take the next one before the answer, and "
-    "the channel has nowhere else to keep it (needs the core to queue a turn behind another)",
-)
 @pytest.mark.parametrize("bot_settings", [{"policy": "open", "shutdown_grace_s": 0}])
 def test_a_message_waiting_behind_an_answer_is_answered_after_a_restart(
     stack: Stack,

@@ -113,12 +113,15 @@ class Channel(Generic[S]):
         thread: str | None = None,
         attachments: Sequence[AttachmentIn] = (),
         metadata: dict[str, object] | None = None,
+        behind: bool = False,
     ) -> TurnRead:
         """Store what a sender said as a turn in their chat for `thread` and start its job; its
         answer is owed to this channel until it says it sent it to `reply`, held by `holder`,
-        this process (see `channels.owed`). Raises `DuplicateDelivery` when the core took
-        `delivery_id` before."""
+        this process (see `channels.owed`). `behind`: if the chat's last answer is still coming,
+        the job starts once that one has ended (`TurnCreate.queue_behind`). Raises
+        `DuplicateDelivery` when the core took `delivery_id` before."""
         turn = self._turn_body(text, thread, attachments, metadata, delivery_id, reply, holder)
+        turn.queue_behind = behind
         return await self.core.call_as(TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn)
 
     def _turn_body(

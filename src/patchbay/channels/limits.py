@@ -1,5 +1,5 @@
 """The in-memory limits every people's channel uses: ids already seen, senders who write too
-fast, the pace of sending, and one message at a time per thread. All bounded, and forgotten on
+fast, the pace of sending, one message at a time per thread, and answers in order. All bounded, and forgotten on
 restart: the core, not this memory, is what finally refuses a delivery answered before.
 """
 
@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Literal
 
 Clock = Callable[[], float]
@@ -163,3 +163,33 @@ class KeyedLock:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+class InOrder:
+    """Work per key done in the order it was lined up: `line_up(key)` takes a place at once
+    (no waiting); entering the place waits until every earlier place of the key was left."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, asyncio.Future[None]] = {}
+
+    def line_up(self, key: str) -> AbstractAsyncContextManager[None]:
+        before = self._last.get(key)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._last[key] = mine
+        return self._place(key, before, mine)
+
+    @asynccontextmanager
+    async def _place(
+        self, key: str, before: asyncio.Future[None] | None, mine: asyncio.Future[None]
+    ) -> AsyncIterator[None]:
+        try:
+            if before is not None:
+                await asyncio.wait({before})  # not `await before`: a cancel here is ours alone
+            yield
+        finally:
+            mine.set_result(None)
+            if self._last.get(key) is mine:
+                del self._last[key]
+
+    def __len__(self) -> int:
+        return len(self._last)

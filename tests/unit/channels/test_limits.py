@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from patchbay.channels.limits import FloodGate, KeyedLock, Pacer, RecentIds, SenderRate
+from patchbay.channels.limits import FloodGate, InOrder, KeyedLock, Pacer, RecentIds, SenderRate
 
 
 class FakeClock:
@@ -139,3 +139,43 @@ async def test_a_keyed_lock_serialises_one_key_and_is_dropped_after() -> None:
     assert order.index("first out") < order.index("second in")
     assert order.index("other in") < order.index("first out")
     assert len(locks) == 0
+
+
+async def test_in_order_places_are_kept_in_the_order_they_were_taken() -> None:
+    answers = InOrder()
+    order: list[str] = []
+    places = [answers.line_up("chat") for _ in range(3)]  # taken at once, none waited for
+
+    async def answer(index: int, delay: float) -> None:
+        async with places[index]:
+            await asyncio.sleep(delay)
+            order.append(f"answer {index}")
+
+    # the last is ready first, and the first last: they still go out in their places' order
+    await asyncio.gather(answer(2, 0), answer(1, 0.01), answer(0, 0.03))
+    assert order == ["answer 0", "answer 1", "answer 2"]
+    assert len(answers) == 0
+
+
+async def test_a_place_given_up_lets_the_next_one_go() -> None:
+    answers = InOrder()
+    first, second = answers.line_up("chat"), answers.line_up("chat")
+    entered = asyncio.Event()
+
+    async def hold_first() -> None:
+        async with first:
+            entered.set()
+            await asyncio.sleep(3600)
+
+    async def wait_second() -> None:
+        async with second:
+            return
+
+    holding = asyncio.create_task(hold_first())
+    waiting = asyncio.create_task(wait_second())
+    await entered.wait()
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # behind the first
+    holding.cancel()  # the first one's sender went away
+    await asyncio.wait_for(waiting, 1)
+    assert len(answers) == 0

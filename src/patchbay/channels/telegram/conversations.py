@@ -12,10 +12,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from patchbay.channels.base import Channel, pairing_message, unique_delivery_id
-from patchbay.channels.limits import FloodGate, KeyedLock
+from patchbay.channels.limits import FloodGate, InOrder, KeyedLock
 from patchbay.channels.owed import Owed, OwedAnswers
 from patchbay.errors import DuplicateDelivery, PatchbayError
 from patchbay.schemas.jobs import JobEvent
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 Reply = Callable[[str], Awaitable[None]]
 FetchFiles = Callable[[], Awaitable[Sequence[AttachmentIn]]]
+Follow = Callable[[], Awaitable[object]]
 
 FLOOD_NOTICE = (
     "You are sending messages faster than I can answer, so I am skipping some. "
@@ -61,7 +63,8 @@ class Conversations:
         self.channel = channel
         self.answers = answers
         self.gate = FloodGate(per_minute)
-        self.threads = KeyedLock()
+        self.threads = KeyedLock()  # a thread's messages, stored one after another
+        self.answering = InOrder()  # a thread's answers, sent one after another
 
     async def handle(self, inbound: Inbound, reply: Reply) -> None:
         """Answer `inbound`; a flooding sender's excess is dropped unanswered (one notice first,
@@ -73,14 +76,32 @@ class Conversations:
             if verdict == "warn":
                 await reply(FLOOD_NOTICE)
             return
-        async with self.threads.hold(inbound.thread):  # answers in a thread keep their order
-            note = await self._answer(inbound)
-            if note is not None:
-                await reply(note)
-
-    async def _answer(self, inbound: Inbound) -> str | None:
-        """Run the turn and send its answer; or what to say instead (None: nothing)."""
         started = time.monotonic()
+        # A thread's messages reach the core in the order they came, each stored at once (its
+        # answer starts once the one before has ended), so none waits in this process's memory,
+        # where a restart would lose it; their answers go out in that order too. Python's locks
+        # are first come, first served, and this task lines up for its answer before the next
+        # message's can take the turns' lock.
+        async with self.threads.hold(inbound.thread):
+            taken = await self._start(inbound)
+            place = self.answering.line_up(inbound.thread)
+        async with place:
+            if isinstance(taken, str):
+                await reply(taken)
+            elif not isinstance(taken, Owed):
+                await taken()
+            else:
+                await self.answers.answer(taken)
+                logger.info(
+                    "%s: turn %s answered in %.2fs",
+                    self.channel.name,
+                    taken.turn.job_id,
+                    time.monotonic() - started,
+                )
+
+    async def _start(self, inbound: Inbound) -> Owed | str | Follow:
+        """Store the turn: its answer owed; or what to say instead; or, for a message the core
+        took before, how to follow its answer."""
         # Every message is a delivery, so its answer can be owed: one without an id of its own
         # (some XMPP clients') gets one that never repeats.
         delivery = inbound.delivery_id or unique_delivery_id()
@@ -105,22 +126,15 @@ class Conversations:
                     delivery_id=delivery,
                     reply=inbound.reply_to,
                     holder=self.answers.holder,
+                    behind=True,
                 )
             except DuplicateDelivery as exc:
                 logger.info("%s: a message taken before came again", self.channel.name)
-                await self.answers.follow_taken(exc, user_id, delivery, inbound.reply_to)
-                return None
+                return partial(self.answers.follow_taken, exc, user_id, delivery, inbound.reply_to)
         except PatchbayError as exc:
             logger.warning("%s: no answer (%s: %s)", self.channel.name, exc.code, exc.message)
             return f"Sorry, I could not answer that: {exc.message}"
-        await self.answers.answer(Owed(user_id, delivery, created, inbound.reply_to))
-        logger.info(
-            "%s: turn %s answered in %.2fs",
-            self.channel.name,
-            created.job_id,
-            time.monotonic() - started,
-        )
-        return None
+        return Owed(user_id, delivery, created, inbound.reply_to)
 
 
 def outcome_text(outcome: JobEvent) -> str:

@@ -62,9 +62,11 @@ class FakeChannel(Channel[ChannelSettings]):
         thread: str | None = None,
         attachments: Sequence[AttachmentIn] = (),
         metadata: dict[str, object] | None = None,
+        behind: bool = False,
     ) -> TurnRead:
         self.turns.append(
             {
+                "behind": behind,
                 "user": user_id,
                 "text": text,
                 "thread": thread,
@@ -121,6 +123,7 @@ async def test_a_known_sender_gets_the_answer_of_a_turn_in_their_thread() -> Non
     assert await converse(channel, hello(delivery_id="bot/42/7")) == ["The answer."]
     assert channel.turns == [
         {
+            "behind": True,  # stored at once, answered after the chat's answer before it
             "user": "u1",
             "text": "hello",
             "thread": "42",
