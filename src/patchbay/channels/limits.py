@@ -187,9 +187,15 @@ class InOrder:
                 await asyncio.wait({before})  # not `await before`: a cancel here is ours alone
             yield
         finally:
-            mine.set_result(None)
-            if self._last.get(key) is mine:
-                del self._last[key]
+            if before is None or before.done():
+                self._leave(key, mine)
+            else:  # given up while it waited: the places after it still wait for those before
+                before.add_done_callback(lambda _: self._leave(key, mine))
+
+    def _leave(self, key: str, mine: asyncio.Future[None]) -> None:
+        mine.set_result(None)
+        if self._last.get(key) is mine:
+            del self._last[key]
 
     def __len__(self) -> int:
         return len(self._last)

@@ -179,3 +179,37 @@ async def test_a_place_given_up_lets_the_next_one_go() -> None:
     holding.cancel()  # the first one's sender went away
     await asyncio.wait_for(waiting, 1)
     assert len(answers) == 0
+
+
+async def test_a_place_cancelled_while_it_waits_keeps_the_next_one_behind_the_first() -> None:
+    answers = InOrder()
+    first, second, third = (answers.line_up("chat") for _ in range(3))
+    order: list[str] = []
+    entered, leave = asyncio.Event(), asyncio.Event()
+
+    async def hold_first() -> None:
+        async with first:
+            entered.set()
+            await leave.wait()
+            order.append("first out")
+
+    async def never_second() -> None:
+        async with second:
+            order.append("second in")
+
+    async def then_third() -> None:
+        async with third:
+            order.append("third in")
+
+    holding = asyncio.create_task(hold_first())
+    await entered.wait()
+    giving_up = asyncio.create_task(never_second())
+    behind = asyncio.create_task(then_third())
+    await asyncio.sleep(0.01)
+    giving_up.cancel()  # its sender went away: the third still waits for the first
+    await asyncio.sleep(0.01)
+    assert order == []
+    leave.set()
+    await asyncio.wait_for(asyncio.gather(holding, behind), 1)
+    assert order == ["first out", "third in"]
+    assert len(answers) == 0
