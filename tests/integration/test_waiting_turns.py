@@ -96,3 +96,26 @@ def test_an_answer_ahead_that_is_cancelled_lets_the_turn_behind_run(
     assert wait_ended(stack, second["job_id"])["status"] == "done"
     asked = [(m["role"], m["content"]) for m in upstream.requests[-1]["messages"]]
     assert asked[-2:] == [("user", "one"), ("user", "two")]  # nothing was answered to "one"
+
+
+def test_a_turn_behind_a_waiting_turn_cancelled_still_waits_for_the_answer_before_it(
+    stack: Stack, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 1.0
+    first = send(stack, "one")
+    second = send(stack, "two", queue_behind=True)
+    third = send(stack, "three", queue_behind=True)
+    assert job(stack, third["job_id"])["status"] == "waiting"
+    httpx.delete(f"{stack.core_url}/v1/jobs/{second['job_id']}", headers=auth(stack))
+    time.sleep(0.3)
+    assert job(stack, third["job_id"])["status"] == "waiting"  # "one" is still being answered
+    assert wait_ended(stack, third["job_id"])["status"] == "done"
+    assert job(stack, first["job_id"])["status"] == "done"
+    assert len(upstream.requests) == 2
+    asked = [(m["role"], m["content"]) for m in upstream.requests[-1]["messages"]]
+    assert asked[-4:] == [
+        ("user", "one"),
+        ("assistant", upstream.reply),
+        ("user", "two"),
+        ("user", "three"),
+    ]

@@ -41,6 +41,7 @@ RESUME_GRACE_S = 2.0  # how long a core leaves another's waiting job to that cor
 
 Prompt = Callable[[UserRead, list[ModelTarget], list[Said]], Awaitable[tuple[PromptMessage, ...]]]
 Enqueue = Callable[[JobSpec, datetime], Awaitable[None]]
+Taken = tuple[str, str, MessageRead, list[Said], str]  # owner, model, answer, history, prefix
 
 
 class WaitingTurns:
@@ -92,36 +93,27 @@ class WaitingTurns:
         stream: bool,
         grace_s: float,
     ) -> None:
-        if ahead is not None:
-            with contextlib.suppress(JobNotFound):  # gone with its chat: nothing to wait for
-                await self._jobs.outcome(ahead)
-        await asyncio.sleep(grace_s)
-        try:
-            await self._release(job_id, options, stream)
-        except Exception as exc:
-            logger.exception("job %s: could not start it after job %s", job_id, ahead)
-            await self._fail(job_id, exc)
+        while True:
+            if ahead is not None:
+                with contextlib.suppress(JobNotFound):  # gone with its chat: nothing to wait for
+                    await self._jobs.outcome(ahead)
+            await asyncio.sleep(grace_s)
+            try:
+                ahead = await self._release(job_id, options, stream)
+            except Exception as exc:
+                logger.exception("job %s: could not start it after job %s", job_id, ahead)
+                await self._fail(job_id, exc)
+                return
+            if ahead is None:
+                return
 
-    async def _release(self, job_id: str, options: dict[str, object], stream: bool) -> None:
-        def take(conn: Connection) -> tuple[str, str, MessageRead, list[Said], str] | None:
-            if not job_rows.release_waiting(conn, job_id):
-                return None  # cancelled while it waited, or released by another core
-            found = job_rows.find_job(conn, job_id)
-            answer = None if found is None else chat_rows.find_message(conn, found[0].message_id)
-            if found is None or answer is None or answer.parent_id is None:
-                raise JobNotFound(f"job {job_id} lost its answer")
-            branch = chat_rows.branch(conn, chat_id=answer.chat_id, leaf_id=answer.parent_id)
-            history: list[Said] = [
-                (m.role, m.content, m.attachments)
-                for m in branch
-                if m.status == "complete" or m.content
-            ]
-            prefix = chat_rows.prefix_hash_of(conn, answer.parent_id) or ""
-            return found[1], found[0].model, answer, history, prefix
+    async def _release(self, job_id: str, options: dict[str, object], stream: bool) -> str | None:
+        """Queue the job; or, while an answer before its question is still coming (the one it
+        waited for was itself waiting, and cancelled), the job of that answer, to wait for."""
 
-        taken = await self._db.write(take)
-        if taken is None:
-            return
+        taken = await self._db.write(lambda conn: _take(conn, job_id))
+        if taken is None or isinstance(taken, str):
+            return taken
         user_id, model, answer, history, prefix = taken
         async with self._db.connect() as conn:
             user = await user_rows.get_user(conn, user_id)
@@ -146,6 +138,7 @@ class WaitingTurns:
             template=template,
         )
         await self._enqueue(spec, datetime.now(UTC))
+        return None
 
     async def _fail(self, job_id: str, exc: Exception) -> None:
         """End a job that could not be queued (its model gone, the store away), so whoever
@@ -170,3 +163,26 @@ class WaitingTurns:
             await self._jobs.fail(spec, state, error)
         except Exception:
             logger.exception("job %s: could not mark it failed", job_id)
+
+
+def _take(conn: Connection, job_id: str) -> Taken | str | None:
+    """Move the job from waiting to queued: its owner, model, answer, history and prefix hash;
+    or the job still unfinished ahead of it; or None when it is not waiting any more."""
+    found = job_rows.find_job(conn, job_id)
+    if found is None or found[0].status != "waiting":
+        return None  # cancelled while it waited, or released by another core
+    answer = chat_rows.find_message(conn, found[0].message_id)
+    if answer is None or answer.parent_id is None:
+        raise JobNotFound(f"job {job_id} lost its answer")
+    branch = chat_rows.branch(conn, chat_id=answer.chat_id, leaf_id=answer.parent_id)
+    answers = [m.id for m in branch if m.role == "assistant"]
+    ahead = job_rows.last_unfinished_of(conn, answers)
+    if ahead is not None:
+        return ahead
+    if not job_rows.release_waiting(conn, job_id):
+        return None
+    history: list[Said] = [
+        (m.role, m.content, m.attachments) for m in branch if m.status == "complete" or m.content
+    ]
+    prefix = chat_rows.prefix_hash_of(conn, answer.parent_id) or ""
+    return found[1], found[0].model, answer, history, prefix

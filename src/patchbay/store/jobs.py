@@ -152,6 +152,20 @@ def unfinished_job_of(conn: Connection, message_id: str) -> str | None:
     return None if found is None else str(found.id)
 
 
+def last_unfinished_of(conn: Connection, message_ids: list[str]) -> str | None:
+    """The job still filling one of the answers `message_ids` (oldest first), the last one's
+    first; None if none is."""
+    if not message_ids:
+        return None
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.message_id).where(
+            jobs.c.message_id.in_(message_ids), jobs.c.status.in_(UNFINISHED)
+        )
+    ).all()
+    unfinished = {str(row.message_id): str(row.id) for row in rows}
+    return next((unfinished[m] for m in reversed(message_ids) if m in unfinished), None)
+
+
 def release_waiting(conn: Connection, job_id: str) -> bool:
     """Queue a waiting job; False when it is not waiting (cancelled meanwhile, or released by
     another core already)."""
