@@ -40,9 +40,16 @@ class Isolated:
         if self._child is None:
             self._start()
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id; None while there is none."""
+        return None if self._child is None else self._child[0].pid
+
     async def run(self, method: str, *args: object) -> Any:
         """`method` of the child's object called with `args`; its exception raised here."""
         async with self._lock:
+            if self._child is not None and self._child[0].exitcode is not None:
+                self._kill()  # it ended between calls (a kill, out of memory): not this call's fault
             process, conn = self._child or self._start()
             try:
                 await anyio.to_thread.run_sync(conn.send, (method, args), abandon_on_cancel=True)
@@ -69,7 +76,13 @@ class Isolated:
         process = multiprocessing.get_context("spawn").Process(
             target=_serve, args=(self._factory, theirs, os.getpid()), name=self._name, daemon=True
         )
-        process.start()
+        # Ctrl-C reaches the whole process group, the child too, whose end is the parent's to
+        # decide: it inherits SIGINT blocked, across its start, and ignores it from `_serve` on.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         theirs.close()
         self._child = (process, ours)
         return self._child
@@ -88,6 +101,8 @@ class Isolated:
 def _serve(factory: Callable[[], object], conn: Connection, parent: int) -> None:
     """The child: make the object, then answer calls until the parent goes (killed with it if
     it goes in the middle of one)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     end_with_parent(parent, signal.SIGKILL)
     worker = factory()
     while True:

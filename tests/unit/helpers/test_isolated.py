@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,6 +84,37 @@ async def test_a_child_that_dies_is_a_failure_and_is_started_again(isolated: Iso
         isolated.close()
 
 
+async def test_a_child_that_ended_while_idle_is_replaced_before_the_next_call(
+    isolated: Isolated,
+) -> None:
+    try:
+        child, _ = await isolated.run("count")
+        os.kill(child, signal.SIGKILL)  # the kernel's OOM killer, or anyone's kill
+        wait_gone(child, "the killed child lived on")
+        fresh, calls = await isolated.run("count")  # not a failure of this call
+    finally:
+        isolated.close()
+    assert fresh != child and calls == 1
+
+
+async def test_ctrl_c_reaches_the_child_and_neither_ends_it_nor_shows_a_traceback(
+    isolated: Isolated, capfd: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        isolated.start()
+        child = isolated.pid
+        assert child is not None
+        os.kill(child, signal.SIGINT)  # starting: Ctrl-C to the group, as `patchbay up` is
+        first, _ = await isolated.run("count")
+        os.kill(child, signal.SIGINT)  # idle, between calls
+        await anyio.sleep(0.3)
+        second, calls = await isolated.run("count")
+    finally:
+        isolated.close()
+    assert first == second == child and calls == 2  # the parent decides when it ends
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
+
+
 PARENT = """
 import anyio, sys
 from patchbay.helpers.isolated import Isolated
@@ -107,10 +139,14 @@ def test_a_child_ends_with_its_parent_even_in_the_middle_of_a_call() -> None:
             time.sleep(0.2)  # it is in `hang` now, reading nothing from the pipe
         finally:
             parent.kill()
+    wait_gone(child, "the child outlived its parent")
+
+
+def wait_gone(pid: int, failure: str) -> None:
     deadline = time.monotonic() + 10
-    while alive(child):
-        assert time.monotonic() < deadline, "the child outlived its parent"
-        time.sleep(0.05)
+    while alive(pid):
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.02)
 
 
 def alive(pid: int) -> bool:
