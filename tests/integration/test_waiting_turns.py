@@ -3,6 +3,7 @@ answered once that answer has ended, with it in its history."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -119,3 +120,26 @@ def test_a_turn_behind_a_waiting_turn_cancelled_still_waits_for_the_answer_befor
         ("user", "two"),
         ("user", "three"),
     ]
+
+
+def test_a_listener_of_a_turn_waiting_when_its_chat_is_deleted_hears_it_end(
+    stack: Stack, upstream: MockUpstream
+) -> None:
+    upstream.mode, upstream.delay_s = "slow", 1.0
+    first = send(stack, "one")
+    second = send(stack, "two", queue_behind=True)
+    heard: list[str] = []
+
+    def listen() -> None:
+        url = f"{stack.core_url}/v1/jobs/{second['job_id']}/events"
+        with httpx.stream("GET", url, headers=auth(stack), timeout=30) as got:
+            heard.extend(line for line in got.iter_lines() if line.startswith("event: "))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(0.2)
+    deleted = httpx.delete(f"{stack.core_url}/v1/chats/{first['chat_id']}", headers=auth(stack))
+    assert deleted.status_code == 204, deleted.text
+    listener.join(timeout=10)  # it waited for ever: the turn it followed was gone
+    assert not listener.is_alive(), heard
+    assert heard[-1] == "event: failed"

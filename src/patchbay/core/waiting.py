@@ -25,10 +25,11 @@ from patchbay.core.attachments import Said
 from patchbay.core.catalog import Catalog
 from patchbay.core.jobs import JobRunner, RunState
 from patchbay.core.llm.registry import ModelTarget
-from patchbay.errors import JobNotFound, PatchbayError
+from patchbay.errors import ChatNotFound, JobNotFound, PatchbayError
 from patchbay.queue.base import JobSpec, PromptMessage
 from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import MessageRead
+from patchbay.schemas.jobs import ErrorInfo, JobEvent
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
@@ -100,6 +101,9 @@ class WaitingTurns:
             await asyncio.sleep(grace_s)
             try:
                 ahead = await self._release(job_id, options, stream)
+            except ChatNotFound as exc:
+                await self._tell_gone(job_id, exc)
+                return
             except Exception as exc:
                 logger.exception("job %s: could not start it after job %s", job_id, ahead)
                 await self._fail(job_id, exc)
@@ -140,6 +144,15 @@ class WaitingTurns:
         await self._enqueue(spec, datetime.now(UTC))
         return None
 
+    async def _tell_gone(self, job_id: str, exc: ChatNotFound) -> None:
+        """End, for its listeners (and the turns waiting behind it), a job deleted with its chat
+        while it waited: nothing else would."""
+        error = ErrorInfo(code=exc.code, message=exc.message)
+        told = 2  # the number after its `queued`, the only event it had
+        await self._jobs.publish(
+            JobEvent(job_id=job_id, seq=told, type="failed", content="", error=error)
+        )
+
     async def _fail(self, job_id: str, exc: Exception) -> None:
         """End a job that could not be queued (its model gone, the store away), so whoever
         waits for its answer hears why instead of waiting for ever."""
@@ -169,7 +182,9 @@ def _take(conn: Connection, job_id: str) -> Taken | str | None:
     """Move the job from waiting to queued: its owner, model, answer, history and prefix hash;
     or the job still unfinished ahead of it; or None when it is not waiting any more."""
     found = job_rows.find_job(conn, job_id)
-    if found is None or found[0].status != "waiting":
+    if found is None:
+        raise ChatNotFound("its chat was deleted while it waited; it is not answered")
+    if found[0].status != "waiting":
         return None  # cancelled while it waited, or released by another core
     answer = chat_rows.find_message(conn, found[0].message_id)
     if answer is None or answer.parent_id is None:
