@@ -6,26 +6,38 @@ one slot, so every later file waited behind it. `Isolated` runs an object's meth
 process of its own, one call at a time; a call that is cancelled (its timeout, its caller gone)
 kills the child and starts a new one. The object is made in the child, once, by a
 factory that pickles (a class and its options), so what it loads (parsers, models) stays loaded
-between calls. Arguments, results and exceptions cross by pickle.
+between calls. Arguments and results cross by pickle, and so do patchbay's errors; any other
+exception crosses as a `CapabilityFailed` naming it (its traceback in the child's log), as
+unpickling it would load its library (markitdown's: 100 MB) here as well.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
 import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from patchbay.errors import PatchbayError
 from patchbay.helpers.sdk import CapabilityFailed
 from patchbay.parent import end_with_parent
 
+logger = logging.getLogger(__name__)
+
 STOP_WAIT_S = 5.0  # how long a killed child may take to be gone
+
+
+class CouldNotStart(CapabilityFailed):
+    """The child could not make its object; it says so to its first call, then ends."""
 
 
 class Isolated:
@@ -53,7 +65,7 @@ class Isolated:
             process, conn = self._child or self._start()
             try:
                 await anyio.to_thread.run_sync(conn.send, (method, args), abandon_on_cancel=True)
-                ok, value = await anyio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
+                raw = await anyio.to_thread.run_sync(conn.recv_bytes, abandon_on_cancel=True)
             except (EOFError, OSError) as exc:
                 self._kill()
                 raise CapabilityFailed(
@@ -63,9 +75,20 @@ class Isolated:
                 self._kill()
                 self._start()  # ready sooner for the next call
                 raise
+            ok, value = self._read(raw)
         if not ok:
             raise value
         return value
+
+    def _read(self, raw: bytes) -> tuple[bool, Any]:
+        try:
+            ok, value = ForkingPickler.loads(raw)
+        except Exception as exc:  # noqa: BLE001 - e.g. an error whose __init__ its args do not fit
+            answer = f"{self._name} answered what cannot be read here: {_named(exc)}"
+            return False, CapabilityFailed(answer)
+        if isinstance(value, CouldNotStart):
+            self._kill()  # it is ending: the next call starts another, which may start
+        return ok, value
 
     def close(self) -> None:
         """End the child (it finishes nothing it was doing)."""
@@ -104,7 +127,15 @@ def _serve(factory: Callable[[], object], conn: Connection, parent: int) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     end_with_parent(parent, signal.SIGKILL)
-    worker = factory()
+    name = multiprocessing.current_process().name
+    try:
+        worker = factory()
+    except Exception as exc:  # told to the first call, and logged here
+        logger.exception("%s could not start", name)
+        with contextlib.suppress(EOFError, OSError):
+            conn.recv_bytes()
+            conn.send((False, CouldNotStart(f"{name} could not start: {_named(exc)}")))
+        return
     while True:
         try:
             method, args = conn.recv()
@@ -112,9 +143,16 @@ def _serve(factory: Callable[[], object], conn: Connection, parent: int) -> None
             return
         try:
             answer: tuple[bool, object] = (True, getattr(worker, method)(*args))
-        except Exception as exc:  # noqa: BLE001 - the parent raises it
+        except PatchbayError as exc:  # the SDK's refusals, each answered with its status
             answer = (False, exc)
+        except Exception as exc:  # told to the parent, which raises it
+            logger.exception("%s failed", name)
+            answer = (False, CapabilityFailed(f"{name} failed: {_named(exc)}"))
         try:
             conn.send(answer)
         except Exception as exc:  # noqa: BLE001 - an answer or exception that does not pickle
-            conn.send((False, CapabilityFailed(f"{type(exc).__name__}: {exc}"[:2000])))
+            conn.send((False, CapabilityFailed(_named(exc))))
+
+
+def _named(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]

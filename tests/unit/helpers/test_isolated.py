@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -34,6 +35,32 @@ class Worker:
 
     def die(self) -> None:
         os._exit(3)
+
+    def fail_in_a_library(self) -> None:
+        from tests.support.foreign_error import ForeignError
+
+        raise ForeignError("the parser gave up")
+
+    def refuse_oddly(self) -> None:
+        raise OddRefusal(10, 12)
+
+
+class OddRefusal(InputTooLarge):
+    """Pickles, but cannot be made again from its message alone."""
+
+    def __init__(self, limit: int, size: int) -> None:
+        super().__init__(f"{size} is over {limit}")
+
+
+class BrokenStart:
+    """Cannot be made until `path` exists: a missing package, a model that does not load."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise ModuleNotFoundError("No module named 'missing_parser'")
+
+    def count(self) -> int:
+        return 1
 
 
 @pytest.fixture
@@ -71,6 +98,47 @@ async def test_the_childs_error_is_raised_as_it_is(isolated: Isolated) -> None:
         with pytest.raises(InputTooLarge, match="over the limit"):
             await isolated.run("refuse")
         assert (await isolated.run("count"))[1] == 1  # the same child goes on
+    finally:
+        isolated.close()
+
+
+async def test_another_librarys_error_is_a_failure_naming_it_and_is_not_loaded_here(
+    isolated: Isolated,
+) -> None:
+    try:
+        child, _ = await isolated.run("count")
+        with pytest.raises(CapabilityFailed, match="ForeignError: the parser gave up"):
+            await isolated.run("fail_in_a_library")
+        assert await isolated.run("count") == (child, 2)  # the same child goes on
+    finally:
+        isolated.close()
+    assert "tests.support.foreign_error" not in sys.modules  # as markitdown's errors are not
+
+
+async def test_an_error_that_cannot_be_made_again_here_is_a_failure_and_the_child_goes_on(
+    isolated: Isolated,
+) -> None:
+    try:
+        child, _ = await isolated.run("count")
+        with pytest.raises(CapabilityFailed, match="cannot be read here: TypeError"):
+            await isolated.run("refuse_oddly")
+        assert await isolated.run("count") == (child, 2)  # what it had loaded stays loaded
+    finally:
+        isolated.close()
+
+
+async def test_a_child_that_cannot_start_says_why_and_the_next_call_tries_again(
+    tmp_path: Path,
+) -> None:
+    ready = tmp_path / "installed"
+    isolated = Isolated(partial(BrokenStart, ready), name="test worker")
+    try:
+        isolated.start()
+        for _ in range(2):
+            with pytest.raises(CapabilityFailed, match="test worker could not start: Module"):
+                await isolated.run("count")
+        ready.touch()
+        assert await isolated.run("count") == 1
     finally:
         isolated.close()
 
