@@ -3,17 +3,35 @@ answered once that answer has ended, with it in its history."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.stack import Stack
+from tests.conftest import make_settings
+from tests.support.databases import postgres_database
+from tests.support.stack import Stack, register_models, running_stack
 from tests.support.upstream import MockUpstream
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, upstream: MockUpstream
+) -> Iterator[Stack]:
+    with contextlib.ExitStack() as stacked:
+        overrides: dict[str, object] = {}
+        if request.param == "postgresql":
+            overrides["database_url"] = stacked.enter_context(postgres_database())
+        running = stacked.enter_context(running_stack(make_settings(tmp_path, **overrides)))
+        register_models(running, upstream.base_url)
+        yield running
 
 
 def auth(stack: Stack) -> dict[str, str]:
