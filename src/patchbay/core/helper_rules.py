@@ -54,10 +54,12 @@ def tool_names(capabilities: list[tuple[str, str]]) -> list[str]:
     names: list[str] = []
     taken: set[str] = set()
     for helper, capability in capabilities:
-        name = f"{helper}__{capability}"
-        if len(name) > TOOL_NAME_MAX or name in taken:
-            digest = hashlib.sha256(f"{helper}/{capability}".encode()).hexdigest()[:8]
-            name = f"{name[: TOOL_NAME_MAX - 9]}_{digest}"
+        full = name = f"{helper}__{capability}"
+        salt = 0  # a cut name may be one a capability has as its own (a helper may so name one)
+        while len(name) > TOOL_NAME_MAX or name in taken:
+            pair = f"{helper}/{capability}" + (f"/{salt}" if salt else "")
+            name = f"{full[: TOOL_NAME_MAX - 9]}_{hashlib.sha256(pair.encode()).hexdigest()[:8]}"
+            salt += 1
         taken.add(name)
         names.append(name)
     return names

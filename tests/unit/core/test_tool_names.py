@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from patchbay.core.helper_rules import tool_names
@@ -30,6 +31,15 @@ def test_names_that_would_be_one_are_kept_apart() -> None:
     assert len(set(names)) == len(names)
     assert all(FUNCTION_NAME.match(name) for name in names), names
     assert tool_names(pairs) == names  # the same names on every turn
+
+
+def test_a_name_that_is_another_pairs_cut_name_already_keeps_both_apart() -> None:
+    digest = hashlib.sha256(b"a__b/c").hexdigest()[:8]
+    pairs = [("a", f"b__c_{digest}"), ("a", "b__c"), ("a__b", "c")]  # the third's cut name is
+    names = tool_names(pairs)  # the first's own: a helper can offer a capability named so
+    assert names[0] == f"a__b__c_{digest}"
+    assert len(set(names)) == len(names), names
+    assert all(FUNCTION_NAME.match(name) for name in names), names
 
 
 def test_mcp_tools_whose_names_become_one_get_their_own() -> None:
