@@ -13,7 +13,6 @@ them, as it does every job the earlier run left.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,7 @@ from patchbay.core.attachments import Said
 from patchbay.core.catalog import Catalog
 from patchbay.core.jobs import JobRunner, RunState
 from patchbay.core.llm.registry import ModelTarget
-from patchbay.errors import ChatNotFound, JobNotFound, PatchbayError
+from patchbay.errors import ChatNotFound, JobNotFound, PatchbayError, StoreUnavailable
 from patchbay.queue.base import JobSpec, PromptMessage
 from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import MessageRead
@@ -38,6 +37,7 @@ from patchbay.store.db import Database
 
 logger = logging.getLogger(__name__)
 
+STORE_RETRY_S = 1.0  # how soon to look again for the end of a job ahead, when the store was away
 RESUME_GRACE_S = 2.0  # how long a core leaves another's waiting job to that core, once it may run
 
 Prompt = Callable[[UserRead, list[ModelTarget], list[Said]], Awaitable[tuple[PromptMessage, ...]]]
@@ -96,8 +96,7 @@ class WaitingTurns:
     ) -> None:
         while True:
             if ahead is not None:
-                with contextlib.suppress(JobNotFound):  # gone with its chat: nothing to wait for
-                    await self._jobs.outcome(ahead)
+                await self._ended(ahead)
             await asyncio.sleep(grace_s)
             try:
                 ahead = await self._release(job_id, options, stream)
@@ -110,6 +109,19 @@ class WaitingTurns:
                 return
             if ahead is None:
                 return
+
+    async def _ended(self, ahead: str) -> None:
+        """Return once the job `ahead` has ended, waiting out a store that is briefly away (its
+        end is looked for there): the job behind it would wait for ever otherwise."""
+        while True:
+            try:
+                await self._jobs.outcome(ahead)
+                return
+            except JobNotFound:  # gone with its chat: nothing to wait for
+                return
+            except StoreUnavailable:
+                logger.warning("job %s: the database is away; waiting for it again", ahead)
+                await asyncio.sleep(STORE_RETRY_S)
 
     async def _release(self, job_id: str, options: dict[str, object], stream: bool) -> str | None:
         """Queue the job; or, while an answer before its question is still coming (the one it

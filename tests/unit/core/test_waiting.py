@@ -1,0 +1,49 @@
+"""Turns waiting behind their chat's unfinished answer: how the wait for that answer ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from patchbay.core import waiting
+from patchbay.core.waiting import WaitingTurns
+from patchbay.errors import StoreUnavailable
+from patchbay.schemas.jobs import JobEvent
+
+
+class StoreAwayOnce:
+    """A job runner whose first look for a job's end finds the store away."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    async def outcome(self, job_id: str) -> JobEvent:
+        self.looks += 1
+        if self.looks == 1:
+            raise StoreUnavailable("the database is restarting")
+        return JobEvent(job_id=job_id, seq=3, type="done", content="the answer ahead")
+
+
+async def test_a_store_away_while_the_job_ahead_runs_is_waited_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(waiting, "STORE_RETRY_S", 0.0)
+    jobs = StoreAwayOnce()
+    none = cast(Any, None)
+    turns = WaitingTurns(db=none, jobs=cast(Any, jobs), catalog=none, prompt=none, enqueue=none)
+    released: list[str] = []
+
+    async def release(job_id: str, options: dict[str, object], stream: bool) -> None:
+        released.append(job_id)
+
+    monkeypatch.setattr(turns, "_release", release)
+    turns.behind("ahead", "behind", options={}, stream=False)
+    for _ in range(100):
+        if released:
+            break
+        await asyncio.sleep(0.01)
+    await turns.close()
+    assert released == ["behind"]  # it was left waiting for ever
+    assert jobs.looks == 2
