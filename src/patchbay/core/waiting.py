@@ -24,7 +24,13 @@ from patchbay.core.attachments import Said
 from patchbay.core.catalog import Catalog
 from patchbay.core.jobs import JobRunner, RunState
 from patchbay.core.llm.registry import ModelTarget
-from patchbay.errors import ChatNotFound, JobNotFound, PatchbayError, StoreUnavailable
+from patchbay.errors import (
+    ChatNotFound,
+    JobNotFound,
+    PatchbayError,
+    QueueFull,
+    StoreUnavailable,
+)
 from patchbay.queue.base import JobSpec, PromptMessage
 from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import MessageRead
@@ -102,6 +108,9 @@ class WaitingTurns:
                 ahead = await self._release(job_id, options, stream)
             except ChatNotFound as exc:
                 await self._tell_gone(job_id, exc)
+                return
+            except QueueFull:  # ended failed already, saying so, as any turn the queue refuses
+                logger.warning("job %s: the queue was full once it could start", job_id)
                 return
             except Exception as exc:
                 logger.exception("job %s: could not start it after job %s", job_id, ahead)

@@ -9,7 +9,7 @@ import pytest
 
 from patchbay.core import waiting
 from patchbay.core.waiting import WaitingTurns
-from patchbay.errors import StoreUnavailable
+from patchbay.errors import QueueFull, StoreUnavailable
 from patchbay.schemas.jobs import JobEvent
 
 
@@ -47,3 +47,24 @@ async def test_a_store_away_while_the_job_ahead_runs_is_waited_out(
     await turns.close()
     assert released == ["behind"]  # it was left waiting for ever
     assert jobs.looks == 2
+
+
+async def test_a_turn_the_full_queue_refused_at_its_release_is_failed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    none = cast(Any, None)
+    turns = WaitingTurns(db=none, jobs=none, catalog=none, prompt=none, enqueue=none)
+    failed: list[str] = []
+
+    async def release(job_id: str, options: dict[str, object], stream: bool) -> None:
+        raise QueueFull("too many turns are waiting; try again shortly")  # failed as it was
+
+    async def fail(job_id: str, exc: Exception) -> None:
+        failed.append(job_id)
+
+    monkeypatch.setattr(turns, "_release", release)
+    monkeypatch.setattr(turns, "_fail", fail)
+    turns.behind(None, "behind", options={}, stream=False)
+    await asyncio.sleep(0.05)
+    await turns.close()
+    assert failed == []  # the queue's refusal had failed it: it was failed (and logged) again
