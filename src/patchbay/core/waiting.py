@@ -61,6 +61,7 @@ class WaitingTurns:
         self._prompt = prompt
         self._enqueue = enqueue
         self._tasks: set[asyncio.Task[None]] = set()
+        self._releasing: set[asyncio.Future[str | None]] = set()
 
     def behind(
         self,
@@ -88,9 +89,11 @@ class WaitingTurns:
             logger.info("waiting again for %d jobs behind others", len(waiting))
 
     async def close(self) -> None:
+        """Stop waiting; a release under way is finished first: stopped between marking its
+        job queued and queueing it, it would leave the job queued in no queue, for good."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._releasing, return_exceptions=True)
 
     async def _release_after(
         self,
@@ -104,8 +107,11 @@ class WaitingTurns:
             if ahead is not None:
                 await self._ended(ahead)
             await asyncio.sleep(grace_s)
+            release = asyncio.ensure_future(self._release(job_id, options, stream))
+            self._releasing.add(release)
+            release.add_done_callback(self._releasing.discard)
             try:
-                ahead = await self._release(job_id, options, stream)
+                ahead = await asyncio.shield(release)
             except ChatNotFound as exc:
                 await self._tell_gone(job_id, exc)
                 return

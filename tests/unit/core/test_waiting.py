@@ -68,3 +68,20 @@ async def test_a_turn_the_full_queue_refused_at_its_release_is_failed_once(
     await asyncio.sleep(0.05)
     await turns.close()
     assert failed == []  # the queue's refusal had failed it: it was failed (and logged) again
+
+
+async def test_closing_lets_a_release_under_way_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    none = cast(Any, None)
+    turns = WaitingTurns(db=none, jobs=none, catalog=none, prompt=none, enqueue=none)
+    started, released = asyncio.Event(), []
+
+    async def release(job_id: str, options: dict[str, object], stream: bool) -> None:
+        started.set()  # marked queued: it must reach the queue now
+        await asyncio.sleep(0.05)
+        released.append(job_id)
+
+    monkeypatch.setattr(turns, "_release", release)
+    turns.behind(None, "behind", options={}, stream=False)
+    await started.wait()
+    await turns.close()
+    assert released == ["behind"]
