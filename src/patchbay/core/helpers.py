@@ -119,8 +119,11 @@ class HelperRegistry:
         return self._session
 
     async def close(self) -> None:
-        for ping in self._pings.values():
+        pings = list(self._pings.values())
+        for ping in pings:
             ping.cancel()
+        # Each ends before the store closes: one cancelled in its write left the close hanging.
+        await asyncio.gather(*pings, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -177,6 +180,8 @@ class HelperRegistry:
         them shown down."""
         async with self._db.connect() as conn:
             records = [r for r in await rows.list_helpers(conn) if r.manifest.protocol == "mcp"]
+        for gone in self._pings.keys() - {r.name for r in records}:  # removed by another core
+            self._pings.pop(gone).cancel()
         for record in records:
             out = self._pings.get(record.name)
             if out is None or out.done():
@@ -227,7 +232,9 @@ class HelperRegistry:
 
     def _forget(self, name: str) -> None:
         self._health.pop(name, None)
-        self._pings.pop(name, None)
+        ping = self._pings.pop(name, None)
+        if ping is not None:  # it would go on, unheld, after close(); or mark a new one seen
+            ping.cancel()
 
     # reading and managing
 

@@ -61,3 +61,44 @@ async def test_a_hanging_ping_holds_up_no_other_server(
     assert asked == {"http://127.0.0.1:1/stuck": 1, "http://127.0.0.1:1/fine": 3}
     listed = {h.name: h.state for h in await registry.list_helpers()}
     assert listed == {"stuck": "down", "fine": "up"}
+
+
+@pytest.mark.parametrize("removed_by", ["this core", "another core"])
+async def test_a_removed_servers_ping_is_stopped(
+    registry: HelperRegistry, monkeypatch: pytest.MonkeyPatch, removed_by: str
+) -> None:
+    stopped = asyncio.Event()
+
+    async def ping(url: str, *, timeout_s: float) -> bool:
+        if url.endswith("stuck"):
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                stopped.set()
+                raise
+        return True
+
+    monkeypatch.setattr(mcp, "ping", ping)
+    await registry.ping_mcp()
+    await asyncio.sleep(0.05)
+    if removed_by == "this core":
+        await registry.deregister("stuck")
+    else:  # this core learns it at its next round
+        async with registry._db.begin() as conn:
+            await rows.delete_helper(conn, "stuck")
+        await registry.ping_mcp()
+    await asyncio.wait_for(stopped.wait(), 5)  # not left out, nor kept after close()
+
+
+async def test_the_store_closes_after_pings_cut_short_by_close(
+    registry: HelperRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def ping(url: str, *, timeout_s: float) -> bool:
+        return True  # each goes on to mark its server seen, in the store
+
+    monkeypatch.setattr(mcp, "ping", ping)
+    await registry.ping_mcp()
+    await asyncio.sleep(0)  # the pings are writing
+    pings = list(registry._pings.values())
+    await registry.close()
+    assert all(ping.done() for ping in pings)  # before the hub closes the store they write to
