@@ -379,8 +379,9 @@ class HelperRegistry:
             return []
         async with self._db.connect() as conn:
             user = await user_rows.get_user(conn, user_id)
-        usable = [(h, c) for h, c in tools if self.usable(h, user)]
-        names = tool_names([(h.name, c.name) for h, c in usable])
+        # Named among all the helpers, not the usable only: a name the model saw on an earlier
+        # turn must not pass to another tool because a helper is down or not this user's.
+        names = tool_names([(h.name, c.name) for h, c in tools])
         return [
             ToolSpec(
                 name=name,
@@ -388,7 +389,8 @@ class HelperRegistry:
                 input_schema=capability.input_schema or {"type": "object", "properties": {}},
                 call=partial(self._tool_call, user, helper.name, capability.name, record),
             )
-            for name, (helper, capability) in zip(names, usable, strict=True)
+            for name, (helper, capability) in zip(names, tools, strict=True)
+            if self.usable(helper, user)
         ]
 
     async def _tool_call(
