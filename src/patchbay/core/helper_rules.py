@@ -71,12 +71,21 @@ def same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
         return True
     if peer is None:
         return False
-    if host in LOOPBACK and peer in LOOPBACK:
+    if host in LOOPBACK and host_key(peer) == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host) == ipaddress.ip_address(peer)
+        return _address(host) == _address(peer)
     except ValueError:
         return False
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IP address, an IPv4 one as itself when a core listening on `::` sees it as
+    ::ffff:a.b.c.d."""
+    address = ipaddress.ip_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def host_key(host: str | None) -> str | None:
@@ -85,7 +94,7 @@ def host_key(host: str | None) -> str | None:
     if not host:
         return None
     try:
-        host = ipaddress.ip_address(host).compressed
+        host = _address(host).compressed
     except ValueError:
         host = host.lower()
     return "localhost" if host in LOOPBACK else host

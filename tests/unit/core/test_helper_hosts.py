@@ -69,3 +69,15 @@ async def test_a_host_moves_its_own_helper_to_an_allowed_host(registry: HelperRe
     await registry.register(manifest("calc", "http://10.0.0.5:80"), peer="10.0.0.5")
     await registry.register(manifest("calc", "http://ocr:80"), peer="10.0.0.5")
     assert (await registry.get("calc")).base_url == "http://ocr:80"
+
+
+async def test_an_ipv4_helper_of_a_core_listening_on_ipv6_is_at_its_own_address(
+    registry: HelperRegistry,
+) -> None:
+    """A core on `::` (both IPv6 and IPv4) sees an IPv4 peer as ::ffff:a.b.c.d."""
+    await registry.register(manifest("calc", "http://10.0.0.5:80"), peer="::ffff:10.0.0.5")
+    await registry.heartbeat("calc", peer="::ffff:10.0.0.5")
+    await registry.register(manifest("local", "http://localhost:80"), peer="::ffff:127.0.0.1")
+    with pytest.raises(Conflict):
+        await registry.register(manifest("calc", "http://10.0.0.9:80"), peer="::ffff:10.0.0.9")
+    await registry.leave("calc", peer="10.0.0.5")
