@@ -17,6 +17,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -64,7 +65,9 @@ class Isolated:
                 self._kill()  # it ended between calls (a kill, out of memory): not this call's fault
             process, conn = self._child or self._start()
             try:
-                await anyio.to_thread.run_sync(conn.send, (method, args), abandon_on_cancel=True)
+                await anyio.to_thread.run_sync(
+                    _send_call, conn, method, args, abandon_on_cancel=True
+                )
                 raw = await anyio.to_thread.run_sync(conn.recv_bytes, abandon_on_cancel=True)
             except (EOFError, OSError) as exc:
                 self._kill()
@@ -133,12 +136,12 @@ def _serve(factory: Callable[[], object], conn: Connection, parent: int) -> None
     except Exception as exc:  # told to the first call, and logged here
         logger.exception("%s could not start", name)
         with contextlib.suppress(EOFError, OSError):
-            conn.recv_bytes()
+            _recv_call(conn)
             conn.send((False, CouldNotStart(f"{name} could not start: {_named(exc)}")))
         return
     while True:
         try:
-            method, args = conn.recv()
+            method, args = _recv_call(conn)
         except EOFError:
             return
         try:
@@ -152,6 +155,25 @@ def _serve(factory: Callable[[], object], conn: Connection, parent: int) -> None
             conn.send(answer)
         except Exception as exc:  # noqa: BLE001 - an answer or exception that does not pickle
             conn.send((False, CapabilityFailed(_named(exc))))
+
+
+def _send_call(conn: Connection, method: str, args: tuple[object, ...]) -> None:
+    """Send a call; its bytes arguments (a document: up to 64 MB) as they are, not copied into
+    its pickle (protocol 5's out-of-band buffers)."""
+    buffers: list[pickle.PickleBuffer] = []
+    wrapped = tuple(pickle.PickleBuffer(a) if isinstance(a, bytes) else a for a in args)
+    call = pickle.dumps((method, wrapped), protocol=5, buffer_callback=buffers.append)
+    conn.send_bytes(call)
+    conn.send(len(buffers))
+    for buffer in buffers:
+        conn.send_bytes(buffer.raw())
+
+
+def _recv_call(conn: Connection) -> tuple[str, tuple[object, ...]]:
+    call = conn.recv_bytes()
+    buffers = [conn.recv_bytes() for _ in range(conn.recv())]
+    method, args = ForkingPickler.loads(call, buffers=buffers)
+    return method, args
 
 
 def _named(exc: BaseException) -> str:

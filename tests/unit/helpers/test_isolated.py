@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class Worker:
 
     def refuse(self) -> None:
         raise InputTooLarge("over the limit")
+
+    def size(self, data: bytes) -> int:
+        return len(data)
 
     def die(self) -> None:
         os._exit(3)
@@ -100,6 +104,19 @@ async def test_the_childs_error_is_raised_as_it_is(isolated: Isolated) -> None:
         assert (await isolated.run("count"))[1] == 1  # the same child goes on
     finally:
         isolated.close()
+
+
+async def test_a_large_body_is_sent_without_a_copy_of_it(isolated: Isolated) -> None:
+    size = 32 * 1024 * 1024  # documents take up to 64 MB
+    body = os.urandom(size)
+    tracemalloc.start()
+    try:
+        assert await isolated.run("size", body) == len(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        isolated.close()
+    assert peak < size / 4  # not pickled whole: the helper would hold it twice
 
 
 async def test_another_librarys_error_is_a_failure_naming_it_and_is_not_loaded_here(
