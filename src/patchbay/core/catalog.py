@@ -9,6 +9,7 @@ from patchbay.cache import TtlCache
 from patchbay.core.keys import SecretBox
 from patchbay.core.llm.registry import ModelTarget
 from patchbay.errors import InvalidRequest, ModelNotFound
+from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.catalog import (
     ATTACHMENT_TYPES,
     ModelCreate,
@@ -197,6 +198,17 @@ class Catalog:
             created_at=record.created_at,
         )
         return self._target(upstream, record)
+
+    async def targets(
+        self, model: str | None, template: AssistantTemplate | dict[str, Any] | None
+    ) -> list[ModelTarget]:
+        """The models a turn runs: `model` (or the default one); with an assistant `template`,
+        each of its streams' in turn (the last one answers)."""
+        if template is None:
+            return [await self.resolve(model)]
+        if isinstance(template, dict):
+            template = AssistantTemplate.model_validate(template)
+        return [await self.resolve_in(s.provider, s.settings.model) for s in template.streams]
 
     async def resolve(self, name: str | None) -> ModelTarget:
         """The model a request names (or the default one), ready for the registry."""

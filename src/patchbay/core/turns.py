@@ -95,13 +95,8 @@ class TurnEngine:
         for those the model reads itself.
         """
         template = await self._template(turn)
-        if template is None:
-            targets = [await self._catalog.resolve(turn.model)]
-        else:  # every stream's model must exist before the turn is accepted
-            streams = template.streams
-            targets = [
-                await self._catalog.resolve_in(s.provider, s.settings.model) for s in streams
-            ]
+        # every model must exist (each stream's, for a template) before the turn is accepted
+        targets = await self._catalog.targets(turn.model, template)
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
         template_json = None if template is None else template.model_dump(mode="json")
@@ -296,13 +291,7 @@ class TurnEngine:
             elif not turn.model:
                 answered = await conn.run_sync(chat_rows.answers_to, earlier.id)
         template = answered[-1].assistant if answered else None
-        if template is None:
-            targets = [await self._catalog.resolve(turn.model or earlier.model)]
-        else:
-            streams = AssistantTemplate.model_validate(template).streams
-            targets = [
-                await self._catalog.resolve_in(s.provider, s.settings.model) for s in streams
-            ]
+        targets = await self._catalog.targets(turn.model or earlier.model, template)
         if self._queue.depth() >= self._settings.max_depth:
             raise QueueFull("too many turns are waiting; try again shortly")
         return await asyncio.shield(self._accept_again(user, message_id, turn, targets, template))

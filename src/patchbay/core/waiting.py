@@ -32,7 +32,6 @@ from patchbay.errors import (
     StoreUnavailable,
 )
 from patchbay.queue.base import JobSpec, PromptMessage
-from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import MessageRead
 from patchbay.schemas.jobs import ErrorInfo, JobEvent
 from patchbay.schemas.users import UserRead
@@ -149,13 +148,7 @@ class WaitingTurns:
         async with self._db.connect() as conn:
             user = await user_rows.get_user(conn, user_id)
         template = answer.assistant
-        if template is None:
-            targets = [await self._catalog.resolve(model)]
-        else:
-            streams = AssistantTemplate.model_validate(template).streams
-            targets = [
-                await self._catalog.resolve_in(s.provider, s.settings.model) for s in streams
-            ]
+        targets = await self._catalog.targets(model, template)
         spec = JobSpec(
             job_id=job_id,
             user_id=user_id,
