@@ -84,10 +84,7 @@ def question_of(conn: Connection, user: UserRead, message_id: str | int) -> Mess
 
 
 def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> Placement:
-    branch = chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf_id)
-    history: list[Said] = [
-        (m.role, m.content, m.attachments) for m in branch if m.status == "complete" or m.content
-    ]
+    history = said_in(chat_rows.branch(conn, chat_id=chat_id, leaf_id=leaf_id))
     parent_hash = chat_rows.prefix_hash_of(conn, leaf_id) if leaf_id else None
     if leaf_id is not None and parent_hash is None:
         # The leaf has none (an answer that failed, was cancelled or is still coming): the hash
@@ -102,6 +99,14 @@ def _continue(conn: Connection, chat_id: str, leaf_id: str | None) -> Placement:
         new_chat=None,
         rows=[],
     )
+
+
+def said_in(branch: Sequence[MessageRead]) -> list[Said]:
+    """What the model is sent of a branch: its complete messages, and of the others (failed,
+    cancelled) those with something written."""
+    return [
+        (m.role, m.content, m.attachments) for m in branch if m.status == "complete" or m.content
+    ]
 
 
 def said_hash(history: Sequence[Said]) -> str | None:

@@ -30,6 +30,7 @@ from patchbay.core.placement import (
     place,
     question_of,
     said_hash,
+    said_in,
     stored_history,
     usable_message,
 )
@@ -311,11 +312,7 @@ class TurnEngine:
         def store(conn: Connection) -> tuple[str, str, str, list[Said]]:
             question = question_of(conn, user, message_id)
             branch = chat_rows.branch(conn, chat_id=question.chat_id, leaf_id=question.id)
-            history: list[Said] = [
-                (m.role, m.content, m.attachments)
-                for m in branch
-                if m.status == "complete" or m.content
-            ]
+            history = said_in(branch)
             answer = chat_rows.message_row(
                 id=answer_id,
                 chat_id=question.chat_id,

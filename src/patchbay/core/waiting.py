@@ -24,6 +24,7 @@ from patchbay.core.attachments import Said
 from patchbay.core.catalog import Catalog
 from patchbay.core.jobs import JobRunner, RunState
 from patchbay.core.llm.registry import ModelTarget
+from patchbay.core.placement import said_in
 from patchbay.errors import (
     ChatNotFound,
     JobNotFound,
@@ -216,8 +217,6 @@ def _take(conn: Connection, job_id: str) -> Taken | str | None:
         return ahead
     if not job_rows.release_waiting(conn, job_id):
         return None
-    history: list[Said] = [
-        (m.role, m.content, m.attachments) for m in branch if m.status == "complete" or m.content
-    ]
+    history = said_in(branch)
     prefix = chat_rows.prefix_hash_of(conn, answer.parent_id) or ""
     return found[1], found[0].model, answer, history, prefix
