@@ -195,7 +195,7 @@ class TurnEngine:
             context = place(conn, user, turn, now, history_files)
             ahead = None
             if turn.queue_behind and context.parent_id is not None:
-                ahead = job_rows.unfinished_job_of(conn, context.parent_id)
+                ahead = job_rows.last_unfinished_of(conn, [context.parent_id])
             hash_ = self._insert_turn(
                 conn,
                 context,

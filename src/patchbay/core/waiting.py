@@ -82,9 +82,10 @@ class WaitingTurns:
         options a turn was given are not stored, so these run with the model's own."""
         async with self._db.connect() as conn:
             waiting = await conn.run_sync(job_rows.waiting_jobs)
-        for job_id, ahead in waiting:
-            # The core that stored it, if it still runs, knows its options: it goes first.
-            self.behind(ahead, job_id, options={}, stream=False, grace_s=RESUME_GRACE_S)
+        for job_id in waiting:
+            # The core that stored it, if it still runs, knows its options: it goes first. The
+            # job ahead, if one still runs, is found at the release, and waited for then.
+            self.behind(None, job_id, options={}, stream=False, grace_s=RESUME_GRACE_S)
         if waiting:
             logger.info("waiting again for %d jobs behind others", len(waiting))
 

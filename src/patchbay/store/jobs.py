@@ -144,14 +144,6 @@ def fail_unfinished(conn: Connection, *, queue: str, reason: str) -> int:
     return int(result.rowcount)
 
 
-def unfinished_job_of(conn: Connection, message_id: str) -> str | None:
-    """The job still filling the answer `message_id`, if one is."""
-    found = conn.execute(
-        select(jobs.c.id).where(jobs.c.message_id == message_id, jobs.c.status.in_(UNFINISHED))
-    ).first()
-    return None if found is None else str(found.id)
-
-
 def last_unfinished_of(conn: Connection, message_ids: list[str]) -> str | None:
     """The job still filling one of the answers `message_ids` (oldest first), the last one's
     first; None if none is."""
@@ -175,16 +167,8 @@ def release_waiting(conn: Connection, job_id: str) -> bool:
     return bool(result.rowcount)
 
 
-def waiting_jobs(conn: Connection) -> list[tuple[str, str | None]]:
-    """Every waiting job, with the job it waits behind: that of the answer before its question
-    (None if that answer has no job left)."""
-    answer, question = messages.alias("answer"), messages.alias("question")
-    ahead = jobs.alias("ahead")
-    rows = conn.execute(
-        select(jobs.c.id, ahead.c.id.label("ahead_id"))
-        .join(answer, answer.c.id == jobs.c.message_id)
-        .join(question, question.c.id == answer.c.parent_id)
-        .outerjoin(ahead, ahead.c.message_id == question.c.parent_id)
-        .where(jobs.c.status == "waiting")
-    ).all()
-    return [(str(row.id), None if row.ahead_id is None else str(row.ahead_id)) for row in rows]
+def waiting_jobs(conn: Connection) -> list[str]:
+    """Every waiting job (the one each waits behind is found when it is to be released)."""
+    return [
+        str(row.id) for row in conn.execute(select(jobs.c.id).where(jobs.c.status == "waiting"))
+    ]
