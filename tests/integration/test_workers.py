@@ -63,6 +63,21 @@ class Cluster:
                 start_new_session=True,
             )
 
+    def listen(
+        self, job_id: str, timeout_s: float
+    ) -> tuple[threading.Thread, list[dict[str, Any]]]:
+        """A listener of the job's events, in a thread of its own: the thread and what it hears."""
+        heard: list[dict[str, Any]] = []
+
+        def listen() -> None:
+            url = f"{self.core_url}/v1/jobs/{job_id}/events"
+            with httpx.stream("GET", url, headers=AUTH, timeout=timeout_s) as got:
+                heard.extend(events(got))
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        return listener, heard
+
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
@@ -78,11 +93,11 @@ class Cluster:
             time.sleep(0.05)
 
     def wait_ended(self, job_id: str) -> dict[str, Any]:
-        """The job, once it is neither queued nor running."""
+        """The job, once it is neither waiting, queued nor running."""
         deadline = time.monotonic() + 60
         while (job := httpx.get(f"{self.core_url}/v1/jobs/{job_id}", headers=AUTH).json())[
             "status"
-        ] in {"queued", "running"}:
+        ] in {"waiting", "queued", "running"}:
             assert time.monotonic() < deadline, "the job never ended"
             time.sleep(0.1)
         ended: dict[str, Any] = job
@@ -387,15 +402,7 @@ def test_a_job_cancelled_while_no_worker_is_up_stays_cancelled(
     while not any(f"job {job_id} started" in cluster.log(name) for name in cluster.workers):
         assert time.monotonic() < deadline, "no worker took the job"
         time.sleep(0.05)
-    heard: list[dict[str, Any]] = []  # a listener of the job's events, there all along
-
-    def listen() -> None:
-        url = f"{cluster.core_url}/v1/jobs/{job_id}/events"
-        with httpx.stream("GET", url, headers=AUTH, timeout=60) as got:
-            heard.extend(events(got))
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
+    listener, heard = cluster.listen(job_id, timeout_s=60)  # there all along
     for process in cluster.workers.values():  # the one running it dies, the other stops
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
@@ -436,15 +443,7 @@ def test_a_listener_whose_events_were_lost_on_the_way_still_hears_the_end(
     job_id = httpx.post(cluster.core_url + "/v1/turns", json={"text": "x"}, headers=AUTH).json()[
         "job_id"
     ]
-    heard: list[dict[str, Any]] = []
-
-    def listen() -> None:
-        url = f"{cluster.core_url}/v1/jobs/{job_id}/events"
-        with httpx.stream("GET", url, headers=AUTH, timeout=90) as got:
-            heard.extend(events(got))
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
+    listener, heard = cluster.listen(job_id, timeout_s=90)
     deadline = time.monotonic() + 30
     while not any(event["event"] == "running" for event in heard):
         assert time.monotonic() < deadline, "no token came"
@@ -473,13 +472,7 @@ def test_a_turn_waiting_behind_another_is_answered_when_its_core_is_gone(
     try:
         cluster.core_url = other_url
         assert cluster.wait_ended(first.json()["job_id"])["status"] == "done"
-        deadline = time.monotonic() + 30
-        job_id = second.json()["job_id"]
-        while (job := httpx.get(f"{other_url}/v1/jobs/{job_id}", headers=AUTH).json())[
-            "status"
-        ] != "done":
-            assert time.monotonic() < deadline, f"the second turn is still {job['status']}"
-            time.sleep(0.1)
+        assert cluster.wait_ended(second.json()["job_id"])["status"] == "done"
     finally:
         os.killpg(other.pid, signal.SIGTERM)
         other.wait(timeout=20)
