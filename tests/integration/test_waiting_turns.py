@@ -57,6 +57,12 @@ def wait_ended(stack: Stack, job_id: str, timeout_s: float = 20) -> dict[str, An
     return found
 
 
+def one_behind_another(stack: Stack, upstream: MockUpstream) -> tuple[dict[str, Any], ...]:
+    """A turn whose answer takes a second, and one sent behind it meanwhile."""
+    upstream.mode, upstream.delay_s = "slow", 1.0
+    return send(stack, "one"), send(stack, "two", queue_behind=True)
+
+
 def messages(stack: Stack, chat_id: str) -> list[dict[str, Any]]:
     url = f"{stack.core_url}/v1/chats/{chat_id}/messages"
     return list(httpx.get(url, headers=auth(stack)).json())
@@ -65,9 +71,7 @@ def messages(stack: Stack, chat_id: str) -> list[dict[str, Any]]:
 def test_a_turn_behind_a_running_answer_is_stored_at_once_and_answered_after_it(
     stack: Stack, upstream: MockUpstream
 ) -> None:
-    upstream.mode, upstream.delay_s = "slow", 1.0
-    first = send(stack, "one")
-    second = send(stack, "two", queue_behind=True)
+    first, second = one_behind_another(stack, upstream)
     assert second["chat_id"] == first["chat_id"]
     assert job(stack, second["job_id"])["status"] == "waiting"
     stored = [(m["role"], m["content"]) for m in messages(stack, first["chat_id"])]
@@ -87,9 +91,7 @@ def test_a_turn_behind_a_running_answer_is_stored_at_once_and_answered_after_it(
 
 
 def test_a_waiting_turn_cancelled_never_runs(stack: Stack, upstream: MockUpstream) -> None:
-    upstream.mode, upstream.delay_s = "slow", 1.0
-    first = send(stack, "one")
-    second = send(stack, "two", queue_behind=True)
+    first, second = one_behind_another(stack, upstream)
     cancelled = httpx.delete(f"{stack.core_url}/v1/jobs/{second['job_id']}", headers=auth(stack))
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert wait_ended(stack, first["job_id"])["status"] == "done"
@@ -107,9 +109,7 @@ def test_behind_nothing_a_turn_runs_at_once(stack: Stack, upstream: MockUpstream
 def test_an_answer_ahead_that_is_cancelled_lets_the_turn_behind_run(
     stack: Stack, upstream: MockUpstream
 ) -> None:
-    upstream.mode, upstream.delay_s = "slow", 1.0
-    first = send(stack, "one")
-    second = send(stack, "two", queue_behind=True)
+    first, second = one_behind_another(stack, upstream)
     httpx.delete(f"{stack.core_url}/v1/jobs/{first['job_id']}", headers=auth(stack))
     assert wait_ended(stack, first["job_id"])["status"] == "cancelled"
     assert wait_ended(stack, second["job_id"])["status"] == "done"
@@ -120,9 +120,7 @@ def test_an_answer_ahead_that_is_cancelled_lets_the_turn_behind_run(
 def test_a_turn_behind_a_waiting_turn_cancelled_still_waits_for_the_answer_before_it(
     stack: Stack, upstream: MockUpstream
 ) -> None:
-    upstream.mode, upstream.delay_s = "slow", 1.0
-    first = send(stack, "one")
-    second = send(stack, "two", queue_behind=True)
+    first, second = one_behind_another(stack, upstream)
     third = send(stack, "three", queue_behind=True)
     assert job(stack, third["job_id"])["status"] == "waiting"
     httpx.delete(f"{stack.core_url}/v1/jobs/{second['job_id']}", headers=auth(stack))
@@ -143,9 +141,7 @@ def test_a_turn_behind_a_waiting_turn_cancelled_still_waits_for_the_answer_befor
 def test_a_listener_of_a_turn_waiting_when_its_chat_is_deleted_hears_it_end(
     stack: Stack, upstream: MockUpstream
 ) -> None:
-    upstream.mode, upstream.delay_s = "slow", 1.0
-    first = send(stack, "one")
-    second = send(stack, "two", queue_behind=True)
+    first, second = one_behind_another(stack, upstream)
     heard: list[str] = []
 
     def listen() -> None:
