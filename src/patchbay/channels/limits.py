@@ -1,6 +1,7 @@
 """The in-memory limits every people's channel uses: ids already seen, senders who write too
-fast, the pace of sending, one message at a time per thread, and answers in order. All bounded, and forgotten on
-restart: the core, not this memory, is what finally refuses a delivery answered before.
+fast, the pace of sending, one message at a time per thread, and answers in order. All bounded,
+and forgotten on restart: the core, not this memory, is what finally refuses a delivery answered
+before.
 """
 
 from __future__ import annotations
