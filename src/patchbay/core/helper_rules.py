@@ -66,17 +66,13 @@ def tool_names(capabilities: list[tuple[str, str]]) -> list[str]:
 
 
 def same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
+    """Whether a helper at `base_url` registers from its own host, `peer` (or an allowed one):
+    the same host as `host_key` tells hosts apart."""
     host = urlsplit(base_url).hostname or ""
     if host in allowed:
         return True
-    if peer is None:
-        return False
-    if host in LOOPBACK and host_key(peer) == "localhost":
-        return True
-    try:
-        return _address(host) == _address(peer)
-    except ValueError:
-        return False
+    key = host_key(host)
+    return key is not None and key == host_key(peer)
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -89,8 +85,8 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def host_key(host: str | None) -> str | None:
-    """`host` spelled one way, as a helper's name belongs to it: by `_same_host`'s rules the
-    LOOPBACK names are one host, "localhost"; any other address is written as `ipaddress` does."""
+    """`host` spelled one way, as a helper's name belongs to it: the LOOPBACK names are one
+    host, "localhost"; any other address is written as `ipaddress` does."""
     if not host:
         return None
     try:
