@@ -48,6 +48,12 @@ def _held_by(hosts: Collection[str]) -> ColumnElement[bool]:
     return and_(helpers.c.host.in_(hosts), protocol != "mcp")
 
 
+def _named(name: str, held_by: Collection[str] | None) -> ColumnElement[bool]:
+    """The helper `name`; given `held_by`, only if held by one of them and no MCP server."""
+    found = helpers.c.name == name
+    return found if held_by is None else and_(found, _held_by(held_by))
+
+
 async def upsert_helper(
     conn: AsyncConnection,
     manifest: HelperManifest,
@@ -92,10 +98,7 @@ async def touch_helper(
     conn: AsyncConnection, name: str, now: datetime, *, held_by: Collection[str] | None = None
 ) -> bool:
     """Mark a helper seen; given `held_by`, only one held by one of them and no MCP server."""
-    found = helpers.c.name == name
-    if held_by is not None:
-        found = and_(found, _held_by(held_by))
-    result = await conn.execute(update(helpers).where(found).values(last_seen=now))
+    result = await conn.execute(update(helpers).where(_named(name, held_by)).values(last_seen=now))
     return bool(result.rowcount)
 
 
@@ -109,8 +112,5 @@ async def delete_helper(
     conn: AsyncConnection, name: str, *, held_by: Collection[str] | None = None
 ) -> bool:
     """Remove a helper; given `held_by`, only one held by one of them and no MCP server."""
-    found = helpers.c.name == name
-    if held_by is not None:
-        found = and_(found, _held_by(held_by))
-    result = await conn.execute(helpers.delete().where(found))
+    result = await conn.execute(helpers.delete().where(_named(name, held_by)))
     return bool(result.rowcount)
