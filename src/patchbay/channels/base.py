@@ -99,7 +99,7 @@ class Channel(Generic[S]):
         `delivery_id` is the channel's id for the message: raises `DuplicateDelivery` when the
         core took it before (it was answered then).
         """
-        turn = self._turn_body(text, thread, attachments, metadata, delivery_id)
+        turn = self._turn_body(text, thread, attachments, metadata, delivery_id=delivery_id)
         return await self.core.run_turn(turn, key=ActAs(user_id))
 
     async def start_turn(
@@ -120,8 +120,16 @@ class Channel(Generic[S]):
         this process (see `channels.owed`). `behind`: if the chat's last answer is still coming,
         the job starts once that one has ended (`TurnCreate.queue_behind`). Raises
         `DuplicateDelivery` when the core took `delivery_id` before."""
-        turn = self._turn_body(text, thread, attachments, metadata, delivery_id, reply, holder)
-        turn.queue_behind = behind
+        turn = self._turn_body(
+            text,
+            thread,
+            attachments,
+            metadata,
+            delivery_id=delivery_id,
+            reply=reply,
+            holder=holder,
+            behind=behind,
+        )
         return await self.core.call_as(TurnRead, "POST", "/v1/turns", key=ActAs(user_id), body=turn)
 
     def _turn_body(
@@ -130,9 +138,11 @@ class Channel(Generic[S]):
         thread: str | None,
         attachments: Sequence[AttachmentIn],
         metadata: dict[str, object] | None,
-        delivery_id: str | None,
+        *,
+        delivery_id: str | None = None,
         reply: dict[str, object] | None = None,
         holder: str | None = None,
+        behind: bool = False,
     ) -> TurnCreate:
         """The turn; raises `InvalidRequest` for what the core would not take (a message past
         its length, a reply too big to keep)."""
@@ -148,6 +158,7 @@ class Channel(Generic[S]):
                 delivery_id=delivery_id,
                 reply=reply,
                 reply_holder=holder,
+                queue_behind=behind,
             )
         except ValidationError as exc:
             error = exc.errors()[0]

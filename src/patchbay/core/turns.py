@@ -231,7 +231,7 @@ class TurnEngine:
             model=model,
         )
         if ahead is not None:
-            await self._jobs.publish(JobEvent(job_id=ids.job, seq=1, type="queued", model=model))
+            await self._tell_queued(ids.job, model)  # its place in the queue is not known yet
             options = turn.options.model_dump(exclude_none=True)
             self.waiting.behind(ahead, ids.job, options=options, stream=turn.stream)
             return read
@@ -269,16 +269,17 @@ class TurnEngine:
     async def _enqueue(self, spec: JobSpec, now: datetime, *, told: bool = False) -> None:
         """Queue the job; `told`: its `queued` event went out already (it waited)."""
         if not told:
-            position = self._queue.depth()
-            event = JobEvent(
-                job_id=spec.job_id, seq=1, type="queued", model=spec.model, position=position
-            )
-            await self._jobs.publish(event)
+            await self._tell_queued(spec.job_id, spec.model, self._queue.depth())
         try:
             await self._queue.submit(spec)
         except QueueFull as exc:
             await self._jobs.fail(spec, RunState(started=time.monotonic(), started_at=now), exc)
             raise
+
+    async def _tell_queued(self, job_id: str, model: str, position: int | None = None) -> None:
+        await self._jobs.publish(
+            JobEvent(job_id=job_id, seq=1, type="queued", model=model, position=position)
+        )
 
     async def regenerate(self, user: UserRead, message_id: str | int, turn: Regenerate) -> TurnRead:
         """Answer a question again: the new answer becomes a sibling of the earlier ones and the

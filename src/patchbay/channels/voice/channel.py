@@ -171,7 +171,7 @@ class VoiceChannel(Channel[VoiceSettings]):
                 )
             )
         metadata: dict[str, object] = {"call_sid": call_sid}
-        turn = self._turn_body(text, call_sid, attachments, metadata, None)
+        turn = self._turn_body(text, call_sid, attachments, metadata)
         async with self.core.stream_turn(turn, key=ActAs(user_id)) as (created, batches):
             self._calls.note_job(call_sid, created.job_id)
             return await _outcome(batches, created.job_id)
