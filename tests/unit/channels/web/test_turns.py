@@ -1,0 +1,97 @@
+"""The web channel's check of a turn's message id, on JSON bodies and on forms with files."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from python_multipart.multipart import MultipartParser
+from starlette.requests import Request
+
+from patchbay.channels.web.turns import check_message_id, first_field
+from patchbay.errors import InvalidRequest
+
+BOUNDARY = "----pageFormBoundary7MA4YWxkTrZu0gW"
+FORM = f"multipart/form-data; boundary={BOUNDARY}"
+GOOD = "0f8e4c2a9b7d41e3a5c6d8e9f0a1b2c3"
+
+
+def part(name: str, value: bytes, *, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    kind = "Content-Type: application/octet-stream\r\n" if filename else ""
+    return (
+        f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n{kind}\r\n".encode()
+        + value
+        + b"\r\n"
+    )
+
+
+def form(*parts: bytes) -> bytes:
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def turn(delivery_id: object) -> bytes:
+    return orjson.dumps({"text": "hi", "channel": "web", "delivery_id": delivery_id})
+
+
+def request(body: bytes, *, path: str = "/api/turns/upload", content_type: str = FORM) -> Request:
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)] or [b""]
+
+    async def receive() -> dict[str, object]:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    headers = [(b"content-type", content_type.encode())]
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+    return Request(scope, receive)
+
+
+async def test_a_form_is_read_only_up_to_its_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    write = MultipartParser.write
+
+    def counted(parser: MultipartParser, data: bytes) -> int:
+        seen.append(len(data))
+        return write(parser, data)
+
+    monkeypatch.setattr(MultipartParser, "write", counted)
+    upload = bytes(30 * 1024 * 1024)  # a 30 MB file after the turn, as the page sends it
+    body = form(part("turn", turn(GOOD)), part("files", upload, filename="big.bin"))
+    await check_message_id(request(body), "turns/upload")
+    assert 0 < sum(seen) <= 64 * 1024  # the file was neither parsed nor kept anywhere
+
+
+@pytest.mark.parametrize("order", ["turn first", "files first"])
+async def test_a_form_with_an_id_the_page_would_not_make_is_refused(order: str) -> None:
+    parts = [part("turn", turn("short")), part("files", b"x" * 200_000, filename="a.txt")]
+    body = form(*(parts if order == "turn first" else reversed(parts)))
+    with pytest.raises(InvalidRequest, match="a message's id is 16 to 64"):
+        await check_message_id(request(body), "turns/upload")
+
+
+async def test_a_file_called_turn_is_not_the_turn() -> None:
+    body = form(part("turn", turn("short"), filename="turn.json"), part("turn", turn(GOOD)))
+    assert first_field(body, FORM, "turn") == turn(GOOD)
+    await check_message_id(request(body), "turns/upload")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (form(part("files", b"x", filename="a.txt")), FORM),  # no turn: the core says so
+        (form(part("turn", b"not json")), FORM),
+        (form(part("turn", turn("short"))), "multipart/form-data"),  # no boundary
+        (b"--nonsense\r\n\r\n", FORM),
+        (turn("short"), "application/json"),  # not a form at all
+    ],
+    ids=["no turn", "not json", "no boundary", "not a form", "json body"],
+)
+async def test_what_is_not_a_turn_goes_on_for_the_core_to_refuse(
+    body: bytes, content_type: str
+) -> None:
+    await check_message_id(request(body, content_type=content_type), "turns/upload")
+
+
+async def test_a_json_turn_is_checked() -> None:
+    await check_message_id(request(turn(GOOD), path="/api/turns"), "turns")
+    with pytest.raises(InvalidRequest):
+        await check_message_id(request(turn("a" * 65), path="/api/turns"), "turns")
