@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +34,9 @@ class ServerSettings(BaseModel):
 class CoreSettings(ServerSettings):
     port: int = 8700
     url: str | None = None  # how other modules reach the core; defaults to host and port
+    # Reverse proxies in front of the core (addresses or networks). A request from one comes from
+    # the address it names in X-Forwarded-For; from anywhere else, from its peer, whatever it says.
+    trusted_proxies: list[IPvAnyNetwork] = []
 
     @property
     def base_url(self) -> str:

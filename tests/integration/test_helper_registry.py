@@ -18,6 +18,7 @@ from starlette.routing import Route
 from typer.testing import CliRunner
 
 from patchbay.cli.main import app
+from patchbay.config import Settings
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
 from tests.conftest import free_port, make_settings
@@ -27,6 +28,27 @@ from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.integration
+
+# A test's requests all come from this machine; the core here sits behind a reverse proxy on
+# loopback, so a request with X-Forwarded-For comes from another: ELSEWHERE, no machine's
+# (TEST-NET-2). Loopback clients that send none come from loopback, as with no proxy.
+BEHIND_A_PROXY = {"trusted_proxies": ["127.0.0.1"]}
+ELSEWHERE = "198.51.100.7"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, core={"port": free_port(), **BEHIND_A_PROXY})
+
+
+def from_elsewhere() -> httpx.Client:
+    """A client whose requests reach the core from ELSEWHERE, through the proxy."""
+    return httpx.Client(headers={"X-Forwarded-For": ELSEWHERE}, timeout=30)
+
+
+def at_elsewhere(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` of a helper at ELSEWHERE, where it registers from (the core never calls it)."""
+    return {**manifest, "base_url": f"http://{ELSEWHERE}:9"}
 
 
 @pytest.fixture
@@ -129,15 +151,21 @@ def test_heartbeat_deregistration_and_admin_controls(stack: Stack, helper: HandH
     assert httpx.get(patch, headers=auth(stack)).status_code == 404
 
 
-# Another machine, as the core sees it: LOOPBACK is 127.0.0.1, ::1 and localhost alone, so a
-# helper served on 127.0.0.2 and registering from there is another host's (Linux routes all of
-# 127.0.0.0/8 to the loopback interface).
-ELSEWHERE = "127.0.0.2"
-
-
-def from_elsewhere() -> httpx.Client:
-    """A client whose requests reach the core from ELSEWHERE."""
-    return httpx.Client(transport=httpx.HTTPTransport(local_address=ELSEWHERE), timeout=30)
+def test_behind_a_proxy_a_helper_elsewhere_is_not_of_the_proxys_host(
+    stack: Stack, helper: HandHelper
+) -> None:
+    """Every request through a proxy on loopback has a loopback peer: taken for the client, it
+    let any helper elsewhere register a URL on the core's machine (its own ports, whatever
+    listens there) and take over its helpers' names."""
+    with from_elsewhere() as elsewhere:
+        taken = elsewhere.post(
+            f"{stack.core_url}/v1/helpers", json=helper.manifest(), headers=key(stack)
+        )
+        assert (taken.status_code, taken.json()["error"]["code"]) == (403, "permission_denied")
+        assert f"({ELSEWHERE})" in taken.json()["error"]["message"]
+        register(stack, helper.manifest()).raise_for_status()  # the machine's own, directly
+        beat = elsewhere.post(f"{stack.core_url}/v1/helpers/calc/heartbeat", headers=key(stack))
+        assert beat.status_code == 409, beat.text
 
 
 def test_another_host_cannot_take_a_helpers_name(stack: Stack, helper: HandHelper) -> None:
@@ -145,10 +173,9 @@ def test_another_host_cannot_take_a_helpers_name(stack: Stack, helper: HandHelpe
     (and the people's arguments and files) to itself, keep it shown up, or remove it."""
     register(stack, helper.manifest()).raise_for_status()
     url = f"{stack.core_url}/v1/helpers/calc"
-    with running_helper(ELSEWHERE) as impostor, from_elsewhere() as elsewhere:
-        taken = elsewhere.post(
-            f"{stack.core_url}/v1/helpers", json=impostor.manifest(), headers=key(stack)
-        )
+    with from_elsewhere() as elsewhere:
+        impostor = at_elsewhere(helper.manifest())
+        taken = elsewhere.post(f"{stack.core_url}/v1/helpers", json=impostor, headers=key(stack))
         assert taken.status_code == 409, taken.text  # it was 201, and the calls went to it
         assert taken.json()["error"]["code"] == "conflict"
         assert "patchbay helpers remove calc" in taken.json()["error"]["message"]
@@ -163,10 +190,12 @@ def test_another_host_cannot_take_a_helpers_name(stack: Stack, helper: HandHelpe
             headers={**auth(stack), "Content-Type": "text/plain"},
         )
         assert (added.json(), converted.json()["text"]) == ({"sum": 3}, "a letter")
-        assert (helper.calls, impostor.calls) == (["add", "text"], [])
+        assert helper.calls == ["add", "text"]
         # a name of its own is its own to register, as before
         own = elsewhere.post(
-            f"{stack.core_url}/v1/helpers", json=impostor.manifest("other"), headers=key(stack)
+            f"{stack.core_url}/v1/helpers",
+            json=at_elsewhere(helper.manifest("other")),
+            headers=key(stack),
         )
         assert own.status_code == 201, own.text
     assert httpx.get(url, headers=auth(stack)).json()["base_url"] == helper.url
@@ -182,10 +211,10 @@ def test_a_helpers_host_registers_it_again_and_an_admin_frees_its_name(
     url = f"{stack.core_url}/v1/helpers/calc"
     added = httpx.post(f"{url}/capabilities/add", json={"a": 1, "b": 2}, headers=auth(stack))
     assert (added.json(), helper.calls) == ({"sum": 3}, ["add"])
-    with running_helper(ELSEWHERE) as newcomer, from_elsewhere() as elsewhere:
+    with from_elsewhere() as elsewhere:
 
         def take() -> httpx.Response:
-            manifest = newcomer.manifest()
+            manifest = at_elsewhere(helper.manifest())
             return elsewhere.post(f"{stack.core_url}/v1/helpers", json=manifest, headers=key(stack))
 
         assert take().status_code == 409
@@ -347,8 +376,10 @@ def test_a_schema_whose_ref_leads_nowhere_is_the_helpers_failure(
 
 @pytest.fixture
 def pg_stack(tmp_path: Path) -> Iterator[Stack]:
-    with postgres_database() as url, running_stack(make_settings(tmp_path, database_url=url)) as s:
-        yield s
+    with postgres_database() as url:
+        core = {"port": free_port(), **BEHIND_A_PROXY}
+        with running_stack(make_settings(tmp_path, database_url=url, core=core)) as s:
+            yield s
 
 
 def test_replicas_registering_one_new_name_at_once_all_succeed(
@@ -369,27 +400,27 @@ def test_two_hosts_registering_one_name_at_once_never_both_hold_it(
 ) -> None:
     """The name goes to whichever host registers first; the other's registrations, however
     they interleave with the first's, are refused."""
-    with running_helper(ELSEWHERE) as other:
 
-        def register_once(job: tuple[str, str]) -> tuple[str, int]:
-            source, name = job
-            url = helper.url if source == "127.0.0.1" else other.url
-            manifest = {**helper.manifest(name), "base_url": url}
-            transport = httpx.HTTPTransport(local_address=source)
-            with httpx.Client(transport=transport, timeout=30) as client:
-                answer = client.post(
-                    f"{pg_stack.core_url}/v1/helpers", json=manifest, headers=key(pg_stack)
-                )
-            return url, answer.status_code
+    def register_once(job: tuple[str, str]) -> tuple[str, int]:
+        source, name = job
+        manifest = helper.manifest(name)
+        client = httpx.Client(timeout=30)
+        if source == ELSEWHERE:
+            manifest, client = at_elsewhere(manifest), from_elsewhere()
+        with client:
+            answer = client.post(
+                f"{pg_stack.core_url}/v1/helpers", json=manifest, headers=key(pg_stack)
+            )
+        return manifest["base_url"], answer.status_code
 
-        with ThreadPoolExecutor(8) as pool:  # a race: a few rounds, so that some are close
-            for n in range(5):
-                name = f"contested-{n}"
-                jobs = [("127.0.0.1", name), (ELSEWHERE, name)] * 4
-                answers = list(pool.map(register_once, jobs))
-                held = httpx.get(
-                    f"{pg_stack.core_url}/v1/helpers/{name}", headers=auth(pg_stack)
-                ).json()["base_url"]
-                assert sorted(answers) == sorted(
-                    (url, 201 if url == held else 409) for url, _ in answers
-                ), answers
+    with ThreadPoolExecutor(8) as pool:  # a race: a few rounds, so that some are close
+        for n in range(5):
+            name = f"contested-{n}"
+            jobs = [("127.0.0.1", name), (ELSEWHERE, name)] * 4
+            answers = list(pool.map(register_once, jobs))
+            held = httpx.get(
+                f"{pg_stack.core_url}/v1/helpers/{name}", headers=auth(pg_stack)
+            ).json()["base_url"]
+            assert sorted(answers) == sorted(
+                (url, 201 if url == held else 409) for url, _ in answers
+            ), answers

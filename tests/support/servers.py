@@ -22,7 +22,13 @@ def serve_in_thread(
 ) -> Iterator[str]:
     """Serve `app` on `host`:`port` until the block ends; yields the base URL."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", loop="asyncio", lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        loop="asyncio",
+        lifespan="on",
+        proxy_headers=False,  # as patchbay serves its modules: X-Forwarded-For is the app's to read
     )
     server = ThreadServer(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -77,3 +77,13 @@ def test_up_runs_the_built_in_channels_that_are_enabled(
     assert [spec.name for spec in modules(Settings())] == ["core", "openai"]
     monkeypatch.setenv("PATCHBAY_OPENAI__ENABLED", "false")
     assert [spec.name for spec in modules(Settings())] == ["core"]
+
+
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).core.trusted_proxies == []  # no proxy is believed
+    monkeypatch.setenv("PATCHBAY_CORE__TRUSTED_PROXIES", '["127.0.0.1", "fd00::/8"]')
+    proxies = Settings(_env_file=None).core.trusted_proxies
+    assert [str(p) for p in proxies] == ["127.0.0.1/32", "fd00::/8"]
+    monkeypatch.setenv("PATCHBAY_CORE__TRUSTED_PROXIES", '["proxy.internal"]')
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)

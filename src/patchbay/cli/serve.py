@@ -93,8 +93,9 @@ def _serve(
         http="httptools",
         access_log=False,
         log_config=None,
-        # Nothing sits in front of patchbay's modules that it should trust to name the client
-        # (the helper registry checks the real peer address), and the middleware costs every request.
+        # uvicorn's proxy headers (which trust 127.0.0.1 unless told otherwise) stay off: the one
+        # place that needs the client, the helper registry, reads X-Forwarded-For itself and only
+        # from PATCHBAY_CORE__TRUSTED_PROXIES, and the middleware costs every request.
         proxy_headers=False,
         timeout_graceful_shutdown=int(STOP_GRACE_S),
         ws_max_size=ws_max_size,

@@ -9,6 +9,8 @@ import orjson
 from fastapi import APIRouter, Header, Request, Response
 
 from patchbay.api.deps import CurrentUser, HubDep, bearer_key
+from patchbay.api.peers import client_host
+from patchbay.core.hub import Hub
 from patchbay.errors import InvalidJson, PayloadTooLarge
 from patchbay.schemas.helpers import (
     HELPER_KEY_HEADER,
@@ -24,9 +26,10 @@ router = APIRouter(prefix="/v1", tags=["helpers"])
 HelperKey = Annotated[str | None, Header(alias=HELPER_KEY_HEADER)]
 
 
-def peer_of(request: Request) -> str | None:
-    """The address a helper calls from: a helper's name belongs to its host."""
-    return request.client.host if request.client else None
+def peer_of(request: Request, hub: Hub) -> str | None:
+    """The address a helper calls from (through the proxies the core trusts): a helper's name
+    belongs to its host."""
+    return client_host(request, hub.settings.core.trusted_proxies)
 
 
 @router.post("/helpers", response_model=HelperRead, status_code=201)
@@ -35,7 +38,7 @@ async def register(
 ) -> HelperRead:
     """A helper registers (again) with its manifest; needs the helper registration key."""
     hub.helpers.check_key(key)
-    return await hub.helpers.register(manifest, peer=peer_of(request))
+    return await hub.helpers.register(manifest, peer=peer_of(request, hub))
 
 
 @router.post("/helpers/mcp", response_model=HelperRead, status_code=201)
@@ -48,7 +51,7 @@ async def add_mcp_server(data: McpServerAdd, hub: HubDep, user: CurrentUser) -> 
 async def heartbeat(name: str, request: Request, hub: HubDep, key: HelperKey = None) -> None:
     """A helper says it is alive; 404 means: register again."""
     hub.helpers.check_key(key)
-    await hub.helpers.heartbeat(name, peer=peer_of(request))
+    await hub.helpers.heartbeat(name, peer=peer_of(request, hub))
 
 
 @router.get("/helpers", response_model=list[HelperRead])
@@ -75,7 +78,7 @@ async def remove_helper(name: str, request: Request, hub: HubDep, key: HelperKey
     """A helper leaving (with the helper key), or an admin removing it."""
     if key is not None:
         hub.helpers.check_key(key)
-        await hub.helpers.leave(name, peer=peer_of(request))
+        await hub.helpers.leave(name, peer=peer_of(request, hub))
         return
     user = await hub.auth.authenticate(bearer_key(request))
     await hub.helpers.remove(user, name)
