@@ -323,6 +323,32 @@ def test_stop_while_the_files_are_still_being_read(
     tab.assert_no_errors()
 
 
+@pytest.mark.timeout(90)
+def test_what_is_typed_while_a_message_is_sent_stays_in_the_box(
+    tab: Tab, web: str, key: str, stack: Stack
+) -> None:
+    with slow_reader(2.0) as reader:
+        secret = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+        httpx.post(f"{stack.core_url}/v1/helpers", json=reader.manifest(), headers=secret)
+        sign_in(tab, web, key)
+        page, files = tab.page, tab.page.locator("#file-input")
+        files.set_input_files(
+            files=[FilePayload(name="note.txt", mimeType="text/plain", buffer=b"A")]
+        )
+        send(tab, "Summarize my note")
+        page.get_by_label("Message").fill("And one more thing")  # while the note is read
+        files.set_input_files(
+            files=[FilePayload(name="later.txt", mimeType="text/plain", buffer=b"B")]
+        )
+        expect(page.locator("article.msg.user.pending")).to_be_visible()  # still being sent
+        expect(answer(tab)).to_have_text(REPLY)
+        expect(page.locator("article.msg.user .files")).to_have_text(re.compile("note.txt"))
+    expect(page.get_by_label("Message")).to_have_value("And one more thing")
+    expect(page.locator("#attachments li")).to_have_count(1)
+    expect(page.locator("#attachments li")).to_contain_text("later.txt")
+    tab.assert_no_errors()
+
+
 def test_record_audio_in_the_browser(tab: Tab, web: str, key: str) -> None:
     sign_in(tab, web, key)
     page = tab.page

@@ -110,9 +110,11 @@ export class Composer {
     );
   }
 
-  clear() {
-    this.prompt.value = "";
-    this.files = [];
+  // The core took the message sent: it leaves the box, but what was typed or attached while it
+  // was being sent (a long upload) stays.
+  taken(files) {
+    if (this.sent && this.text === this.sent.text) this.prompt.value = "";
+    this.files = this.files.filter((file) => !files.includes(file));
     this.sent = null;
     this.render();
     this.fit();

@@ -277,7 +277,7 @@ async function send() {
     state.sending = false;
     if (!sent) composer.setBusy(false);
   }
-  composer.clear();
+  composer.taken(files);
   const { job, response } = sent;
   if (state.stopAsked) stopJob(job).catch(fail); // Stop was pressed while the core took the turn
   state.chatId = job.chatId;
