@@ -8,7 +8,9 @@ kills the child and starts a new one. The object is made in the child, once, by 
 factory that pickles (a class and its options), so what it loads (parsers, models) stays loaded
 between calls. Arguments and results cross by pickle, and so do patchbay's errors; any other
 exception crosses as a `CapabilityFailed` naming it (its traceback in the child's log), as
-unpickling it would load its library (markitdown's: 100 MB) here as well.
+unpickling it would load its library (markitdown's: 100 MB) here as well. The child is this
+interpreter started afresh, not multiprocessing's spawn, which would run the parent's main script
+again in it (the CLI: 17 MB) and start a resource tracker process (12 MB) nothing here needs.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import multiprocessing
 import os
 import pickle
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -35,6 +38,7 @@ from patchbay.parent import end_with_parent
 logger = logging.getLogger(__name__)
 
 STOP_WAIT_S = 5.0  # how long a killed child may take to be gone
+CHILD = "from patchbay.helpers.isolated import _child; _child()"  # its one argument: its pipe
 
 
 class CouldNotStart(CapabilityFailed):
@@ -46,7 +50,7 @@ class Isolated:
         self._factory = factory
         self._name = name
         self._lock = anyio.Lock()
-        self._child: tuple[BaseProcess, Connection] | None = None
+        self._child: tuple[subprocess.Popen[bytes], Connection] | None = None
 
     def start(self) -> None:
         """Start the child now (it makes its object meanwhile), not at the first call."""
@@ -61,7 +65,7 @@ class Isolated:
     async def run(self, method: str, *args: object) -> Any:
         """`method` of the child's object called with `args`; its exception raised here."""
         async with self._lock:
-            if self._child is not None and self._child[0].exitcode is not None:
+            if self._child is not None and self._child[0].poll() is not None:
                 self._kill()  # it ended between calls (a kill, out of memory): not this call's fault
             process, conn = self._child or self._start()
             try:
@@ -72,7 +76,7 @@ class Isolated:
             except (EOFError, OSError) as exc:
                 self._kill()
                 raise CapabilityFailed(
-                    f"{self._name} stopped while working (exit code {process.exitcode})"
+                    f"{self._name} stopped while working (exit code {process.returncode})"
                 ) from exc
             except BaseException:  # cancelled or timed out: the work is not wanted any more
                 self._kill()
@@ -97,20 +101,26 @@ class Isolated:
         """End the child (it finishes nothing it was doing)."""
         self._kill()
 
-    def _start(self) -> tuple[BaseProcess, Connection]:
+    def _start(self) -> tuple[subprocess.Popen[bytes], Connection]:
+        factory = ForkingPickler.dumps(self._factory)  # one that does not pickle fails here
         ours, theirs = multiprocessing.Pipe()
-        process = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(self._factory, theirs, os.getpid()), name=self._name, daemon=True
-        )
         # Ctrl-C reaches the whole process group, the child too, whose end is the parent's to
         # decide: it inherits SIGINT blocked, across its start, and ignores it from `_serve` on.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            process.start()
+            process = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed command
+                [sys.executable, "-c", CHILD, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=[theirs.fileno()],
+            )
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        theirs.close()
+            theirs.close()
         self._child = (process, ours)
+        with contextlib.suppress(OSError):  # a child gone already: its first call says so
+            # sys.path before the factory, whose module may be found only on this one
+            ours.send((self._name, os.getpid(), sys.path))
+            ours.send_bytes(factory)
         return self._child
 
     def _kill(self) -> None:
@@ -121,18 +131,30 @@ class Isolated:
         # A thread still blocked on the pipe sees it end and lets go of it, which closes it;
         # closing it here, under that thread, could close another file given its number.
         process.kill()
-        process.join(STOP_WAIT_S)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_WAIT_S)
 
 
-def _serve(factory: Callable[[], object], conn: Connection, parent: int) -> None:
+def _child() -> None:
+    """The child's entry point (`CHILD`): take its name, parent and sys.path from the pipe, then
+    serve."""
+    conn = Connection(int(sys.argv[1]))
+    try:
+        name, parent, path = conn.recv()
+    except EOFError:  # the parent went before it said anything
+        return
+    sys.path[:] = path
+    _serve(name, conn, parent)
+
+
+def _serve(name: str, conn: Connection, parent: int) -> None:
     """The child: make the object, then answer calls until the parent goes (killed with it if
     it goes in the middle of one)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     end_with_parent(parent, signal.SIGKILL)
-    name = multiprocessing.current_process().name
     try:
-        worker = factory()
+        worker = conn.recv()()  # the factory, its module imported as it is unpickled
     except Exception as exc:  # told to the first call, and logged here
         logger.exception("%s could not start", name)
         with contextlib.suppress(EOFError, OSError):

@@ -227,6 +227,44 @@ def test_a_child_ends_with_its_parent_even_in_the_middle_of_a_call() -> None:
     wait_gone(child, "the child outlived its parent")
 
 
+MAIN_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+if __name__ != "__main__":  # multiprocessing's spawn runs the parent's main script again
+    print("the main script ran again", flush=True)
+else:
+    import anyio, os
+    from pathlib import Path
+    from patchbay.helpers.isolated import Isolated
+    from tests.unit.helpers.test_isolated import Worker
+
+    def children():
+        stats = (path.read_text().rsplit(")", 1)[1].split() for path in Path("/proc").glob("[0-9]*/stat"))
+        return sum(fields[1] == str(os.getpid()) for fields in stats)
+
+    async def main():
+        isolated = Isolated(Worker, name="lean")
+        await isolated.run("count")
+        print("children:", children(), flush=True)
+        isolated.close()
+
+    anyio.run(main)
+"""
+
+
+def test_the_child_runs_neither_the_main_script_again_nor_a_resource_tracker(
+    tmp_path: Path,
+) -> None:
+    # The CLI is the helpers' main script: run again, it cost each child 17 MB, and the
+    # resource tracker (a process of its own) 12 MB more, for locks no one here uses.
+    script = tmp_path / "main.py"
+    script.write_text(MAIN_SCRIPT.format(root=str(Path(__file__).parents[3])))
+    ran = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert ran.stdout.splitlines() == ["children: 1"], ran.stdout
+
+
 def wait_gone(pid: int, failure: str) -> None:
     deadline = time.monotonic() + 10
     while alive(pid):
