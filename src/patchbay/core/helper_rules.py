@@ -25,7 +25,6 @@ from patchbay.errors import (
 from patchbay.schemas.helpers import Capability, HelperManifest, HelperRead
 from patchbay.schemas.users import UserRead
 
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 TOOL_NAME_MAX = 64  # OpenAI's limit on a function's name, which most upstreams share
 
 
@@ -85,15 +84,18 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def host_key(host: str | None) -> str | None:
-    """`host` spelled one way, as a helper's name belongs to it: the LOOPBACK names are one
-    host, "localhost"; any other address is written as `ipaddress` does."""
+    """`host` spelled one way, as a helper's name belongs to it: this machine is one host,
+    "localhost" (the name, any loopback address: all of 127.0.0.0/8 and ::1, and 0.0.0.0 or ::,
+    which a connection takes for this machine too); any other address is written as `ipaddress`
+    does."""
     if not host:
         return None
     try:
-        host = _address(host).compressed
+        address = _address(host)
     except ValueError:
         host = host.lower()
-    return "localhost" if host in LOOPBACK else host
+        return "localhost" if host == "localhost" else host
+    return "localhost" if address.is_loopback or address.is_unspecified else address.compressed
 
 
 def may_use(helper: HelperRead, user: UserRead) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from patchbay.config import HelperSettings
+from patchbay.core.helper_rules import host_key
 from patchbay.core.helpers import HelperRegistry
 from patchbay.errors import Conflict
 from patchbay.schemas.helpers import Capability, HelperManifest
@@ -81,3 +82,22 @@ async def test_an_ipv4_helper_of_a_core_listening_on_ipv6_is_at_its_own_address(
     with pytest.raises(Conflict):
         await registry.register(manifest("calc", "http://10.0.0.9:80"), peer="::ffff:10.0.0.9")
     await registry.leave("calc", peer="10.0.0.5")
+
+
+THIS_MACHINE = ["localhost", "LOCALHOST", "127.0.0.1", "127.0.1.1", "127.255.255.254", "::1"]
+THIS_MACHINE += ["0:0::1", "::ffff:127.0.0.2", "0.0.0.0", "::"]  # noqa: S104
+
+
+@pytest.mark.parametrize("host", THIS_MACHINE)
+def test_this_machine_is_one_host_in_any_spelling(host: str) -> None:
+    assert host_key(host) == "localhost"
+
+
+async def test_any_loopback_address_is_this_machine(registry: HelperRegistry) -> None:
+    """Debian names the machine 127.0.1.1; Linux answers on all of 127.0.0.0/8: a helper there,
+    calling from 127.0.0.1, was refused as not at its own host, and one registering from
+    127.0.0.2 held its name as another machine's."""
+    await registry.register(manifest("calc", "http://127.0.1.1:8801"), peer="127.0.0.1")
+    await registry.register(manifest("calc", "http://0.0.0.0:8801"), peer="127.0.0.2")
+    await registry.heartbeat("calc", peer="::1")
+    await registry.leave("calc", peer="127.0.0.2")
