@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pydantic import BaseModel
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from patchbay.helpers import Helper, ToText
-from patchbay.helpers.app import create_app
+from patchbay.helpers.app import create_app, read_body
 
 
 class Numbers(BaseModel):
@@ -131,6 +133,25 @@ def test_bodies_over_the_limit_are_refused_with_413(client: TestClient) -> None:
         "/capabilities/read", content=chunks(), headers={"Content-Type": "text/plain"}
     )
     assert error(streamed) == (413, "payload_too_large")
+
+
+async def test_a_large_body_is_read_without_a_second_copy_of_it() -> None:
+    size, chunk = 32 * 1024 * 1024, 64 * 1024  # a video may be 500 MB, sent as uvicorn's chunks
+
+    async def receive() -> AsyncIterator[dict[str, object]]:
+        for sent in range(0, size, chunk):
+            yield {"type": "http.request", "body": b"v" * chunk, "more_body": sent + chunk < size}
+
+    messages = receive()
+    request = Request({"type": "http", "headers": []}, receive=messages.__anext__)
+    tracemalloc.start()
+    try:
+        body = await read_body(request, limit=size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(body) == size
+    assert peak < size * 1.5  # the chunks joined at the end: twice the body
 
 
 def test_to_text_takes_the_raw_body_and_its_media_type(client: TestClient) -> None:
