@@ -65,13 +65,17 @@ def tool_names(capabilities: list[tuple[str, str]]) -> list[str]:
 
 
 def same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
-    """Whether a helper at `base_url` registers from its own host, `peer` (or an allowed one):
-    the same host as `host_key` tells hosts apart."""
-    host = urlsplit(base_url).hostname or ""
-    if host in allowed:
-        return True
-    key = host_key(host)
-    return key is not None and key == host_key(peer)
+    """Whether a helper at `base_url` registers from its own host, `peer`, or its URL is at an
+    allowed host: the same host as `host_key` tells hosts apart, however each is written."""
+    key = url_host_key(base_url)
+    return key is not None and (key == host_key(peer) or key in {host_key(h) for h in allowed})
+
+
+def url_host_key(url: str) -> str | None:
+    """The `host_key` of `url`'s host, as the core's HTTP client reads it: an IPv6 zone, written
+    %25eth0 in a URL (RFC 6874), is %eth0, as in a peer's address."""
+    host = urlsplit(url).hostname
+    return host_key(host.replace("%25", "%", 1) if host and ":" in host else host)
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -87,7 +91,8 @@ def host_key(host: str | None) -> str | None:
     """`host` spelled one way, as a helper's name belongs to it: this machine is one host,
     "localhost" (the name, any loopback address: all of 127.0.0.0/8 and ::1, and 0.0.0.0 or ::,
     which a connection takes for this machine too); any other address is written as `ipaddress`
-    does."""
+    does, a name in lower case and without the dot that may end it."""
+    host = host.removesuffix(".") if host else host  # `ocr.internal.` is `ocr.internal`
     if not host:
         return None
     try:

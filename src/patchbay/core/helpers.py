@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -28,6 +27,7 @@ from patchbay.core.helper_rules import (
     refusal_of,
     same_host,
     tool_names,
+    url_host_key,
     validate,
 )
 from patchbay.core.llm.registry import ToolSpec
@@ -145,7 +145,7 @@ class HelperRegistry:
         # Every helper holds the helper key, which is no admin's: it must not let one redirect
         # another host's helper or an MCP server (and the people's arguments and files) to
         # itself. A name stays with its host: the peer's, or an allowed host the URL stays at.
-        host = host_key(urlsplit(manifest.base_url).hostname) or ""
+        host = url_host_key(manifest.base_url) or ""
         held_by = {h for h in (host, host_key(peer)) if h}
         async with self._db.begin() as conn:
             now = datetime.now(UTC)
@@ -167,7 +167,7 @@ class HelperRegistry:
         manifest = await mcp.manifest_of(name, url)
         check_manifest(manifest)
         async with self._db.begin() as conn:
-            host = host_key(urlsplit(url).hostname) or ""
+            host = url_host_key(url) or ""
             await rows.upsert_helper(conn, manifest, datetime.now(UTC), host=host)
         logger.info("MCP server %s registered as helper %s", mcp.public_url(url), name)
         return await self.get(name)

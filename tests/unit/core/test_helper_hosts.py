@@ -101,3 +101,45 @@ async def test_any_loopback_address_is_this_machine(registry: HelperRegistry) ->
     await registry.register(manifest("calc", "http://0.0.0.0:8801"), peer="127.0.0.2")
     await registry.heartbeat("calc", peer="::1")
     await registry.leave("calc", peer="127.0.0.2")
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("OCR.Internal.", "ocr.internal"),  # a name ending in a dot is the same name
+        ("10.0.0.5.", "10.0.0.5"),
+        ("localhost.", "localhost"),
+        ("::FFFF:10.0.0.5", "10.0.0.5"),
+        ("fe80::1%eth0", "fe80::1%eth0"),  # a link-local address is its link's: the zone stays
+    ],
+)
+def test_a_host_is_written_one_way(host: str, key: str) -> None:
+    assert host_key(host) == key
+
+
+async def test_a_link_local_helper_is_at_its_address_on_its_link(registry: HelperRegistry) -> None:
+    """The zone is written %25 in a URL (RFC 6874), and is `%` in the peer's address."""
+    await registry.register(manifest("calc", "http://[fe80::1%25eth0]:80"), peer="fe80::1%eth0")
+    with pytest.raises(Conflict):
+        await registry.heartbeat("calc", peer="fe80::1%eth1")  # another link, another machine
+    await registry.heartbeat("calc", peer="fe80::1%eth0")
+
+
+async def test_an_allowed_host_is_allowed_however_it_is_written(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    await db.migrate()
+    allowed = ["OCR.internal", "2001:0db8::0007", "10.0.0.5"]
+    helpers = HelperRegistry(
+        db, HelperSettings(allowed_url_hosts=allowed), key="k", down_after_s=30
+    )
+    try:
+        for name, url in [
+            ("ocr", "http://ocr.internal:80"),
+            ("v6", "http://[2001:db8::7]:80"),
+            ("v4", "http://[::ffff:10.0.0.5]:80"),
+        ]:
+            await helpers.register(manifest(name, url), peer="192.0.2.9")
+            await helpers.heartbeat(name, peer="192.0.2.9")
+    finally:
+        await helpers.close()
+        await db.close()
