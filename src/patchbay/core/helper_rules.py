@@ -29,7 +29,10 @@ TOOL_NAME_MAX = 64  # OpenAI's limit on a function's name, which most upstreams 
 
 
 def check_manifest(manifest: HelperManifest) -> None:
-    """Refuse duplicate capability names and schemas that are not JSON Schema."""
+    """Refuse a base URL with no host, duplicate capability names and schemas that are not JSON
+    Schema."""
+    if url_host_key(manifest.base_url) is None:
+        raise InvalidRequest("the base URL names no host: write it as http://host:port")
     names = [c.name for c in manifest.capabilities]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -73,8 +76,11 @@ def same_host(base_url: str, peer: str | None, allowed: list[str]) -> bool:
 
 def url_host_key(url: str) -> str | None:
     """The `host_key` of `url`'s host, as the core's HTTP client reads it: an IPv6 zone, written
-    %25eth0 in a URL (RFC 6874), is %eth0, as in a peer's address."""
-    host = urlsplit(url).hostname
+    %25eth0 in a URL (RFC 6874), is %eth0, as in a peer's address. None if it names none."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:  # brackets around no IPv6 address, or never closed
+        return None
     return host_key(host.replace("%25", "%", 1) if host and ":" in host else host)
 
 

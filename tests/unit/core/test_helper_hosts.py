@@ -12,7 +12,7 @@ import pytest
 from patchbay.config import HelperSettings
 from patchbay.core.helper_rules import host_key
 from patchbay.core.helpers import HelperRegistry
-from patchbay.errors import Conflict
+from patchbay.errors import Conflict, InvalidRequest
 from patchbay.schemas.helpers import Capability, HelperManifest
 from patchbay.store.db import Database
 
@@ -143,3 +143,9 @@ async def test_an_allowed_host_is_allowed_however_it_is_written(tmp_path: Path) 
     finally:
         await helpers.close()
         await db.close()
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://[calc]:80/", "calc:80", "/capabilities"])
+async def test_a_base_url_with_no_host_is_refused(registry: HelperRegistry, url: str) -> None:
+    with pytest.raises(InvalidRequest, match="names no host"):
+        await registry.register(manifest("calc", url), peer="127.0.0.1")
