@@ -89,8 +89,10 @@ def _refused(name: str, found: HelperRecord | None, *, if_mcp: PatchbayError) ->
         return HelperNotFound(f"no helper named {name!r} (a helper registers first)")
     if found.manifest.protocol == "mcp":
         return if_mcp
+    # No host: registered before hosts were kept, with a base URL that names none.
+    whose = f"at another host ({found.host})" if found.host else "of no known host"
     return Conflict(
-        f"{name!r} is a helper at another host ({found.host}); register under another name, "
+        f"{name!r} is a helper {whose}; register under another name, "
         f"or an admin can remove that one with `patchbay helpers remove {name}`"
     )
 
@@ -140,7 +142,8 @@ class HelperRegistry:
         if not same_host(manifest.base_url, peer, self._settings.allowed_url_hosts):
             raise PermissionDenied(
                 f"the base URL {manifest.base_url} is not where this helper registers from "
-                f"({peer}); an admin can allow its host (PATCHBAY_HELPERS__ALLOWED_URL_HOSTS)"
+                f"({peer or 'an address not known'}); an admin can allow its host "
+                "(PATCHBAY_HELPERS__ALLOWED_URL_HOSTS)"
             )
         # Every helper holds the helper key, which is no admin's: it must not let one redirect
         # another host's helper or an MCP server (and the people's arguments and files) to

@@ -5,6 +5,8 @@ from (its address there is not known)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ import pytest
 from patchbay.config import HelperSettings
 from patchbay.core.helper_rules import host_key
 from patchbay.core.helpers import HelperRegistry
-from patchbay.errors import Conflict, InvalidRequest
+from patchbay.errors import Conflict, InvalidRequest, PermissionDenied
 from patchbay.schemas.helpers import Capability, HelperManifest
+from patchbay.store import helpers as rows
 from patchbay.store.db import Database
 
 
@@ -149,3 +152,24 @@ async def test_an_allowed_host_is_allowed_however_it_is_written(tmp_path: Path) 
 async def test_a_base_url_with_no_host_is_refused(registry: HelperRegistry, url: str) -> None:
     with pytest.raises(InvalidRequest, match="names no host"):
         await registry.register(manifest("calc", url), peer="127.0.0.1")
+
+
+async def test_a_name_no_host_holds_is_refused_in_words(registry: HelperRegistry) -> None:
+    """A helper registered before hosts were kept, with a URL of no host, is held by none."""
+    async with registry._db.begin() as conn:
+        broken = manifest("calc", "http://10.0.0.5:80").model_copy(update={"base_url": "calc"})
+        await rows.upsert_helper(conn, broken, datetime.now(UTC), host="")
+    for refused in (
+        partial(registry.register, manifest("calc", "http://10.0.0.9:80")),
+        partial(registry.heartbeat, "calc"),
+        partial(registry.leave, "calc"),
+    ):
+        with pytest.raises(Conflict) as caught:
+            await refused(peer="10.0.0.9")
+        assert "()" not in caught.value.message
+        assert "'calc' is a helper of no known host;" in caught.value.message
+
+
+async def test_a_helper_from_an_address_not_known_is_told_so(registry: HelperRegistry) -> None:
+    with pytest.raises(PermissionDenied, match=r"\(an address not known\)"):
+        await registry.register(manifest("calc", "http://10.0.0.5:80"), peer=None)
