@@ -632,6 +632,82 @@ def test_a_message_sent_again_after_its_answer_was_lost_is_answered_once(
     tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("reached", "files"),
+    [(True, ""), (True, "lost"), (True, "attached again"), (False, ""), (False, "lost")],
+    ids=["reached", "reached-file-lost", "reached-file-again", "not-reached", "not-reached-file"],
+)
+def test_a_message_whose_send_failed_is_sent_once_after_a_reload(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream, reached: bool, files: str
+) -> None:
+    note = FilePayload(name="notes.txt", mimeType="text/plain", buffer=b"A note.")
+    with running_helper() as reader:
+        secret = {HELPER_KEY_HEADER: helper_key(stack.settings.installation_secret())}
+        httpx.post(f"{stack.core_url}/v1/helpers", json=reader.manifest(), headers=secret)
+        sign_in(tab, web, key)
+        page = tab.page
+        if files:
+            page.locator("#file-input").set_input_files(files=[note])
+        got: list[int] = []
+        if reached:
+            lose_the_answer(tab, got)
+        else:  # the channel is restarting: nothing reaches the core
+            page.route("**/api/turns**", lambda route: route.abort("connectionreset"), times=1)
+        send(tab, "Are you there?")
+        expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+        page.reload()
+        expect(page.get_by_label("Message")).to_have_value("Are you there?")
+        notice = page.get_by_role("alert")
+        expect(notice).to_contain_text("may not have been sent, so it is back in the box")
+        if files:
+            expect(notice).to_contain_text("attach notes.txt again")
+        expect(page.locator("#attachments li")).to_have_count(0)
+        if files == "attached again":
+            page.locator("#file-input").set_input_files(files=[note])
+        page.get_by_role("button", name="Send").click()
+        expect(answer(tab)).to_have_text(REPLY)
+        expect(page.get_by_label("Message")).to_have_value("")
+        expect(page.locator("#notice")).to_be_hidden()
+        page.reload()  # confirmed: nothing comes back
+        expect(answer(tab)).to_have_text(REPLY)
+        expect(page.get_by_label("Message")).to_have_value("")
+        expect(page.locator("#notice")).to_be_hidden()
+    with httpx.Client(base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}) as core:
+        (chat,) = core.get("/v1/chats").json()
+        stored = core.get(f"/v1/chats/{chat['id']}/messages").json()
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert len(upstream.requests) == 1
+    # the file goes with the message the core took: the first send's, or the one sent again
+    sent_with_file = files and (reached or files == "attached again")
+    assert reader.calls == (["text"] if sent_with_file else [])
+    assert bool(stored[0]["attachments"]) == bool(sent_with_file)
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
+
+
+def test_the_box_is_kept_over_a_reload_and_goes_on_signing_out(
+    tab: Tab, web: str, key: str
+) -> None:
+    sign_in(tab, web, key)
+    page, prompt = tab.page, tab.page.get_by_label("Message")
+    prompt.fill("Half a thought")
+    page.reload()
+    expect(prompt).to_have_value("Half a thought")  # a draft, never sent: no notice
+    expect(page.locator("#notice")).to_be_hidden()
+    page.route("**/api/turns", lambda route: route.abort("connectionreset"), times=1)
+    send(tab, "A whole thought")
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("API key").fill(key)  # someone else, maybe, in the same tab
+    page.get_by_role("button", name="Sign in").click()
+    expect(prompt).to_be_visible()
+    expect(prompt).to_have_value("")
+    page.reload()
+    expect(prompt).to_have_value("")
+    expect(page.locator("#notice")).to_be_hidden()
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET")
+
+
 def post_turn(browser: httpx.Client, turn: Mapping[str, object], *, upload: bool) -> httpx.Response:
     """A turn as the page sends it: JSON, or a form's `turn` field (with files)."""
     if upload:  # multipart/form-data, with no file here

@@ -3,12 +3,32 @@
 import { byId, el, formatSize, icon } from "./dom.js";
 
 const MAX_FILES = 20;
+// The box, and the message last sent from it while the core has not confirmed it took it (with
+// its id), kept in the tab's sessionStorage: a reload after a send that failed puts them back, and
+// that message sent again is the same one for the core, stored once. Its files are not kept (a
+// page cannot store what a person picked, and 30 MB do not belong in sessionStorage): only their
+// names, to ask for them again.
+const STORAGE_KEY = "patchbay.composer";
 
 // 32 random hex digits. Not `crypto.randomUUID()`: browsers give it to https pages (and
 // localhost's) only, and the page may be plain http on another machine of the network.
 function newMessageId() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+const describe = (file) => ({ name: file.name, size: file.size, type: file.type });
+
+// A file sent, or, after a reload, one of the same name, size and type attached again.
+const sameFile = (sent, file) =>
+  sent === file ||
+  (!(sent instanceof File) && sent.name === file.name && sent.size === file.size && sent.type === file.type);
+
+// The files sent; after a reload also none at all: sent without them again, a message that had
+// reached the core with them is still that message, and one that had not goes as the person chose.
+function sameFiles(sent, files) {
+  if (sent.restored && !files.length) return true;
+  return sent.files.length === files.length && sent.files.every((kept, index) => sameFile(kept, files[index]));
 }
 
 export class Composer {
@@ -39,7 +59,10 @@ export class Composer {
         this.form.requestSubmit();
       }
     });
-    this.prompt.addEventListener("input", () => this.fit());
+    this.prompt.addEventListener("input", () => {
+      this.fit();
+      this.save();
+    });
     this.form.addEventListener("dragover", (event) => event.preventDefault());
     this.form.addEventListener("drop", (event) => {
       event.preventDefault();
@@ -56,18 +79,45 @@ export class Composer {
   }
 
   // The id of the message in the box: made when it is first sent, and kept while the same text
-  // and files are sent again to the same chat. A send whose answer was lost on the way may have
-  // reached the core, which then stores the message once and names the turn it made.
+  // and files are sent again to the same chat, also after a reload. A send whose answer was lost
+  // on the way may have reached the core, which then stores the message once and names its turn.
   messageId(chatId) {
     const sent = this.sent;
-    const same =
-      sent &&
-      sent.chatId === chatId &&
-      sent.text === this.text &&
-      sent.files.length === this.files.length &&
-      sent.files.every((file, index) => file === this.files[index]);
+    const same = sent && sent.chatId === chatId && sent.text === this.text && sameFiles(sent, this.files);
     if (!same) this.sent = { id: newMessageId(), chatId, text: this.text, files: [...this.files] };
+    this.save();
     return this.sent.id;
+  }
+
+  save() {
+    const sent = this.sent && { ...this.sent, files: this.sent.files.map(describe) };
+    const text = this.prompt.value;
+    try {
+      if (text || sent) sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ text, sent }));
+      else sessionStorage.removeItem(STORAGE_KEY);
+    } catch {
+      // storage full or refused: the box is just not kept over a reload
+    }
+  }
+
+  // The box as it was before the page was reloaded; returns the message the core had not
+  // confirmed taking, back in the box to be sent again (null when there is none).
+  restore() {
+    let kept = null;
+    try {
+      kept = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
+    } catch {
+      kept = null;
+    }
+    if (!kept || typeof kept.text !== "string") return null;
+    this.prompt.value = kept.text;
+    this.fit();
+    const sent = kept.sent;
+    // Edited after it was sent, the box holds another message, which gets its own id.
+    const unsent = sent && typeof sent.id === "string" && sent.text === this.text && Array.isArray(sent.files);
+    this.sent = unsent ? { ...sent, restored: true } : null;
+    this.save();
+    return this.sent;
   }
 
   fit() {
@@ -118,6 +168,17 @@ export class Composer {
     this.sent = null;
     this.render();
     this.fit();
+    this.save();
+  }
+
+  // Everything goes (signing out): the box, and what the tab kept of it.
+  clear() {
+    this.prompt.value = "";
+    this.files = [];
+    this.sent = null;
+    this.render();
+    this.fit();
+    sessionStorage.removeItem(STORAGE_KEY);
   }
 
   setBusy(busy) {

@@ -18,6 +18,7 @@ const state = blank();
 let following = new AbortController(); // aborted on sign-out: stops reading the answer's stream
 const messagesBox = byId("messages");
 let composer;
+let restored = null; // a message a reload found unconfirmed, until the person is told
 let frame = 0;
 let watching = 0; // a timer: looks again at an answer that is written elsewhere (another tab)
 const CHATS_PAGE = 200;
@@ -81,8 +82,10 @@ function leave(message) {
 }
 
 // Only a sign-out the channel took is shown as one: until then the key stays in its cookie.
+// What was in the box goes too (a key that stops working leaves it, for the same person).
 async function signOut() {
   await api.signOut();
+  composer.clear();
   leave("");
 }
 
@@ -93,14 +96,25 @@ async function enter(user) {
   byId("who").textContent = user.name;
   await Promise.all([loadModels(), loadChats()]);
   const job = savedJob();
-  const chatId = (job && job.chatId) || chatInAddress();
+  const unsent = restored;
+  restored = null;
+  const chatId = job ? job.chatId : unsent ? unsent.chatId : chatInAddress();
   if (chatId) await openChat(chatId);
   else newChat();
+  if (unsent) notify(unsentNote(unsent));
   // An answer that was being written when the page was left: follow it on (a job the core no
   // longer knows is simply dropped).
   if (job && job.chatId === state.chatId) run(job, null).catch((error) => error.status !== 404 && fail(error));
   else if (job) forgetJob();
   composer.prompt.focus();
+}
+
+// A message sent before the page was reloaded may not have reached the core: it is back in the
+// box, not shown as sent, and sent again with its id it is stored once whichever it was.
+function unsentNote(message) {
+  const files = message.files.map((file) => file.name).join(", ");
+  const again = files ? ` Files are not kept over a reload: attach ${files} again.` : "";
+  return `Your last message may not have been sent, so it is back in the box: send it again (it is not stored twice).${again}`;
 }
 
 // ---- chats
@@ -426,6 +440,7 @@ function wire() {
 
 async function start() {
   wire();
+  restored = composer.restore();
   let user = null;
   try {
     ({ user } = await api.session());
