@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from patchbay.helpers.builtin.documents import DocumentOptions, DocumentsHelper
-from patchbay.helpers.builtin.ocr import OcrHelper
+from patchbay.helpers.builtin.ocr import OcrHelper, OcrOptions
 from patchbay.helpers.builtin.speech import SpeechHelper, SpeechOptions
 from patchbay.helpers.builtin.video import VideoHelper, VideoOptions
 from patchbay.helpers.isolated import Isolated
@@ -32,7 +32,7 @@ from tests.integration.test_helper_sdk import wait_for
 from tests.support import media
 from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack
-from tests.support.stuck_reader import StuckReader
+from tests.support.stuck_reader import STUCK, StuckImageReader, StuckReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,6 +43,7 @@ PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentatio
 SENTENCE = "Good morning. The meeting starts at nine o'clock. Please bring your notes and a pencil."
 SPOKEN = {"good", "morning", "meeting", "please", "bring", "your", "notes", "pencil"}
 SLIDE = ["Welcome to the demo", "Penguins live in Antarctica"]
+STUCK_TIMEOUT_S = 15  # over a reader's start (its models loaded) and a small file's conversion
 
 
 def words(text: str) -> set[str]:
@@ -86,6 +87,22 @@ def convert(url: str, name: str, data: bytes, media_type: str) -> httpx.Response
         headers={"Content-Type": media_type},
         timeout=120,
     )
+
+
+def stuck_then_next(
+    helper: OcrHelper,
+    stuck_reader: Callable[..., object],
+    capability: str,
+    media_type: str,
+    next_file: bytes,
+) -> tuple[httpx.Response, httpx.Response]:
+    """`helper`'s answers to a file its reader never finishes, then to `next_file`, with
+    `stuck_reader` (its reader's class, stuck on STUCK) in its child in place of its reader."""
+    name = f"stuck {helper.name} reader"
+    helper.reader = Isolated(partial(stuck_reader, helper.options), name=name)
+    with serving(helper) as url:
+        stuck = convert(url, capability, STUCK, media_type)
+        return stuck, convert(url, capability, next_file, media_type)
 
 
 @pytest.fixture(scope="module")
@@ -294,6 +311,16 @@ def test_text_in_an_image_is_read(ocr: str, format: str, media_type: str) -> Non
 def test_a_corrupt_image_is_a_422(ocr: str) -> None:
     response = convert(ocr, "image-to-text", b"\x89PNG\r\n\x1a\n broken", "image/png")
     assert (response.status_code, response.json()["error"]["code"]) == (422, "unreadable_input")
+
+
+@pytest.mark.timeout(60)
+def test_an_image_never_read_to_its_end_is_stopped_and_the_next_one_is_read() -> None:
+    image = media.png(media.text_image(["Order 5531 ships on Tuesday"]))
+    helper = OcrHelper(OcrOptions(timeout_s=STUCK_TIMEOUT_S))
+    stuck, fine = stuck_then_next(helper, StuckImageReader, "image-to-text", "image/png", image)
+    assert stuck.status_code == 504, stuck.text
+    assert fine.status_code == 200, fine.text
+    assert {"order", "5531", "tuesday"} <= words(fine.json()["text"])
 
 
 def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(ocr: str) -> None:

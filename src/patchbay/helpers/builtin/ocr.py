@@ -1,7 +1,8 @@
 """OCR helper: the text in images (PNG, JPEG, WebP, GIF, BMP, TIFF), read offline by RapidOCR.
 
-RapidOCR's PP-OCR ONNX models ship inside its wheel. `OcrEngine` is also what the documents
-and video helpers use, in their own process, for scanned pages and video frames.
+RapidOCR's PP-OCR ONNX models ship inside its wheel and are loaded in a child process
+(`Isolated`), where each image is read. `OcrEngine` is also what the documents and video helpers
+use, in their children, for scanned pages and video frames.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from functools import partial
 from typing import TYPE_CHECKING
 
-import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 
+from patchbay.helpers.isolated import Isolated
 from patchbay.helpers.sdk import Helper, InputTooLarge, UnreadableInput
 from patchbay.schemas.helpers import ToText
 
@@ -33,6 +35,7 @@ class OcrOptions(BaseModel):
     max_frames: int = Field(default=20, gt=0)  # pages of a TIFF, frames of a GIF
     threads: int = Field(default=2, gt=0)  # ONNX Runtime threads per recognition
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    timeout_s: float = Field(default=120, gt=0)  # an image read for longer is stopped (504)
 
 
 class OcrEngine:
@@ -115,6 +118,19 @@ def read_frames(engine: OcrEngine, data: bytes, *, max_frames: int) -> tuple[str
     return "\n\n".join(texts), count
 
 
+class ImageReader:
+    """The OCR engine, loaded when made (in the helper's child, once). Blocking calls."""
+
+    def __init__(self, options: OcrOptions) -> None:
+        self.options = options
+        self.engine = OcrEngine(threads=options.threads, max_pixels=options.max_pixels)
+        self.engine.warm_up()
+
+    def convert(self, data: bytes) -> ToText:
+        text, frames = read_frames(self.engine, data, max_frames=self.options.max_frames)
+        return ToText(text=text, format="plain", pages=frames if frames > 1 else None)
+
+
 class OcrHelper(Helper):
     name = "ocr"
     description = "Reads the text in images (OCR), offline."
@@ -123,15 +139,22 @@ class OcrHelper(Helper):
     def __init__(self, options: OcrOptions | None = None) -> None:
         self.options = options or OcrOptions()
         super().__init__(max_body_bytes=self.options.max_body_bytes)
-        self.engine = OcrEngine(threads=self.options.threads, max_pixels=self.options.max_pixels)
-        self.to_text(*MEDIA_TYPES, name="image-to-text", timeout_s=120)(self.image_to_text)
+        # In a child process, one image at a time: a decoder that never ends on a crafted file
+        # is stopped at the capability's timeout instead of holding the helper for good.
+        self.reader = Isolated(partial(ImageReader, self.options), name="ocr reader")
+        timeout_s = self.options.timeout_s
+        self.to_text(*MEDIA_TYPES, name="image-to-text", timeout_s=timeout_s)(self.image_to_text)
 
     async def image_to_text(self, data: bytes, media_type: str) -> ToText:
         """The text in an image, a line per text line; every page of a multi-page TIFF."""
-        text, frames = await anyio.to_thread.run_sync(
-            lambda: read_frames(self.engine, data, max_frames=self.options.max_frames)
-        )
-        return ToText(text=text, format="plain", pages=frames if frames > 1 else None)
+        converted: ToText = await self.reader.run("convert", data)
+        return converted
+
+    async def startup(self) -> None:
+        self.reader.start()
+
+    async def shutdown(self) -> None:
+        self.reader.close()
 
 
 Options = OcrOptions  # what `patchbay helper builtin` validates its options with
