@@ -13,7 +13,8 @@ from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
-from patchbay.config import Settings
+from patchbay.config import HelperSettings, Settings
+from patchbay.core.helpers import HelperRegistry
 from patchbay.core.hub import Hub
 from patchbay.errors import (
     AuthenticationFailed,
@@ -269,7 +270,7 @@ async def test_migrations_keep_existing_rows(hub: Hub) -> None:
             await conn.execute(text("select version_num from alembic_version"))
         ).scalar_one()
     assert count == 1
-    assert revision == "0009"
+    assert revision == "0010"
 
 
 async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:
@@ -423,5 +424,75 @@ async def _migrate_helper_hosts(url: str) -> None:
             "named": "ocr.internal",
             "broken": "",
         }
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_spells_each_helpers_host_as_the_core_does(
+    tmp_path: Path, backend: str
+) -> None:
+    """The hosts 0009 gave helpers are spelled as host_key spells a registering peer's, so each
+    helper heartbeats on from its host, and no other host takes it."""
+    await on_a_new_database(backend, tmp_path, _migrate_host_spellings)
+
+
+async def _migrate_host_spellings(url: str) -> None:
+    read = {"name": "read", "description": "Reads."}
+    urls = {
+        "mapped": "http://[::ffff:10.0.0.5]:80",  # 0009: ::ffff:a00:5
+        "debian": "http://127.0.1.1:8801",  # 0009: 127.0.1.1, another machine
+        "anywhere": "http://0.0.0.0:8801",
+        "dotted": "http://ocr.internal.:80",
+        "zoned": "http://[fe80::1%25eth0]:80",
+        "lan": "http://10.0.0.6:80",
+        "broken": None,
+    }
+    db = Database(url)
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0008"))
+            for name, base_url in urls.items():
+                manifest = {"name": name, "base_url": base_url, "capabilities": [read]}
+                await conn.execute(
+                    text(
+                        "insert into helpers (name, manifest, enabled, registered_at)"
+                        " values (:name, :manifest, true, '2026-01-01')"
+                    ),
+                    {"name": name, "manifest": json.dumps(manifest)},
+                )
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0009"))
+            # stored as no core would (its URL is refused now), as it may be from long ago
+            unreadable = {"name": "x", "base_url": "http://[calc]:80", "capabilities": [read]}
+            await conn.execute(
+                text(
+                    "insert into helpers (name, manifest, enabled, registered_at, host)"
+                    " values ('unreadable', :manifest, true, '2026-01-01', 'calc')"
+                ),
+                {"manifest": json.dumps(unreadable)},
+            )
+        await db.migrate()
+        async with db.connect() as conn:
+            found = await conn.execute(text("select name, host from helpers"))
+            hosts = {str(row.name): str(row.host) for row in found}
+        assert hosts == {
+            "mapped": "10.0.0.5",
+            "debian": "localhost",
+            "anywhere": "localhost",
+            "dotted": "ocr.internal",
+            "zoned": "fe80::1%eth0",
+            "lan": "10.0.0.6",
+            "broken": "",
+            "unreadable": "",
+        }
+        registry = HelperRegistry(db, HelperSettings(), key="k", down_after_s=30)
+        try:
+            await registry.heartbeat("mapped", peer="::ffff:10.0.0.5")
+            await registry.heartbeat("debian", peer="127.0.0.1")
+            await registry.leave("zoned", peer="fe80::1%eth0")
+            with pytest.raises(Conflict):
+                await registry.heartbeat("mapped", peer="10.0.0.6")
+        finally:
+            await registry.close()
     finally:
         await db.close()
