@@ -32,7 +32,13 @@ from tests.integration.test_helper_sdk import wait_for
 from tests.support import media
 from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack
-from tests.support.stuck_reader import STUCK, StuckImageReader, StuckReader
+from tests.support.stuck_reader import (
+    STUCK,
+    StuckImageReader,
+    StuckReader,
+    StuckTranscriber,
+    StuckVideoReader,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,7 +96,7 @@ def convert(url: str, name: str, data: bytes, media_type: str) -> httpx.Response
 
 
 def stuck_then_next(
-    helper: OcrHelper,
+    helper: OcrHelper | SpeechHelper | VideoHelper,
     stuck_reader: Callable[..., object],
     capability: str,
     media_type: str,
@@ -340,7 +346,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(ocr: str)
 def test_speech_in_a_wav_is_transcribed_while_the_helper_stays_responsive(
     speech: str, spoken: bytes
 ) -> None:
-    # The model runs in a worker thread, not on the event loop: health answers again and again
+    # The model runs in a child process, not on the event loop: health answers again and again
     # while it works. On a blocked loop one health call would wait out the whole transcription.
     waits = []
     with ThreadPoolExecutor(1) as pool:
@@ -373,6 +379,17 @@ def test_hours_of_audio_in_a_few_megabytes_are_refused(speech: str) -> None:
     assert growth < 100, growth
 
 
+@pytest.mark.timeout(60)
+def test_audio_never_decoded_to_its_end_is_stopped_and_the_next_file_is_transcribed(
+    whisper_cache: Path, spoken: bytes
+) -> None:
+    helper = SpeechHelper(SpeechOptions(cache_dir=whisper_cache, timeout_s=STUCK_TIMEOUT_S))
+    stuck, fine = stuck_then_next(helper, StuckTranscriber, "speech-to-text", "audio/wav", spoken)
+    assert stuck.status_code == 504, stuck.text
+    assert fine.status_code == 200, fine.text
+    assert heard(fine.json()["text"]) >= 6, fine.text
+
+
 def test_a_video_gives_its_transcript_and_the_text_on_screen(
     whisper_cache: Path, spoken: bytes
 ) -> None:
@@ -386,3 +403,19 @@ def test_a_video_gives_its_transcript_and_the_text_on_screen(
     assert {"welcome", "demo", "penguins", "antarctica"} <= words(screen)
     assert screen.count("Penguins") == 1  # the same slide is read once
     assert 4 < result["duration_s"] < 12
+
+
+@pytest.mark.timeout(90)
+def test_a_video_never_read_to_its_end_is_stopped_and_the_next_one_is_read(
+    whisper_cache: Path, spoken: bytes
+) -> None:
+    clip = media.video(spoken, media.text_image(SLIDE, size=(960, 540), px=52))
+    speech = SpeechOptions(cache_dir=whisper_cache)
+    timeout_s = 2 * STUCK_TIMEOUT_S  # two models to load, and more to read
+    helper = VideoHelper(VideoOptions(speech=speech, frames=3, timeout_s=timeout_s))
+    stuck, fine = stuck_then_next(helper, StuckVideoReader, "video-to-text", "video/mp4", clip)
+    assert stuck.status_code == 504, stuck.text
+    assert fine.status_code == 200, fine.text
+    transcript, _, screen = fine.json()["text"].partition("## Text on screen")
+    assert heard(transcript) >= 6, transcript
+    assert {"welcome", "demo", "penguins", "antarctica"} <= words(screen)

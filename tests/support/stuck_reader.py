@@ -7,6 +7,8 @@ import time
 
 from patchbay.helpers.builtin.documents import DocumentReader
 from patchbay.helpers.builtin.ocr import ImageReader
+from patchbay.helpers.builtin.speech import Transcriber
+from patchbay.helpers.builtin.video import VideoReader
 from patchbay.schemas.helpers import ToText
 
 STUCK = b"STUCK"  # how a file that never ends starts
@@ -25,6 +27,18 @@ class StuckReader(DocumentReader):
 
 
 class StuckImageReader(ImageReader):
+    def convert(self, data: bytes) -> ToText:
+        hang_if_stuck(data)
+        return super().convert(data)
+
+
+class StuckTranscriber(Transcriber):
+    def transcribe(self, data: bytes) -> ToText:
+        hang_if_stuck(data)
+        return super().transcribe(data)
+
+
+class StuckVideoReader(VideoReader):
     def convert(self, data: bytes) -> ToText:
         hang_if_stuck(data)
         return super().convert(data)

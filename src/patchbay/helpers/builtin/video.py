@@ -1,17 +1,20 @@
 """Video helper: MP4, WebM and QuickTime to Markdown: the audio track transcribed, plus the text
-on screen, read by OCR from key frames spread over the video. All offline, decoded by PyAV."""
+on screen, read by OCR from key frames spread over the video. All offline, decoded by PyAV, in a
+child process (`Isolated`) that loads Whisper and RapidOCR once."""
 
 from __future__ import annotations
 
 import io
 import re
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 
 from patchbay.helpers.builtin.ocr import OcrEngine
-from patchbay.helpers.builtin.speech import SpeechOptions, Transcriber
+from patchbay.helpers.builtin.speech import SpeechOptions, Transcriber, model_directory
+from patchbay.helpers.isolated import Isolated
 from patchbay.helpers.sdk import Helper, UnreadableInput
 from patchbay.schemas.helpers import ToText
 
@@ -29,6 +32,7 @@ class VideoOptions(BaseModel):
     frames: int = Field(default=6, ge=0, le=100)  # key frames read by OCR, spread over the video
     threads: int = Field(default=2, gt=0)
     max_body_bytes: int = Field(default=500 * 1024 * 1024, gt=0)
+    timeout_s: float = Field(default=3600, gt=0)  # a video converted for longer is stopped (504)
 
 
 class Probe(BaseModel):
@@ -86,12 +90,14 @@ def timestamp(seconds: float) -> str:
 
 
 class VideoReader:
-    """Speech and OCR engines of its own, both loaded on first use. Blocking calls."""
+    """Speech and OCR engines of its own, both loaded when made (in the helper's child, once).
+    Blocking calls."""
 
     def __init__(self, options: VideoOptions) -> None:
         self.options = options
         self.transcriber = Transcriber(options.speech)
         self.ocr = OcrEngine(threads=options.threads)
+        self.ocr.warm_up()
 
     def convert(self, data: bytes) -> ToText:
         info = probe(data)
@@ -131,18 +137,25 @@ class VideoHelper(Helper):
     def __init__(self, options: VideoOptions | None = None) -> None:
         self.options = options or VideoOptions()
         super().__init__(max_body_bytes=self.options.max_body_bytes)
-        self.reader = VideoReader(self.options)
-        self._limiter = anyio.CapacityLimiter(1)
-        self.to_text(*MEDIA_TYPES, name="video-to-text", timeout_s=3600)(self.video_to_text)
+        # In a child process, one video at a time: a decoder that never ends on a crafted file
+        # is stopped at the capability's timeout instead of holding the helper for good.
+        self.reader = Isolated(partial(VideoReader, self.options), name="video reader")
+        timeout_s = self.options.timeout_s
+        self.to_text(*MEDIA_TYPES, name="video-to-text", timeout_s=timeout_s)(self.video_to_text)
 
     async def startup(self) -> None:
-        from patchbay.helpers.builtin.speech import model_directory
-
+        # Fail before registering when the model is missing, and join base now, not mid-call.
         await anyio.to_thread.run_sync(model_directory, self.options.speech)
+        self.reader.start()
+
+    async def shutdown(self) -> None:
+        self.reader.close()
 
     async def video_to_text(self, data: bytes, media_type: str) -> ToText:
         """A video as Markdown: a transcript of its speech, then the text seen on screen."""
-        return await anyio.to_thread.run_sync(self.reader.convert, data, limiter=self._limiter)
+        # `data` (up to 500 MB) goes to the child as it is, not copied into a pickle
+        converted: ToText = await self.reader.run("convert", data)
+        return converted
 
 
 Options = VideoOptions  # what `patchbay helper builtin` validates its options with
