@@ -25,7 +25,6 @@ from patchbay.helpers.builtin.video import VideoHelper, VideoOptions
 from patchbay.helpers.isolated import Isolated
 from patchbay.helpers.runner import Serving, build_app
 from patchbay.helpers.sdk import Helper
-from patchbay.schemas.helpers import ToText
 from patchbay.tokens import helper_key
 from tests.conftest import free_port
 from tests.integration.test_helper_sdk import wait_for
@@ -96,7 +95,7 @@ def convert(url: str, name: str, data: bytes, media_type: str) -> httpx.Response
 
 
 def stuck_then_next(
-    helper: OcrHelper | SpeechHelper | VideoHelper,
+    helper: DocumentsHelper | OcrHelper | SpeechHelper | VideoHelper,
     stuck_reader: Callable[..., object],
     capability: str,
     media_type: str,
@@ -170,23 +169,10 @@ def test_a_docx_keeps_heading_bold_and_table(documents: str) -> None:
 
 
 def test_a_document_that_never_ends_is_stopped_and_the_next_one_is_read() -> None:
-    helper = Helper("stuck-documents")
-    reader = Isolated(partial(StuckReader, DocumentOptions()), name="stuck reader")
-    reader.start()
-
-    @helper.to_text("text/plain", timeout_s=5)
-    async def read(data: bytes, media_type: str) -> ToText:
-        converted: ToText = await reader.run("convert", data, media_type)
-        return converted
-
-    try:
-        with serving(helper) as url:
-            stuck = convert(url, "read", b"STUCK", "text/plain")
-            fine = convert(url, "read", b"plain words", "text/plain")
-    finally:
-        reader.close()
+    helper = DocumentsHelper(DocumentOptions(timeout_s=5))  # it loads nothing at its start
+    stuck, fine = stuck_then_next(helper, StuckReader, "document-to-text", "text/plain", b"words")
     assert stuck.status_code == 504, stuck.text
-    assert fine.status_code == 200 and fine.json()["text"] == "plain words", fine.text
+    assert fine.status_code == 200 and fine.json()["text"] == "words", fine.text
 
 
 def test_a_spreadsheet_and_a_deck(documents: str) -> None:

@@ -61,6 +61,7 @@ class DocumentOptions(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_pages: int = Field(default=2000, gt=0)  # a longer PDF is refused (413)
     max_unpacked_bytes: int = Field(default=100 * 1024 * 1024, gt=0)  # an Office file's zip
+    timeout_s: float = Field(default=600, gt=0)  # a document read for longer is stopped (504)
 
 
 class DocumentReader:
@@ -190,7 +191,8 @@ class DocumentsHelper(Helper):
         # In a child process, one document at a time: a parser that never ends on a crafted
         # file is stopped at the capability's timeout instead of holding the helper for good.
         self.reader = Isolated(partial(DocumentReader, self.options), name="documents reader")
-        self.to_text(*FORMATS, name="document-to-text", timeout_s=600)(self.document_to_text)
+        timeout_s = self.options.timeout_s
+        self.to_text(*FORMATS, name="document-to-text", timeout_s=timeout_s)(self.document_to_text)
 
     async def document_to_text(self, data: bytes, media_type: str) -> ToText:
         """A document as Markdown: headings, lists and tables kept; scanned PDF pages by OCR."""
