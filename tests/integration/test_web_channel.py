@@ -393,6 +393,39 @@ def test_refreshing_mid_answer_resumes_the_stream(
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("load", ["fails", "hangs"])
+def test_an_answer_is_followed_when_its_chat_does_not_load_at_first(
+    tab: Tab, web: str, key: str, upstream: MockUpstream, load: str
+) -> None:
+    """The channel restarts, or is slow, just as the page loads the chat it sent a message to."""
+    upstream.mode, upstream.delay_s = "drip", 0.3
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
+    sign_in(tab, web, key)
+    page = tab.page
+
+    def never_answered(_route: PageRoute) -> None:
+        pass  # the page is reloaded first
+
+    not_loaded = (
+        (lambda route: route.abort("connectionreset")) if load == "fails" else never_answered
+    )
+    page.route("**/api/chats/*/messages", not_loaded, times=1)
+    with page.expect_response("**/api/turns"):
+        send(tab, "Take your time")
+    if load == "fails":
+        expect(answer(tab)).to_contain_text("part3")  # streamed where the page put it
+        expect(page.get_by_role("button", name="Stop")).to_be_visible()
+        expect(page.locator("#notice")).to_be_hidden()
+    page.reload()  # picks the answer up, as any reload mid-answer
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.locator("article.msg.user")).to_have_count(1)
+    expect(page.locator("#notice")).to_be_hidden()
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET")
+
+
+@pytest.mark.timeout(90)
 def test_an_answer_written_in_another_tab_is_seen_to_its_end(
     browser: Browser, tmp_path: Path, web: str, key: str, upstream: MockUpstream
 ) -> None:

@@ -28,7 +28,8 @@ export function forgetJob() {
   sessionStorage.removeItem(STORAGE_KEY);
 }
 
-function save(job) {
+// Kept from the moment the core names the job, so that a reload follows it on from there.
+export function keepJob(job) {
   sessionStorage.setItem(STORAGE_KEY, JSON.stringify(job));
 }
 
@@ -82,7 +83,7 @@ function resume(job, signal) {
 // Follow `job` to its end: `response` first when there is one, then, whenever a stream breaks
 // off, again from the last event seen. `onUpdate(job)` runs after each event.
 export async function follow(job, response, onUpdate, signal) {
-  save(job);
+  keepJob(job);
   let saved = Date.now();
   let reached = Date.now(); // when the core last answered: a stream opened, or an event
   let failures = 0;
@@ -101,7 +102,7 @@ export async function follow(job, response, onUpdate, signal) {
           return job;
         }
         if (Date.now() - saved > SAVE_EVERY_MS) {
-          save(job);
+          keepJob(job);
           saved = Date.now();
         }
         onUpdate(job);
@@ -113,7 +114,7 @@ export async function follow(job, response, onUpdate, signal) {
     }
     response = null;
     if (signal && signal.aborted) throw new DOMException("no longer followed", "AbortError");
-    save(job);
+    keepJob(job);
     failures += 1;
     if (Date.now() - reached > GIVE_UP_MS) {
       throw new ApiError(0, "stream_lost", "The answer's stream broke off; reload the page to pick it up.");

@@ -5,7 +5,7 @@ import { chatTitle, renderChats } from "./chats.js";
 import { Composer } from "./composer.js";
 import { byId } from "./dom.js";
 import { explain, isSignedOut } from "./errors.js";
-import { STREAM, follow, forgetJob, jobFrom, savedJob, stopJob, takenJob } from "./generation.js";
+import { STREAM, follow, forgetJob, jobFrom, keepJob, savedJob, stopJob, takenJob } from "./generation.js";
 import { chosenModel, loadModels, rememberModel } from "./models.js";
 import { clearNotice, notify } from "./notice.js";
 import { renderThread, showAnswer, showPending } from "./thread.js";
@@ -37,6 +37,11 @@ function fail(error) {
 
 // A click or submit handler that reports its failures instead of leaving them unhandled.
 const guarded = (handler) => (...args) => Promise.resolve(handler(...args)).catch(fail);
+
+// For what is loaded again shortly anyway: only a key no longer accepted is worth a word.
+function unlessSignedOut(error) {
+  if (isSignedOut(error)) fail(error);
+}
 
 // ---- signing in and out
 
@@ -291,8 +296,9 @@ async function send() {
     state.sending = false;
     if (!sent) composer.setBusy(false);
   }
-  composer.taken(files);
   const { job, response } = sent;
+  composer.taken(files);
+  pending[1].dataset.id = job.messageId; // the answer shows there until the chat is loaded
   if (state.stopAsked) stopJob(job).catch(fail); // Stop was pressed while the core took the turn
   state.chatId = job.chatId;
   history.replaceState(null, "", `${location.pathname}#chat=${job.chatId}`);
@@ -356,13 +362,17 @@ function redraw(job) {
 
 // Follow `job` (its stream `response`, or resumed from sessionStorage) until it ends.
 async function run(job, response) {
+  const signal = following.signal;
+  keepJob(job); // a reload from now on follows it on
   state.job = job;
   composer.setBusy(true);
   try {
-    loadChats().then(setTitle, fail);
-    await loadMessages();
+    // Chat list and chat are loaded again when the answer ends: one that does not load now (the
+    // channel restarting just then) does not keep the answer from being followed.
+    loadChats().then(setTitle, unlessSignedOut);
+    await loadMessages().catch(unlessSignedOut);
     scrollDown();
-    await follow(job, response, redraw, following.signal);
+    await follow(job, response, redraw, signal);
   } catch (error) {
     if (error.status === 404) forgetJob();
     throw error;
