@@ -364,13 +364,21 @@ def test_record_audio_in_the_browser(tab: Tab, web: str, key: str) -> None:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("events", ["steady", "burst"])
 def test_refreshing_mid_answer_resumes_the_stream(
-    tab: Tab, web: str, key: str, upstream: MockUpstream
+    tab: Tab, web: str, key: str, upstream: MockUpstream, events: str
 ) -> None:
     upstream.mode, upstream.delay_s = "drip", 0.3
     upstream.reply = " ".join(f"part{n}" for n in range(1, 31)) + "."
     sign_in(tab, web, key)
     page = tab.page
+
+    def slow_chat(route: PageRoute) -> None:
+        time.sleep(1.6)  # the answer's first events wait in its stream, then come all at once
+        route.continue_()
+
+    if events == "burst":
+        page.route("**/api/chats/*/messages", slow_chat, times=1)
     resumed: list[str] = []
     page.on(
         "request",

@@ -83,6 +83,19 @@ function resume(job, signal) {
 // Follow `job` to its end: `response` first when there is one, then, whenever a stream breaks
 // off, again from the last event seen. `onUpdate(job)` runs after each event.
 export async function follow(job, response, onUpdate, signal) {
+  // Saved every SAVE_EVERY_MS while events come, the job is saved once more as the page is left
+  // (a reload): events of a burst between two saves (a stream held while the chat loaded) would
+  // be asked for again, and the answer shown from nothing meanwhile.
+  const keep = () => signal.aborted || keepJob(job);
+  addEventListener("pagehide", keep);
+  try {
+    return await followOn(job, response, onUpdate, signal);
+  } finally {
+    removeEventListener("pagehide", keep);
+  }
+}
+
+async function followOn(job, response, onUpdate, signal) {
   keepJob(job);
   let saved = Date.now();
   let reached = Date.now(); // when the core last answered: a stream opened, or an event
@@ -113,7 +126,7 @@ export async function follow(job, response, onUpdate, signal) {
       // the stream broke off, or the core is briefly away: resume below
     }
     response = null;
-    if (signal && signal.aborted) throw new DOMException("no longer followed", "AbortError");
+    if (signal.aborted) throw new DOMException("no longer followed", "AbortError");
     keepJob(job);
     failures += 1;
     if (Date.now() - reached > GIVE_UP_MS) {
