@@ -140,7 +140,8 @@ class OcrHelper(Helper):
         self.options = options or OcrOptions()
         super().__init__(max_body_bytes=self.options.max_body_bytes)
         # In a child process, one image at a time: a decoder that never ends on a crafted file
-        # is stopped at the capability's timeout instead of holding the helper for good.
+        # is stopped at the capability's timeout instead of holding the helper for good. The
+        # child (RapidOCR's models: ~90 MB) starts with the first image.
         self.reader = Isolated(partial(ImageReader, self.options), name="ocr reader")
         timeout_s = self.options.timeout_s
         self.to_text(*MEDIA_TYPES, name="image-to-text", timeout_s=timeout_s)(self.image_to_text)
@@ -149,9 +150,6 @@ class OcrHelper(Helper):
         """The text in an image, a line per text line; every page of a multi-page TIFF."""
         converted: ToText = await self.reader.run("convert", data)
         return converted
-
-    async def startup(self) -> None:
-        self.reader.start()
 
     async def shutdown(self) -> None:
         self.reader.close()

@@ -219,7 +219,8 @@ class SpeechHelper(Helper):
     async def startup(self) -> None:
         # Fail before registering when the model is missing, and join base now, not mid-call.
         await anyio.to_thread.run_sync(model_directory, self.options)
-        self.reader.start()
+        # The child (Whisper: ~235 MB) starts with the first file: a helper nobody sends files to
+        # holds no model.
 
     async def shutdown(self) -> None:
         self.reader.close()
