@@ -119,7 +119,7 @@ class Isolated:
         self._child = (process, ours)
         with contextlib.suppress(OSError):  # a child gone already: its first call says so
             # sys.path before the factory, whose module may be found only on this one
-            ours.send((self._name, os.getpid(), sys.path))
+            ours.send((self._name, os.getpid(), sys.path, _log_format()))
             ours.send_bytes(factory)
         return self._child
 
@@ -135,15 +135,30 @@ class Isolated:
             process.wait(STOP_WAIT_S)
 
 
+def _log_format() -> tuple[int, logging.Formatter | None]:
+    """The level and format of this process's log (its first handler's), for the child's to
+    read as one with it."""
+    root = logging.getLogger()
+    formatter = root.handlers[0].formatter if root.handlers else None
+    try:
+        pickle.dumps(formatter)
+    except Exception:  # noqa: BLE001 - a formatter of a library's own: the plain one then
+        formatter = None
+    return root.level, formatter
+
+
 def _child() -> None:
     """The child's entry point (`CHILD`): take its name, parent and sys.path from the pipe, then
     serve."""
     conn = Connection(int(sys.argv[1]))
     try:
-        name, parent, path = conn.recv()
+        name, parent, path, (level, formatter) = conn.recv()
     except EOFError:  # the parent went before it said anything
         return
     sys.path[:] = path
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler])
     _serve(name, conn, parent)
 
 

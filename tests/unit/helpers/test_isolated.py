@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -30,6 +31,9 @@ class Worker:
 
     def hang(self) -> None:
         time.sleep(3600)
+
+    def tell(self, text: str) -> None:
+        logging.getLogger("worker").info(text)
 
     def refuse(self) -> None:
         raise InputTooLarge("over the limit")
@@ -198,6 +202,22 @@ async def test_ctrl_c_reaches_the_child_and_neither_ends_it_nor_shows_a_tracebac
         isolated.close()
     assert first == second == child and calls == 2  # the parent decides when it ends
     assert "KeyboardInterrupt" not in capfd.readouterr().err
+
+
+async def test_the_child_logs_as_its_parent_does(
+    isolated: Isolated, capfd: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("helper-x %(levelname)s %(name)s: %(message)s"))
+    handlers, level = root.handlers[:], root.level
+    root.handlers[:], root.level = [handler], logging.INFO
+    try:
+        await isolated.run("tell", "read 3 pages")
+    finally:
+        root.handlers[:], root.level = handlers, level
+        isolated.close()
+    assert "helper-x INFO worker: read 3 pages" in capfd.readouterr().err.splitlines()
 
 
 PARENT = """
