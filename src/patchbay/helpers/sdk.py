@@ -387,5 +387,6 @@ def _require_coroutine(function: Callable[..., Any]) -> None:
     if not inspect.iscoroutinefunction(function):
         raise TypeError(
             f"{function.__qualname__} must be `async def`; run CPU-bound work with "
-            "anyio.to_thread.run_sync so the helper keeps answering"
+            "anyio.to_thread.run_sync so the helper keeps answering, or with "
+            "patchbay.helpers.isolated.Isolated where it may never end (a timeout stops it)"
         )
