@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from patchbay.config import HelperSettings, Settings
 from patchbay.core.helpers import HelperRegistry
@@ -383,6 +384,19 @@ async def _migrate_helper_limits(url: str) -> None:
         await db.close()
 
 
+async def _helpers_at_0008(conn: AsyncConnection, manifests: dict[str, object]) -> None:
+    """The schema as of migration 0008, with helpers of these names and manifests."""
+    await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0008"))
+    for name, manifest in manifests.items():
+        await conn.execute(
+            text(
+                "insert into helpers (name, manifest, enabled, registered_at)"
+                " values (:name, :manifest, true, '2026-01-01')"
+            ),
+            {"name": name, "manifest": json.dumps(manifest)},
+        )
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_migration_gives_each_helper_the_host_of_its_url(
     tmp_path: Path, backend: str
@@ -403,16 +417,13 @@ async def _migrate_helper_hosts(url: str) -> None:
     db = Database(url)
     try:
         async with db.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0008"))
-            for name, base_url in urls.items():
-                manifest = {} if base_url is None else {"name": name, "base_url": base_url}
-                await conn.execute(
-                    text(
-                        "insert into helpers (name, manifest, enabled, registered_at)"
-                        " values (:name, :manifest, true, '2026-01-01')"
-                    ),
-                    {"name": name, "manifest": json.dumps(manifest)},
-                )
+            await _helpers_at_0008(
+                conn,
+                {
+                    name: {} if base_url is None else {"name": name, "base_url": base_url}
+                    for name, base_url in urls.items()
+                },
+            )
         await db.migrate()
         async with db.connect() as conn:
             found = await conn.execute(text("select name, host from helpers"))
@@ -451,16 +462,13 @@ async def _migrate_host_spellings(url: str) -> None:
     db = Database(url)
     try:
         async with db.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0008"))
-            for name, base_url in urls.items():
-                manifest = {"name": name, "base_url": base_url, "capabilities": [read]}
-                await conn.execute(
-                    text(
-                        "insert into helpers (name, manifest, enabled, registered_at)"
-                        " values (:name, :manifest, true, '2026-01-01')"
-                    ),
-                    {"name": name, "manifest": json.dumps(manifest)},
-                )
+            await _helpers_at_0008(
+                conn,
+                {
+                    name: {"name": name, "base_url": base_url, "capabilities": [read]}
+                    for name, base_url in urls.items()
+                },
+            )
             await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0009"))
             # stored as no core would (its URL is refused now), as it may be from long ago
             unreadable = {"name": "x", "base_url": "http://[calc]:80", "capabilities": [read]}
