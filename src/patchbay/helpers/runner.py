@@ -75,4 +75,7 @@ def run_helper(helper: Helper, serving: Serving, *, log_level: str = "info") -> 
         log_level=log_level,
         lifespan="on",
         log_config=None,  # logging is configured above or by the entry point
+        # As the core's and the channels' servers: uvicorn's default would take X-Forwarded-For
+        # (and -Proto) from any local process as the client's address, and a helper reads neither.
+        proxy_headers=False,
     )
