@@ -262,6 +262,41 @@ async def test_a_delivery_is_one_turn_even_when_it_comes_ten_times_at_once(hub: 
     await hub.chats.delete(ann, chat.id)  # its deliveries go with it
 
 
+async def test_a_regenerate_asked_again_is_one_answer(hub: Hub) -> None:
+    await add_echo(hub)
+    ann = await admin(hub)
+    turn = await hub.turns.start(ann, TurnCreate(text="hi", channel="web", delivery_id="m1"))
+    await outcome(hub, turn.job_id)
+    again = Regenerate(channel="web", delivery_id="r1")
+    results = await asyncio.gather(
+        *[hub.turns.regenerate(ann, turn.assistant_message_id, again) for _ in range(5)],
+        return_exceptions=True,
+    )
+    (taken,) = [r for r in results if isinstance(r, TurnRead)]
+    refused = [r for r in results if isinstance(r, DuplicateDelivery)]
+    assert len(refused) == 4, results
+    assert {(r.chat_id, r.message_id, r.job_id) for r in refused} == {
+        (taken.chat_id, turn.user_message_id, taken.job_id)
+    }
+    await outcome(hub, taken.job_id)
+    with pytest.raises(DuplicateDelivery) as later:  # and later, asked of the new answer too
+        await hub.turns.regenerate(ann, taken.assistant_message_id, again)
+    assert later.value.job_id == taken.job_id
+    answers = (await hub.chats.messages(ann, turn.chat_id))[-1].sibling_ids
+    assert answers == [turn.assistant_message_id, taken.assistant_message_id]
+    # A regenerate's ids and a message's are apart, and each channel's its own.
+    elsewhere = [
+        hub.turns.regenerate(ann, turn.user_message_id, again.model_copy(update=update))
+        for update in ({"delivery_id": "m1"}, {"channel": "telegram"})
+    ]
+    for started in [*await asyncio.gather(*elsewhere)]:
+        await outcome(hub, started.job_id)
+    message = TurnCreate(text="more", channel="web", chat_id=turn.chat_id, delivery_id="r1")
+    await outcome(hub, (await hub.turns.start(ann, message)).job_id)
+    with pytest.raises(ValueError, match="does not end in ':regenerate'"):
+        TurnCreate(text="hi", channel="web:regenerate", delivery_id="r1")
+
+
 async def test_migrations_keep_existing_rows(hub: Hub) -> None:
     await add_echo(hub)
     await hub.db.migrate()

@@ -41,7 +41,7 @@ from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
 from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import AttachmentRead, MessageRead
 from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
-from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead
+from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead, regenerates_of
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
@@ -283,7 +283,10 @@ class TurnEngine:
 
     async def regenerate(self, user: UserRead, message_id: str | int, turn: Regenerate) -> TurnRead:
         """Answer a question again: the new answer becomes a sibling of the earlier ones and the
-        chat's current branch. `message_id` is the question or one of its answers."""
+        chat's current branch. `message_id` is the question or one of its answers.
+
+        Raises `DuplicateDelivery`, naming the first one's job, for a `delivery_id` given before.
+        """
         async with self._db.connect() as conn:
             earlier = await conn.run_sync(usable_message, user, message_id)
             # The assistant that made the answer answers again, unless a model is asked for.
@@ -339,6 +342,16 @@ class TurnEngine:
             chat_rows.update_chat(
                 conn, question.chat_id, current_message_id=answer_id, updated_at=now
             )
+            if turn.delivery_id is not None:  # asked before: all of it rolls back
+                claim_delivery(
+                    conn,
+                    user_id=user.id,
+                    channel=regenerates_of(turn.channel),
+                    delivery_id=turn.delivery_id,
+                    message_id=question.id,
+                    job_id=job_id,
+                    now=now,
+                )
             user_hash = chat_rows.prefix_hash_of(conn, question.id) or said_hash(history) or ""
             return question.chat_id, question.id, user_hash, history
 

@@ -11,8 +11,17 @@ from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.options import MAX_TEXT, GenerationOptions
 
 MAX_DELIVERY_ID = 300
+MAX_CHANNEL = 100
 MAX_THREAD = 500
 MAX_REPLY_BYTES = 16_000
+# A channel's regenerates are kept among its deliveries under its name and this (`web:regenerate`),
+# apart from its messages, so that an id one of them was given is never taken for the other's.
+REGENERATES = ":regenerate"
+
+
+def regenerates_of(channel: str) -> str:
+    """The name a channel's regenerates are kept under among deliveries."""
+    return channel + REGENERATES
 
 
 class AttachmentIn(BaseModel):
@@ -44,7 +53,7 @@ class TurnCreate(BaseModel):
     `schemas.deliveries`).
     """
 
-    channel: str = Field(default="api", max_length=100)
+    channel: str = Field(default="api", max_length=MAX_CHANNEL)
     thread: str | None = Field(default=None, max_length=MAX_THREAD)
     chat_id: str | None = None
     text: str = Field(max_length=MAX_TEXT)
@@ -70,6 +79,13 @@ class TurnCreate(BaseModel):
     # channel's next message is then kept by the core at once, not in the channel's memory.
     queue_behind: bool = False
 
+    @field_validator("channel")
+    @classmethod
+    def _not_regenerates(cls, channel: str) -> str:
+        if channel.endswith(REGENERATES):
+            raise ValueError(f"a channel's name does not end in {REGENERATES!r}")
+        return channel
+
     @field_validator("reply")
     @classmethod
     def _small_reply(cls, reply: dict[str, object] | None) -> dict[str, object] | None:
@@ -85,11 +101,20 @@ class TurnCreate(BaseModel):
 
 
 class Regenerate(BaseModel):
-    """Answer a question again; the new answer becomes a sibling of the earlier ones."""
+    """Answer a question again; the new answer becomes a sibling of the earlier ones.
 
+    `delivery_id` is the channel's id for this request, as a turn's is for a message: the same id
+    again (a request sent again after its answer was lost) is refused with `duplicate_delivery`
+    (409) naming the job the first one started, so the question is answered again once. A
+    channel's ids for regenerates are kept apart from its ids for messages: one never takes the
+    other for itself.
+    """
+
+    channel: str = Field(default="api", max_length=MAX_CHANNEL - len(REGENERATES))
     model: str | None = None  # default: the model of the answer being replaced
     options: GenerationOptions = GenerationOptions()
     stream: bool = True
+    delivery_id: str | None = Field(default=None, min_length=1, max_length=MAX_DELIVERY_ID)
 
 
 class TurnRead(BaseModel):
