@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import orjson
 from pydantic import BaseModel, TypeAdapter
@@ -19,12 +20,13 @@ from patchbay.errors import (
     AuthenticationFailed,
     CoreUnavailable,
     CoreUnreachable,
+    DeliveryNotFound,
     PatchbayError,
     error_from_dict,
 )
 from patchbay.http1 import ConnectFailed, Http1Client, Http1Error, Response
 from patchbay.schemas.catalog import ModelRead
-from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
+from patchbay.schemas.deliveries import AnswerSent, DeliveryRead, HoldOwed, OwedAnswer
 from patchbay.schemas.jobs import JobEvent, JobRead
 from patchbay.schemas.senders import (
     AS_USER_HEADER,
@@ -194,6 +196,16 @@ class CoreClient:
         headers = {MODULE_TOKEN_HEADER: self.module_token or ""}
         async with self._request("POST", "/v1/deliveries/answered", key=None, body=sent, **headers):
             pass
+
+    async def find_delivery(
+        self, channel: str, delivery_id: str, *, key: Key = None
+    ) -> DeliveryRead | None:
+        """The turn that took the user's `delivery_id` on `channel`; None while none has."""
+        query = urlencode({"channel": channel, "delivery_id": delivery_id})
+        try:
+            return await self.call_as(DeliveryRead, "GET", f"/v1/deliveries/turn?{query}", key=key)
+        except DeliveryNotFound:
+            return None
 
     async def job(self, job_id: str, *, key: Key = None) -> JobRead:
         """A job's state (its owner's, or one acted for)."""

@@ -8,7 +8,8 @@
     ├── PermissionDenied                  403
     ├── NotFound                          404
     │   ├── UserNotFound, ChatNotFound, JobNotFound, ProviderNotFound
-    │   └── ModelNotFound, MessageNotFound, AssistantNotFound, HelperNotFound
+    │   ├── ModelNotFound, MessageNotFound, AssistantNotFound, HelperNotFound
+    │   └── DeliveryNotFound
     ├── Conflict                          409
     │   └── UserExists, DuplicateDelivery
     ├── JobCancelled                      409 (a job's outcome, not raised to callers)
@@ -121,6 +122,12 @@ class ModelNotFound(NotFound):
 
 class HelperNotFound(NotFound):
     code = "helper_not_found"
+
+
+class DeliveryNotFound(NotFound):
+    """No turn took that delivery (yet): the channel process that has it may still be sending it."""
+
+    code = "delivery_not_found"
 
 
 class HelperFailed(PatchbayError):

@@ -205,3 +205,37 @@ def test_one_channel_process_at_a_time_holds_an_owed_answer(any_stack: Stack) ->
     time.sleep(1.2)
     assert hold("host-c/email", take=("<a@x>",), limit=0) == ["<a@x>"]
     assert hold("host-b/email", take=("<a@x>",)) == []
+
+
+async def test_a_delivery_names_the_turn_that_took_it_to_its_user_only(any_stack: Stack) -> None:
+    """A channel process hands a message on before its turn exists (a call's redirect); the one
+    the redirect reaches finds the turn by the delivery, once it is there."""
+    delivery = "CA1 e2c6d0f4/&?x"  # anything a channel makes, as the query carries it
+    turn = TurnCreate(channel="voice", thread="CA1", text="hi", delivery_id=delivery)
+    other = any_stack.new_user("bob")
+    async with (
+        CoreClient(any_stack.core_url, api_key=any_stack.admin_key) as client,
+        CoreClient(any_stack.core_url, api_key=other) as bob,
+    ):
+        assert await client.find_delivery("voice", delivery) is None  # not yet
+        taken = await client.call_as(TurnRead, "POST", "/v1/turns", body=turn)
+        found = await client.find_delivery("voice", delivery)
+        assert found is not None
+        assert found.model_dump() == {
+            "channel": "voice",
+            "delivery_id": delivery,
+            "chat_id": taken.chat_id,
+            "user_message_id": taken.user_message_id,
+            "job_id": taken.job_id,
+            "owed": False,
+        }
+        assert await client.find_delivery("sms", delivery) is None  # another channel's
+        assert await bob.find_delivery("voice", delivery) is None  # another user's
+    async with httpx.AsyncClient(base_url=any_stack.core_url) as raw:
+        admin = {"Authorization": f"Bearer {any_stack.admin_key}"}
+        url, query = "/v1/deliveries/turn", {"channel": "voice", "delivery_id": "x"}
+        missing = await raw.get(url, params=query, headers=admin)
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "delivery_not_found"
+        assert (await raw.get(url, params={"channel": "voice"}, headers=admin)).status_code == 400
+        assert (await raw.get(url, params=query)).status_code == 401

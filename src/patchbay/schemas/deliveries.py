@@ -3,7 +3,8 @@
 A channel that sends the answer itself, later (an email reply), gives its turn a `reply`: what it
 needs to send that answer (the mail's headers). The core keeps the answer owed to the channel
 until the channel says it was sent, so a channel that restarted, or whose relay was away, finds
-the answers it still owes (`GET /v1/deliveries/owed`) and sends each one once it can.
+the answers it still owes (`GET /v1/deliveries/owed`) and sends each one once it can. Any
+delivery, owed or not, names the turn that took it (`GET /v1/deliveries/turn`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ class OwedAnswer(BaseModel):
     created_at: datetime
     held_by: str | None = None
     held_until: datetime | None = None
+
+
+class DeliveryRead(BaseModel):
+    """The turn that took one of a user's deliveries: a channel process that did not start it (or
+    no longer remembers it, after a restart) follows its job from here."""
+
+    channel: str
+    delivery_id: str
+    chat_id: str
+    user_message_id: str
+    job_id: str
+    owed: bool  # its answer is owed to the channel (a `reply`), not yet said to be sent
 
 
 class DeliveryKey(BaseModel):

@@ -1,5 +1,6 @@
-"""Answers owed to channels: a channel module lists the answers it has yet to send, holds those
-it sends (a lease), and says when it sent one (module token only)."""
+"""Deliveries: the turn that took one of the caller's; and answers owed to channels: a channel
+module lists the answers it has yet to send, holds those it sends (a lease), and says when it sent
+one (module token only)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,32 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from patchbay.api.deps import HubDep, ModuleCaller
+from patchbay.api.deps import CurrentUser, HubDep, ModuleCaller
 from patchbay.core.deliveries import MAX_OWED_PAGE
-from patchbay.schemas.deliveries import AnswerSent, HoldOwed, OwedAnswer
+from patchbay.errors import DeliveryNotFound
+from patchbay.schemas.deliveries import AnswerSent, DeliveryRead, HoldOwed, OwedAnswer
 from patchbay.schemas.senders import CHANNEL_NAME
+from patchbay.schemas.turns import MAX_DELIVERY_ID
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])
+
+
+@router.get("/deliveries/turn", response_model=DeliveryRead)
+async def delivery_turn(
+    hub: HubDep,
+    user: CurrentUser,
+    channel: Annotated[str, Query(pattern=CHANNEL_NAME)],
+    delivery_id: Annotated[str, Query(min_length=1, max_length=MAX_DELIVERY_ID)],
+) -> DeliveryRead:
+    """The turn that took the caller's `delivery_id` on `channel` (a turn's `delivery_id`), to
+    follow its job; 404 while no turn has. A channel process that hands a message on before its
+    turn exists (a phone call's redirect) finds the turn here, whichever process made it."""
+    found = await hub.deliveries.find(user.id, channel, delivery_id)
+    if found is None:
+        raise DeliveryNotFound(
+            f"no turn took {channel} delivery {delivery_id!r} (yet); ask again later"
+        )
+    return found
 
 
 @router.get("/deliveries/owed", response_model=list[OwedAnswer])
