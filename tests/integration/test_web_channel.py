@@ -607,9 +607,10 @@ def test_a_busy_core_is_reported_plainly(tab: Tab, web: str, key: str) -> None:
     tab.assert_no_errors("status of 429")
 
 
-def lose_the_answer(tab: Tab, reached: list[int]) -> None:
-    """The page's next turn reaches the core, which stores it and starts its answer, but the
-    connection breaks before the page hears back (a proxy timing out, the network blipping)."""
+def lose_the_answer(tab: Tab, reached: list[int], calls: str = "**/api/turns**") -> None:
+    """The page's next turn (or other call of `calls`) reaches the core, which stores it and
+    starts its answer, but the connection breaks before the page hears back (a proxy timing out,
+    the network blipping)."""
     page = tab.page
     cookie = "; ".join(f"{c['name']}={c['value']}" for c in page.context.cookies())
 
@@ -621,7 +622,7 @@ def lose_the_answer(tab: Tab, reached: list[int]) -> None:
             reached.append(answer.status_code)  # and gone before its first event
         route.abort("connectionreset")
 
-    page.route("**/api/turns**", cut_short, times=1)
+    page.route(calls, cut_short, times=1)
 
 
 @pytest.mark.timeout(90)
@@ -670,6 +671,44 @@ def test_a_message_sent_again_after_its_answer_was_lost_is_answered_once(
     ]
     assert len(upstream.requests) == 1  # asked and answered once
     assert reader.calls == (["text"] if with_file else [])  # its file read once
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
+
+
+@pytest.mark.timeout(90)
+def test_a_regenerate_clicked_again_after_its_answer_was_lost_is_answered_once(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
+) -> None:
+    sign_in(tab, web, key)
+    page = tab.page
+    send(tab, "Say hello")
+    expect(answer(tab)).to_have_text(REPLY)
+    upstream.mode, upstream.delay_s = "drip", 0.2
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
+    reached: list[int] = []
+    lose_the_answer(tab, reached, "**/api/messages/*/regenerate")
+    answered: list[int] = []
+    page.on(
+        "response",
+        lambda response: (
+            answered.append(response.status) if response.url.endswith("/regenerate") else None
+        ),
+    )
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    page.get_by_role("button", name="Regenerate").click()
+    expect(answer(tab)).to_contain_text("part")  # the first regenerate's answer, being written
+    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
+    expect(page.locator(".branch-count")).to_have_text("2 / 2")
+    expect(page.locator("#notice")).to_be_hidden()
+    assert reached == [200] and answered == [409]  # clicked again: taken before, and named
+    with httpx.Client(base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}) as core:
+        (chat,) = core.get("/v1/chats").json()
+        stored = core.get(f"/v1/chats/{chat['id']}/messages").json()
+    assert len(stored[-1]["sibling_ids"]) == 2
+    assert len(upstream.requests) == 2  # the question, answered again once
+    page.get_by_role("button", name="Regenerate").click()  # confirmed: a new one is new
+    expect(page.locator(".branch-count")).to_have_text("3 / 3")
+    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
     tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
 
 

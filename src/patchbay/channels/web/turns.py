@@ -1,5 +1,5 @@
-"""The page's turns carry the id the page made for each message as their `delivery_id`, so that a
-message sent again after its answer was lost is stored once; ids of another shape stop here."""
+"""The page's turns and regenerates carry the id the page made for each as their `delivery_id`, so
+that one sent again after its answer was lost is taken once; ids of another shape stop here."""
 
 from __future__ import annotations
 
@@ -19,16 +19,17 @@ if TYPE_CHECKING:
 # message's, and the core would take the new message for that one and never answer it.
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 TURNS = frozenset({"turns", "turns/upload"})
+REGENERATE = re.compile(r"messages/[^/]+/regenerate")
 STEP = 64 * 1024  # how much more of a form is looked at until its `turn` field has been read
 
 
 async def check_message_id(request: Request, path: str) -> None:
-    """Refuse a turn whose `delivery_id` the page would not have made. A body that is not a
-    turn at all goes on as it is, for the core to refuse in its own words."""
-    if request.method != "POST" or path not in TURNS:
+    """Refuse a turn or a regenerate whose `delivery_id` the page would not have made. A body
+    that is not one at all goes on as it is, for the core to refuse in its own words."""
+    if request.method != "POST" or not (path in TURNS or REGENERATE.fullmatch(path)):
         return
-    turn = await _turn_of(request, upload=path == "turns/upload")
-    given = turn.get("delivery_id") if isinstance(turn, dict) else None
+    sent = await _turn_of(request, upload=path == "turns/upload")
+    given = sent.get("delivery_id") if isinstance(sent, dict) else None
     if given is not None and not (isinstance(given, str) and MESSAGE_ID.fullmatch(given)):
         raise InvalidRequest(
             "delivery_id: a message's id is 16 to 64 letters, digits, '-' or '_'; "
@@ -37,7 +38,8 @@ async def check_message_id(request: Request, path: str) -> None:
 
 
 async def _turn_of(request: Request, *, upload: bool) -> object:
-    """The turn as the core will read it: the JSON body, or a form's `turn` field."""
+    """The turn (or regenerate) as the core will read it: the JSON body, or a form's `turn`
+    field."""
     body = await request.body()  # held for the proxy, which sends it on as it came
     try:
         raw = first_field(body, request.headers.get("content-type", ""), "turn") if upload else body

@@ -95,3 +95,15 @@ async def test_a_json_turn_is_checked() -> None:
     await check_message_id(request(turn(GOOD), path="/api/turns"), "turns")
     with pytest.raises(InvalidRequest):
         await check_message_id(request(turn("a" * 65), path="/api/turns"), "turns")
+
+
+async def test_a_regenerates_id_is_checked_as_a_messages() -> None:
+    path = "messages/01HZX/regenerate"
+
+    def regenerate(body: bytes) -> Request:
+        return request(body, path=f"/api/{path}", content_type="application/json")
+
+    for body in (turn(GOOD), b"", b"{}"):  # made by the page, or none given
+        await check_message_id(regenerate(body), path)
+    with pytest.raises(InvalidRequest, match="a message's id is 16 to 64"):
+        await check_message_id(regenerate(turn("short")), path)

@@ -10,9 +10,9 @@ const MAX_FILES = 20;
 // names, to ask for them again.
 const STORAGE_KEY = "patchbay.composer";
 
-// 32 random hex digits. Not `crypto.randomUUID()`: browsers give it to https pages (and
-// localhost's) only, and the page may be plain http on another machine of the network.
-function newMessageId() {
+// 32 random hex digits, for a message or a regenerate. Not `crypto.randomUUID()`: browsers give it
+// to https pages (and localhost's) only, and the page may be plain http on another machine.
+export function newMessageId() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }

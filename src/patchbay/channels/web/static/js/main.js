@@ -2,7 +2,7 @@
 
 import * as api from "./api.js";
 import { chatTitle, renderChats } from "./chats.js";
-import { Composer } from "./composer.js";
+import { Composer, newMessageId } from "./composer.js";
 import { byId } from "./dom.js";
 import { explain, isSignedOut } from "./errors.js";
 import { STREAM, follow, forgetJob, jobFrom, keepJob, savedJob, stopJob, takenJob } from "./generation.js";
@@ -19,6 +19,7 @@ let following = new AbortController(); // aborted on sign-out: stops reading the
 const messagesBox = byId("messages");
 let composer;
 let restored = null; // a message a reload found unconfirmed, until the person is told
+let regenerating = null; // a regenerate not confirmed: the answer, the model and the id it went with
 let frame = 0;
 let watching = 0; // a timer: looks again at an answer that is written elsewhere (another tab)
 const CHATS_PAGE = 200;
@@ -80,6 +81,7 @@ function leave(message) {
   following = new AbortController();
   forgetJob();
   Object.assign(state, blank());
+  regenerating = null;
   messagesBox.replaceChildren();
   clearNotice();
   history.replaceState(null, "", location.pathname);
@@ -305,20 +307,21 @@ async function send() {
   await run(job, response);
 }
 
-// The turn's job, and its stream; a message the core took before (sent again after its answer
-// was lost on the way) is not stored again: its job is followed from its start instead.
-async function postTurn(turn, files) {
-  const init = { method: "POST", headers: STREAM, signal: following.signal };
+// The turn's job, and its stream.
+function postTurn(turn, files) {
+  if (!files.length) return begin("/api/turns", { json: turn });
+  const form = new FormData();
+  form.append("turn", JSON.stringify(turn));
+  for (const file of files) form.append("files", file, file.name);
+  return begin("/api/turns/upload", { body: form });
+}
+
+// A turn's or a regenerate's job, and its stream. One the core took before (sent again after its
+// answer was lost on the way) is not taken again: its job is followed from its start instead.
+async function begin(path, init) {
   let response;
   try {
-    if (files.length) {
-      const form = new FormData();
-      form.append("turn", JSON.stringify(turn));
-      for (const file of files) form.append("files", file, file.name);
-      response = await api.request("/api/turns/upload", { ...init, body: form });
-    } else {
-      response = await api.request("/api/turns", { ...init, json: turn });
-    }
+    response = await api.request(path, { ...init, method: "POST", headers: STREAM, signal: following.signal });
   } catch (error) {
     if (error.code !== "duplicate_delivery" || !error.details.job_id) throw error;
     return { job: await takenJob(error.details.job_id, following.signal), response: null };
@@ -326,18 +329,25 @@ async function postTurn(turn, files) {
   return { job: jobFrom(response), response };
 }
 
+// Asked again for the same answer and model before the core confirmed it, a regenerate goes with
+// the same id: one whose answer was lost on the way is answered once.
 async function regenerate(messageId) {
   if (state.job || state.sending) return;
   clearNotice();
-  const model = chosenModel();
-  const body = model && !model.startsWith("assistant:") ? { model } : {};
-  const response = await api.request(`/api/messages/${api.id(messageId)}/regenerate`, {
-    method: "POST",
-    json: body,
-    headers: STREAM,
-    signal: following.signal,
-  });
-  await run(jobFrom(response), response);
+  const chosen = chosenModel();
+  const model = chosen && !chosen.startsWith("assistant:") ? chosen : undefined;
+  const same = regenerating && regenerating.messageId === messageId && regenerating.model === model;
+  if (!same) regenerating = { messageId, model, id: newMessageId() };
+  const body = { channel: "web", model, delivery_id: regenerating.id };
+  state.sending = true;
+  let started;
+  try {
+    started = await begin(`/api/messages/${api.id(messageId)}/regenerate`, { json: body });
+  } finally {
+    state.sending = false;
+  }
+  regenerating = null;
+  await run(started.job, started.response);
 }
 
 async function switchBranch(messageId) {
