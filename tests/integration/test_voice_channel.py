@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -27,6 +28,8 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from patchbay.channels.runner import create_app
+from patchbay.channels.voice.channel import IDEMPOTENCY_HEADER as IDEMPOTENCY
+from patchbay.channels.voice.channel import LOST_AFTER_S
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
@@ -126,6 +129,22 @@ class Call:
         params = {"CallSid": self.sid, "From": self.caller, "To": "+15550100", **fields}
         params["AccountSid"] = ACCOUNT_SID
         return parse(signed_post(f"{self.url}{path}", params))
+
+    def at(self, url: str) -> Call:
+        """The same call, its next webhook reaching the process at `url`."""
+        return Call(url, self.sid, self.caller)
+
+
+def follow(root: ET.Element, *calls: Call, tries: int = 30) -> ET.Element:
+    """Follow the answer's redirects as Twilio does, each to the next of `calls` in turn (the
+    processes a load balancer sends them to), until something is said."""
+    for index in range(tries):
+        if root.find("Redirect") is None:
+            return root
+        redirect = root.find("Redirect")
+        assert redirect is not None and root[0].tag == "Pause"
+        root = calls[index % len(calls)].post(redirect.text or "")
+    raise AssertionError("the answer never came")
 
 
 @pytest.fixture
@@ -230,13 +249,10 @@ def test_a_slow_answer_pauses_then_is_spoken(
         call = Call(url, "CA0008")
         root = call.post("/voice/twilio/speech", SpeechResult="Think hard.")
         assert [element.tag for element in root] == ["Pause", "Redirect"]
-        redirect = root[1].text or ""
-        assert redirect.startswith("/voice/twilio/wait?job=")
-        for _ in range(20):  # Twilio follows the redirect until the answer is there
-            root = call.post(redirect)
-            if root.find("Say") is not None:
-                break
-        assert root[0].text == upstream.reply
+        query = parse_qs(urlsplit(root[1].text or "").query)
+        assert urlsplit(root[1].text or "").path == "/voice/twilio/wait"
+        assert query["delivery"][0].startswith("CA0008 ") and query["job"]  # the job, once made
+        assert follow(root, call)[0].text == upstream.reply
     assert len(upstream.requests) == 1
 
 
@@ -311,12 +327,48 @@ def test_a_slow_recording_fetch_counts_against_the_time_limit(
         call = Call(url, "CA0011")
         root = call.post("/voice/twilio/recording", RecordingUrl=f"{api}/Recordings/RE0002")
         assert [element.tag for element in root] == ["Pause", "Redirect"]
-        for _ in range(30):
-            root = call.post("/voice/twilio/wait")
-            if root.find("Say") is not None:
-                break
-        assert root[0].text == upstream.reply
+        assert follow(root, call)[0].text == upstream.reply
     assert len(speech.heard) == 1 and len(upstream.requests) == 1
+
+
+def test_an_answer_redirected_before_its_turn_was_stored_is_spoken_by_another_process(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn, speech: SpeechStandIn
+) -> None:
+    """The time limit passed while the recording was still being fetched, so the core had no job
+    yet; the redirect names the question, and the process it reaches (another one behind a load
+    balancer, or this one restarted) finds its turn once it is stored."""
+    with (
+        slow_recordings(2.0) as api,
+        serving(stack, twilio, "voice", listen="record", time_limit_s=0.5, api_base_url=api) as a,
+        serving(stack, twilio, "voice", listen="record", time_limit_s=0.5, api_base_url=api) as b,
+    ):
+        call = Call(a, "CA0014")
+        root = call.post(
+            "/voice/twilio/recording",
+            RecordingUrl=f"{api}/Recordings/RE0003",
+            RecordingSid="RE0003",
+        )
+        redirect = root.find("Redirect")
+        assert redirect is not None and "job=" not in (redirect.text or "")
+        assert "delivery=CA0014+RE0003" in (redirect.text or "")
+        assert follow(root, call.at(b))[0].text == upstream.reply
+    assert len(speech.heard) == 1 and len(upstream.requests) == 1
+
+
+def test_a_redirect_for_a_question_nobody_stored_gives_up_in_time(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    """The process that took the webhook stopped before it stored the turn: the redirect keeps
+    looking for it a while (it may still come), then the caller is asked again."""
+    with serving(stack, twilio, "voice", time_limit_s=0.5) as url:
+        call = Call(url, "CA0015")
+        now = int(time.time())
+        waiting = call.post(f"/voice/twilio/wait?delivery=CA0015+gone&since={now}")
+        assert [element.tag for element in waiting] == ["Pause", "Redirect"]
+        long_ago = now - LOST_AFTER_S - 1
+        lost = call.post(f"/voice/twilio/wait?delivery=CA0015+lost&since={long_ago}")
+        assert "lost track" in spoken(lost) and lost.find("Gather") is not None
+    assert upstream.requests == [] and stack.chats() == []
 
 
 def test_a_slow_answer_is_spoken_by_another_voice_process(
@@ -331,14 +383,27 @@ def test_a_slow_answer_is_spoken_by_another_voice_process(
     ):
         root = Call(first, "CA0012").post("/voice/twilio/speech", SpeechResult="Think hard.")
         assert [element.tag for element in root] == ["Pause", "Redirect"]
-        redirect = root[1].text or ""
-        for _ in range(20):  # Twilio follows the redirect, here to the other process
-            root = Call(second, "CA0012").post(redirect)
-            if root.find("Say") is not None:
-                break
-            redirect = root[1].text or ""
-        assert root[0].text == upstream.reply
+        assert follow(root, Call(second, "CA0012"))[0].text == upstream.reply
     assert len(upstream.requests) == 1
+
+
+def test_a_process_that_followed_an_answer_speaks_the_next_one_not_it(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    """The first answer's redirects went to both processes and the first one spoke it; when the
+    next question's redirect reaches the second, it speaks that question's answer, not the one
+    it had followed."""
+    upstream.mode, upstream.delay_s = "slow", 1.5
+    with (
+        serving(stack, twilio, "voice", time_limit_s=0.5) as first,
+        serving(stack, twilio, "voice", time_limit_s=0.5) as second,
+    ):
+        a, b = Call(first, "CA0016"), Call(second, "CA0016")
+        root = a.post("/voice/twilio/speech", SpeechResult="First?")
+        assert follow(root, b, a, a, a, a)[0].text == upstream.reply  # b waits, a speaks
+        upstream.reply = "The second answer."
+        root = a.post("/voice/twilio/speech", SpeechResult="Second?")
+        assert follow(root, b)[0].text == "The second answer."
 
 
 def test_an_upload_while_the_core_is_away_is_a_503(stack: Stack, twilio: TwilioStandIn) -> None:
@@ -385,3 +450,31 @@ def test_a_retried_webhook_asks_once(stack: Stack, upstream: MockUpstream, voice
         messages = admin.get(f"/v1/chats/{chat['id']}/messages").json()
     assert [m["role"] for m in messages] == ["user", "assistant"], messages
     assert [spoken(answer).split(" Anything")[0] for answer in answers] == [upstream.reply] * 2
+
+
+def test_a_webhook_retried_after_a_restart_asks_once(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    """Twilio retries a webhook whose first try reached a process that then stopped (or retries
+    it to another process behind a load balancer): the retry follows the turn the first try
+    stored rather than asking again."""
+    upstream.mode, upstream.delay_s = "slow", 1.0
+    params = {"CallSid": "CA0017", "From": CALLER, "To": "+15550100", "AccountSid": ACCOUNT_SID}
+    params["SpeechResult"] = "Where is Rome?"
+    with (
+        serving(stack, twilio, "voice", time_limit_s=0.5) as first,
+        serving(stack, twilio, "voice", time_limit_s=0.5) as second,
+    ):
+        roots = []
+        for url in (first, second):
+            webhook = f"{url}/voice/twilio/speech"
+            signature = RequestValidator(AUTH_TOKEN).compute_signature(webhook, params)
+            headers = {"X-Twilio-Signature": signature, IDEMPOTENCY: "7f1d-retried"}
+            roots.append(parse(httpx.post(webhook, data=params, headers=headers, timeout=30)))
+        answer = follow(roots[1], Call(second, "CA0017"))
+    assert answer[0].text == upstream.reply
+    (chat,) = stack.chats()
+    with stack.admin() as admin:
+        messages = admin.get(f"/v1/chats/{chat['id']}/messages").json()
+    assert [m["role"] for m in messages] == ["user", "assistant"], messages
+    assert len(upstream.requests) == 1

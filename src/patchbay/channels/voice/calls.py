@@ -1,95 +1,99 @@
-"""Turns under way, one per call: an answer that outlasts Twilio's webhook is picked up by the
-next request of the same call (the caller hears a pause and Twilio follows a <Redirect>)."""
+"""Questions under way in this process, by what the call's redirect names: an answer that outlasts
+Twilio's webhook is picked up by the next request for it (the caller hears a pause while Twilio
+follows a <Redirect>), here or, by the same names, in any other voice process."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from patchbay.schemas.jobs import JobEvent
 
-FORGET_AFTER_S = 300.0  # answers nobody came back for (the caller hung up)
+FORGET_AFTER_S = 300.0  # answers nobody came back for (the caller hung up, another process spoke)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A question as a redirect names it: its turn's `delivery_id` (by which any process finds
+    the turn once it is stored), when it was asked (wall clock, seconds), and its job once known.
+    A redirect from before delivery ids names its job alone."""
+
+    delivery_id: str | None
+    since: int
+    job_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.delivery_id is None and self.job_id is None:
+            raise ValueError("a question is named by its delivery or its job")
+
+    @property
+    def key(self) -> str:
+        """What this process keeps the question under."""
+        return self.delivery_id or f"job:{self.job_id}"
+
+    def query(self) -> dict[str, str]:
+        """The redirect's query, naming this question."""
+        named = {"delivery": self.delivery_id, "since": str(self.since), "job": self.job_id}
+        return {name: value for name, value in named.items() if value is not None}
 
 
 @dataclass(slots=True)
 class _Turn:
     task: asyncio.Task[JobEvent]
-    asked_by: str | None  # the idempotency token of the webhook that asked
-    job_id: str | None = None  # once the core made the job: another process can follow it
+    asked: Asked
+    finished_at: float | None = None
 
 
 class CallTurns:
     def __init__(self) -> None:
         self._turns: dict[str, _Turn] = {}
-        self._finished: dict[str, float] = {}
 
-    def start(
-        self,
-        call_sid: str,
-        turn: Coroutine[Any, Any, JobEvent],
-        *,
-        job_id: str | None = None,
-        asked_by: str | None = None,
-    ) -> None:
-        """Run `turn` (to its outcome) for the call; a turn the call had under way is given up."""
+    def start(self, asked: Asked, turn: Coroutine[Any, Any, JobEvent]) -> None:
+        """Run `turn` (to its outcome) for `asked`, which has none under way here."""
         self._forget_old()
-        previous = self._turns.get(call_sid)
-        self._drop(call_sid)
-        if previous is not None:
-            previous.task.cancel()
         task = asyncio.create_task(turn)
-        task.add_done_callback(lambda done: self._note_finished(call_sid, done))
-        self._turns[call_sid] = _Turn(task, asked_by, job_id)
+        record = _Turn(task, asked)
+        task.add_done_callback(lambda done: _finished(record, done))
+        self._turns[asked.key] = record
 
-    def note_job(self, call_sid: str, job_id: str) -> None:
-        """The core made the job of the call's turn."""
-        if call_sid in self._turns:
-            self._turns[call_sid].job_id = job_id
+    def under_way(self, key: str) -> bool:
+        return key in self._turns
 
-    def job(self, call_sid: str) -> str | None:
-        turn = self._turns.get(call_sid)
-        return None if turn is None else turn.job_id
+    def asked(self, key: str) -> Asked:
+        return self._turns[key].asked
 
-    def asked(self, call_sid: str, token: str | None) -> bool:
-        """Whether the call's turn was asked by a webhook with idempotency `token` (Twilio sends
-        the same one when it retries)."""
-        turn = self._turns.get(call_sid)
-        return token is not None and turn is not None and turn.asked_by == token
+    def note_job(self, key: str, job_id: str) -> None:
+        """The core made (or names) the question's job: a redirect names it from now on."""
+        if key in self._turns:
+            record = self._turns[key]
+            record.asked = replace(record.asked, job_id=job_id)
 
-    def _note_finished(self, call_sid: str, task: asyncio.Task[JobEvent]) -> None:
-        if self._task(call_sid) is task:
-            self._finished[call_sid] = time.monotonic()
-
-    def _task(self, call_sid: str) -> asyncio.Task[JobEvent] | None:
-        turn = self._turns.get(call_sid)
-        return None if turn is None else turn.task
-
-    def under_way(self, call_sid: str) -> bool:
-        return call_sid in self._turns
-
-    async def wait(self, call_sid: str, timeout_s: float) -> JobEvent | None:
-        """The call's outcome, once it is there; None while it is still coming after
-        `timeout_s`. Raises what the turn raised."""
-        task = self._turns[call_sid].task
-        done, _ = await asyncio.wait({task}, timeout=timeout_s)
-        if not done or task.cancelled():  # cancelled: the call asked something new meanwhile
+    async def wait(self, key: str, timeout_s: float) -> JobEvent | None:
+        """The outcome, once it is there; None while it is still coming after `timeout_s` (or
+        when this process stops meanwhile). Raises what the turn raised."""
+        record = self._turns[key]
+        done, _ = await asyncio.wait({record.task}, timeout=timeout_s)
+        if not done or record.task.cancelled():
             return None
-        if self._task(call_sid) is task:  # not already taken, nor a turn started since
-            self._drop(call_sid)
-        return task.result()
+        if self._turns.get(key) is record:  # taken once (two requests may wait for it)
+            del self._turns[key]
+        return record.task.result()
 
     def cancel_all(self) -> None:
-        for turn in self._turns.values():
-            turn.task.cancel()
-
-    def _drop(self, call_sid: str) -> None:
-        self._turns.pop(call_sid, None)
-        self._finished.pop(call_sid, None)
+        for record in self._turns.values():
+            record.task.cancel()
 
     def _forget_old(self) -> None:
         cutoff = time.monotonic() - FORGET_AFTER_S
-        for call_sid in [c for c, at in self._finished.items() if at < cutoff]:
-            self._drop(call_sid)
+        for key, record in list(self._turns.items()):
+            if record.finished_at is not None and record.finished_at < cutoff:
+                del self._turns[key]
+
+
+def _finished(record: _Turn, task: asyncio.Task[JobEvent]) -> None:
+    record.finished_at = time.monotonic()
+    if not task.cancelled():
+        task.exception()  # retrieved: one nobody came back for is not logged as never retrieved

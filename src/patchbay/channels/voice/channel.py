@@ -1,11 +1,21 @@
 """The voice channel: Twilio's voice webhooks (`/voice/twilio…`, answered in TwiML) and an
 upload of recorded audio (`POST /voice/upload`). A call is one chat (its thread is the CallSid);
-recordings go to the core as attachments, which its speech helper turns into text."""
+recordings go to the core as attachments, which its speech helper turns into text.
+
+Each question is a turn with a `delivery_id` made from the webhook (its recording, or Twilio's
+idempotency token, the same when Twilio retries it): a webhook that comes again, here or at
+another process, is not asked twice, and the redirect of an answer that outlasts the webhook names
+it, so whichever process the redirect reaches finds the turn in the core, even one not stored yet
+when the redirect was written.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 from urllib.parse import urlencode
@@ -25,7 +35,7 @@ from fastapi import (
 from pydantic import BaseModel
 from twilio.twiml.voice_response import VoiceResponse
 
-from patchbay.channels.base import Channel, pairing_message
+from patchbay.channels.base import Channel, delivery_key, pairing_message
 from patchbay.channels.sms.media import fetch_media
 from patchbay.channels.sms.replies import answer_text, outcome_text, sorry
 from patchbay.channels.sms.twilio_format import (
@@ -35,14 +45,21 @@ from patchbay.channels.sms.twilio_format import (
     signed_form,
     twiml,
 )
-from patchbay.channels.voice.calls import CallTurns
+from patchbay.channels.voice.calls import Asked, CallTurns
 from patchbay.channels.voice.speech import SpeechSettings, goodbye, listen, say, turned_away
 from patchbay.client import ActAs, CoreClient
-from patchbay.errors import CoreUnavailable, PatchbayError, PayloadTooLarge
+from patchbay.errors import (
+    CoreUnavailable,
+    DeliveryNotFound,
+    DuplicateDelivery,
+    NotFound,
+    PatchbayError,
+    PayloadTooLarge,
+)
 from patchbay.plugins import hookimpl
 from patchbay.plugins.hookspecs import RegisterChannel
 from patchbay.schemas.jobs import JobEvent
-from patchbay.schemas.turns import AttachmentIn
+from patchbay.schemas.turns import MAX_DELIVERY_ID, AttachmentIn
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +68,11 @@ _HIDDEN = ("anonymous", "restricted", "unknown", "blocked", "unavailable", "priv
 _KEYPAD = str.maketrans("abcdefghijklmnopqrstuvwxyz", "22233344455566677778889999")
 WITHHELD = frozenset([*_HIDDEN, *(f"+{word.translate(_KEYPAD)}" for word in _HIDDEN)])
 WITHHELD_SORRY = "Sorry, I cannot take calls from a hidden number. Please call again showing yours."
+LOST = "Sorry, I lost track. Please ask again."
+# How long a redirect looks for a question's turn that no process has stored: the one that took
+# the webhook may still be fetching the recording, or the core transcribing it; or it stopped.
+LOST_AFTER_S = 300
+FIND_EVERY_S = 0.5
 
 
 class VoiceSettings(TwilioSettings, SpeechSettings):
@@ -88,7 +110,8 @@ class VoiceChannel(Channel[VoiceSettings]):
             text = form.get("SpeechResult", "").strip()
             if not text:
                 return twiml(self._listen(VoiceResponse(), "Sorry, I did not catch that."))
-            return twiml(await self._ask(form, text, token=_idempotency_token(request)))
+            asked = _asked(form, _idempotency_token(request))
+            return twiml(await self._ask(form, asked, text))
 
         @router.post("/twilio/recording")
         async def recording(request: Request) -> Response:
@@ -96,16 +119,23 @@ class VoiceChannel(Channel[VoiceSettings]):
             form = await signed_form(request, self.settings)
             if not form.get("RecordingUrl"):
                 return twiml(self._listen(VoiceResponse(), "Sorry, I did not catch that."))
-            token = _idempotency_token(request)
-            return twiml(await self._ask(form, "", recording=form["RecordingUrl"], token=token))
+            asked = _asked(form, _idempotency_token(request))
+            return twiml(await self._ask(form, asked, "", recording=form["RecordingUrl"]))
 
         @router.post("/twilio/wait")
         async def wait(
-            request: Request, job: Annotated[str | None, Query(max_length=100)] = None
+            request: Request,
+            delivery: Annotated[str | None, Query(max_length=MAX_DELIVERY_ID)] = None,
+            since: Annotated[int | None, Query()] = None,
+            job: Annotated[str | None, Query(max_length=100)] = None,
         ) -> Response:
-            """Twilio comes back here while an answer (of `job`) is still on its way."""
+            """Twilio comes back here while an answer is still on its way: that of the turn of
+            `delivery`, asked at `since` (its `job` once known)."""
             form = await signed_form(request, self.settings)
-            return twiml(await self._wait(form, job))
+            if delivery is None and job is None:
+                return twiml(self._listen(VoiceResponse(), LOST))
+            asked = Asked(delivery, int(time.time()) if since is None else since, job)
+            return twiml(await self._wait(form, asked))
 
         async def secret(
             given: Annotated[str | None, Header(alias=WEBHOOK_KEY_HEADER)] = None,
@@ -141,13 +171,13 @@ class VoiceChannel(Channel[VoiceSettings]):
         return listen(response, self.settings, prompt=prompt, base_url=self._base)
 
     async def _ask(
-        self, form: dict[str, str], text: str, *, recording: str = "", token: str | None = None
+        self, form: dict[str, str], asked: Asked, text: str, *, recording: str = ""
     ) -> VoiceResponse:
         """Start the turn for what the caller said (or recorded) and answer if it is quick; a
-        retried webhook (the same idempotency `token`) waits for the turn it started."""
-        call_sid = _call_sid(form)
+        webhook that came before (the same `asked`) waits for the turn it started."""
         if withheld(_caller(form)):
             return goodbye(VoiceResponse(), self.settings, WITHHELD_SORRY)
+        call_sid = _call_sid(form)
         try:
             who = await self.sender(_caller(form))
         except PatchbayError as exc:
@@ -155,14 +185,17 @@ class VoiceChannel(Channel[VoiceSettings]):
             return self._listen(_said(sorry(exc), self.settings), "Anything else?")
         if who.user is None:
             return turned_away(who, self.settings)
-        if not self._calls.asked(call_sid, token):
-            turn = self._turn(who.user.id, call_sid, text, recording)
-            self._calls.start(call_sid, turn, asked_by=token)
-        return await self._answer(call_sid)
+        if not self._calls.under_way(asked.key):
+            turn = self._turn(who.user.id, call_sid, asked.key, text, recording)
+            self._calls.start(asked, turn)
+        return await self._answer(asked.key)
 
-    async def _turn(self, user_id: str, call_sid: str, text: str, recording: str) -> JobEvent:
+    async def _turn(
+        self, user_id: str, call_sid: str, delivery: str, text: str, recording: str
+    ) -> JobEvent:
         """The turn's outcome, with the recording fetched first: within the time limit, as
-        Twilio waits for the webhook's answer all the while."""
+        Twilio waits for the webhook's answer all the while. A delivery the core took before (the
+        webhook retried after a restart, or at another process) is followed, not asked again."""
         attachments: list[AttachmentIn] = []
         if recording:
             attachments.append(
@@ -171,16 +204,21 @@ class VoiceChannel(Channel[VoiceSettings]):
                 )
             )
         metadata: dict[str, object] = {"call_sid": call_sid}
-        turn = self._turn_body(text, call_sid, attachments, metadata)
-        async with self.core.stream_turn(turn, key=ActAs(user_id)) as (created, batches):
-            self._calls.note_job(call_sid, created.job_id)
-            return await _outcome(batches, created.job_id)
+        turn = self._turn_body(text, call_sid, attachments, metadata, delivery_id=delivery)
+        try:
+            async with self.core.stream_turn(turn, key=ActAs(user_id)) as (created, batches):
+                self._calls.note_job(delivery, created.job_id)
+                return await _outcome(batches, created.job_id)
+        except DuplicateDelivery as taken:
+            logger.info("call %s: asked before, as job %s; following it", call_sid, taken.job_id)
+            self._calls.note_job(delivery, taken.job_id)
+            return await self._follow(user_id, taken.job_id)
 
-    async def _wait(self, form: dict[str, str], job: str | None) -> VoiceResponse:
+    async def _wait(self, form: dict[str, str], asked: Asked) -> VoiceResponse:
         """The answer on its way; followed from here when another process (or this one before
         a restart) started it, as calls are not tied to one process."""
-        call_sid = _call_sid(form)
-        if job and not self._calls.under_way(call_sid):
+        if not self._calls.under_way(asked.key):
+            call_sid = _call_sid(form)
             try:
                 who = await self.sender(_caller(form))
             except PatchbayError as exc:
@@ -188,28 +226,56 @@ class VoiceChannel(Channel[VoiceSettings]):
                 return self._listen(_said(sorry(exc), self.settings), "Anything else?")
             if who.user is None:
                 return turned_away(who, self.settings)
-            self._calls.start(call_sid, self._follow(who.user.id, job), job_id=job)
-        return await self._answer(call_sid)
+            if not self._calls.under_way(asked.key):  # nor started by a request meanwhile
+                self._calls.start(asked, self._find(who.user.id, call_sid, asked))
+        return await self._answer(asked.key)
+
+    async def _find(self, user_id: str, call_sid: str, asked: Asked) -> JobEvent:
+        """The outcome of a question another process (or this one before a restart) took: its
+        job is found by its delivery once the turn is stored."""
+        job_id = asked.job_id or await self._find_job(user_id, asked)
+        logger.info("call %s: following job %s", call_sid, job_id)
+        return await self._follow(user_id, job_id)
+
+    async def _find_job(self, user_id: str, asked: Asked) -> str:
+        """The job of the question's turn, looked for until it is stored. Raises
+        `DeliveryNotFound` once it was asked `LOST_AFTER_S` ago: nobody is storing it."""
+        delivery = asked.delivery_id or ""  # `Asked` names a delivery where it names no job
+        while True:
+            try:
+                found = await self.core.find_delivery(self.name, delivery, key=ActAs(user_id))
+            except CoreUnavailable as exc:  # a core restarting: look again
+                logger.warning("looking for %s: %s", delivery, exc.message)
+                found = None
+            if found is not None:
+                self._calls.note_job(asked.key, found.job_id)
+                return found.job_id
+            if time.time() - asked.since > LOST_AFTER_S:
+                raise DeliveryNotFound(f"no turn took {delivery!r}: the question was lost")
+            await asyncio.sleep(FIND_EVERY_S)
 
     async def _follow(self, user_id: str, job_id: str) -> JobEvent:
         async with self.core.job_events(job_id, key=ActAs(user_id)) as batches:
             return await _outcome(batches, job_id)
 
-    async def _answer(self, call_sid: str) -> VoiceResponse:
-        """The call's answer if it comes within the time limit; else a pause and a redirect."""
-        if not self._calls.under_way(call_sid):
-            return self._listen(VoiceResponse(), "Sorry, I lost track. Please ask again.")
+    async def _answer(self, key: str) -> VoiceResponse:
+        """The question's answer if it comes within the time limit; else a pause and a redirect
+        naming the question, for this process or any other."""
+        if not self._calls.under_way(key):  # taken meanwhile by a request for the same question
+            return self._listen(VoiceResponse(), LOST)
         try:
-            result = await self._calls.wait(call_sid, self.settings.time_limit_s)
+            result = await self._calls.wait(key, self.settings.time_limit_s)
+        except NotFound as exc:  # its turn never stored, or its chat deleted since
+            logger.warning("question %s: lost (%s)", key, exc.message)
+            return self._listen(VoiceResponse(), LOST)
         except PatchbayError as exc:
-            logger.warning("call %s: the turn failed (%s)", call_sid, exc.message)
+            logger.warning("question %s: the turn failed (%s)", key, exc.message)
             return self._listen(_said(sorry(exc), self.settings), "Anything else?")
         if result is None:
             response = VoiceResponse()
             response.pause(length=1)
-            job = self._calls.job(call_sid)
-            query = f"?{urlencode({'job': job})}" if job else ""
-            response.redirect(f"{self._base}/voice/twilio/wait{query}", method="POST")
+            query = urlencode(self._calls.asked(key).query())
+            response.redirect(f"{self._base}/voice/twilio/wait?{query}", method="POST")
             return response
         return self._listen(_said(outcome_text(result), self.settings), "Anything else?")
 
@@ -252,6 +318,14 @@ def _said(text: str, settings: VoiceSettings) -> VoiceResponse:
 
 def _idempotency_token(request: Request) -> str | None:
     return request.headers.get(IDEMPOTENCY_HEADER) or None
+
+
+def _asked(form: dict[str, str], token: str | None) -> Asked:
+    """The question a webhook asks, its delivery named by what stays the same when Twilio sends
+    the webhook again: the recording, or else the idempotency token. Without either (a webhook
+    that did not come from Twilio as documented) it is new each time."""
+    said = form.get("RecordingSid") or token or f"patchbay-{uuid.uuid4().hex}"
+    return Asked(delivery_key(_call_sid(form), said), int(time.time()))
 
 
 def withheld(number: str) -> bool:

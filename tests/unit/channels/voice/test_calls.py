@@ -1,4 +1,5 @@
-"""Turns under way per call: an answer that outlasts one webhook is picked up by the next."""
+"""Questions under way in a voice process: an answer that outlasts one webhook is picked up by the
+next request naming the question."""
 
 from __future__ import annotations
 
@@ -6,58 +7,108 @@ import asyncio
 
 import pytest
 
-from patchbay.channels.voice.calls import CallTurns
+from patchbay.channels.voice import calls as calls_module
+from patchbay.channels.voice.calls import Asked, CallTurns
 from patchbay.errors import ProviderUnavailable
 from patchbay.schemas.jobs import JobEvent
+
+RESULT = JobEvent(job_id="j", seq=2, type="done", content="hi")
 
 
 async def test_a_turn_outlasting_the_webhook_is_picked_up_later() -> None:
     calls = CallTurns()
     release = asyncio.Event()
-    result = JobEvent(job_id="j", seq=2, type="done", content="hi")
 
     async def turn() -> JobEvent:
         await release.wait()
-        return result
+        return RESULT
 
-    calls.start("CA1", turn())
-    assert await calls.wait("CA1", 0.01) is None
+    calls.start(Asked("CA1 t1", since=100), turn())
+    assert await calls.wait("CA1 t1", 0.01) is None
     release.set()
-    assert await calls.wait("CA1", 1) == result
-    assert not calls.under_way("CA1")
+    assert await calls.wait("CA1 t1", 1) == RESULT
+    assert not calls.under_way("CA1 t1")
 
 
-async def test_a_failed_turn_raises_and_a_new_question_replaces_the_old() -> None:
+async def test_a_failed_turn_raises() -> None:
     calls = CallTurns()
 
     async def failing() -> JobEvent:
         raise ProviderUnavailable("down")
 
-    async def forever() -> JobEvent:
-        await asyncio.Event().wait()
-        raise AssertionError
-
-    calls.start("CA1", forever())
-    calls.start("CA1", failing())
+    calls.start(Asked("CA1 t1", since=100), failing())
     with pytest.raises(ProviderUnavailable):
-        await calls.wait("CA1", 1)
-    calls.cancel_all()
+        await calls.wait("CA1 t1", 1)
 
 
-async def test_a_retried_webhook_waits_for_the_turn_it_started() -> None:
+async def test_two_requests_for_one_question_both_get_its_answer() -> None:
+    """A webhook Twilio retried while the first request still waits."""
     calls = CallTurns()
     release = asyncio.Event()
-    result = JobEvent(job_id="j", seq=2, type="done", content="hi")
 
     async def turn() -> JobEvent:
         await release.wait()
-        return result
+        return RESULT
 
-    calls.start("CA1", turn(), asked_by="token-1")
-    assert calls.asked("CA1", "token-1")
-    assert not calls.asked("CA1", "token-2") and not calls.asked("CA1", None)
-    waits = [asyncio.create_task(calls.wait("CA1", 5)) for _ in range(2)]
+    calls.start(Asked("CA1 t1", since=100), turn())
+    waits = [asyncio.create_task(calls.wait("CA1 t1", 5)) for _ in range(2)]
     await asyncio.sleep(0)
     release.set()
-    assert await asyncio.gather(*waits) == [result, result]
-    assert not calls.under_way("CA1")
+    assert await asyncio.gather(*waits) == [RESULT, RESULT]
+    assert not calls.under_way("CA1 t1")
+
+
+async def test_questions_of_one_call_are_kept_apart() -> None:
+    """An answer this process followed but another process spoke is never taken for the
+    call's next question's."""
+    calls = CallTurns()
+    later = JobEvent(job_id="j2", seq=2, type="done", content="the second answer")
+
+    async def answer(event: JobEvent) -> JobEvent:
+        return event
+
+    calls.start(Asked("CA1 t1", since=100), answer(RESULT))
+    await asyncio.sleep(0)  # the first answer is there, and nobody comes for it here
+    calls.start(Asked("CA1 t2", since=110), answer(later))
+    assert await calls.wait("CA1 t2", 1) == later
+    assert calls.under_way("CA1 t1")
+
+
+async def test_the_redirect_names_the_job_once_known() -> None:
+    calls = CallTurns()
+
+    async def forever() -> JobEvent:
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    calls.start(Asked("CA1 t1", since=100), forever())
+    assert calls.asked("CA1 t1").query() == {"delivery": "CA1 t1", "since": "100"}
+    calls.note_job("CA1 t1", "job-1")
+    assert calls.asked("CA1 t1").query() == {"delivery": "CA1 t1", "since": "100", "job": "job-1"}
+    calls.cancel_all()
+    assert await calls.wait("CA1 t1", 1) is None  # stopping: another process takes it up
+
+
+def test_a_question_is_named_by_its_delivery_or_its_job() -> None:
+    assert Asked(None, since=1, job_id="job-1").key == "job:job-1"  # a redirect from before
+    assert Asked("CA1 t1", since=1, job_id="job-1").key == "CA1 t1"
+    with pytest.raises(ValueError, match="delivery or its job"):
+        Asked(None, since=1)
+
+
+async def test_answers_nobody_came_for_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = CallTurns()
+
+    async def answer() -> JobEvent:
+        return RESULT
+
+    async def failing() -> JobEvent:
+        raise ProviderUnavailable("down")
+
+    calls.start(Asked("CA1 t1", since=100), answer())
+    calls.start(Asked("CA1 t2", since=100), failing())
+    await asyncio.sleep(0.01)
+    monkeypatch.setattr(calls_module, "FORGET_AFTER_S", 0.0)
+    calls.start(Asked("CA2 t1", since=200), answer())
+    assert not calls.under_way("CA1 t1") and not calls.under_way("CA1 t2")
+    assert await calls.wait("CA2 t1", 1) == RESULT
