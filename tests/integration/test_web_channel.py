@@ -590,21 +590,48 @@ def test_a_sign_out_that_does_not_reach_the_channel_is_not_shown_as_done(
     tab.assert_no_errors("net::ERR_FAILED")
 
 
-def test_a_busy_core_is_reported_plainly(tab: Tab, web: str, key: str) -> None:
+def error(code: str, message: str) -> str:
+    return orjson.dumps({"error": {"code": code, "message": message}}).decode()
+
+
+CORE_AWAY = "core is not answering (it may be restarting); try again in a moment"
+BUSY = "busy right now; try again in a moment"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "told"),
+    [
+        (429, error("queue_full", "too many turns are waiting"), BUSY),
+        (503, error("store_unavailable", "the database is unavailable right now"), BUSY),
+        (503, error("core_unavailable", "the core is not answering; try again shortly"), CORE_AWAY),
+        (502, "<html><body>502 Bad Gateway</body></html>", "patchbay cannot be reached"),
+    ],
+    ids=["queue full", "core busy", "core away", "channel away"],
+)
+def test_a_busy_core_is_told_apart_from_one_out_of_reach(
+    tab: Tab, web: str, key: str, status: int, body: str, told: str
+) -> None:
     sign_in(tab, web, key)
     page = tab.page
+    kind = "application/json" if body.startswith("{") else "text/html"
     page.route(
-        "**/api/turns",
-        lambda route: route.fulfill(
-            status=429,
-            content_type="application/json",
-            body='{"error": {"code": "queue_full", "message": "too many turns"}}',
-        ),
+        "**/api/turns", lambda route: route.fulfill(status=status, content_type=kind, body=body)
     )
     send(tab, "Hello?")
-    expect(page.get_by_role("alert")).to_contain_text("busy right now; try again in a moment")
+    expect(page.get_by_role("alert")).to_contain_text(told)
     expect(page.get_by_label("Message")).to_have_value("Hello?")  # nothing typed is lost
-    tab.assert_no_errors("status of 429")
+    tab.assert_no_errors(f"status of {status}")
+
+
+def test_signing_in_while_the_core_is_away_says_so(tab: Tab, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)  # nothing listens on the core's port
+    with serve_in_thread(create_web(settings), settings.web.port) as web:
+        page = tab.page
+        page.goto(web)
+        page.get_by_label("API key").fill("pb-any")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_contain_text(CORE_AWAY)
+    tab.assert_no_errors("status of 503")
 
 
 def lose_the_answer(tab: Tab, reached: list[int], calls: str = "**/api/turns**") -> None:

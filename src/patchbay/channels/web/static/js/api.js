@@ -2,6 +2,7 @@
 
 // Another site's page cannot send this header without a CORS preflight, which is never granted.
 const PAGE_HEADER = { "X-Patchbay-Web": "1" };
+export const UNREACHABLE = "patchbay cannot be reached; check that it is running.";
 
 export class ApiError extends Error {
   constructor(status, code, message, details = {}) {
@@ -43,7 +44,7 @@ export async function request(path, { method = "GET", json, body, headers = {}, 
     response = await fetch(path, init);
   } catch (error) {
     if (error.name === "AbortError") throw error;
-    throw new ApiError(0, "network", "patchbay cannot be reached; check that it is running.");
+    throw new ApiError(0, "network", UNREACHABLE);
   }
   if (!response.ok) throw await failure(response);
   return response;
