@@ -355,6 +355,25 @@ def test_an_answer_redirected_before_its_turn_was_stored_is_spoken_by_another_pr
     assert len(speech.heard) == 1 and len(upstream.requests) == 1
 
 
+def test_a_process_stopping_mid_fetch_hands_the_question_to_the_core_first(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn, speech: SpeechStandIn
+) -> None:
+    """A voice process restarted while a recording was still being fetched: it stores the turn
+    before it stops (within the time limit), so the process the redirect reaches speaks it."""
+    with slow_recordings(2.0) as api:
+        settings = {"listen": "record", "time_limit_s": 1.5, "api_base_url": api}
+        with serving(stack, twilio, "voice", **settings) as a:
+            root = Call(a, "CA0018").post(
+                "/voice/twilio/recording",
+                RecordingUrl=f"{api}/Recordings/RE0004",
+                RecordingSid="RE0004",
+            )
+            assert [element.tag for element in root] == ["Pause", "Redirect"]
+        with serving(stack, twilio, "voice", **settings) as b:  # a, restarted
+            assert follow(root, Call(b, "CA0018"))[0].text == upstream.reply
+    assert len(speech.heard) == 1 and len(upstream.requests) == 1
+
+
 def test_a_redirect_for_a_question_nobody_stored_gives_up_in_time(
     stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
 ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from patchbay.schemas.jobs import JobEvent
@@ -45,17 +45,25 @@ class _Turn:
     task: asyncio.Task[JobEvent]
     asked: Asked
     finished_at: float | None = None
+    # the core has its turn (or the turn ended, or it is not this process that hands it over)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class CallTurns:
     def __init__(self) -> None:
         self._turns: dict[str, _Turn] = {}
 
-    def start(self, asked: Asked, turn: Coroutine[Any, Any, JobEvent]) -> None:
-        """Run `turn` (to its outcome) for `asked`, which has none under way here."""
+    def start(
+        self, asked: Asked, turn: Coroutine[Any, Any, JobEvent], *, storing: bool = False
+    ) -> None:
+        """Run `turn` (to its outcome) for `asked`, which has none under way here. `storing`: the
+        turn hands the question to the core (rather than following one handed on elsewhere), and
+        says so with `note_job` once the core has it."""
         self._forget_old()
         task = asyncio.create_task(turn)
         record = _Turn(task, asked)
+        if not storing:
+            record.settled.set()
         task.add_done_callback(lambda done: _finished(record, done))
         self._turns[asked.key] = record
 
@@ -70,6 +78,7 @@ class CallTurns:
         if key in self._turns:
             record = self._turns[key]
             record.asked = replace(record.asked, job_id=job_id)
+            record.settled.set()
 
     async def wait(self, key: str, timeout_s: float) -> JobEvent | None:
         """The outcome, once it is there; None while it is still coming after `timeout_s` (or
@@ -82,9 +91,21 @@ class CallTurns:
             del self._turns[key]
         return record.task.result()
 
-    def cancel_all(self) -> None:
-        for record in self._turns.values():
-            record.task.cancel()
+    async def close(self, *, grace_s: float) -> None:
+        """Stop, after up to `grace_s` for the questions whose turn the core does not have yet
+        (a recording being fetched): once it has, the process the call's next redirect reaches
+        follows it; before, nobody could."""
+        records = list(self._turns.values())
+        storing = [
+            asyncio.create_task(record.settled.wait())
+            for record in records
+            if not record.settled.is_set()
+        ]
+        if storing and grace_s > 0:
+            await asyncio.wait(storing, timeout=grace_s)
+        for task in [*storing, *(record.task for record in records)]:
+            task.cancel()
+        await asyncio.gather(*storing, *(record.task for record in records), return_exceptions=True)
 
     def _forget_old(self) -> None:
         cutoff = time.monotonic() - FORGET_AFTER_S
@@ -95,5 +116,6 @@ class CallTurns:
 
 def _finished(record: _Turn, task: asyncio.Task[JobEvent]) -> None:
     record.finished_at = time.monotonic()
+    record.settled.set()
     if not task.cancelled():
         task.exception()  # retrieved: one nobody came back for is not logged as never retrieved

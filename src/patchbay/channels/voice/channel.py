@@ -187,7 +187,7 @@ class VoiceChannel(Channel[VoiceSettings]):
             return turned_away(who, self.settings)
         if not self._calls.under_way(asked.key):
             turn = self._turn(who.user.id, call_sid, asked.key, text, recording)
-            self._calls.start(asked, turn)
+            self._calls.start(asked, turn, storing=True)
         return await self._answer(asked.key)
 
     async def _turn(
@@ -298,7 +298,7 @@ class VoiceChannel(Channel[VoiceSettings]):
         return UploadAnswer(status="known", text=answer_text(result))
 
     async def close(self) -> None:
-        self._calls.cancel_all()
+        await self._calls.close(grace_s=self.settings.time_limit_s)
         await super().close()
 
 

@@ -85,8 +85,31 @@ async def test_the_redirect_names_the_job_once_known() -> None:
     assert calls.asked("CA1 t1").query() == {"delivery": "CA1 t1", "since": "100"}
     calls.note_job("CA1 t1", "job-1")
     assert calls.asked("CA1 t1").query() == {"delivery": "CA1 t1", "since": "100", "job": "job-1"}
-    calls.cancel_all()
+    await calls.close(grace_s=0)
     assert await calls.wait("CA1 t1", 1) is None  # stopping: another process takes it up
+
+
+async def test_stopping_waits_for_turns_the_core_does_not_have_yet() -> None:
+    """A question whose recording is still being fetched is lost if the process stops before
+    the core has its turn; one the core has is followed by the process the redirect reaches."""
+    calls = CallTurns()
+    stored = asyncio.Event()
+
+    async def storing() -> JobEvent:
+        await asyncio.sleep(0.05)  # the recording comes, the core takes the turn
+        calls.note_job("CA1 t1", "job-1")
+        stored.set()
+        await asyncio.Event().wait()  # the answer takes long
+        raise AssertionError("not reached")
+
+    async def answering() -> JobEvent:
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    calls.start(Asked("CA1 t1", since=100), storing(), storing=True)
+    calls.start(Asked("CA2 t1", since=100), answering())  # following a turn stored elsewhere
+    await asyncio.wait_for(calls.close(grace_s=5), 1)  # not the whole grace: both are stored
+    assert stored.is_set()
 
 
 def test_a_question_is_named_by_its_delivery_or_its_job() -> None:
