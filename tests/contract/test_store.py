@@ -31,9 +31,11 @@ from patchbay.schemas.chats import ChatCreate, ChatUpdate
 from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.turns import MessageIn, Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserCreate, UserRead, UserUpdate
+from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
 from patchbay.store import tables
 from patchbay.store import users as user_rows
+from patchbay.store.chats import ChatRecord
 from patchbay.store.db import Database, alembic_config
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.support.databases import postgres_url
@@ -306,7 +308,7 @@ async def test_migrations_keep_existing_rows(hub: Hub) -> None:
             await conn.execute(text("select version_num from alembic_version"))
         ).scalar_one()
     assert count == 1
-    assert revision == "0010"
+    assert revision == "0011"
 
 
 async def test_chat_members_regenerate_and_branches(hub: Hub) -> None:
@@ -539,3 +541,64 @@ async def _migrate_host_spellings(url: str) -> None:
             await registry.close()
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_migration_keeps_waiting_jobs_which_run_as_they_did(
+    tmp_path: Path, backend: str
+) -> None:
+    """A job a core older than 0011 left waiting stays waiting, and is queued as that core's
+    successors queued it: with the model's own options, unstreamed."""
+    await on_a_new_database(backend, tmp_path, _migrate_waiting_jobs)
+
+
+async def _migrate_waiting_jobs(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0010"))
+            ann = await user_rows.insert_user(conn, name="ann", role="user", profile={})
+            await conn.run_sync(_a_waiting_job, ann.id)
+        await db.migrate()
+        async with db.connect() as conn:
+            status = (await conn.execute(text("select status from jobs"))).scalar_one()
+            kept = await conn.run_sync(job_rows.kept_options, "job")
+        assert (status, kept) == ("waiting", ({}, False))
+    finally:
+        await db.close()
+
+
+def _a_waiting_job(conn: Connection, user_id: str) -> None:
+    """A question, its empty answer and the answer's job, waiting, as of migration 0010."""
+    now = datetime.now(UTC)
+    chat = ChatRecord("chat", None, user_id, None, "telegram", "t1", None, "answer", now, now)
+    chat_rows.insert_chat(conn, chat)
+    question = chat_rows.message_row(
+        id="question",
+        chat_id="chat",
+        parent_id=None,
+        role="user",
+        content="hi",
+        status="complete",
+        now=now,
+    )
+    answer = chat_rows.message_row(
+        id="answer",
+        chat_id="chat",
+        parent_id="question",
+        role="assistant",
+        content="",
+        status="queued",
+        now=now,
+    )
+    chat_rows.insert_messages(conn, [question, answer])
+    job = job_rows.job_row(
+        id="job",
+        chat_id="chat",
+        message_id="answer",
+        user_id=user_id,
+        model="echo",
+        queue="rabbitmq",
+        now=now,
+    )
+    job_rows.insert_job(conn, {**job, "status": "waiting"})

@@ -58,9 +58,10 @@ def wait_ended(stack: Stack, job_id: str, timeout_s: float = 20) -> dict[str, An
 
 
 def one_behind_another(stack: Stack, upstream: MockUpstream) -> tuple[dict[str, Any], ...]:
-    """A turn whose answer takes a second, and one sent behind it meanwhile."""
+    """A turn whose answer takes a second, and one sent behind it meanwhile, with options."""
     upstream.mode, upstream.delay_s = "slow", 1.0
-    return send(stack, "one"), send(stack, "two", queue_behind=True)
+    options = {"temperature": 0.3, "max_tokens": 7}
+    return send(stack, "one"), send(stack, "two", queue_behind=True, options=options)
 
 
 def messages(stack: Stack, chat_id: str) -> list[dict[str, Any]]:
@@ -81,6 +82,8 @@ def test_a_turn_behind_a_running_answer_is_stored_at_once_and_answered_after_it(
     assert len(upstream.requests) == 2
     asked = [(m["role"], m["content"]) for m in upstream.requests[1]["messages"]]
     assert asked[-3:] == [("user", "one"), ("assistant", upstream.reply), ("user", "two")]
+    assert (upstream.requests[1]["temperature"], upstream.requests[1]["max_tokens"]) == (0.3, 7)
+    assert "temperature" not in upstream.requests[0]
     branch = [(m["role"], m["content"]) for m in messages(stack, first["chat_id"])]
     assert branch == [
         ("user", "one"),

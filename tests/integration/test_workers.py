@@ -460,9 +460,10 @@ def test_a_turn_waiting_behind_another_is_answered_when_its_core_is_gone(
     upstream.mode, upstream.delay_s = "slow", 2.0
     turn = {"channel": "test", "thread": "t1", "stream": False}
     first = httpx.post(cluster.core_url + "/v1/turns", json={**turn, "text": "one"}, headers=AUTH)
+    options = {"temperature": 0.3, "max_tokens": 7}
     second = httpx.post(
         cluster.core_url + "/v1/turns",
-        json={**turn, "text": "two", "queue_behind": True},
+        json={**turn, "text": "two", "queue_behind": True, "options": options},
         headers=AUTH,
     )
     assert second.json()["chat_id"] == first.json()["chat_id"]
@@ -478,3 +479,7 @@ def test_a_turn_waiting_behind_another_is_answered_when_its_core_is_gone(
         other.wait(timeout=20)
     asked = [(m["role"], m["content"]) for m in upstream.requests[-1]["messages"]]
     assert asked[-3:] == [("user", "one"), ("assistant", upstream.reply), ("user", "two")]
+    # with its turn's options, where the other core knew none
+    assert upstream.requests[-1]["temperature"] == 0.3
+    assert upstream.requests[-1]["max_tokens"] == 7
+    assert not upstream.requests[-1].get("stream")

@@ -232,8 +232,7 @@ class TurnEngine:
         )
         if ahead is not None:
             await self._tell_queued(ids.job, model)  # its place in the queue is not known yet
-            options = turn.options.model_dump(exclude_none=True)
-            self.waiting.behind(ahead, ids.job, options=options, stream=turn.stream)
+            self.waiting.behind(ahead, ids.job)
             return read
         conversation = [*context.history, ("user", turn.text, attached)]
         spec = JobSpec(
@@ -436,8 +435,10 @@ class TurnEngine:
             model=model,
             queue=self._queue.name,
             now=now,
-            status="waiting" if waiting else "queued",
         )
+        if waiting:  # queued later, perhaps by another core: what it runs with is kept with it
+            options = turn.options.model_dump(exclude_none=True)
+            job.update(job_rows.waiting_row(options=options, stream=turn.stream))
         job_rows.insert_job(conn, job)
         if context.new_chat is None:
             chat_rows.update_chat(conn, chat_id, current_message_id=ids.answer, updated_at=now)

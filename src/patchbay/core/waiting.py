@@ -3,8 +3,8 @@
 A chat channel (Telegram, XMPP) answers a chat's messages in order. Its next message used to wait
 in the channel's memory until the answer before it had ended, because a job's history is taken
 when its turn is stored; a channel restart lost it. Now the turn is stored at once, its job
-`waiting`, and queued when the job ahead of it ends, with a history read from the store then (the
-answer ahead included). The core that stored it releases it; one that starts finds the waiting jobs
+`waiting` with the options it runs with, and queued when the job ahead of it ends, with a history
+read from the store then (the answer ahead included). The core that stored it releases it; one that starts finds the waiting jobs
 of the others (RabbitMQ: they may have stopped) and releases them too: a job is released once,
 by whoever moves it from `waiting` to `queued` first. With the in-process queue a restart fails
 them, as it does every job the earlier run left.
@@ -44,11 +44,12 @@ from patchbay.store.db import Database
 logger = logging.getLogger(__name__)
 
 STORE_RETRY_S = 1.0  # how soon to look again for the end of a job ahead, when the store was away
-RESUME_GRACE_S = 2.0  # how long a core leaves another's waiting job to that core, once it may run
+RESUME_GRACE_S = 2.0  # how long a core that starts leaves another's waiting job to that core
 
 Prompt = Callable[[UserRead, list[ModelTarget], list[Said]], Awaitable[tuple[PromptMessage, ...]]]
 Enqueue = Callable[[JobSpec, datetime], Awaitable[None]]
-Taken = tuple[str, str, MessageRead, list[Said], str]  # owner, model, answer, history, prefix
+# owner, model, answer, history, prefix hash, options, stream
+Taken = tuple[str, str, MessageRead, list[Said], str, dict[str, object], bool]
 
 
 class WaitingTurns:
@@ -63,29 +64,21 @@ class WaitingTurns:
         self._tasks: set[asyncio.Task[None]] = set()
         self._releasing: set[asyncio.Future[str | None]] = set()
 
-    def behind(
-        self,
-        ahead: str | None,
-        job_id: str,
-        *,
-        options: dict[str, object],
-        stream: bool,
-        grace_s: float = 0.0,
-    ) -> None:
+    def behind(self, ahead: str | None, job_id: str, *, grace_s: float = 0.0) -> None:
         """Queue the waiting job `job_id` once the job `ahead` has ended (and `grace_s` more)."""
-        task = asyncio.create_task(self._release_after(ahead, job_id, options, stream, grace_s))
+        task = asyncio.create_task(self._release_after(ahead, job_id, grace_s))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
-        """Wait again for every waiting job in the store (their cores may have stopped); the
-        options a turn was given are not stored, so these run with the model's own."""
+        """Wait again for every waiting job in the store (their cores may have stopped)."""
         async with self._db.connect() as conn:
             waiting = await conn.run_sync(job_rows.waiting_jobs)
         for job_id in waiting:
-            # The core that stored it, if it still runs, knows its options: it goes first. The
-            # job ahead, if one still runs, is found at the release, and waited for then.
-            self.behind(None, job_id, options={}, stream=False, grace_s=RESUME_GRACE_S)
+            # The core that stored it, if it still runs, queues it as soon as the job ahead ends:
+            # this one comes a moment later, so the two seldom both make its prompt. The job
+            # ahead, if one still runs, is found at the release, and waited for then.
+            self.behind(None, job_id, grace_s=RESUME_GRACE_S)
         if waiting:
             logger.info("waiting again for %d jobs behind others", len(waiting))
 
@@ -96,19 +89,12 @@ class WaitingTurns:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._releasing, return_exceptions=True)
 
-    async def _release_after(
-        self,
-        ahead: str | None,
-        job_id: str,
-        options: dict[str, object],
-        stream: bool,
-        grace_s: float,
-    ) -> None:
+    async def _release_after(self, ahead: str | None, job_id: str, grace_s: float) -> None:
         while True:
             if ahead is not None:
                 await self._ended(ahead)
             await asyncio.sleep(grace_s)
-            release = asyncio.ensure_future(self._release(job_id, options, stream))
+            release = asyncio.ensure_future(self._release(job_id))
             self._releasing.add(release)
             release.add_done_callback(self._releasing.discard)
             try:
@@ -139,14 +125,14 @@ class WaitingTurns:
                 logger.warning("job %s: the database is away; waiting for it again", ahead)
                 await asyncio.sleep(STORE_RETRY_S)
 
-    async def _release(self, job_id: str, options: dict[str, object], stream: bool) -> str | None:
+    async def _release(self, job_id: str) -> str | None:
         """Queue the job; or, while an answer before its question is still coming (the one it
         waited for was itself waiting, and cancelled), the job of that answer, to wait for."""
 
         taken = await self._db.write(lambda conn: _take(conn, job_id))
         if taken is None or isinstance(taken, str):
             return taken
-        user_id, model, answer, history, prefix = taken
+        user_id, model, answer, history, prefix, options, stream = taken
         async with self._db.connect() as conn:
             user = await user_rows.get_user(conn, user_id)
         template = answer.assistant
@@ -201,8 +187,9 @@ class WaitingTurns:
 
 
 def _take(conn: Connection, job_id: str) -> Taken | str | None:
-    """Move the job from waiting to queued: its owner, model, answer, history and prefix hash;
-    or the job still unfinished ahead of it; or None when it is not waiting any more."""
+    """Move the job from waiting to queued: its owner, model, answer, history, prefix hash and
+    what it runs with; or the job still unfinished ahead of it; or None when it is not waiting
+    any more."""
     found = job_rows.find_job(conn, job_id)
     if found is None:
         raise ChatNotFound("its chat was deleted while it waited; it is not answered")
@@ -220,4 +207,5 @@ def _take(conn: Connection, job_id: str) -> Taken | str | None:
         return None
     history = said_in(branch)
     prefix = chat_rows.prefix_hash_of(conn, answer.parent_id) or ""
-    return found[1], found[0].model, answer, history, prefix
+    options, stream = job_rows.kept_options(conn, job_id)
+    return found[1], found[0].model, answer, history, prefix, options, stream

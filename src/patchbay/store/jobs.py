@@ -21,7 +21,6 @@ def job_row(
     model: str,
     queue: str,
     now: datetime,
-    status: str = "queued",
 ) -> dict[str, object]:
     return {
         "id": id,
@@ -29,7 +28,7 @@ def job_row(
         "message_id": message_id,
         "user_id": user_id,
         "model": model,
-        "status": status,
+        "status": "queued",
         "queue": queue,
         "error": None,
         "attempts": 0,
@@ -156,6 +155,21 @@ def last_unfinished_of(conn: Connection, message_ids: list[str]) -> str | None:
     ).all()
     unfinished = {str(row.message_id): str(row.id) for row in rows}
     return next((unfinished[m] for m in reversed(message_ids) if m in unfinished), None)
+
+
+def waiting_row(*, options: dict[str, object], stream: bool) -> dict[str, object]:
+    """What a job row holds more when it waits (see `job_row`): what it runs with once it is
+    queued, perhaps by another core."""
+    return {"status": "waiting", "options": options, "stream": stream}
+
+
+def kept_options(conn: Connection, job_id: str) -> tuple[dict[str, object], bool]:
+    """The options and streaming choice a waiting job was stored with; a job stored before they
+    were kept runs with the model's own options, unstreamed."""
+    row = conn.execute(select(jobs.c.options, jobs.c.stream).where(jobs.c.id == job_id)).first()
+    if row is None:
+        return {}, False
+    return dict(row.options or {}), bool(row.stream)
 
 
 def release_waiting(conn: Connection, job_id: str) -> bool:

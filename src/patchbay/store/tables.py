@@ -250,6 +250,10 @@ jobs = Table(
     _created(),
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
+    # What a waiting job runs with once it is queued, perhaps by another core (SQL NULL for any
+    # other job: its options travel with it in the queue).
+    Column("options", JSON(none_as_null=True)),
+    Column("stream", Boolean),
     Index("ix_jobs_status", "status"),
 )
 

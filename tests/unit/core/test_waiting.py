@@ -35,11 +35,11 @@ async def test_a_store_away_while_the_job_ahead_runs_is_waited_out(
     turns = WaitingTurns(db=none, jobs=cast(Any, jobs), catalog=none, prompt=none, enqueue=none)
     released: list[str] = []
 
-    async def release(job_id: str, options: dict[str, object], stream: bool) -> None:
+    async def release(job_id: str) -> None:
         released.append(job_id)
 
     monkeypatch.setattr(turns, "_release", release)
-    turns.behind("ahead", "behind", options={}, stream=False)
+    turns.behind("ahead", "behind")
     for _ in range(100):
         if released:
             break
@@ -56,7 +56,7 @@ async def test_a_turn_the_full_queue_refused_at_its_release_is_failed_once(
     turns = WaitingTurns(db=none, jobs=none, catalog=none, prompt=none, enqueue=none)
     failed: list[str] = []
 
-    async def release(job_id: str, options: dict[str, object], stream: bool) -> None:
+    async def release(job_id: str) -> None:
         raise QueueFull("too many turns are waiting; try again shortly")  # failed as it was
 
     async def fail(job_id: str, exc: Exception) -> None:
@@ -64,7 +64,7 @@ async def test_a_turn_the_full_queue_refused_at_its_release_is_failed_once(
 
     monkeypatch.setattr(turns, "_release", release)
     monkeypatch.setattr(turns, "_fail", fail)
-    turns.behind(None, "behind", options={}, stream=False)
+    turns.behind(None, "behind")
     await asyncio.sleep(0.05)
     await turns.close()
     assert failed == []  # the queue's refusal had failed it: it was failed (and logged) again
@@ -75,13 +75,13 @@ async def test_closing_lets_a_release_under_way_finish(monkeypatch: pytest.Monke
     turns = WaitingTurns(db=none, jobs=none, catalog=none, prompt=none, enqueue=none)
     started, released = asyncio.Event(), []
 
-    async def release(job_id: str, options: dict[str, object], stream: bool) -> None:
+    async def release(job_id: str) -> None:
         started.set()  # marked queued: it must reach the queue now
         await asyncio.sleep(0.05)
         released.append(job_id)
 
     monkeypatch.setattr(turns, "_release", release)
-    turns.behind(None, "behind", options={}, stream=False)
+    turns.behind(None, "behind")
     await started.wait()
     await turns.close()
     assert released == ["behind"]

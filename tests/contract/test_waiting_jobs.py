@@ -1,0 +1,139 @@
+"""Waiting turns against each store: what their jobs run with when any core queues them, and how a
+release the queue refuses waits, in the store, to be tried again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from patchbay.core import waiting
+from patchbay.core.hub import Hub
+from patchbay.errors import QueueFull
+from patchbay.queue.base import JobSpec, PromptMessage
+from patchbay.schemas.jobs import JobEvent
+from patchbay.schemas.options import GenerationOptions
+from patchbay.schemas.turns import TurnCreate, TurnRead
+from patchbay.schemas.users import UserRead
+from patchbay.store import tables
+from tests.conftest import make_settings
+from tests.contract.test_store import add_echo, admin
+from tests.support.databases import postgres_url
+
+OPTIONS = GenerationOptions(temperature=0.3, max_tokens=7)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@asynccontextmanager
+async def started(backend: str, tmp_path: Path, **jobs: object) -> AsyncIterator[Hub]:
+    async with AsyncExitStack() as stack:
+        overrides: dict[str, object] = {"jobs": jobs}
+        if backend == "postgresql":
+            overrides["database_url"] = await stack.enter_async_context(postgres_url())
+        hub = Hub(make_settings(tmp_path, **overrides))
+        await hub.prepare()
+        await hub.start()
+        try:
+            await add_echo(hub)
+            yield hub
+        finally:
+            await hub.close()
+
+
+@pytest.fixture
+async def hub(backend: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    async with started(backend, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def quick_resumes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "RESUME_GRACE_S", 0.0)
+
+
+class Gate:
+    """Stands before the hub's queue: keeps the jobs it is told to hold (run when let go), and
+    refuses every job while `full`."""
+
+    def __init__(self, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._submit = hub.queue.submit
+        self.holding = False
+        self.full = False
+        self.held: dict[str, JobSpec] = {}
+        self.queued: dict[str, JobSpec] = {}
+        self.refused: list[str] = []
+        self.before: Callable[[JobSpec], object] | None = None
+        monkeypatch.setattr(hub.queue, "submit", self)
+
+    async def __call__(self, spec: JobSpec) -> None:
+        if self.full:
+            self.refused.append(spec.job_id)
+            raise QueueFull("1 jobs are waiting; try again shortly")
+        if self.holding:
+            self.held[spec.job_id] = spec
+            return
+        if self.before is not None:
+            await self.before(spec)  # type: ignore[misc]
+        self.queued[spec.job_id] = spec
+        await self._submit(spec)
+
+    async def let_go(self, job_id: str) -> None:
+        await self._submit(self.held.pop(job_id))
+
+
+async def one_behind_another(hub: Hub, user: UserRead, gate: Gate) -> tuple[TurnRead, TurnRead]:
+    """A turn whose job is held, and one sent behind it meanwhile, with options, unstreamed."""
+    gate.holding = True
+    turn = TurnCreate(text="one", channel="test", thread="t1")
+    first = await hub.turns.start(user, turn)
+    behind = {"text": "two", "queue_behind": True, "stream": False, "options": OPTIONS}
+    second = await hub.turns.start(user, turn.model_copy(update=behind))
+    assert await status(hub, user, second.job_id) == "waiting"
+    gate.holding = False
+    return first, second
+
+
+async def status(hub: Hub, user: UserRead, job_id: str) -> str:
+    return (await hub.jobs.job(user, job_id)).status
+
+
+async def until(check: Callable[[], object], timeout_s: float = 10.0) -> None:
+    for _ in range(int(timeout_s / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("it did not happen in time")
+
+
+async def ended(hub: Hub, job_id: str) -> JobEvent:
+    return await asyncio.wait_for(hub.jobs.outcome(job_id), 10)
+
+
+async def test_a_waiting_job_runs_with_its_turns_options_when_another_core_queues_it(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await admin(hub)
+    gate = Gate(hub, monkeypatch)
+    first, second = await one_behind_another(hub, user, gate)
+    await hub.turns.waiting.close()  # the core that stored it stops
+    await gate.let_go(first.job_id)
+    assert (await ended(hub, first.job_id)).type == "done"
+    await hub.turns.waiting.resume()  # as a core that starts on RabbitMQ
+    assert (await ended(hub, second.job_id)).type == "done"
+    spec = gate.queued[second.job_id]
+    assert spec.options == {"temperature": 0.3, "max_tokens": 7}  # it ran with the model's own
+    assert spec.stream is False
+    assert spec.messages[-1] == PromptMessage("user", "two")
+    async with hub.db.connect() as conn:
+        kept = (await conn.execute(select(tables.jobs.c.options, tables.jobs.c.stream))).all()
+    assert sorted(kept, key=str) == sorted(
+        [(None, None), ({"temperature": 0.3, "max_tokens": 7}, False)], key=str
+    )  # a turn that does not wait stores nothing more
