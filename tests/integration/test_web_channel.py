@@ -526,6 +526,43 @@ def test_an_answer_goes_on_through_a_core_restart(
     tab.assert_no_errors("status of 503")
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("away", ["core", "channel"])
+def test_a_reload_while_patchbay_is_away_waits_for_it_signed_in(
+    tab: Tab, stack: Stack, key: str, away: str
+) -> None:
+    cable = Cable(stack.settings.core.port)
+    cable.mend()
+    core = stack.settings.core.model_copy(update={"url": f"http://127.0.0.1:{cable.port}"})
+    settings = stack.settings.model_copy(update={"core": core})
+    try:
+        with serve_in_thread(create_web(settings), settings.web.port) as web:
+            sign_in(tab, web, key)
+            send(tab, "Hello")
+            expect(answer(tab)).to_have_text(REPLY)
+            page = tab.page
+            if away == "core":  # restarting: the channel cannot say whose the key is
+                cable.cut()
+            else:  # the channel restarting (the page itself came from a cache, or a proxy)
+                page.route("**/auth/session", lambda route: route.abort("connectionrefused"))
+            page.reload()
+            told = CORE_AWAY if away == "core" else "patchbay cannot be reached"
+            expect(page.get_by_role("alert")).to_contain_text(told)
+            expect(page.get_by_text("Trying again")).to_be_visible()
+            page.wait_for_timeout(2500)  # asked again meanwhile, and still away
+            expect(page.get_by_role("button", name="Sign in")).to_be_hidden()
+            if away == "core":
+                cable.mend()
+            else:
+                page.unroute("**/auth/session")
+            expect(answer(tab)).to_have_text(REPLY)  # back in the chat, still signed in
+            expect(page.get_by_role("button", name="Sign in")).to_be_hidden()
+            expect(page.locator("#notice")).to_be_hidden()
+    finally:
+        cable.cut()
+    tab.assert_no_errors("status of 503", "net::ERR_CONNECTION_REFUSED")
+
+
 def test_a_wrong_key_is_refused_plainly(tab: Tab, web: str) -> None:
     page = tab.page
     page.goto(web)

@@ -2,6 +2,7 @@
 // (`GET /api/jobs/{id}/events` with `Last-Event-ID`), and stopped on request.
 
 import { ApiError, getJson, id, request } from "./api.js";
+import { isAway } from "./errors.js";
 import { readEvents } from "./sse.js";
 
 const STORAGE_KEY = "patchbay.job";
@@ -11,7 +12,6 @@ const SAVE_EVERY_MS = 150;
 // until it has been out of reach this long.
 const GIVE_UP_MS = 60_000;
 const MAX_WAIT_MS = 4_000;
-const RETRY_STATUSES = new Set([0, 502, 503, 504]);
 
 export const STREAM = { Accept: "text/event-stream" };
 
@@ -122,7 +122,7 @@ async function followOn(job, response, onUpdate, signal) {
       }
     } catch (error) {
       if (error.name === "AbortError") throw error;
-      if (error instanceof ApiError && !RETRY_STATUSES.has(error.status)) throw error;
+      if (error instanceof ApiError && !isAway(error)) throw error;
       // the stream broke off, or the core is briefly away: resume below
     }
     response = null;

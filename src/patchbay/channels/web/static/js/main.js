@@ -4,7 +4,7 @@ import * as api from "./api.js";
 import { chatTitle, renderChats } from "./chats.js";
 import { Composer, newMessageId } from "./composer.js";
 import { byId } from "./dom.js";
-import { explain, isSignedOut } from "./errors.js";
+import { explain, isAway, isSignedOut } from "./errors.js";
 import { STREAM, follow, forgetJob, jobFrom, keepJob, savedJob, stopJob, takenJob } from "./generation.js";
 import { chosenModel, loadModels, rememberModel } from "./models.js";
 import { clearNotice, notify } from "./notice.js";
@@ -24,6 +24,7 @@ let frame = 0;
 let watching = 0; // a timer: looks again at an answer that is written elsewhere (another tab)
 const CHATS_PAGE = 200;
 const WATCH_MS = 1500;
+const AWAY_RETRY_MS = 5000; // asked again at most this long apart while patchbay is out of reach
 
 // ---- notices and errors
 
@@ -48,6 +49,7 @@ function unlessSignedOut(error) {
 
 function showSignIn(message) {
   byId("app").hidden = true;
+  byId("away").hidden = true;
   byId("signin").hidden = false;
   const error = byId("signin-error");
   error.textContent = message || "";
@@ -99,6 +101,7 @@ async function signOut() {
 async function enter(user) {
   state.user = user;
   byId("signin").hidden = true;
+  byId("away").hidden = true;
   byId("app").hidden = false;
   byId("who").textContent = user.name;
   await Promise.all([loadModels(), loadChats()]);
@@ -458,12 +461,43 @@ function wire() {
   byId("model").addEventListener("change", rememberModel);
 }
 
+// Who is signed in. While the channel, or the core behind it, is out of reach nobody can say: the
+// page shows that and asks again, rather than the sign-in form (the key's cookie may be good).
+async function signedIn() {
+  for (let tries = 0; ; tries += 1) {
+    try {
+      return (await api.session()).user;
+    } catch (error) {
+      if (!isAway(error)) throw error;
+      byId("app").hidden = true;
+      byId("signin").hidden = true;
+      byId("away").hidden = false;
+      byId("away-text").textContent = explain(error);
+    }
+    await retrySoon(Math.min(1000 * 2 ** tries, AWAY_RETRY_MS));
+  }
+}
+
+// After `ms`, or as soon as Try again is pressed.
+function retrySoon(ms) {
+  return new Promise((resolve) => {
+    const button = byId("retry");
+    const now = () => {
+      clearTimeout(timer);
+      button.removeEventListener("click", now);
+      resolve();
+    };
+    const timer = setTimeout(now, ms);
+    button.addEventListener("click", now);
+  });
+}
+
 async function start() {
   wire();
   restored = composer.restore();
   let user = null;
   try {
-    ({ user } = await api.session());
+    user = await signedIn();
   } catch (error) {
     showSignIn(explain(error));
     return;
