@@ -82,6 +82,9 @@ class JobSettings(BaseModel):
     event_retention_max: int = 10_000  # and at most this many finished jobs' (then: the store)
     upstream_timeout_s: float = 300.0  # a model that says nothing for this long fails the job
     store_retry_s: float = 60.0  # how long a finished job waits for an unavailable database
+    # How long a turn that waited behind its chat's answer is tried again when the queue refuses
+    # it then (full; or the database or RabbitMQ away) before it fails: it was accepted already.
+    release_retry_s: float = Field(default=300.0, ge=0)
     workers: int = 2  # worker processes `patchbay up` runs when the queue is RabbitMQ
     queue_name: str = "patchbay.jobs"  # the durable RabbitMQ queue of jobs
     exchange_prefix: str = "patchbay"  # RabbitMQ exchanges: <prefix>.events, <prefix>.control

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from patchbay.core import waiting
 from patchbay.core.hub import Hub
-from patchbay.errors import QueueFull
+from patchbay.errors import ChatNotFound, QueueFull
 from patchbay.queue.base import JobSpec, PromptMessage
 from patchbay.schemas.jobs import JobEvent
 from patchbay.schemas.options import GenerationOptions
@@ -55,7 +55,9 @@ async def hub(backend: str, tmp_path: Path) -> AsyncIterator[Hub]:
 
 
 @pytest.fixture(autouse=True)
-def quick_resumes(monkeypatch: pytest.MonkeyPatch) -> None:
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "RETRY_FIRST_S", 0.05)
+    monkeypatch.setattr(waiting, "RETRY_MAX_S", 0.05)
     monkeypatch.setattr(waiting, "RESUME_GRACE_S", 0.0)
 
 
@@ -117,6 +119,16 @@ async def ended(hub: Hub, job_id: str) -> JobEvent:
     return await asyncio.wait_for(hub.jobs.outcome(job_id), 10)
 
 
+async def refused_once_ahead_ended(hub: Hub, user: UserRead, gate: Gate) -> TurnRead:
+    """A waiting turn whose release the full queue refused; its chat's answer ahead is done."""
+    first, second = await one_behind_another(hub, user, gate)
+    gate.full = True
+    await gate.let_go(first.job_id)
+    assert (await ended(hub, first.job_id)).type == "done"
+    await until(lambda: second.job_id in gate.refused)
+    return second
+
+
 async def test_a_waiting_job_runs_with_its_turns_options_when_another_core_queues_it(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,3 +149,106 @@ async def test_a_waiting_job_runs_with_its_turns_options_when_another_core_queue
     assert sorted(kept, key=str) == sorted(
         [(None, None), ({"temperature": 0.3, "max_tokens": 7}, False)], key=str
     )  # a turn that does not wait stores nothing more
+
+
+async def test_a_waiting_turn_the_full_queue_refuses_waits_again_until_it_fits(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await admin(hub)
+    gate = Gate(hub, monkeypatch)
+    second = await refused_once_ahead_ended(hub, user, gate)
+    # it was failed, though its turn had been accepted
+    assert await status(hub, user, second.job_id) in ("waiting", "queued")
+    await until(lambda: len(gate.refused) >= 3)  # tried again, and again
+    gate.full = False
+    assert (await ended(hub, second.job_id)).type == "done"
+    assert gate.queued[second.job_id].options == {"temperature": 0.3, "max_tokens": 7}
+    messages = await hub.chats.messages(user, second.chat_id)
+    assert [(m.role, m.status) for m in messages][-2:] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+
+
+async def test_a_waiting_turn_cancelled_while_the_queue_is_full_is_never_queued(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await admin(hub)
+    gate = Gate(hub, monkeypatch)
+    second = await refused_once_ahead_ended(hub, user, gate)
+    cancelled = await hub.turns.cancel(user, second.job_id)
+    assert cancelled.status == "cancelled"  # it had failed already
+    gate.full = False
+    await asyncio.sleep(0.3)  # tried again meanwhile, were it still waiting
+    assert second.job_id not in gate.queued
+    assert await status(hub, user, second.job_id) == "cancelled"
+    assert (await ended(hub, second.job_id)).type == "cancelled"
+
+
+async def test_a_listener_of_a_waiting_turn_deleted_with_its_chat_while_the_queue_is_full_hears_it_end(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await admin(hub)
+    gate = Gate(hub, monkeypatch)
+    second = await refused_once_ahead_ended(hub, user, gate)
+    await hub.chats.delete(user, second.chat_id)
+    outcome = await ended(hub, second.job_id)
+    assert outcome.type == "failed"
+    assert outcome.error is not None and outcome.error.code == ChatNotFound.code
+    assert second.job_id not in gate.queued
+
+
+async def test_a_core_stopping_while_the_queue_is_full_leaves_the_turn_to_the_next(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await admin(hub)
+    gate = Gate(hub, monkeypatch)
+    second = await refused_once_ahead_ended(hub, user, gate)
+    await hub.turns.waiting.close()
+    assert await status(hub, user, second.job_id) == "waiting"  # neither failed nor lost
+    gate.full = False
+    await hub.turns.waiting.resume()
+    assert (await ended(hub, second.job_id)).type == "done"
+
+
+async def test_a_waiting_turn_the_queue_keeps_refusing_fails_saying_why(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with started(backend, tmp_path, release_retry_s=0.3) as hub:
+        user = await admin(hub)
+        gate = Gate(hub, monkeypatch)
+        second = await refused_once_ahead_ended(hub, user, gate)
+        outcome = await ended(hub, second.job_id)
+        reason = (
+            "could not queue it for 0.3 s after the answer before it ended: "
+            "1 jobs are waiting; try again shortly"
+        )
+        assert outcome.type == "failed" and outcome.error is not None
+        assert (outcome.error.code, outcome.error.message) == (QueueFull.code, reason)
+        assert outcome.error.retryable
+        job = await hub.jobs.job(user, second.job_id)
+        assert (job.status, job.error) == ("failed", reason)
+        answer = (await hub.chats.messages(user, second.chat_id))[-1]
+        assert (answer.status, answer.error) == ("failed", reason)
+        assert second.job_id not in gate.queued
+
+
+async def test_a_core_stopping_while_it_queues_a_waiting_turn_queues_it_first(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await admin(hub)
+    gate = Gate(hub, monkeypatch)
+    first, second = await one_behind_another(hub, user, gate)
+    queueing = asyncio.Event()
+
+    async def slowly(spec: JobSpec) -> None:
+        if spec.job_id == second.job_id:
+            queueing.set()  # marked queued: it must reach the queue now
+            await asyncio.sleep(0.1)
+
+    gate.before = slowly
+    await gate.let_go(first.job_id)
+    await asyncio.wait_for(queueing.wait(), 10)
+    await hub.turns.waiting.close()
+    assert second.job_id in gate.queued
+    assert (await ended(hub, second.job_id)).type == "done"

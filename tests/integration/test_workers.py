@@ -483,3 +483,31 @@ def test_a_turn_waiting_behind_another_is_answered_when_its_core_is_gone(
     assert upstream.requests[-1]["temperature"] == 0.3
     assert upstream.requests[-1]["max_tokens"] == 7
     assert not upstream.requests[-1].get("stream")
+
+
+def test_a_turn_waiting_behind_another_waits_for_room_in_a_full_queue(
+    cluster: Cluster, upstream: MockUpstream
+) -> None:
+    cluster.stop_workers()
+    turn = {"channel": "test", "thread": "t1", "stream": False}
+
+    def send(text: str, **extra: object) -> str:
+        created = httpx.post(
+            cluster.core_url + "/v1/turns", json={**turn, "text": text, **extra}, headers=AUTH
+        )
+        assert created.status_code == 202, created.text
+        return str(created.json()["job_id"])
+
+    first = send("one")
+    second = send("two", queue_behind=True)
+    others = [send(f"other {n}", thread=f"t{n}") for n in (2, 3)]  # the queue is full (3)
+    cancelled = httpx.delete(f"{cluster.core_url}/v1/jobs/{first}", headers=AUTH)
+    assert cancelled.json()["status"] == "cancelled"  # still in the queue, its place taken
+    time.sleep(3)  # the second is released, refused by the full queue, and tried again
+    job = httpx.get(f"{cluster.core_url}/v1/jobs/{second}", headers=AUTH).json()
+    assert job["status"] in ("waiting", "queued"), job  # failed, though it had been accepted
+    cluster.start_worker("w3")
+    for job_id in [*others, second]:
+        assert cluster.wait_ended(job_id)["status"] == "done"
+    asked = [(m["role"], m["content"]) for m in upstream.requests[-1]["messages"]]
+    assert asked[-2:] == [("user", "one"), ("user", "two")]

@@ -13,7 +13,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
 from sqlalchemy.engine import Connection
 
@@ -84,7 +83,8 @@ class TurnEngine:
             jobs=jobs,
             catalog=catalog,
             prompt=self._prompt,
-            enqueue=partial(self._enqueue, told=True),
+            queue=queue,
+            retry_s=settings.release_retry_s,
         )
 
     async def start(
@@ -265,10 +265,9 @@ class TurnEngine:
             await self._jobs.cancel_orphan(job_id, job.model)
         return await self._jobs.job(user, job_id)
 
-    async def _enqueue(self, spec: JobSpec, now: datetime, *, told: bool = False) -> None:
-        """Queue the job; `told`: its `queued` event went out already (it waited)."""
-        if not told:
-            await self._tell_queued(spec.job_id, spec.model, self._queue.depth())
+    async def _enqueue(self, spec: JobSpec, now: datetime) -> None:
+        """Tell the job queued, and queue it."""
+        await self._tell_queued(spec.job_id, spec.model, self._queue.depth())
         try:
             await self._queue.submit(spec)
         except QueueFull as exc:

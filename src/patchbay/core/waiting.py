@@ -4,10 +4,12 @@ A chat channel (Telegram, XMPP) answers a chat's messages in order. Its next mes
 in the channel's memory until the answer before it had ended, because a job's history is taken
 when its turn is stored; a channel restart lost it. Now the turn is stored at once, its job
 `waiting` with the options it runs with, and queued when the job ahead of it ends, with a history
-read from the store then (the answer ahead included). The core that stored it releases it; one that starts finds the waiting jobs
-of the others (RabbitMQ: they may have stopped) and releases them too: a job is released once,
-by whoever moves it from `waiting` to `queued` first. With the in-process queue a restart fails
-them, as it does every job the earlier run left.
+read from the store then (the answer ahead included). The core that stored it releases it; one
+that starts finds the waiting jobs of the others (RabbitMQ: they may have stopped) and releases
+them too: a job is released once, by whoever moves it from `waiting` to `queued` first. A release
+refused for now (the queue full, the store or RabbitMQ away) leaves the job waiting and is tried
+again, backing off, for `JobSettings.release_retry_s`; then the job fails, saying why. With the
+in-process queue a restart fails them, as it does every job the earlier run left.
 """
 
 from __future__ import annotations
@@ -16,23 +18,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy.engine import Connection
 
 from patchbay.core.attachments import Said
 from patchbay.core.catalog import Catalog
-from patchbay.core.jobs import JobRunner, RunState
+from patchbay.core.jobs import JobRunner
 from patchbay.core.llm.registry import ModelTarget
 from patchbay.core.placement import said_in
-from patchbay.errors import (
-    ChatNotFound,
-    JobNotFound,
-    PatchbayError,
-    QueueFull,
-    StoreUnavailable,
-)
-from patchbay.queue.base import JobSpec, PromptMessage
+from patchbay.errors import ChatNotFound, JobNotFound, PatchbayError, StoreUnavailable
+from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
 from patchbay.schemas.chats import MessageRead
 from patchbay.schemas.jobs import ErrorInfo, JobEvent
 from patchbay.schemas.users import UserRead
@@ -45,24 +43,49 @@ logger = logging.getLogger(__name__)
 
 STORE_RETRY_S = 1.0  # how soon to look again for the end of a job ahead, when the store was away
 RESUME_GRACE_S = 2.0  # how long a core that starts leaves another's waiting job to that core
+# A release refused for now is tried again after RETRY_FIRST_S, then twice as late each time, up
+# to RETRY_MAX_S: soon enough that a queue with room again is used, rarely enough that many turns
+# waiting on a full queue do not add much to its load.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 15.0
+ENDED_SEQ = 2  # the number of a waiting job's end: `queued` was its only event before
 
 Prompt = Callable[[UserRead, list[ModelTarget], list[Said]], Awaitable[tuple[PromptMessage, ...]]]
-Enqueue = Callable[[JobSpec, datetime], Awaitable[None]]
-# owner, model, answer, history, prefix hash, options, stream
-Taken = tuple[str, str, MessageRead, list[Said], str, dict[str, object], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A waiting job whose turn may be answered now, and what it runs with."""
+
+    user_id: str
+    model: str
+    answer: MessageRead
+    history: list[Said]
+    prefix_hash: str
+    options: dict[str, object]
+    stream: bool
 
 
 class WaitingTurns:
     def __init__(
-        self, *, db: Database, jobs: JobRunner, catalog: Catalog, prompt: Prompt, enqueue: Enqueue
+        self,
+        *,
+        db: Database,
+        jobs: JobRunner,
+        catalog: Catalog,
+        prompt: Prompt,
+        queue: JobQueue,
+        retry_s: float,
     ) -> None:
+        """`retry_s`: how long a release refused for now is tried again before the job fails."""
         self._db = db
         self._jobs = jobs
         self._catalog = catalog
         self._prompt = prompt
-        self._enqueue = enqueue
+        self._queue = queue
+        self._retry_s = retry_s
         self._tasks: set[asyncio.Task[None]] = set()
-        self._releasing: set[asyncio.Future[str | None]] = set()
+        self._releasing: set[asyncio.Future[None]] = set()  # see `_queue_job`
 
     def behind(self, ahead: str | None, job_id: str, *, grace_s: float = 0.0) -> None:
         """Queue the waiting job `job_id` once the job `ahead` has ended (and `grace_s` more)."""
@@ -83,34 +106,30 @@ class WaitingTurns:
             logger.info("waiting again for %d jobs behind others", len(waiting))
 
     async def close(self) -> None:
-        """Stop waiting; a release under way is finished first: stopped between marking its
-        job queued and queueing it, it would leave the job queued in no queue, for good."""
+        """Stop waiting: the jobs stay waiting in the store, for the next core that starts. A
+        release under way is finished first: stopped between marking its job queued and
+        queueing it, it would leave the job queued in no queue, for good."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._releasing, return_exceptions=True)
 
     async def _release_after(self, ahead: str | None, job_id: str, grace_s: float) -> None:
-        while True:
-            if ahead is not None:
-                await self._ended(ahead)
-            await asyncio.sleep(grace_s)
-            release = asyncio.ensure_future(self._release(job_id))
-            self._releasing.add(release)
-            release.add_done_callback(self._releasing.discard)
-            try:
-                ahead = await asyncio.shield(release)
-            except ChatNotFound as exc:
-                await self._tell_gone(job_id, exc)
-                return
-            except QueueFull:  # ended failed already, saying so, as any turn the queue refuses
-                logger.warning("job %s: the queue was full once it could start", job_id)
-                return
-            except Exception as exc:
-                logger.exception("job %s: could not start it after job %s", job_id, ahead)
-                await self._fail(job_id, exc)
-                return
-            if ahead is None:
-                return
+        """Queue the job once every job ahead of it has ended; end it if it cannot be queued."""
+        try:
+            while True:
+                if ahead is not None:
+                    await self._ended(ahead)
+                await asyncio.sleep(grace_s)
+                ahead = await self._release_retrying(job_id)
+                if ahead is None:
+                    return
+        except ChatNotFound as exc:
+            await self._tell_gone(job_id, exc)
+        except PatchbayError as exc:  # its model gone, a queue full for too long: said why
+            await self._fail(job_id, exc)
+        except Exception as exc:  # a bug: the job must still end
+            logger.exception("job %s: could not queue it", job_id)
+            await self._fail(job_id, PatchbayError(f"could not queue it: {exc!r}"[:500]))
 
     async def _ended(self, ahead: str) -> None:
         """Return once the job `ahead` has ended, waiting out a store that is briefly away (its
@@ -125,87 +144,156 @@ class WaitingTurns:
                 logger.warning("job %s: the database is away; waiting for it again", ahead)
                 await asyncio.sleep(STORE_RETRY_S)
 
+    async def _release_retrying(self, job_id: str) -> str | None:
+        """`_release`, tried again while it is refused for now (the queue full, the store or
+        RabbitMQ away), backing off, for `retry_s`; past that its error says for how long. The
+        job waits meanwhile, in the store: it can be cancelled or deleted with its chat as any
+        waiting job, and a core that stops leaves it to the next."""
+        delay = RETRY_FIRST_S
+        deadline = time.monotonic() + self._retry_s
+        while True:
+            try:
+                return await self._release(job_id)
+            except PatchbayError as exc:
+                left = deadline - time.monotonic()
+                if not exc.retryable:
+                    raise
+                if left <= 0:
+                    raise type(exc)(
+                        f"could not queue it for {self._retry_s:g} s after the answer before "
+                        f"it ended: {exc.message}"
+                    ) from exc
+                wait = min(delay, left)
+                logger.warning(
+                    "job %s: could not queue it yet (%s); trying again in %.1f s",
+                    job_id,
+                    exc.message,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, RETRY_MAX_S)
+
     async def _release(self, job_id: str) -> str | None:
         """Queue the job; or, while an answer before its question is still coming (the one it
         waited for was itself waiting, and cancelled), the job of that answer, to wait for."""
-
-        taken = await self._db.write(lambda conn: _take(conn, job_id))
-        if taken is None or isinstance(taken, str):
-            return taken
-        user_id, model, answer, history, prefix, options, stream = taken
         async with self._db.connect() as conn:
-            user = await user_rows.get_user(conn, user_id)
-        template = answer.assistant
-        targets = await self._catalog.targets(model, template)
+            ready = await conn.run_sync(_ready, job_id)
+            if ready is None or isinstance(ready, str):
+                return ready
+            user = await user_rows.get_user(conn, ready.user_id)
+        template = ready.answer.assistant
+        targets = await self._catalog.targets(ready.model, template)
         spec = JobSpec(
             job_id=job_id,
-            user_id=user_id,
-            chat_id=answer.chat_id,
-            message_id=answer.id,
-            model=model,
-            messages=await self._prompt(user, targets, history),
-            prefix_hash=prefix,
-            options=options,
-            stream=stream,
+            user_id=ready.user_id,
+            chat_id=ready.answer.chat_id,
+            message_id=ready.answer.id,
+            model=ready.model,
+            messages=await self._prompt(user, targets, ready.history),
+            prefix_hash=ready.prefix_hash,
+            options=ready.options,
+            stream=ready.stream,
             template=template,
         )
-        await self._enqueue(spec, datetime.now(UTC))
+        release = asyncio.ensure_future(self._queue_job(spec))
+        self._releasing.add(release)
+        release.add_done_callback(self._releasing.discard)
+        await asyncio.shield(release)
         return None
+
+    async def _queue_job(self, spec: JobSpec) -> None:
+        """Mark the job queued, then queue it; the queue refusing it, it waits again. Runs to
+        its end even when the core stops meanwhile (see `close`)."""
+        if not await self._db.write(partial(_mark_queued, job_id=spec.job_id)):
+            return  # cancelled while its prompt was made, or released by another core
+        try:
+            await self._queue.submit(spec)
+        except Exception:
+            await self._put_back(spec.job_id)
+            raise
+
+    async def _put_back(self, job_id: str) -> None:
+        """Make a job the queue did not take waiting again, to be tried again or failed."""
+        try:
+            await self._db.write(partial(job_rows.put_back_waiting, job_id=job_id))
+        except PatchbayError:
+            logger.exception("job %s: the queue did not take it, and it is left queued", job_id)
 
     async def _tell_gone(self, job_id: str, exc: ChatNotFound) -> None:
         """End, for its listeners (and the turns waiting behind it), a job deleted with its chat
         while it waited: nothing else would."""
         error = ErrorInfo(code=exc.code, message=exc.message)
-        told = 2  # the number after its `queued`, the only event it had
         await self._jobs.publish(
-            JobEvent(job_id=job_id, seq=told, type="failed", content="", error=error)
+            JobEvent(job_id=job_id, seq=ENDED_SEQ, type="failed", content="", error=error)
         )
 
-    async def _fail(self, job_id: str, exc: Exception) -> None:
-        """End a job that could not be queued (its model gone, the store away), so whoever
-        waits for its answer hears why instead of waiting for ever."""
+    async def _fail(self, job_id: str, error: PatchbayError) -> None:
+        """End a job that could not be queued (its model gone, the queue full for too long), so
+        whoever waits for its answer hears why instead of waiting for ever; a job cancelled
+        meanwhile stays cancelled."""
         try:
-            async with self._db.connect() as conn:
-                found = await conn.run_sync(job_rows.find_job, job_id)
-            if found is None:
-                return
-            job = found[0]
-            spec = JobSpec(
-                job_id=job_id,
-                user_id=found[1],
-                chat_id=job.chat_id,
-                message_id=job.message_id,
-                model=job.model,
-                messages=(),
-                prefix_hash="",
-            )
-            error = exc if isinstance(exc, PatchbayError) else PatchbayError(f"{exc!r}"[:500])
-            state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
-            await self._jobs.fail(spec, state, error)
+            model = await self._db.write(partial(_fail_waiting, job_id=job_id, error=error))
         except Exception:
             logger.exception("job %s: could not mark it failed", job_id)
+            return
+        if model is None:
+            return
+        info = ErrorInfo(code=error.code, message=error.message, retryable=error.retryable)
+        await self._jobs.publish(
+            JobEvent(
+                job_id=job_id, seq=ENDED_SEQ, type="failed", content="", error=info, model=model
+            )
+        )
+        logger.warning("job %s failed: %s: %s", job_id, error.code, error.message)
 
 
-def _take(conn: Connection, job_id: str) -> Taken | str | None:
-    """Move the job from waiting to queued: its owner, model, answer, history, prefix hash and
-    what it runs with; or the job still unfinished ahead of it; or None when it is not waiting
-    any more."""
+def _ready(conn: Connection, job_id: str) -> _Ready | str | None:
+    """What the waiting job runs with; or the job still unfinished ahead of it; or None when it
+    is not waiting any more."""
     found = job_rows.find_job(conn, job_id)
     if found is None:
         raise ChatNotFound("its chat was deleted while it waited; it is not answered")
-    if found[0].status != "waiting":
+    job, user_id, _ = found
+    if job.status != "waiting":
         return None  # cancelled while it waited, or released by another core
-    answer = chat_rows.find_message(conn, found[0].message_id)
+    answer = chat_rows.find_message(conn, job.message_id)
     if answer is None or answer.parent_id is None:
         raise JobNotFound(f"job {job_id} lost its answer")
     branch = chat_rows.branch(conn, chat_id=answer.chat_id, leaf_id=answer.parent_id)
-    answers = [m.id for m in branch if m.role == "assistant"]
-    ahead = job_rows.last_unfinished_of(conn, answers)
+    ahead = job_rows.last_unfinished_of(conn, [m.id for m in branch if m.role == "assistant"])
     if ahead is not None:
         return ahead
-    if not job_rows.release_waiting(conn, job_id):
-        return None
-    history = said_in(branch)
-    prefix = chat_rows.prefix_hash_of(conn, answer.parent_id) or ""
     options, stream = job_rows.kept_options(conn, job_id)
-    return found[1], found[0].model, answer, history, prefix, options, stream
+    prefix = chat_rows.prefix_hash_of(conn, answer.parent_id) or ""
+    return _Ready(user_id, job.model, answer, said_in(branch), prefix, options, stream)
+
+
+def _mark_queued(conn: Connection, *, job_id: str) -> bool:
+    """Move the job from waiting to queued; False when it is not waiting any more. An ended
+    job is never unfinished again, so what `_ready` found ahead of it still holds."""
+    if job_rows.release_waiting(conn, job_id):
+        return True
+    if job_rows.find_job(conn, job_id) is None:
+        raise ChatNotFound("its chat was deleted while it waited; it is not answered")
+    return False
+
+
+def _fail_waiting(conn: Connection, *, job_id: str, error: PatchbayError) -> str | None:
+    """Mark a waiting job and its answer failed: its model, or None when it is not waiting."""
+    failed = job_rows.fail_waiting(conn, job_id, reason=error.message, last_seq=ENDED_SEQ)
+    if failed is None:
+        return None
+    message_id, model = failed
+    found = chat_rows.told_message(conn, message_id)
+    metadata = {} if found is None else found[1]
+    # as `JobRunner.fail` keeps it, for a listener that comes once its events are gone
+    metadata["error"] = {"code": error.code, "retryable": error.retryable}
+    chat_rows.update_message(
+        conn,
+        message_id,
+        status="failed",
+        error=error.message,
+        metadata=metadata,
+        updated_at=datetime.now(UTC),
+    )
+    return model

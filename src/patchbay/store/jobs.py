@@ -181,6 +181,29 @@ def release_waiting(conn: Connection, job_id: str) -> bool:
     return bool(result.rowcount)
 
 
+def put_back_waiting(conn: Connection, job_id: str) -> bool:
+    """Make a job released a moment ago waiting again (the queue did not take it); False when it
+    is not queued any more (cancelled meanwhile)."""
+    result = conn.execute(
+        update(jobs).where(jobs.c.id == job_id, jobs.c.status == "queued").values(status="waiting")
+    )
+    return bool(result.rowcount)
+
+
+def fail_waiting(
+    conn: Connection, job_id: str, *, reason: str, last_seq: int
+) -> tuple[str, str] | None:
+    """Mark a waiting job failed: the answer it was to fill (the caller marks it) and its model;
+    None when it is not waiting (cancelled meanwhile, or gone with its chat)."""
+    row = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "waiting")
+        .values(status="failed", error=reason, finished_at=datetime.now(UTC), last_seq=last_seq)
+        .returning(jobs.c.message_id, jobs.c.model)
+    ).first()
+    return None if row is None else (str(row.message_id), str(row.model))
+
+
 def waiting_jobs(conn: Connection) -> list[str]:
     """Every waiting job (the one each waits behind is found when it is to be released)."""
     return [

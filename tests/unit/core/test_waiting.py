@@ -1,4 +1,5 @@
-"""Turns waiting behind their chat's unfinished answer: how the wait for that answer ends."""
+"""Turns waiting behind their chat's unfinished answer: how the wait for that answer ends, and
+how a release refused for now is tried again."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from patchbay.core import waiting
 from patchbay.core.waiting import WaitingTurns
-from patchbay.errors import QueueFull, StoreUnavailable
+from patchbay.errors import ModelNotFound, PatchbayError, QueueFull, StoreUnavailable
 from patchbay.schemas.jobs import JobEvent
 
 
@@ -26,13 +27,33 @@ class StoreAwayOnce:
         return JobEvent(job_id=job_id, seq=3, type="done", content="the answer ahead")
 
 
+def waiting_turns(*, jobs: object = None, retry_s: float = 60.0) -> WaitingTurns:
+    none = cast(Any, None)
+    return WaitingTurns(
+        db=none, jobs=cast(Any, jobs), catalog=none, prompt=none, queue=none, retry_s=retry_s
+    )
+
+
+async def until(condition: Any, timeout_s: float = 2.0) -> None:
+    for _ in range(int(timeout_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("it did not happen in time")
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "RETRY_FIRST_S", 0.01)
+    monkeypatch.setattr(waiting, "RETRY_MAX_S", 0.02)
+
+
 async def test_a_store_away_while_the_job_ahead_runs_is_waited_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(waiting, "STORE_RETRY_S", 0.0)
     jobs = StoreAwayOnce()
-    none = cast(Any, None)
-    turns = WaitingTurns(db=none, jobs=cast(Any, jobs), catalog=none, prompt=none, enqueue=none)
+    turns = waiting_turns(jobs=jobs)
     released: list[str] = []
 
     async def release(job_id: str) -> None:
@@ -40,48 +61,104 @@ async def test_a_store_away_while_the_job_ahead_runs_is_waited_out(
 
     monkeypatch.setattr(turns, "_release", release)
     turns.behind("ahead", "behind")
-    for _ in range(100):
-        if released:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: released)
     await turns.close()
     assert released == ["behind"]  # it was left waiting for ever
     assert jobs.looks == 2
 
 
-async def test_a_turn_the_full_queue_refused_at_its_release_is_failed_once(
+async def test_a_turn_the_full_queue_refuses_at_its_release_is_tried_again_until_it_fits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    none = cast(Any, None)
-    turns = WaitingTurns(db=none, jobs=none, catalog=none, prompt=none, enqueue=none)
-    failed: list[str] = []
+    turns = waiting_turns()
+    tries: list[str] = []
+    failed: list[PatchbayError] = []
 
     async def release(job_id: str) -> None:
-        raise QueueFull("too many turns are waiting; try again shortly")  # failed as it was
+        tries.append(job_id)
+        if len(tries) < 3:
+            raise QueueFull("too many turns are waiting; try again shortly")
 
-    async def fail(job_id: str, exc: Exception) -> None:
-        failed.append(job_id)
+    async def fail(job_id: str, error: PatchbayError) -> None:
+        failed.append(error)
 
     monkeypatch.setattr(turns, "_release", release)
     monkeypatch.setattr(turns, "_fail", fail)
     turns.behind(None, "behind")
-    await asyncio.sleep(0.05)
+    await until(lambda: len(tries) == 3)
     await turns.close()
-    assert failed == []  # the queue's refusal had failed it: it was failed (and logged) again
+    assert failed == []  # it was failed at the first refusal, though its turn had been accepted
 
 
-async def test_closing_lets_a_release_under_way_finish(monkeypatch: pytest.MonkeyPatch) -> None:
-    none = cast(Any, None)
-    turns = WaitingTurns(db=none, jobs=none, catalog=none, prompt=none, enqueue=none)
-    started, released = asyncio.Event(), []
+async def test_a_turn_the_queue_keeps_refusing_fails_once_its_time_is_out_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    turns = waiting_turns(retry_s=0.1)
+    tries: list[str] = []
+    failed: list[PatchbayError] = []
 
     async def release(job_id: str) -> None:
-        started.set()  # marked queued: it must reach the queue now
-        await asyncio.sleep(0.05)
-        released.append(job_id)
+        tries.append(job_id)
+        raise QueueFull("3 jobs are waiting; try again shortly")
+
+    async def fail(job_id: str, error: PatchbayError) -> None:
+        failed.append(error)
 
     monkeypatch.setattr(turns, "_release", release)
+    monkeypatch.setattr(turns, "_fail", fail)
     turns.behind(None, "behind")
-    await started.wait()
+    await until(lambda: failed)
     await turns.close()
-    assert released == ["behind"]
+    (error,) = failed
+    assert isinstance(error, QueueFull) and error.retryable
+    assert error.message == (
+        "could not queue it for 0.1 s after the answer before it ended: "
+        "3 jobs are waiting; try again shortly"
+    )
+    assert len(tries) > 2
+
+
+async def test_a_turn_that_can_never_be_queued_fails_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    turns = waiting_turns()
+    tries: list[str] = []
+    failed: list[PatchbayError] = []
+
+    async def release(job_id: str) -> None:
+        tries.append(job_id)
+        raise ModelNotFound("no model named 'gone'")
+
+    async def fail(job_id: str, error: PatchbayError) -> None:
+        failed.append(error)
+
+    monkeypatch.setattr(turns, "_release", release)
+    monkeypatch.setattr(turns, "_fail", fail)
+    turns.behind(None, "behind")
+    await until(lambda: failed)
+    await turns.close()
+    assert tries == ["behind"]
+    assert [e.message for e in failed] == ["no model named 'gone'"]
+
+
+async def test_closing_stops_a_turn_waiting_to_be_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(waiting, "RETRY_FIRST_S", 30.0)
+    turns = waiting_turns()
+    tries: list[str] = []
+    failed: list[PatchbayError] = []
+
+    async def release(job_id: str) -> None:
+        tries.append(job_id)
+        raise QueueFull("too many turns are waiting; try again shortly")
+
+    async def fail(job_id: str, error: PatchbayError) -> None:
+        failed.append(error)
+
+    monkeypatch.setattr(turns, "_release", release)
+    monkeypatch.setattr(turns, "_fail", fail)
+    turns.behind(None, "behind")
+    await until(lambda: tries)
+    await asyncio.wait_for(turns.close(), 1)  # not after its back-off
+    assert failed == []  # it waits in the store, for the next core
