@@ -7,15 +7,17 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from patchbay.core import waiting
 from patchbay.core.hub import Hub
 from patchbay.errors import ChatNotFound, QueueFull
 from patchbay.queue.base import JobSpec, PromptMessage
-from patchbay.schemas.jobs import JobEvent
+from patchbay.schemas.jobs import JobEvent, JobRead
 from patchbay.schemas.options import GenerationOptions
 from patchbay.schemas.turns import TurnCreate, TurnRead
 from patchbay.schemas.users import UserRead
@@ -25,6 +27,7 @@ from tests.contract.test_store import add_echo, admin
 from tests.support.databases import postgres_url
 
 OPTIONS = GenerationOptions(temperature=0.3, max_tokens=7)
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -231,6 +234,38 @@ async def test_a_waiting_turn_the_queue_keeps_refusing_fails_saying_why(
         answer = (await hub.chats.messages(user, second.chat_id))[-1]
         assert (answer.status, answer.error) == ("failed", reason)
         assert second.job_id not in gate.queued
+
+
+async def test_a_waiting_turn_cancelled_as_it_is_queued_does_not_run(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await admin(hub)
+    gate = Gate(hub, monkeypatch)
+    first, second = await one_behind_another(hub, user, gate)
+    write = hub.db.write
+    cancels: list[asyncio.Task[JobRead]] = []
+
+    async def then_cancel(op: Callable[[Connection], T]) -> T:
+        """Once the job is marked queued, and before it is queued, its owner cancels it."""
+        done = await write(op)
+        if not cancels and await status(hub, user, second.job_id) == "queued":
+            cancels.append(asyncio.create_task(hub.turns.cancel(user, second.job_id)))
+            for _ in range(500):
+                if await status(hub, user, second.job_id) == "cancelled":
+                    break
+                await asyncio.sleep(0.01)
+        return done
+
+    monkeypatch.setattr(hub.db, "write", then_cancel)
+    await gate.let_go(first.job_id)
+    assert (await ended(hub, second.job_id)).type == "cancelled"
+    (cancel,) = cancels
+    assert (await asyncio.wait_for(cancel, 10)).status == "cancelled"
+    await asyncio.sleep(0.3)  # the time to run it, were it run
+    # SQLite: it was run, and done; PostgreSQL: queued, and skipped by the queue's worker
+    assert await status(hub, user, second.job_id) == "cancelled"
+    assert (await hub.chats.messages(user, second.chat_id))[-1].status == "cancelled"
+    assert second.job_id not in gate.queued
 
 
 async def test_a_core_stopping_while_it_queues_a_waiting_turn_queues_it_first(

@@ -257,6 +257,7 @@ class TurnEngine:
         if job.status in TERMINAL:
             return job
         if await self._jobs.cancel_if_queued(job_id, job.model):
+            await self.waiting.stopped(job_id)  # a waiting job being queued is not, then
             await self._queue.cancel(job_id)  # free its place in an in-process queue
         elif await self._queue.cancel(job_id):
             with contextlib.suppress(TimeoutError):

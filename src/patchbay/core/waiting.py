@@ -85,7 +85,8 @@ class WaitingTurns:
         self._queue = queue
         self._retry_s = retry_s
         self._tasks: set[asyncio.Task[None]] = set()
-        self._releasing: set[asyncio.Future[None]] = set()  # see `_queue_job`
+        self._releasing: dict[str, asyncio.Future[None]] = {}  # by job: see `_queue_job`
+        self._stopped: set[str] = set()  # jobs of those cancelled meanwhile: see `stopped`
 
     def behind(self, ahead: str | None, job_id: str, *, grace_s: float = 0.0) -> None:
         """Queue the waiting job `job_id` once the job `ahead` has ended (and `grace_s` more)."""
@@ -105,13 +106,22 @@ class WaitingTurns:
         if waiting:
             logger.info("waiting again for %d jobs behind others", len(waiting))
 
+    async def stopped(self, job_id: str) -> None:
+        """Told by a cancel that stopped the job in the store: a release of it under way here
+        does not queue it then, unless it has already; returns once that release is over, so
+        that the cancel finds the job in the queue if it is there."""
+        release = self._releasing.get(job_id)
+        if release is not None:
+            self._stopped.add(job_id)
+            await asyncio.wait([release])
+
     async def close(self) -> None:
         """Stop waiting: the jobs stay waiting in the store, for the next core that starts. A
         release under way is finished first: stopped between marking its job queued and
         queueing it, it would leave the job queued in no queue, for good."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._releasing, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._releasing.values(), return_exceptions=True)
 
     async def _release_after(self, ahead: str | None, job_id: str, grace_s: float) -> None:
         """Queue the job once every job ahead of it has ended; end it if it cannot be queued."""
@@ -196,16 +206,28 @@ class WaitingTurns:
             template=template,
         )
         release = asyncio.ensure_future(self._queue_job(spec))
-        self._releasing.add(release)
-        release.add_done_callback(self._releasing.discard)
+        self._releasing[job_id] = release
+        release.add_done_callback(lambda _: self._released(job_id))
         await asyncio.shield(release)
         return None
 
+    def _released(self, job_id: str) -> None:
+        self._releasing.pop(job_id, None)
+        self._stopped.discard(job_id)
+
     async def _queue_job(self, spec: JobSpec) -> None:
-        """Mark the job queued, then queue it; the queue refusing it, it waits again. Runs to
-        its end even when the core stops meanwhile (see `close`)."""
+        """Mark the job queued, then queue it; the queue refusing it, it waits again.
+
+        Runs to its end even when the core stops meanwhile (see `close`). A cancel that comes
+        between the two finds the job marked queued and in no queue, and says so (`stopped`):
+        the job is not queued then. (The in-process queue, which runs a job without looking in
+        the store first, would run it; a RabbitMQ worker would skip it.)
+        """
         if not await self._db.write(partial(_mark_queued, job_id=spec.job_id)):
             return  # cancelled while its prompt was made, or released by another core
+        if spec.job_id in self._stopped:
+            logger.info("job %s: cancelled as it was being queued", spec.job_id)
+            return
         try:
             await self._queue.submit(spec)
         except Exception:
