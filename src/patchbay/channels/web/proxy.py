@@ -27,6 +27,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = tuple(
         ("POST", f"messages/{_ID}/regenerate"),
         ("GET DELETE", f"jobs/{_ID}"),
         ("GET", f"jobs/{_ID}/events"),
+        ("GET", "deliveries/turn"),  # the turn that took a message the page sent, if one did
     )
 )
 REQUEST_HEADERS = ("accept", "content-type", "last-event-id")

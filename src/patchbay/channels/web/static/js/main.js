@@ -105,18 +105,36 @@ async function enter(user) {
   byId("app").hidden = false;
   byId("who").textContent = user.name;
   await Promise.all([loadModels(), loadChats()]);
-  const job = savedJob();
+  let job = savedJob();
   const unsent = restored;
   restored = null;
+  const arrived = unsent && (await arrivedJob(unsent));
+  if (arrived) {
+    composer.taken([]); // it is the chat's now, not the box's
+    if (!job || job.jobId !== arrived.jobId) job = arrived;
+  }
   const chatId = job ? job.chatId : unsent ? unsent.chatId : chatInAddress();
   if (chatId) await openChat(chatId);
   else newChat();
-  if (unsent) notify(unsentNote(unsent));
+  if (unsent && !arrived) notify(unsentNote(unsent));
   // An answer that was being written when the page was left: follow it on (a job the core no
   // longer knows is simply dropped).
   if (job && job.chatId === state.chatId) run(job, null).catch((error) => error.status !== 404 && fail(error));
   else if (job) forgetJob();
   composer.prompt.focus();
+}
+
+// The job of the turn a message sent before the page was reloaded became, when the core took it
+// after all (the answer to its send was lost); null when it did not, or cannot say now.
+async function arrivedJob(message) {
+  const query = `channel=web&delivery_id=${api.id(message.id)}`;
+  try {
+    const turn = await api.getJson(`/api/deliveries/turn?${query}`);
+    return await takenJob(turn.job_id, following.signal);
+  } catch (error) {
+    if (isSignedOut(error)) throw error;
+    return null;
+  }
 }
 
 // A message sent before the page was reloaded may not have reached the core: it is back in the
