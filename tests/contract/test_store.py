@@ -291,7 +291,7 @@ async def test_a_regenerate_asked_again_is_one_answer(hub: Hub) -> None:
         hub.turns.regenerate(ann, turn.user_message_id, again.model_copy(update=update))
         for update in ({"delivery_id": "m1"}, {"channel": "telegram"})
     ]
-    for started in [*await asyncio.gather(*elsewhere)]:
+    for started in await asyncio.gather(*elsewhere):
         await outcome(hub, started.job_id)
     message = TurnCreate(text="more", channel="web", chat_id=turn.chat_id, delivery_id="r1")
     await outcome(hub, (await hub.turns.start(ann, message)).job_id)

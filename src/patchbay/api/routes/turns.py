@@ -145,7 +145,8 @@ async def regenerate(
 ) -> object:
     """Answer a question again (`message_id`: the question or one of its answers, by id or
     number). The new answer is a sibling of the earlier ones and becomes the chat's current
-    branch; it answers like `POST /v1/turns`."""
+    branch; it answers like `POST /v1/turns`, and, like a turn, a regenerate whose
+    `delivery_id` its channel gave before is a 409 `duplicate_delivery` naming that one's job."""
     created = await hub.turns.regenerate(user, message_id, data or Regenerate())
     return await _answer(created, request, hub, wait=wait)
 
