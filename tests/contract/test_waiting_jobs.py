@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from patchbay.core import waiting
 from patchbay.core.hub import Hub
+from patchbay.core.turns import TurnEngine
 from patchbay.errors import ChatNotFound, QueueFull
 from patchbay.queue.base import JobSpec, PromptMessage
 from patchbay.schemas.jobs import JobEvent, JobRead
@@ -94,13 +95,17 @@ class Gate:
         await self._submit(self.held.pop(job_id))
 
 
-async def one_behind_another(hub: Hub, user: UserRead, gate: Gate) -> tuple[TurnRead, TurnRead]:
-    """A turn whose job is held, and one sent behind it meanwhile, with options, unstreamed."""
+async def one_behind_another(
+    hub: Hub, user: UserRead, gate: Gate, *, core: TurnEngine | None = None
+) -> tuple[TurnRead, TurnRead]:
+    """A turn whose job is held, and one sent behind it meanwhile, with options, unstreamed (to
+    the hub's core, or to `core`)."""
+    turns = core or hub.turns
     gate.holding = True
     turn = TurnCreate(text="one", channel="test", thread="t1")
-    first = await hub.turns.start(user, turn)
+    first = await turns.start(user, turn)
     behind = {"text": "two", "queue_behind": True, "stream": False, "options": OPTIONS}
-    second = await hub.turns.start(user, turn.model_copy(update=behind))
+    second = await turns.start(user, turn.model_copy(update=behind))
     assert await status(hub, user, second.job_id) == "waiting"
     gate.holding = False
     return first, second
@@ -287,3 +292,29 @@ async def test_a_core_stopping_while_it_queues_a_waiting_turn_queues_it_first(
     await hub.turns.waiting.close()
     assert second.job_id in gate.queued
     assert (await ended(hub, second.job_id)).type == "done"
+
+
+async def test_a_waiting_turn_whose_core_stopped_is_queued_by_a_core_that_runs_on(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(waiting, "SWEEP_S", 0.1)
+    user = await admin(hub)
+    gate = Gate(hub, monkeypatch)
+    await hub.turns.waiting.resume()  # as a core on RabbitMQ starts: nothing is waiting yet
+    other = TurnEngine(  # another core, on the same store and queue
+        db=hub.db,
+        catalog=hub.catalog,
+        queue=hub.queue,
+        jobs=hub.jobs,
+        registry=hub.registry,
+        assistants=hub.assistants,
+        attachments=hub.attachments,
+        settings=hub.settings.jobs,
+    )
+    first, second = await one_behind_another(hub, user, gate, core=other)
+    await other.waiting.close()  # that core stops, and does not start again
+    await gate.let_go(first.job_id)
+    assert (await ended(hub, first.job_id)).type == "done"
+    # it waited until a core started
+    assert (await ended(hub, second.job_id)).type == "done"
+    assert gate.queued[second.job_id].options == {"temperature": 0.3, "max_tokens": 7}

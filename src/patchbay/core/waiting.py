@@ -4,12 +4,13 @@ A chat channel (Telegram, XMPP) answers a chat's messages in order. Its next mes
 in the channel's memory until the answer before it had ended, because a job's history is taken
 when its turn is stored; a channel restart lost it. Now the turn is stored at once, its job
 `waiting` with the options it runs with, and queued when the job ahead of it ends, with a history
-read from the store then (the answer ahead included). The core that stored it releases it; one
-that starts finds the waiting jobs of the others (RabbitMQ: they may have stopped) and releases
-them too: a job is released once, by whoever moves it from `waiting` to `queued` first. A release
-refused for now (the queue full, the store or RabbitMQ away) leaves the job waiting and is tried
-again, backing off, for `JobSettings.release_retry_s`; then the job fails, saying why. With the
-in-process queue a restart fails them, as it does every job the earlier run left.
+read from the store then (the answer ahead included). The core that stored it releases it; on
+RabbitMQ every core also waits for the waiting jobs of the others, which it looks for as it
+starts and every `SWEEP_S` (their cores may have stopped): a job is released once, by whoever
+moves it from `waiting` to `queued` first. A release refused for now (the queue full, the store or
+RabbitMQ away) leaves the job waiting and is tried again, backing off, for
+`JobSettings.release_retry_s`; then the job fails, saying why. With the in-process queue a
+restart fails them, as it does every job the earlier run left.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 STORE_RETRY_S = 1.0  # how soon to look again for the end of a job ahead, when the store was away
 RESUME_GRACE_S = 2.0  # how long a core that starts leaves another's waiting job to that core
+# How often a core on RabbitMQ looks for waiting jobs it does not wait for: those of a core that
+# stopped while the others run, which would wait until a core starts otherwise.
+SWEEP_S = 30.0
 # A release refused for now is tried again after RETRY_FIRST_S, then twice as late each time, up
 # to RETRY_MAX_S: soon enough that a queue with room again is used, rarely enough that many turns
 # waiting on a full queue do not add much to its load.
@@ -84,27 +88,45 @@ class WaitingTurns:
         self._prompt = prompt
         self._queue = queue
         self._retry_s = retry_s
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by job: the wait for it to be queued
+        self._sweeper: asyncio.Task[None] | None = None
         self._releasing: dict[str, asyncio.Future[None]] = {}  # by job: see `_queue_job`
         self._stopped: set[str] = set()  # jobs of those cancelled meanwhile: see `stopped`
 
     def behind(self, ahead: str | None, job_id: str, *, grace_s: float = 0.0) -> None:
         """Queue the waiting job `job_id` once the job `ahead` has ended (and `grace_s` more)."""
+        if job_id in self._tasks:
+            return  # waited for here already
         task = asyncio.create_task(self._release_after(ahead, job_id, grace_s))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 
     async def resume(self) -> None:
-        """Wait again for every waiting job in the store (their cores may have stopped)."""
+        """Wait for every waiting job in the store too, now (their cores may have stopped) and
+        every `SWEEP_S` (a core may stop while this one runs): with many cores (RabbitMQ)."""
+        await self._take_up()
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _take_up(self) -> None:
+        """Wait for the waiting jobs in the store this core does not wait for already."""
         async with self._db.connect() as conn:
             waiting = await conn.run_sync(job_rows.waiting_jobs)
-        for job_id in waiting:
+        others = [job_id for job_id in waiting if job_id not in self._tasks]
+        for job_id in others:
             # The core that stored it, if it still runs, queues it as soon as the job ahead ends:
             # this one comes a moment later, so the two seldom both make its prompt. The job
             # ahead, if one still runs, is found at the release, and waited for then.
             self.behind(None, job_id, grace_s=RESUME_GRACE_S)
-        if waiting:
-            logger.info("waiting again for %d jobs behind others", len(waiting))
+        if others:
+            logger.info("waiting too for %d jobs behind others, stored by other cores", len(others))
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                await self._take_up()
+            except PatchbayError as exc:  # the store away: looked for again next time
+                logger.warning("could not look for the waiting jobs of others: %s", exc.message)
 
     async def stopped(self, job_id: str) -> None:
         """Told by a cancel that stopped the job in the store: a release of it under way here
@@ -119,9 +141,10 @@ class WaitingTurns:
         """Stop waiting: the jobs stay waiting in the store, for the next core that starts. A
         release under way is finished first: stopped between marking its job queued and
         queueing it, it would leave the job queued in no queue, for good."""
-        for task in self._tasks:
+        tasks = [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._releasing.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, *self._releasing.values(), return_exceptions=True)
 
     async def _release_after(self, ahead: str | None, job_id: str, grace_s: float) -> None:
         """Queue the job once every job ahead of it has ended; end it if it cannot be queued."""
