@@ -138,9 +138,9 @@ class WaitingTurns:
             await asyncio.wait([release])
 
     async def close(self) -> None:
-        """Stop waiting: the jobs stay waiting in the store, for the next core that starts. A
-        release under way is finished first: stopped between marking its job queued and
-        queueing it, it would leave the job queued in no queue, for good."""
+        """Stop waiting: the jobs stay waiting in the store, for the other cores (RabbitMQ) or
+        the next to start. A release under way is finished first: stopped between marking its
+        job queued and queueing it, it would leave the job queued in no queue, for good."""
         tasks = [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]
         for task in tasks:
             task.cancel()
