@@ -57,9 +57,11 @@ def wait_ended(stack: Stack, job_id: str, timeout_s: float = 20) -> dict[str, An
     return found
 
 
-def one_behind_another(stack: Stack, upstream: MockUpstream) -> tuple[dict[str, Any], ...]:
-    """A turn whose answer takes a second, and one sent behind it meanwhile, with options."""
-    upstream.mode, upstream.delay_s = "slow", 1.0
+def one_behind_another(
+    stack: Stack, upstream: MockUpstream, *, delay_s: float = 1.0
+) -> tuple[dict[str, Any], ...]:
+    """A turn whose answer takes `delay_s`, and one sent behind it meanwhile, with options."""
+    upstream.mode, upstream.delay_s = "slow", delay_s
     options = {"temperature": 0.3, "max_tokens": 7}
     return send(stack, "one"), send(stack, "two", queue_behind=True, options=options)
 
@@ -123,11 +125,13 @@ def test_an_answer_ahead_that_is_cancelled_lets_the_turn_behind_run(
 def test_a_turn_behind_a_waiting_turn_cancelled_still_waits_for_the_answer_before_it(
     stack: Stack, upstream: MockUpstream
 ) -> None:
-    first, second = one_behind_another(stack, upstream)
+    # Time for three turns, a cancel and a look on a loaded machine while "one" is answered
+    first, second = one_behind_another(stack, upstream, delay_s=3.0)
     third = send(stack, "three", queue_behind=True)
     assert job(stack, third["job_id"])["status"] == "waiting"
     httpx.delete(f"{stack.core_url}/v1/jobs/{second['job_id']}", headers=auth(stack))
     time.sleep(0.3)
+    assert job(stack, first["job_id"])["status"] == "running"
     assert job(stack, third["job_id"])["status"] == "waiting"  # "one" is still being answered
     assert wait_ended(stack, third["job_id"])["status"] == "done"
     assert job(stack, first["job_id"])["status"] == "done"
@@ -144,7 +148,7 @@ def test_a_turn_behind_a_waiting_turn_cancelled_still_waits_for_the_answer_befor
 def test_a_listener_of_a_turn_waiting_when_its_chat_is_deleted_hears_it_end(
     stack: Stack, upstream: MockUpstream
 ) -> None:
-    first, second = one_behind_another(stack, upstream)
+    first, second = one_behind_another(stack, upstream, delay_s=3.0)  # deleted before it ends
     heard: list[str] = []
 
     def listen() -> None:
