@@ -284,6 +284,7 @@ async def test_a_regenerate_asked_again_is_one_answer(hub: Hub) -> None:
     with pytest.raises(DuplicateDelivery) as later:  # and later, asked of the new answer too
         await hub.turns.regenerate(ann, taken.assistant_message_id, again)
     assert later.value.job_id == taken.job_id
+    assert later.value.message.startswith("web asked for this answer again before;")
     answers = (await hub.chats.messages(ann, turn.chat_id))[-1].sibling_ids
     assert answers == [turn.assistant_message_id, taken.assistant_message_id]
     # A regenerate's ids and a message's are apart, and each channel's its own.

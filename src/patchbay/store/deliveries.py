@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from patchbay.errors import Conflict, DuplicateDelivery
 from patchbay.schemas.deliveries import HoldOwed, OwedAnswer
+from patchbay.schemas.turns import REGENERATES
 from patchbay.store.tables import deliveries, jobs, messages
 
 _OWED = and_(deliveries.c.reply.is_not(None), deliveries.c.answered_at.is_(None))
@@ -54,7 +55,7 @@ def claim_delivery(
     if claimed.rowcount == 1:
         return
     taken = taken_delivery(conn, user_id=user_id, channel=channel, delivery_id=delivery_id)
-    raise taken or Conflict(f"{channel} delivered this message before; send it again")
+    raise taken or Conflict(f"{_what(channel)} before; send it again")
 
 
 def taken_delivery(
@@ -78,13 +79,20 @@ def taken_delivery(
     if earlier is None:
         return None
     return DuplicateDelivery(
-        f"{channel} delivered this message before; it is job {earlier.job_id}, "
+        f"{_what(channel)} before; it is job {earlier.job_id}, "
         "so there is nothing more to do",
         chat_id=earlier.chat_id,
         message_id=earlier.message_id,
         job_id=earlier.job_id,
         owed=bool(earlier.owed),
     )
+
+
+def _what(channel: str) -> str:
+    """What a delivery on `channel` was, for a refusal of it again."""
+    if channel.endswith(REGENERATES):
+        return f"{channel.removesuffix(REGENERATES)} asked for this answer again"
+    return f"{channel} delivered this message"
 
 
 def owed_answers(
