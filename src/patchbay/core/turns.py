@@ -1,8 +1,9 @@
 """The turn engine: store what a person said and queue its job.
 
 A turn finds its place (see `placement`), then stores the user message, an empty assistant message
-and the job, all in one transaction, and queues the job; `jobs.JobRunner` runs it. Regenerating
-stores a new empty answer beside the earlier ones and queues a job for it the same way.
+and the job, all in one transaction, and queues the job; `jobs.JobRunner` runs it. A regenerated
+answer (`regenerate`) and a turn that waits behind its chat's answer (`waiting`) are queued the
+same way.
 """
 
 from __future__ import annotations
@@ -27,20 +28,17 @@ from patchbay.core.placement import (
     Placement,
     history_hashes,
     place,
-    question_of,
-    said_hash,
-    said_in,
     stored_history,
-    usable_message,
 )
+from patchbay.core.regenerate import Regenerations
 from patchbay.core.waiting import WaitingTurns
 from patchbay.errors import InvalidRequest, QueueFull
 from patchbay.ids import new_id
 from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
 from patchbay.schemas.assistants import AssistantTemplate
-from patchbay.schemas.chats import AttachmentRead, MessageRead
+from patchbay.schemas.chats import AttachmentRead
 from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
-from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead, regenerates_of
+from patchbay.schemas.turns import Regenerate, TurnCreate, TurnRead
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
@@ -85,6 +83,14 @@ class TurnEngine:
             prompt=self._prompt,
             queue=queue,
             retry_s=settings.release_retry_s,
+        )
+        self._again = Regenerations(
+            db=db,
+            catalog=catalog,
+            queue=queue,
+            max_depth=settings.max_depth,
+            prompt=self._prompt,
+            enqueue=self._enqueue,
         )
 
     async def start(
@@ -275,105 +281,13 @@ class TurnEngine:
             await self._jobs.fail(spec, RunState(started=time.monotonic(), started_at=now), exc)
             raise
 
+    async def regenerate(self, user: UserRead, message_id: str | int, turn: Regenerate) -> TurnRead:
+        """Answer a question again (see `Regenerations.regenerate`)."""
+        return await self._again.regenerate(user, message_id, turn)
+
     async def _tell_queued(self, job_id: str, model: str, position: int | None = None) -> None:
         await self._jobs.publish(
             JobEvent(job_id=job_id, seq=1, type="queued", model=model, position=position)
-        )
-
-    async def regenerate(self, user: UserRead, message_id: str | int, turn: Regenerate) -> TurnRead:
-        """Answer a question again: the new answer becomes a sibling of the earlier ones and the
-        chat's current branch. `message_id` is the question or one of its answers.
-
-        Raises `DuplicateDelivery`, naming the first one's job, for a `delivery_id` given before.
-        """
-        async with self._db.connect() as conn:
-            earlier = await conn.run_sync(usable_message, user, message_id)
-            # The assistant that made the answer answers again, unless a model is asked for.
-            answered: list[MessageRead] = []
-            if not turn.model and earlier.role == "assistant":
-                answered = [earlier]
-            elif not turn.model:
-                answered = await conn.run_sync(chat_rows.answers_to, earlier.id)
-        template = answered[-1].assistant if answered else None
-        targets = await self._catalog.targets(turn.model or earlier.model, template)
-        if self._queue.depth() >= self._settings.max_depth:
-            raise QueueFull("too many turns are waiting; try again shortly")
-        return await asyncio.shield(self._accept_again(user, message_id, turn, targets, template))
-
-    async def _accept_again(
-        self,
-        user: UserRead,
-        message_id: str | int,
-        turn: Regenerate,
-        targets: list[ModelTarget],
-        template: dict[str, object] | None,
-    ) -> TurnRead:
-        model = targets[-1].name
-        now = datetime.now(UTC)
-        job_id, answer_id = new_id(), new_id()
-
-        def store(conn: Connection) -> tuple[str, str, str, list[Said]]:
-            question = question_of(conn, user, message_id)
-            branch = chat_rows.branch(conn, chat_id=question.chat_id, leaf_id=question.id)
-            history = said_in(branch)
-            answer = chat_rows.message_row(
-                id=answer_id,
-                chat_id=question.chat_id,
-                parent_id=question.id,
-                role="assistant",
-                content="",
-                status="queued",
-                now=now,
-                model=model,
-                metadata=None if template is None else {"assistant": template},
-            )
-            chat_rows.insert_messages(conn, [answer])
-            job = job_rows.job_row(
-                id=job_id,
-                chat_id=question.chat_id,
-                message_id=answer_id,
-                user_id=user.id,
-                model=model,
-                queue=self._queue.name,
-                now=now,
-            )
-            job_rows.insert_job(conn, job)
-            chat_rows.update_chat(
-                conn, question.chat_id, current_message_id=answer_id, updated_at=now
-            )
-            if turn.delivery_id is not None:  # asked before: all of it rolls back
-                claim_delivery(
-                    conn,
-                    user_id=user.id,
-                    channel=regenerates_of(turn.channel),
-                    delivery_id=turn.delivery_id,
-                    message_id=question.id,
-                    job_id=job_id,
-                    now=now,
-                )
-            user_hash = chat_rows.prefix_hash_of(conn, question.id) or said_hash(history) or ""
-            return question.chat_id, question.id, user_hash, history
-
-        chat_id, question_id, user_hash, history = await self._db.write(store)
-        spec = JobSpec(
-            job_id=job_id,
-            user_id=user.id,
-            chat_id=chat_id,
-            message_id=answer_id,
-            model=model,
-            messages=await self._prompt(user, targets, history),
-            prefix_hash=user_hash,
-            options=turn.options.model_dump(exclude_none=True),
-            stream=turn.stream,
-            template=template,
-        )
-        await self._enqueue(spec, now)
-        return TurnRead(
-            chat_id=chat_id,
-            job_id=job_id,
-            user_message_id=question_id,
-            assistant_message_id=answer_id,
-            model=model,
         )
 
     def _insert_turn(
