@@ -1,13 +1,13 @@
-"""Running a job: stream the model's answer as numbered events, checkpoint it while it grows,
-store the result, usage and timings when it ends, failed or not (its listeners: `following`)."""
+"""Running a job: claim it, start the model's answer (a template's streams in turn), stream it
+as numbered events, end it on cancel or when it stalls; `outcomes` stores it, `following` serves
+its events to listeners."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import Literal
@@ -16,10 +16,11 @@ from sqlalchemy.engine import Connection
 
 from patchbay.config import JobSettings
 from patchbay.core.catalog import Catalog
-from patchbay.core.chats import chain_hash
 from patchbay.core.following import JobFollower
 from patchbay.core.helpers import HelperRegistry
 from patchbay.core.llm.registry import Generation, ModelRegistry, ToolSpec
+from patchbay.core.outcomes import JobOutcomes
+from patchbay.core.outcomes import RunState as RunState  # re-exported: turns make one to fail a job
 from patchbay.errors import (
     InvalidRequest,
     JobCancelled,
@@ -38,7 +39,6 @@ from patchbay.schemas.assistants import (
     TemplateMessage,
     fill,
 )
-from patchbay.schemas.chats import Timings, Usage
 from patchbay.schemas.jobs import ErrorInfo, JobEvent, JobRead
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
@@ -78,28 +78,6 @@ def stream_messages(
     return messages
 
 
-@dataclass(slots=True)
-class RunState:
-    """A running job's progress: the answer so far, the last event number, the timings."""
-
-    started: float
-    started_at: datetime
-    seq: int = 1
-    last_activity: float = 0.0
-    timed_out: bool = False
-    ttft: float | None = None
-    parts: list[str] = field(default_factory=list)
-    tool_calls: list[dict[str, object]] = field(default_factory=list)  # helpers it called
-
-    @property
-    def content(self) -> str:
-        return "".join(self.parts)
-
-    def timings(self) -> Timings:
-        ttft = None if self.ttft is None else round(self.ttft * 1000, 2)
-        return Timings(ttft_ms=ttft, duration_ms=round((time.monotonic() - self.started) * 1000, 2))
-
-
 class JobRunner:
     """Runs jobs taken from a queue and serves their events to listeners (its `follower`)."""
 
@@ -123,6 +101,9 @@ class JobRunner:
         self._bus = bus
         self._settings = settings
         self._cancelled: set[str] = set()
+        self._outcomes = JobOutcomes(
+            db=db, bus=bus, registry=registry, settings=settings, exclusive=exclusive
+        )
         self.follower = JobFollower(db=db, bus=bus, exclusive=exclusive)
 
     async def publish(self, event: JobEvent) -> None:
@@ -271,7 +252,7 @@ class JobRunner:
         except asyncio.CancelledError as exc:
             await self._interrupted(job, state, exc)
             return
-        await self._complete(job, state, generation)
+        await self._outcomes.complete(job, state, generation)
 
     async def _interrupted(
         self, job: JobSpec, state: RunState, exc: asyncio.CancelledError
@@ -358,7 +339,7 @@ class JobRunner:
                 )
                 if now >= checkpoint_at:
                     checkpoint_at = now + self._settings.checkpoint_interval_s
-                    await self._checkpoint(job, state)
+                    await self._outcomes.checkpoint(job, state)
         except asyncio.CancelledError as exc:
             if not state.timed_out:
                 raise
@@ -366,116 +347,6 @@ class JobRunner:
             raise ProviderTimeout(f"{job.model} sent nothing for {idle:.0f}s") from exc
         finally:
             watchdog.cancel()
-
-    async def _conclude(
-        self, job: JobSpec, save: Callable[[Connection], None], outcome: JobEvent
-    ) -> None:
-        """Store a job's outcome and tell its listeners.
-
-        When the listeners are in this process (an in-process queue) and the store queues its
-        writes (SQLite's writer), the outcome is queued, then told, and committed once the
-        listeners it woke have had their turn: a waiting client has its answer a commit sooner.
-        It stays in order all the same: it is written before any write queued later (the
-        chat's next turn), and reads wait for it (`Database.connect`). Otherwise it is stored,
-        then told.
-        """
-        queued = self._db.write_soon(save, told=True) if self._exclusive else None
-        if queued is None:
-            await self._persist(job, save)
-            await self._bus.publish(outcome)
-            return
-        await self._bus.publish(outcome)
-        try:
-            await queued
-        except StoreUnavailable:
-            await self._persist(job, save)
-
-    async def _persist(self, job: JobSpec, save: Callable[[Connection], None]) -> None:
-        """Store a job's outcome, waiting out a database outage for a while.
-
-        The answer is already made: rather than lose it to a database that is briefly away
-        (locked, restarting), try again with backoff; past the limit, say so in the log and let
-        the listeners have it anyway.
-        """
-        delay = 0.25
-        deadline = time.monotonic() + self._settings.store_retry_s
-        while True:
-            try:
-                await self._db.write(save)
-                return
-            except StoreUnavailable:
-                if time.monotonic() + delay > deadline:
-                    logger.error(
-                        "job %s: the database stayed away; its outcome is not stored", job.job_id
-                    )
-                    return
-                logger.warning(
-                    "job %s: database unavailable, storing again in %.1fs", job.job_id, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _checkpoint(self, job: JobSpec, state: RunState) -> None:
-        """Save the answer so far, so a crash or a reader sees it grow; skipped while the
-        database is unavailable (the final answer is stored with retries)."""
-        content = state.content
-
-        def save(conn: Connection) -> None:
-            chat_rows.update_message(conn, job.message_id, content=content, status="streaming")
-
-        try:
-            await self._db.write(save)
-        except StoreUnavailable:
-            logger.warning("job %s: checkpoint skipped, the database is unavailable", job.job_id)
-
-    async def _complete(self, job: JobSpec, state: RunState, generation: Generation) -> None:
-        content = state.content
-        usage = Usage(input_tokens=generation.input_tokens, output_tokens=generation.output_tokens)
-        timings = state.timings()
-        now = datetime.now(UTC)
-
-        def save(conn: Connection) -> None:
-            extra = _metadata(job, state, finish_reason=generation.finish_reason)
-            chat_rows.update_message(
-                conn,
-                job.message_id,
-                **extra,
-                content=content,
-                status="complete",
-                prefix_hash=chain_hash(job.prefix_hash, "assistant", content),
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                ttft_ms=timings.ttft_ms,
-                duration_ms=timings.duration_ms,
-                updated_at=now,
-            )
-            job_rows.update_job(
-                conn,
-                job.job_id,
-                status="done",
-                finished_at=now,
-                last_seq=state.seq + 1,
-            )
-
-        done = JobEvent(
-            job_id=job.job_id,
-            seq=state.seq + 1,
-            type="done",
-            content=content,
-            finish_reason=generation.finish_reason,
-            usage=usage,
-            timings=timings,
-            model=job.model,
-        )
-        await self._conclude(job, save, done)
-        self._registry.log(generation)
-        logger.info(
-            "job %s done: %s, %s tokens out, %.0f ms",
-            job.job_id,
-            job.model,
-            usage.output_tokens,
-            timings.duration_ms or 0,
-        )
 
     async def fail(
         self,
@@ -485,35 +356,8 @@ class JobRunner:
         *,
         status: Literal["failed", "cancelled"] = "failed",
     ) -> None:
-        """Keep the partial answer, marked failed (or cancelled) with the reason, and tell the
-        listeners."""
-        now = datetime.now(UTC)
-        content = state.content
-
-        def save(conn: Connection) -> None:
-            extra = _metadata(job, state, error={"code": error.code, "retryable": error.retryable})
-            chat_rows.update_message(
-                conn, job.message_id, **extra, content=content, status=status, error=error.message
-            )
-            job_rows.update_job(
-                conn,
-                job.job_id,
-                status=status,
-                error=error.message,
-                finished_at=now,
-                last_seq=state.seq + 1,
-            )
-
-        ended = JobEvent(
-            job_id=job.job_id,
-            seq=state.seq + 1,
-            type=status,
-            content=state.content,
-            error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
-            model=job.model,
-        )
-        await self._conclude(job, save, ended)
-        logger.warning("job %s %s: %s: %s", job.job_id, status, error.code, error.message)
+        """End a job as failed or cancelled (see `JobOutcomes.fail`)."""
+        await self._outcomes.fail(job, state, error, status=status)
 
     async def job(self, user: UserRead, job_id: str) -> JobRead:
         """`user`'s job (see `JobFollower.job`)."""
@@ -532,19 +376,6 @@ class JobRunner:
     def follow(self, job_id: str, *, after: int = 0) -> AsyncIterator[list[JobEvent]]:
         """Batches of a job's events (see `JobFollower.follow`)."""
         return self.follower.follow(job_id, after=after)
-
-
-def _metadata(job: JobSpec, state: RunState, **outcome: object) -> dict[str, object]:
-    """An answer's metadata, when its outcome is stored: the tools it called, the template it
-    was stored with (written again: the update replaces the metadata whole), and what of its
-    outcome a listener resuming from the store is told again (`outcome`: the finish reason, or
-    the error's code and whether to try again)."""
-    metadata: dict[str, object] = dict(outcome)
-    if state.tool_calls:
-        metadata["tool_calls"] = state.tool_calls
-    if job.template is not None:
-        metadata["assistant"] = job.template
-    return {"metadata": metadata}
 
 
 def _claimed_later(job_id: str, claimed: asyncio.Future[int | None]) -> None:

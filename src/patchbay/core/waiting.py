@@ -331,7 +331,7 @@ def _fail_waiting(conn: Connection, *, job_id: str, error: PatchbayError) -> str
     message_id, model = failed
     found = chat_rows.told_message(conn, message_id)
     metadata = {} if found is None else found[1]
-    # as `JobRunner.fail` keeps it, for a listener that comes once its events are gone
+    # as `JobOutcomes.fail` keeps it, for a listener that comes once its events are gone
     metadata["error"] = {"code": error.code, "retryable": error.retryable}
     chat_rows.update_message(
         conn,
