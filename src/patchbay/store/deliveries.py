@@ -79,8 +79,7 @@ def taken_delivery(
     if earlier is None:
         return None
     return DuplicateDelivery(
-        f"{_what(channel)} before; it is job {earlier.job_id}, "
-        "so there is nothing more to do",
+        f"{_what(channel)} before; it is job {earlier.job_id}, so there is nothing more to do",
         chat_id=earlier.chat_id,
         message_id=earlier.message_id,
         job_id=earlier.job_id,
