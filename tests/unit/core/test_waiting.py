@@ -4,6 +4,7 @@ how a release refused for now is tried again."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -32,6 +33,32 @@ def waiting_turns(*, jobs: object = None, retry_s: float = 60.0) -> WaitingTurns
     return WaitingTurns(
         db=none, jobs=cast(Any, jobs), catalog=none, prompt=none, queue=none, retry_s=retry_s
     )
+
+
+class Releases:
+    """Stands in for the releases of `turns`: its n-th try raises `refusal(n)` (None: it goes
+    through); what it fails is kept."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        turns: WaitingTurns,
+        refusal: Callable[[int], PatchbayError | None],
+    ) -> None:
+        self.refusal = refusal
+        self.tries: list[str] = []
+        self.failed: list[PatchbayError] = []
+        monkeypatch.setattr(turns, "_release", self._release)
+        monkeypatch.setattr(turns, "_fail", self._fail)
+
+    async def _release(self, job_id: str) -> None:
+        self.tries.append(job_id)
+        refused = self.refusal(len(self.tries))
+        if refused is not None:
+            raise refused
+
+    async def _fail(self, job_id: str, error: PatchbayError) -> None:
+        self.failed.append(error)
 
 
 async def until(condition: Any, timeout_s: float = 2.0) -> None:
@@ -71,74 +98,45 @@ async def test_a_turn_the_full_queue_refuses_at_its_release_is_tried_again_until
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     turns = waiting_turns()
-    tries: list[str] = []
-    failed: list[PatchbayError] = []
-
-    async def release(job_id: str) -> None:
-        tries.append(job_id)
-        if len(tries) < 3:
-            raise QueueFull("too many turns are waiting; try again shortly")
-
-    async def fail(job_id: str, error: PatchbayError) -> None:
-        failed.append(error)
-
-    monkeypatch.setattr(turns, "_release", release)
-    monkeypatch.setattr(turns, "_fail", fail)
+    full = QueueFull("too many turns are waiting; try again shortly")
+    releases = Releases(monkeypatch, turns, lambda n: full if n < 3 else None)
     turns.behind(None, "behind")
-    await until(lambda: len(tries) == 3)
+    await until(lambda: len(releases.tries) == 3)
     await turns.close()
-    assert failed == []  # it was failed at the first refusal, though its turn had been accepted
+    assert (
+        releases.failed == []
+    )  # it was failed at the first refusal, though its turn had been accepted
 
 
 async def test_a_turn_the_queue_keeps_refusing_fails_once_its_time_is_out_saying_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     turns = waiting_turns(retry_s=0.1)
-    tries: list[str] = []
-    failed: list[PatchbayError] = []
-
-    async def release(job_id: str) -> None:
-        tries.append(job_id)
-        raise QueueFull("3 jobs are waiting; try again shortly")
-
-    async def fail(job_id: str, error: PatchbayError) -> None:
-        failed.append(error)
-
-    monkeypatch.setattr(turns, "_release", release)
-    monkeypatch.setattr(turns, "_fail", fail)
+    releases = Releases(
+        monkeypatch, turns, lambda _: QueueFull("3 jobs are waiting; try again shortly")
+    )
     turns.behind(None, "behind")
-    await until(lambda: failed)
+    await until(lambda: releases.failed)
     await turns.close()
-    (error,) = failed
+    (error,) = releases.failed
     assert isinstance(error, QueueFull) and error.retryable
     assert error.message == (
         "could not queue it for 0.1 s after the answer before it ended: "
         "3 jobs are waiting; try again shortly"
     )
-    assert len(tries) > 2
+    assert len(releases.tries) > 2
 
 
 async def test_a_turn_that_can_never_be_queued_fails_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     turns = waiting_turns()
-    tries: list[str] = []
-    failed: list[PatchbayError] = []
-
-    async def release(job_id: str) -> None:
-        tries.append(job_id)
-        raise ModelNotFound("no model named 'gone'")
-
-    async def fail(job_id: str, error: PatchbayError) -> None:
-        failed.append(error)
-
-    monkeypatch.setattr(turns, "_release", release)
-    monkeypatch.setattr(turns, "_fail", fail)
+    releases = Releases(monkeypatch, turns, lambda _: ModelNotFound("no model named 'gone'"))
     turns.behind(None, "behind")
-    await until(lambda: failed)
+    await until(lambda: releases.failed)
     await turns.close()
-    assert tries == ["behind"]
-    assert [e.message for e in failed] == ["no model named 'gone'"]
+    assert releases.tries == ["behind"]
+    assert [e.message for e in releases.failed] == ["no model named 'gone'"]
 
 
 async def test_closing_stops_a_turn_waiting_to_be_tried_again(
@@ -146,19 +144,9 @@ async def test_closing_stops_a_turn_waiting_to_be_tried_again(
 ) -> None:
     monkeypatch.setattr(waiting, "RETRY_FIRST_S", 30.0)
     turns = waiting_turns()
-    tries: list[str] = []
-    failed: list[PatchbayError] = []
-
-    async def release(job_id: str) -> None:
-        tries.append(job_id)
-        raise QueueFull("too many turns are waiting; try again shortly")
-
-    async def fail(job_id: str, error: PatchbayError) -> None:
-        failed.append(error)
-
-    monkeypatch.setattr(turns, "_release", release)
-    monkeypatch.setattr(turns, "_fail", fail)
+    full = QueueFull("too many turns are waiting; try again shortly")
+    releases = Releases(monkeypatch, turns, lambda _: full)
     turns.behind(None, "behind")
-    await until(lambda: tries)
+    await until(lambda: releases.tries)
     await asyncio.wait_for(turns.close(), 1)  # not after its back-off
-    assert failed == []  # it waits in the store, for the next core
+    assert releases.failed == []  # it waits in the store, for the next core
