@@ -14,9 +14,8 @@ from patchbay.core.catalog import Catalog
 from patchbay.core.llm.registry import ModelTarget
 from patchbay.core.placement import question_of, said_hash, said_in, usable_message
 from patchbay.core.waiting import Prompt
-from patchbay.errors import QueueFull
 from patchbay.ids import new_id
-from patchbay.queue.base import JobQueue, JobSpec
+from patchbay.queue.base import JobQueue, JobSpec, refuse_when_full
 from patchbay.schemas.chats import MessageRead
 from patchbay.schemas.turns import Regenerate, TurnRead, regenerates_of
 from patchbay.schemas.users import UserRead
@@ -62,8 +61,7 @@ class Regenerations:
                 answered = await conn.run_sync(chat_rows.answers_to, earlier.id)
         template = answered[-1].assistant if answered else None
         targets = await self._catalog.targets(turn.model or earlier.model, template)
-        if self._queue.depth() >= self._max_depth:
-            raise QueueFull("too many turns are waiting; try again shortly")
+        refuse_when_full(self._queue, self._max_depth)
         return await asyncio.shield(self._accept_again(user, message_id, turn, targets, template))
 
     async def _accept_again(

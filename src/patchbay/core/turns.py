@@ -34,7 +34,7 @@ from patchbay.core.regenerate import Regenerations
 from patchbay.core.waiting import WaitingTurns
 from patchbay.errors import InvalidRequest, QueueFull
 from patchbay.ids import new_id
-from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
+from patchbay.queue.base import JobQueue, JobSpec, PromptMessage, refuse_when_full
 from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.chats import AttachmentRead
 from patchbay.schemas.jobs import TERMINAL, JobEvent, JobRead
@@ -104,8 +104,7 @@ class TurnEngine:
         template = await self._template(turn)
         # every model must exist (each stream's, for a template) before the turn is accepted
         targets = await self._catalog.targets(turn.model, template)
-        if self._queue.depth() >= self._settings.max_depth:
-            raise QueueFull("too many turns are waiting; try again shortly")
+        refuse_when_full(self._queue, self._settings.max_depth)
         template_json = None if template is None else template.model_dump(mode="json")
         files = [decode(a, f"attachments[{i}]") for i, a in enumerate(turn.attachments)]
         files += uploads or []

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from patchbay.errors import QueueFull
 from patchbay.schemas.jobs import JobEvent
 
 
@@ -83,3 +84,10 @@ class EventBus(Protocol):
 
     def knows(self, job_id: str) -> bool:
         """Whether the bus holds events for this job."""
+
+
+def refuse_when_full(queue: JobQueue, max_depth: int) -> None:
+    """Raise `QueueFull` for a new turn while `max_depth` jobs wait in `queue`: checked before
+    a turn is stored, so a refused one leaves nothing behind."""
+    if queue.depth() >= max_depth:
+        raise QueueFull("too many turns are waiting; try again shortly")
