@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import aiohttp
@@ -50,7 +50,6 @@ class _Health:
     total_ms: float = 0.0
     failures_in_a_row: int = 0
     open_until: float = 0.0
-    latencies: list[float] = field(default_factory=list)
 
     def stats(self) -> HelperStats:
         mean = self.total_ms / self.calls if self.calls else None
