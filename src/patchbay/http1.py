@@ -69,12 +69,18 @@ class ProtocolError(Http1Error):
 
 
 class Response:
-    """An answer: its status and headers (names in lower case) at once, its body as it comes."""
+    """An answer: its status and headers (names in lower case) at once, its body as it comes.
+
+    `headers` holds one value per name: a header sent on several lines has its values joined
+    with ", ", as RFC 9110 (5.3) allows for the list-valued ones, except Set-Cookie, whose
+    values may hold commas (its first value there); `header_values` has each line's value.
+    """
 
     def __init__(self, connection: _Connection) -> None:
         self._connection = connection
         self.status = 0
         self.headers: dict[str, str] = {}
+        self._repeated: dict[str, list[str]] | None = None  # every value of names sent twice
         self._pieces: deque[bytes] = deque()
         self._buffered = 0
         self._head_done = False
@@ -82,6 +88,23 @@ class Response:
         self._error: Http1Error | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.bytes_seen = False  # whether any byte of it arrived
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of the header `name` (in lower case), one per line it came on, in order."""
+        if self._repeated is not None and name in self._repeated:
+            return list(self._repeated[name])
+        value = self.headers.get(name)
+        return [] if value is None else [value]
+
+    def _add_header(self, name: str, value: str) -> None:
+        """A value of a header already there: kept, and joined to the first unless Set-Cookie."""
+        repeated = self._repeated
+        if repeated is None:
+            repeated = self._repeated = {}
+        values = repeated.setdefault(name, [self.headers[name]])
+        values.append(value)
+        if name != "set-cookie":
+            self.headers[name] = ", ".join(values)
 
     async def read(self) -> bytes:
         """The whole body."""
@@ -212,8 +235,10 @@ class _Connection(asyncio.Protocol):
             return  # a trailer: not part of the head the caller has
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        headers = response.headers
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        if key in response.headers:
+            response._add_header(key, text)
+        else:
+            response.headers[key] = text
 
     def on_headers_complete(self) -> None:
         response = self._reading()
@@ -222,7 +247,7 @@ class _Connection(asyncio.Protocol):
             raise ProtocolError("the server switched protocols, which no request asked for")
         if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the final answer comes next
             self._interim = True
-            response.headers = {}
+            response.headers, response._repeated = {}, None
             return
         response.status = status
         response._head_done = True

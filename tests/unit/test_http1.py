@@ -395,6 +395,32 @@ async def test_trailers_stay_out_of_the_head() -> None:
         await client.close()
 
 
+async def test_a_header_on_several_lines_keeps_each_value() -> None:
+    """Set-Cookie values may hold commas, so joined they could not be told apart again; a
+    list-valued header (RFC 9110 5.3) reads as one value, its lines joined."""
+    raw = answer(
+        b"ok",
+        "Set-Cookie: a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT",
+        "Cache-Control: no-store",
+        "Set-Cookie: b=2",
+        "Cache-Control: private",
+    )
+    async with serving(replies(raw, hang_up=False)) as (_server, url):
+        client = Http1Client(url)
+        async with client.request("GET", "/") as response:
+            assert response.header_values("set-cookie") == [
+                "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT",
+                "b=2",
+            ]
+            assert response.headers["set-cookie"] == "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT"
+            assert response.headers["cache-control"] == "no-store, private"
+            assert response.header_values("cache-control") == ["no-store", "private"]
+            assert response.header_values("content-length") == ["2"]
+            assert response.header_values("x-absent") == []
+            assert await response.read() == b"ok"
+        await client.close()
+
+
 async def test_a_head_too_large_is_a_protocol_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http1, "MAX_HEAD", 1000)
     padding = [f"X-Pad-{n}: {'a' * 90}" for n in range(20)]
