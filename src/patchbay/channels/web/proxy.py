@@ -74,9 +74,9 @@ class CoreProxy:
             upstream = await self._http().request(request.method, url, data=body, headers=headers)
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise CoreUnavailable("the core is not answering; try again shortly") from exc
-        answer = {
-            name: value
-            for name, value in upstream.headers.items()
+        answer = {  # a header on several lines: one, its values joined (RFC 9110 5.3)
+            name: ", ".join(upstream.headers.getall(name))
+            for name in upstream.headers
             if name.lower() in ANSWER_HEADERS or name.lower().startswith("x-patchbay-")
         }
         if upstream.content_type == "text/event-stream":
