@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from patchbay.backoff import Backoff
 from patchbay.core import waiting
 from patchbay.core.hub import Hub
 from patchbay.core.turns import TurnEngine
@@ -60,8 +61,7 @@ async def hub(backend: str, tmp_path: Path) -> AsyncIterator[Hub]:
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(waiting, "RETRY_FIRST_S", 0.05)
-    monkeypatch.setattr(waiting, "RETRY_MAX_S", 0.05)
+    monkeypatch.setattr(waiting, "RELEASE_RETRY", Backoff(0.05, cap_s=0.05))
     monkeypatch.setattr(waiting, "RESUME_GRACE_S", 0.0)
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
+from patchbay.backoff import Backoff
 from patchbay.channels.tasks import KeyedTasks
 from patchbay.client import ActAs, CoreClient
 from patchbay.errors import CoreUnavailable, DuplicateDelivery, NotFound, PatchbayError
@@ -35,7 +36,8 @@ from patchbay.schemas.turns import TurnRead
 
 logger = logging.getLogger(__name__)
 
-FOLLOW_TRIES = 60  # reconnects to a core that went away, backing off to a minute: about an hour
+FOLLOW = Backoff(1.0, cap_s=60.0)  # reconnecting to a core that went away
+FOLLOW_TRIES = 60  # backing off to a minute: about an hour
 MAX_OWED = 500  # answers asked for per sweep
 LOST = "the answer was lost"
 
@@ -259,8 +261,7 @@ class OwedAnswers:
         """Tell the core the answer went out, trying while it is away (until then this answer
         stays held here, so a sweep does not send it again)."""
         sent = AnswerSent(channel=self.channel, user_id=owed.user_id, delivery_id=owed.delivery_id)
-        delay = 1.0
-        for _ in range(FOLLOW_TRIES):
+        for wait in FOLLOW.delays(FOLLOW_TRIES):
             try:
                 await self.core.answer_sent(sent)
                 return
@@ -268,8 +269,7 @@ class OwedAnswers:
                 logger.warning(
                     "%s: could not say %s was answered: %s", self.channel, owed.delivery_id, exc
                 )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+            await asyncio.sleep(wait)
         logger.error(
             "%s: the core never heard %s was answered; it may go again",
             self.channel,
@@ -278,8 +278,8 @@ class OwedAnswers:
 
     async def _outcome(self, user_id: str, created: TurnRead) -> JobEvent:
         """The job's terminal event, following its events across a core that goes away."""
-        after, delay = 0, 1.0
-        for _ in range(FOLLOW_TRIES):
+        after = 0
+        for wait in FOLLOW.delays(FOLLOW_TRIES):
             try:
                 async with self.core.job_events(
                     created.job_id, after=after, key=ActAs(user_id)
@@ -293,8 +293,7 @@ class OwedAnswers:
                 return await self._stored_outcome(user_id, created)
             except CoreUnavailable as exc:
                 logger.warning("following job %s: %s", created.job_id, exc.message)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+            await asyncio.sleep(wait)
         raise CoreUnavailable(f"lost job {created.job_id}: the core stayed away")
 
     async def _stored_outcome(self, user_id: str, created: TurnRead) -> JobEvent:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from sqlalchemy.engine import Connection
 
+from patchbay.backoff import Backoff
 from patchbay.config import JobSettings
 from patchbay.core.chats import chain_hash
 from patchbay.core.llm.registry import Generation, ModelRegistry
@@ -26,6 +27,8 @@ from patchbay.store import jobs as job_rows
 from patchbay.store.db import Database
 
 logger = logging.getLogger(__name__)
+
+STORE_RETRY = Backoff(0.25, cap_s=5.0)  # storing an outcome while the database is away
 
 
 @dataclass(slots=True)
@@ -147,7 +150,7 @@ class JobOutcomes:
         content = state.content
 
         def save(conn: Connection) -> None:
-            extra = _metadata(job, state, error={"code": error.code, "retryable": error.retryable})
+            extra = _metadata(job, state, error=kept_error(error))
             chat_rows.update_message(
                 conn, job.message_id, **extra, content=content, status=status, error=error.message
             )
@@ -201,23 +204,28 @@ class JobOutcomes:
         (locked, restarting), try again with backoff; past the limit, say so in the log and let
         the listeners have it anyway.
         """
-        delay = 0.25
-        deadline = time.monotonic() + self._settings.store_retry_s
+        waits = STORE_RETRY.within(self._settings.store_retry_s, cut=False)
         while True:
             try:
                 await self._db.write(save)
                 return
             except StoreUnavailable:
-                if time.monotonic() + delay > deadline:
+                wait = next(waits, None)
+                if wait is None:
                     logger.error(
                         "job %s: the database stayed away; its outcome is not stored", job.job_id
                     )
                     return
                 logger.warning(
-                    "job %s: database unavailable, storing again in %.1fs", job.job_id, delay
+                    "job %s: database unavailable, storing again in %.1fs", job.job_id, wait
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(wait)
+
+
+def kept_error(error: PatchbayError) -> dict[str, object]:
+    """What of a failed job's error its answer's metadata keeps, for a listener that comes once
+    its events are gone: the code, and whether to try again (the message is the answer's)."""
+    return {"code": error.code, "retryable": error.retryable}
 
 
 def _metadata(job: JobSpec, state: RunState, **outcome: object) -> dict[str, object]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +24,12 @@ from functools import partial
 
 from sqlalchemy.engine import Connection
 
+from patchbay.backoff import Backoff
 from patchbay.core.attachments import Said
 from patchbay.core.catalog import Catalog
 from patchbay.core.jobs import JobRunner
 from patchbay.core.llm.registry import ModelTarget
+from patchbay.core.outcomes import kept_error
 from patchbay.core.placement import said_in
 from patchbay.errors import ChatNotFound, JobNotFound, PatchbayError, StoreUnavailable
 from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
@@ -47,11 +48,10 @@ RESUME_GRACE_S = 2.0  # how long a core that starts leaves another's waiting job
 # How often a core on RabbitMQ looks for waiting jobs it does not wait for: those of a core that
 # stopped while the others run, which would wait until a core starts otherwise.
 SWEEP_S = 30.0
-# A release refused for now is tried again after RETRY_FIRST_S, then twice as late each time, up
-# to RETRY_MAX_S: soon enough that a queue with room again is used, rarely enough that many turns
-# waiting on a full queue do not add much to its load.
-RETRY_FIRST_S = 1.0
-RETRY_MAX_S = 15.0
+# A release refused for now is tried again after a second, then twice as late each time, up to
+# 15 s: soon enough that a queue with room again is used, rarely enough that many turns waiting on
+# a full queue do not add much to its load.
+RELEASE_RETRY = Backoff(1.0, cap_s=15.0)
 ENDED_SEQ = 2  # the number of a waiting job's end: `queued` was its only event before
 
 Prompt = Callable[[UserRead, list[ModelTarget], list[Said]], Awaitable[tuple[PromptMessage, ...]]]
@@ -182,21 +182,19 @@ class WaitingTurns:
         RabbitMQ away), backing off, for `retry_s`; past that its error says for how long. The
         job waits meanwhile, in the store: it can be cancelled or deleted with its chat as any
         waiting job, and a core that stops leaves it to the next."""
-        delay = RETRY_FIRST_S
-        deadline = time.monotonic() + self._retry_s
+        waits = RELEASE_RETRY.within(self._retry_s)
         while True:
             try:
                 return await self._release(job_id)
             except PatchbayError as exc:
-                left = deadline - time.monotonic()
                 if not exc.retryable:
                     raise
-                if left <= 0:
+                wait = next(waits, None)
+                if wait is None:
                     raise type(exc)(
                         f"could not queue it for {self._retry_s:g} s after the answer before "
                         f"it ended: {exc.message}"
                     ) from exc
-                wait = min(delay, left)
                 logger.warning(
                     "job %s: could not queue it yet (%s); trying again in %.1f s",
                     job_id,
@@ -204,7 +202,6 @@ class WaitingTurns:
                     wait,
                 )
                 await asyncio.sleep(wait)
-                delay = min(delay * 2, RETRY_MAX_S)
 
     async def _release(self, job_id: str) -> str | None:
         """Queue the job; or, while an answer before its question is still coming (the one it
@@ -331,8 +328,7 @@ def _fail_waiting(conn: Connection, *, job_id: str, error: PatchbayError) -> str
     message_id, model = failed
     found = chat_rows.told_message(conn, message_id)
     metadata = {} if found is None else found[1]
-    # as `JobOutcomes.fail` keeps it, for a listener that comes once its events are gone
-    metadata["error"] = {"code": error.code, "retryable": error.retryable}
+    metadata["error"] = kept_error(error)
     chat_rows.update_message(
         conn,
         message_id,

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from patchbay.backoff import Backoff
 from patchbay.core import waiting
 from patchbay.core.waiting import WaitingTurns
 from patchbay.errors import ModelNotFound, PatchbayError, QueueFull, StoreUnavailable
@@ -71,8 +72,7 @@ async def until(condition: Any, timeout_s: float = 2.0) -> None:
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(waiting, "RETRY_FIRST_S", 0.01)
-    monkeypatch.setattr(waiting, "RETRY_MAX_S", 0.02)
+    monkeypatch.setattr(waiting, "RELEASE_RETRY", Backoff(0.01, cap_s=0.02))
 
 
 async def test_a_store_away_while_the_job_ahead_runs_is_waited_out(
@@ -142,7 +142,7 @@ async def test_a_turn_that_can_never_be_queued_fails_at_once(
 async def test_closing_stops_a_turn_waiting_to_be_tried_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(waiting, "RETRY_FIRST_S", 30.0)
+    monkeypatch.setattr(waiting, "RELEASE_RETRY", Backoff(30.0))
     turns = waiting_turns()
     full = QueueFull("too many turns are waiting; try again shortly")
     releases = Releases(monkeypatch, turns, lambda _: full)

@@ -9,6 +9,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
+from patchbay.backoff import Backoff
 from patchbay.channels.email.settings import RelaySettings
 from patchbay.errors import ServiceUnavailable
 
@@ -39,15 +40,13 @@ class Relay:
 
     async def deliver(self, message: EmailMessage) -> bool:
         """Hand `message` to the relay, trying `tries` times; False if it never took it."""
-        delay = self.retry_s
-        for attempt in range(1, self.tries + 1):
+        for attempt, wait in enumerate(Backoff(self.retry_s).delays(self.tries), 1):
             try:
                 await self.send(message)
             except RelayUnavailable as exc:
                 logger.warning("reply to %s, try %d: %s", message["To"], attempt, exc.message)
                 if attempt < self.tries:
-                    await asyncio.sleep(delay)
-                    delay *= 2
+                    await asyncio.sleep(wait)
             else:
                 return True
         logger.error("gave up sending the reply %s to %s", message["Message-ID"], message["To"])

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from patchbay.backoff import Backoff
 from patchbay.channels.limits import Pacer
 from patchbay.channels.sms.segments import segment_count
 from patchbay.channels.sms.twilio_format import TwilioSettings, account_auth
@@ -46,7 +47,7 @@ class TwilioMessages:
         self._pacer = Pacer()
         self._segment_s = 1 / segments_per_s
         self._segment_length = segment_length
-        self._backoff_s = backoff_s
+        self._backoff = Backoff(backoff_s)
 
     async def send(self, *, to: str, from_: str, body: str) -> str:
         """Send one message; returns the SID Twilio gave it."""
@@ -60,7 +61,7 @@ class TwilioMessages:
         form = {"To": to, "From": from_, "Body": body}
         segments = segment_count(body, segment_length=self._segment_length)
         await self._pacer.wait(from_, segments * self._segment_s)
-        for attempt in range(1, TRIES + 1):
+        for attempt, wait in enumerate(self._backoff.delays(TRIES), 1):
             try:
                 status, answer = await self._post(url, form)
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -73,7 +74,7 @@ class TwilioMessages:
                     raise SmsNotSent(reason)
             logger.warning("sms to %s: try %d of %d failed (%s)", to, attempt, TRIES, reason)
             if attempt < TRIES:
-                await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(wait)
         busy = SmsNotSent(reason)
         busy.retryable = True  # busy or away: later it may go
         raise busy

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
+from patchbay.backoff import Backoff
 from patchbay.bodies import read_at_most
 from patchbay.channels.limits import Pacer, Sleep
 from patchbay.channels.telegram.schemas import File
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=300)
 MAX_RETRY_AFTER_S = 120.0  # wait at most this long on one 429 before trying again
+SERVER_RETRY = Backoff(1.0, cap_s=30.0)  # after no answer or a 5xx
 
 
 class BotApiError(PatchbayError):
@@ -106,7 +108,7 @@ class BotApi:
     async def call(self, method: str, payload: dict[str, Any], *, pace_key: str = "") -> Any:
         """Call `method`, retrying what may pass later; returns its `result`."""
         error = "no attempt made"
-        for attempt in range(self._max_tries):
+        for wait in SERVER_RETRY.delays(self._max_tries):
             if pace_key:
                 await self._wait_turn(pace_key)
             status, body = await self._post(method, payload)
@@ -120,7 +122,7 @@ class BotApi:
                 if not pace_key:
                     await self._sleep(delay)
             elif status >= 500 or status == 0:
-                await self._sleep(min(2.0**attempt, 30.0))
+                await self._sleep(wait)
             else:
                 break
         failed = BotApiError(error)
