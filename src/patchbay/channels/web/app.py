@@ -20,14 +20,14 @@ from patchbay.channels.heartbeat import heartbeats
 from patchbay.channels.web.headers import SecurityHeaders
 from patchbay.channels.web.proxy import CoreProxy
 from patchbay.channels.web.session import key_of, require_page, session
-from patchbay.channels.web.turns import check_message_id
+from patchbay.channels.web.turns import checked_body
 from patchbay.client import CoreClient
 from patchbay.config import Settings
 from patchbay.errors import PatchbayError
 
 STATIC = Path(__file__).parent / "static"
-# A body over this size is read (and held whole) only for a key the core accepts, so nobody
-# without one can fill the channel's memory with bodies the core would refuse anyway.
+# A body over this size is read only for a key the core accepts, so nobody without one can keep the
+# channel (and the core) busy with bodies the core would refuse anyway.
 CHECKED_BODY_BYTES = 64 * 1024
 
 
@@ -79,8 +79,8 @@ def create_app(settings: Settings, *, core: CoreClient | None = None) -> Starlet
         if _large_body(request):
             await client.me(key=key)
         path = request.path_params["path"]
-        await check_message_id(request, path)
-        return await proxy.forward(request, path=path, key=key)
+        body = await checked_body(request, path)
+        return await proxy.forward(request, path=path, key=key, body=body)
 
     return Starlette(
         routes=[

@@ -6,7 +6,7 @@ Only the routes the page uses pass; answers, event streams included, come back a
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
 from starlette.requests import Request
@@ -61,18 +61,25 @@ class CoreProxy:
         if self._session is not None:
             await self._session.close()
 
-    async def forward(self, request: Request, *, path: str, key: str) -> Response:
-        """Pass the call on and the answer back; event streams unbuffered."""
+    async def forward(
+        self, request: Request, *, path: str, key: str, body: AsyncIterable[bytes] | None = None
+    ) -> Response:
+        """Pass the call on, its body (POST, PATCH: `body`, or the request's) as it comes, and the
+        answer back; event streams unbuffered."""
         if not allowed(request.method, path):
             raise NotFound(f"/api/{path} is not part of the web chat's API")
         headers = {name: value for name in REQUEST_HEADERS if (value := request.headers.get(name))}
         headers["Authorization"] = f"Bearer {key}"
-        body = await request.body() if request.method in ("POST", "PATCH") else None
+        sent = _Body(body or request.stream()) if request.method in ("POST", "PATCH") else None
+        if sent is not None and (length := request.headers.get("content-length", "")).isdigit():
+            headers["Content-Length"] = length  # else it goes chunked
         query = f"?{request.url.query}" if request.url.query else ""
         url = URL(f"{self.base_url}/v1/{path}{query}", encoded=True)
         try:
-            upstream = await self._http().request(request.method, url, data=body, headers=headers)
+            upstream = await self._http().request(request.method, url, data=sent, headers=headers)
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            if sent is not None and sent.stopped is not None:
+                raise sent.stopped from None
             raise CoreUnavailable("the core is not answering; try again shortly") from exc
         answer = {  # a header on several lines: one, its values joined (RFC 9110 5.3)
             name: ", ".join(upstream.headers.getall(name))
@@ -88,6 +95,24 @@ class CoreProxy:
         finally:
             upstream.release()
         return Response(content, status_code=upstream.status, headers=answer)
+
+
+class _Body:
+    """A request's body passed on as it comes. What stops it on the way (the page gone, a body
+    past the size limit, a turn refused) breaks the request to the core off, so the core never
+    gets it whole, and is kept to be answered in place of the broken connection."""
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+        self.stopped: Exception | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks:
+                yield chunk
+        except Exception as exc:  # whatever it is, `forward` raises it again
+            self.stopped = exc
+            raise
 
 
 async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

@@ -4,6 +4,7 @@ that one sent again after its answer was lost is taken once; ids of another shap
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING
 
 import orjson
@@ -20,15 +21,38 @@ if TYPE_CHECKING:
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 TURNS = frozenset({"turns", "turns/upload"})
 REGENERATE = re.compile(r"messages/[^/]+/regenerate")
-STEP = 64 * 1024  # how much more of a form is looked at until its `turn` field has been read
 
 
-async def check_message_id(request: Request, path: str) -> None:
-    """Refuse a turn or a regenerate whose `delivery_id` the page would not have made. A body
-    that is not one at all goes on as it is, for the core to refuse in its own words."""
+async def checked_body(request: Request, path: str) -> AsyncIterable[bytes]:
+    """The request's body as it comes, for the proxy to pass on; in a turn or a regenerate, a
+    `delivery_id` the page would not have made is refused (`InvalidRequest`). A JSON body is read
+    whole and checked now (the page's are a message's text); a form is checked as it passes, each
+    piece before it goes on, so the core never gets the whole of a refused one. A body that is not
+    a turn at all goes on as it is, for the core to refuse in its own words."""
     if request.method != "POST" or not (path in TURNS or REGENERATE.fullmatch(path)):
+        return request.stream()
+    if path == "turns/upload":
+        return _checked_form(request.stream(), request.headers.get("content-type", ""))
+    _check(await request.body())
+    return request.stream()  # the body read above
+
+
+async def _checked_form(chunks: AsyncIterable[bytes], content_type: str) -> AsyncIterator[bytes]:
+    """`chunks` of a multipart/form-data body, its `turn` field checked once it has passed."""
+    field = FirstField.of(content_type, "turn")
+    async for chunk in chunks:
+        if field is not None and field.feed(chunk):
+            _check(field.value)
+            field = None
+        yield chunk
+
+
+def _check(raw: bytes | None) -> None:
+    """Refuse a turn (or regenerate), as JSON, whose `delivery_id` the page would not make."""
+    try:
+        sent = None if raw is None else orjson.loads(raw)
+    except ValueError:  # not JSON: the core says so
         return
-    sent = await _turn_of(request, upload=path == "turns/upload")
     given = sent.get("delivery_id") if isinstance(sent, dict) else None
     if given is not None and not (isinstance(given, str) and MESSAGE_ID.fullmatch(given)):
         raise InvalidRequest(
@@ -37,36 +61,36 @@ async def check_message_id(request: Request, path: str) -> None:
         )
 
 
-async def _turn_of(request: Request, *, upload: bool) -> object:
-    """The turn (or regenerate) as the core will read it: the JSON body, or a form's `turn`
-    field."""
-    body = await request.body()  # held for the proxy, which sends it on as it came
-    try:
-        raw = first_field(body, request.headers.get("content-type", ""), "turn") if upload else body
-        return None if raw is None else orjson.loads(raw)
-    except ValueError:  # not JSON, or not a form (FormParserError is one too)
-        return None
-
-
-def first_field(body: bytes, content_type: str, name: str) -> bytes | None:
+class FirstField:
     """The value of the first field `name` (a part without a file name) of a multipart/form-data
-    `body`, read up to that field's end: the page sends the turn before its files, which are not
-    looked at (parsing a 30 MB form whole took ~50 ms, the first one ~0.2 s, spooled to disk).
+    body fed to it piece by piece, looked for up to that field's end: the page sends the turn
+    before its files, which are not looked at.
 
     A form with two such fields (which the page never makes) is read by the core to its last."""
-    boundary = parse_options_header(content_type)[1].get(b"boundary")
-    if not boundary:
-        return None
-    field = _Field(name.encode())
-    parser = MultipartParser(boundary, field.callbacks())
-    for start in range(0, len(body), STEP):
-        parser.write(body[start : start + STEP])
-        if field.value is not None:
-            return field.value
-    return None
+
+    def __init__(self, boundary: bytes, name: str) -> None:
+        self.value: bytes | None = None
+        self._part = _Part(name.encode())
+        self._parser = MultipartParser(boundary, self._part.callbacks())
+
+    @classmethod
+    def of(cls, content_type: str, name: str) -> FirstField | None:
+        """One for a form of this `Content-Type`; None if it is not a form (no boundary)."""
+        boundary = parse_options_header(content_type)[1].get(b"boundary")
+        return cls(boundary, name) if boundary else None
+
+    def feed(self, piece: bytes) -> bool:
+        """Read the form on; whether the looking is over (`value` is the field's, or None if
+        what came is not a form)."""
+        try:
+            self._parser.write(piece)
+        except ValueError:  # FormParserError: not a form after all
+            return True
+        self.value = self._part.value
+        return self.value is not None
 
 
-class _Field:
+class _Part:
     """Collects one named field's value as a `MultipartParser` goes through the form."""
 
     def __init__(self, name: bytes) -> None:
