@@ -23,6 +23,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
@@ -75,8 +76,9 @@ class Isolated:
                 raw = await anyio.to_thread.run_sync(conn.recv_bytes, abandon_on_cancel=True)
             except (EOFError, OSError) as exc:
                 self._kill()
+                code = await _exit_code(process)
                 raise CapabilityFailed(
-                    f"{self._name} stopped while working (exit code {process.returncode})"
+                    f"{self._name} stopped while working (exit code {code})"
                 ) from exc
             except BaseException:  # cancelled or timed out: the work is not wanted any more
                 self._kill()
@@ -131,8 +133,27 @@ class Isolated:
         # A thread still blocked on the pipe sees it end and lets go of it, which closes it;
         # closing it here, under that thread, could close another file given its number.
         process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(STOP_WAIT_S)
+        # Gone at once as a rule, but not always (a large address space to free, a read stuck in
+        # the kernel): it is waited for in a thread of its own, not by the event loop.
+        threading.Thread(target=_reap, args=(process, self._name), daemon=True).start()
+
+
+async def _exit_code(process: subprocess.Popen[bytes]) -> int | None:
+    """A killed child's exit code, once it is gone (None if it outlives `STOP_WAIT_S`)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return await anyio.to_thread.run_sync(process.wait, STOP_WAIT_S)
+    return None
+
+
+def _reap(process: subprocess.Popen[bytes], name: str) -> None:
+    """Wait for a killed child to be gone; one that outlives `STOP_WAIT_S` is reaped later, by
+    `subprocess`, when the next child starts."""
+    try:
+        process.wait(STOP_WAIT_S)
+    except subprocess.TimeoutExpired:
+        logger.warning(
+            "%s (pid %d) is still there %g s after it was killed", name, process.pid, STOP_WAIT_S
+        )
 
 
 def _log_format() -> tuple[int, logging.Formatter | None]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from functools import partial
 from pathlib import Path
+from subprocess import Popen
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from patchbay.helpers.isolated import Isolated
@@ -97,8 +101,40 @@ async def test_a_call_over_its_time_is_stopped_and_the_next_is_answered(
     finally:
         isolated.close()
     assert fresh != child and calls == 1
+    wait_reaped(child, "the hung child was left working")
+
+
+async def test_the_event_loop_goes_on_while_a_killed_child_is_waited_for(
+    isolated: Isolated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed child is gone at once as a rule, but a large one may take a while (its memory
+    freed): the wait for it here lasts until the loop has run a callback, or 5 s."""
+    loop = asyncio.get_running_loop()
+    waited = Popen.wait
+    loop_ran: list[bool] = []
+    reaped = threading.Event()
+
+    def slow_wait(process: Popen[bytes], timeout: float | None = None) -> int:
+        ran = threading.Event()
+        loop.call_soon_threadsafe(ran.set)
+        loop_ran.append(ran.wait(5))
+        try:
+            return waited(process, timeout)
+        finally:
+            reaped.set()
+
+    try:
+        child, _ = await isolated.run("count")
+        with monkeypatch.context() as patched:
+            patched.setattr(Popen, "wait", slow_wait)
+            with pytest.raises(TimeoutError), anyio.fail_after(0.5):
+                await isolated.run("hang")
+            assert await anyio.to_thread.run_sync(reaped.wait, 10)
+    finally:
+        isolated.close()
+    assert loop_ran[0] is True
     with pytest.raises(ProcessLookupError):
-        os.kill(child, 0)  # the hung child is gone, not left working
+        os.kill(child, 0)  # reaped, not left a zombie
 
 
 async def test_the_childs_error_is_raised_as_it_is(isolated: Isolated) -> None:
@@ -288,6 +324,19 @@ def test_the_child_runs_neither_the_main_script_again_nor_a_resource_tracker(
 def wait_gone(pid: int, failure: str) -> None:
     deadline = time.monotonic() + 10
     while alive(pid):
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.02)
+
+
+def wait_reaped(pid: int, failure: str) -> None:
+    """Until the process is gone and reaped (which a thread of its parent's does, after it is
+    killed), not only a zombie."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
         assert time.monotonic() < deadline, failure
         time.sleep(0.02)
 
