@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 # (TEST-NET-2). Loopback clients that send none come from loopback, as with no proxy.
 BEHIND_A_PROXY = {"trusted_proxies": ["127.0.0.1"]}
 ELSEWHERE = "198.51.100.7"
+ELSEWHERE_V6 = "2001:db8::7"
 
 
 @pytest.fixture
@@ -128,6 +129,51 @@ def test_registration_needs_the_key_and_a_valid_manifest(stack: Stack, helper: H
     elsewhere["base_url"] = "http://10.1.2.3:80"
     assert register(stack, elsewhere).status_code == 403
     assert httpx.get(f"{stack.core_url}/v1/helpers", headers=auth(stack)).json() == []
+
+
+@pytest.mark.parametrize(
+    ("base_url", "problem"),
+    [
+        ("file:///etc/passwd", "http:// or https:// only (its scheme is 'file')"),
+        ("ftp://127.0.0.1:21/", "http:// or https:// only (its scheme is 'ftp')"),
+        ("gopher://127.0.0.1:70/", "http:// or https:// only (its scheme is 'gopher')"),
+        ("//127.0.0.1:8801", "http:// or https:// only (it names no scheme)"),
+        ("127.0.0.1:8801", "http:// or https:// only (it names no scheme)"),
+        ("http://127.1:8801", "127.1 is the IPv4 address 127.0.0.1 spelled another way"),
+        ("http://2130706433:8801", "write it as 127.0.0.1"),
+    ],
+)
+def test_a_base_url_the_core_would_not_call_is_a_400_naming_why(
+    stack: Stack, helper: HandHelper, base_url: str, problem: str
+) -> None:
+    refused = register(stack, {**helper.manifest(), "base_url": base_url})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "invalid_request"
+    assert problem in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "seen_as"),
+    [
+        ({"Forwarded": f"for={ELSEWHERE}"}, f"({ELSEWHERE})"),
+        ({"Forwarded": f'for="[{ELSEWHERE_V6}]:4711"'}, f"({ELSEWHERE_V6})"),
+        ({"Forwarded": "for=_hidden"}, "(an address not known)"),
+        (
+            {"Forwarded": f"for={ELSEWHERE}", "X-Forwarded-For": "127.0.0.1"},
+            "(an address not known)",
+        ),
+    ],
+)
+def test_behind_a_proxy_forwarded_names_the_helpers_host(
+    stack: Stack, helper: HandHelper, headers: dict[str, str], seen_as: str
+) -> None:
+    """A proxy that writes Forwarded (RFC 7239) and not X-Forwarded-For: the helper was taken for
+    one on the proxy's host, loopback, and its URL on the core's machine taken."""
+    taken = httpx.post(
+        f"{stack.core_url}/v1/helpers", json=helper.manifest(), headers={**key(stack), **headers}
+    )
+    assert (taken.status_code, taken.json()["error"]["code"]) == (403, "permission_denied")
+    assert seen_as in taken.json()["error"]["message"]
 
 
 def test_heartbeat_deregistration_and_admin_controls(stack: Stack, helper: HandHelper) -> None:

@@ -8,6 +8,7 @@ import fnmatch
 import functools
 import hashlib
 import ipaddress
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,17 +23,18 @@ from patchbay.errors import (
     PatchbayError,
     error_from_dict,
 )
+from patchbay.hosts import odd_ipv4
 from patchbay.schemas.helpers import Capability, HelperManifest, HelperRead
 from patchbay.schemas.users import UserRead
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")  # RFC 3986's
 TOOL_NAME_MAX = 64  # OpenAI's limit on a function's name, which most upstreams share
 
 
 def check_manifest(manifest: HelperManifest) -> None:
-    """Refuse a base URL with no host, duplicate capability names and schemas that are not JSON
-    Schema."""
-    if url_host_key(manifest.base_url) is None:
-        raise InvalidRequest("the base URL names no host: write it as http://host:port")
+    """Refuse a base URL the core cannot call (`check_base_url`), duplicate capability names and
+    schemas that are not JSON Schema."""
+    check_base_url(manifest.base_url)
     names = [c.name for c in manifest.capabilities]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -46,6 +48,28 @@ def check_manifest(manifest: HelperManifest) -> None:
                 raise InvalidRequest(f"{capability.name}.{which}: {exc.message}") from exc
         if capability.kind == "to-text" and not capability.media_types:
             raise InvalidRequest(f"{capability.name}: a to-text capability names its media types")
+
+
+def check_base_url(url: str) -> None:
+    """Refuse a URL that is not http(s), names no host, or an IPv4 host spelled as `ipaddress` does
+    not read it (127.1, 2130706433): the resolver reads it as the address, which would then be
+    another host than the same address spelled a.b.c.d, or the host an admin allowed by name."""
+    scheme = _SCHEME.match(url)
+    if scheme is None or scheme[1].lower() not in ("http", "https"):
+        written = f"its scheme is {scheme[1]!r}" if scheme else "it names no scheme"
+        raise InvalidRequest(
+            f"the base URL is reached over http:// or https:// only ({written}): "
+            "write it as http://host:port"
+        )
+    host = url_host_key(url)
+    if host is None:
+        raise InvalidRequest("the base URL names no host: write it as http://host:port")
+    canonical = odd_ipv4(host)
+    if canonical is not None:
+        raise InvalidRequest(
+            f"the base URL's host {host} is the IPv4 address {canonical} spelled another way: "
+            f"write it as {canonical}"
+        )
 
 
 def tool_names(capabilities: list[tuple[str, str]]) -> list[str]:

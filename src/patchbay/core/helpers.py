@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from patchbay.config import HelperSettings
 from patchbay.core import mcp
 from patchbay.core.helper_calls import HelperCalls
-from patchbay.core.helper_rules import check_manifest, host_key, same_host, url_host_key
+from patchbay.core.helper_rules import (
+    check_base_url,
+    check_manifest,
+    host_key,
+    same_host,
+    url_host_key,
+)
 from patchbay.core.llm.registry import ToolSpec
 from patchbay.core.users import require_admin
 from patchbay.errors import (
@@ -104,6 +110,7 @@ class HelperRegistry:
     async def add_mcp(self, actor: UserRead, name: str, url: str) -> HelperRead:
         """Register an MCP server by URL (admins): its tools become capabilities."""
         require_admin(actor)
+        check_base_url(url)  # before the core connects to it
         manifest = await mcp.manifest_of(name, url)
         check_manifest(manifest)
         async with self._db.begin() as conn:

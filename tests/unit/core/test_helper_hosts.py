@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from patchbay.config import HelperSettings
+from patchbay.core import mcp
 from patchbay.core.helper_rules import host_key
 from patchbay.core.helpers import HelperRegistry
 from patchbay.errors import Conflict, InvalidRequest, PermissionDenied
 from patchbay.schemas.helpers import Capability, HelperManifest
+from patchbay.schemas.users import UserRead
 from patchbay.store import helpers as rows
 from patchbay.store.db import Database
 
@@ -148,10 +150,88 @@ async def test_an_allowed_host_is_allowed_however_it_is_written(tmp_path: Path) 
         await db.close()
 
 
-@pytest.mark.parametrize("url", ["http://[::1", "http://[calc]:80/", "calc:80", "/capabilities"])
+@pytest.mark.parametrize("url", ["http://[::1", "http://[calc]:80/", "http://:80", "https:///x"])
 async def test_a_base_url_with_no_host_is_refused(registry: HelperRegistry, url: str) -> None:
     with pytest.raises(InvalidRequest, match="names no host"):
         await registry.register(manifest("calc", url), peer="127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("url", "written"),
+    [
+        ("file:///etc/passwd", "its scheme is 'file'"),
+        ("ftp://127.0.0.1/", "its scheme is 'ftp'"),
+        ("gopher://127.0.0.1:70/", "its scheme is 'gopher'"),
+        ("ws://127.0.0.1:80/", "its scheme is 'ws'"),
+        ("calc:80", "its scheme is 'calc'"),
+        ("//127.0.0.1:80", "it names no scheme"),
+        ("/capabilities", "it names no scheme"),
+    ],
+)
+async def test_a_base_url_is_http_or_https(
+    registry: HelperRegistry, url: str, written: str
+) -> None:
+    """ftp:// and a URL of no scheme at the helper's own host were taken, and every call failed."""
+    with pytest.raises(InvalidRequest) as refused:
+        await registry.register(manifest("calc", url), peer="127.0.0.1")
+    assert f"http:// or https:// only ({written}): write it as http://host:port" in str(
+        refused.value
+    )
+
+
+@pytest.mark.parametrize("url", ["HTTP://127.0.0.1:80", "https://127.0.0.1:443/base"])
+async def test_http_and_https_in_any_case_are_taken(registry: HelperRegistry, url: str) -> None:
+    await registry.register(manifest("calc", url), peer="127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("host", "canonical"),
+    [
+        ("127.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0X7F.0.0.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("017.0.0.1", "15.0.0.1"),  # octal, to the resolver
+        ("10.0.0.05", "10.0.0.5"),
+        ("10.5.", "10.0.0.5"),
+    ],
+)
+async def test_an_ipv4_address_spelled_another_way_is_refused_naming_its_spelling(
+    registry: HelperRegistry, host: str, canonical: str
+) -> None:
+    """The resolver reads 127.1 as 127.0.0.1, which `ipaddress` reads as a name: a helper at it
+    was refused as not at its own host (127.0.0.1), and one at an allowed 2130706433 was taken at
+    the core's own machine as another host."""
+    with pytest.raises(InvalidRequest, match=rf"spelled another way: write it as {canonical}$"):
+        await registry.register(manifest("calc", f"http://{host}:80"), peer=canonical)
+
+
+async def test_an_mcp_server_at_no_http_url_is_refused_before_it_is_asked(
+    registry: HelperRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    async def manifest_of(name: str, url: str) -> HelperManifest:
+        asked.append(url)
+        raise AssertionError("asked")
+
+    monkeypatch.setattr(mcp, "manifest_of", manifest_of)
+    admin = UserRead(
+        id="u1",
+        number=1,
+        name="root",
+        role="admin",
+        profile={},
+        instruction_recording=False,
+        created_at=datetime.now(UTC),
+    )
+    for url, refused in [
+        ("file:///srv/mcp", "scheme is 'file'"),
+        ("http://127.1/mcp", "127.0.0.1"),
+    ]:
+        with pytest.raises(InvalidRequest, match=refused):
+            await registry.add_mcp(admin, "tools", url)
+    assert asked == []
 
 
 async def test_a_name_no_host_holds_is_refused_in_words(registry: HelperRegistry) -> None:
