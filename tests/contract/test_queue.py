@@ -277,6 +277,23 @@ class TestMemoryQueue(QueueContract):
         with pytest.raises(QueueFull):
             await queue.submit(spec("late"))
 
+    async def test_a_job_cancelled_before_its_task_started_frees_its_place(self) -> None:
+        """A cancel in the loop's turn of the submit ends the job's task before it runs a line
+        of its own: its place in the queue is freed all the same (it was held for good)."""
+        queue = await self.make(concurrency=1, max_depth=1)
+        ran: list[str] = []
+
+        async def handler(job: JobSpec) -> None:
+            ran.append(job.job_id)
+
+        await queue.start(handler)
+        await queue.submit(spec("cancelled"))
+        assert await queue.cancel("cancelled")
+        await eventually(lambda: queue.depth() == 0)
+        await queue.submit(spec("next"))
+        await eventually(lambda: ran == ["next"])
+        await queue.close(grace_s=5)
+
 
 class TestMemoryEventBus(EventBusContract):
     async def make(self, *, retention_s: float, max_finished: int = 1000) -> EventBus:

@@ -7,6 +7,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from functools import partial
 
 from patchbay.errors import QueueFull
 from patchbay.queue.base import CancelHook, JobHandler, JobSpec
@@ -23,7 +24,7 @@ class MemoryQueue:
     def __init__(self, *, concurrency: int, max_depth: int) -> None:
         self._slots = asyncio.Semaphore(concurrency)
         self._max_depth = max_depth
-        self._waiting = 0
+        self._waiting: set[str] = set()  # jobs waiting for a slot
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancelled: set[str] = set()
         self._handler: JobHandler | None = None
@@ -37,12 +38,19 @@ class MemoryQueue:
     async def submit(self, job: JobSpec) -> None:
         if self._handler is None or self._closed:
             raise QueueFull("the job queue is not accepting work right now; try again shortly")
-        if self._waiting >= self._max_depth:
-            raise QueueFull(f"{self._waiting} jobs are waiting; try again shortly")
-        self._waiting += 1
+        if len(self._waiting) >= self._max_depth:
+            raise QueueFull(f"{len(self._waiting)} jobs are waiting; try again shortly")
+        self._waiting.add(job.job_id)
         task = asyncio.create_task(self._run(self._handler, job), name=f"job-{job.job_id}")
         self._tasks[job.job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job.job_id, None))
+        task.add_done_callback(partial(self._ended, job.job_id))
+
+    def _ended(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        """A job's task is done: also one cancelled before it started (`cancel` just after
+        `submit`), which never ran a line of `_run`."""
+        self._tasks.pop(job_id, None)
+        self._waiting.discard(job_id)
+        self._cancelled.discard(job_id)
 
     async def _run(self, handler: JobHandler, job: JobSpec) -> None:
         acquired = False
@@ -58,14 +66,13 @@ class MemoryQueue:
                 if task is not None:
                     task.uncancel()
             finally:
-                self._waiting -= 1
+                self._waiting.discard(job.job_id)
             await handler(job)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("job %s crashed its handler", job.job_id)
         finally:
-            self._cancelled.discard(job.job_id)
             if acquired:
                 self._slots.release()
 
@@ -81,7 +88,7 @@ class MemoryQueue:
         return True
 
     def depth(self) -> int:
-        return self._waiting
+        return len(self._waiting)
 
     async def close(self, grace_s: float) -> None:
         self._closed = True
