@@ -13,7 +13,7 @@ import re
 import time
 import wave
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,8 +28,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from patchbay.channels.runner import create_app
-from patchbay.channels.voice.channel import IDEMPOTENCY_HEADER as IDEMPOTENCY
-from patchbay.channels.voice.channel import LOST_AFTER_S
+from patchbay.channels.voice.webhooks import IDEMPOTENCY_HEADER as IDEMPOTENCY
 from patchbay.plugins.manager import build_plugin_manager, channel_classes
 from patchbay.schemas.helpers import HELPER_KEY_HEADER
 from patchbay.tokens import helper_key
@@ -378,13 +377,13 @@ def test_a_redirect_for_a_question_nobody_stored_gives_up_in_time(
     stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
 ) -> None:
     """The process that took the webhook stopped before it stored the turn: the redirect keeps
-    looking for it a while (it may still come), then the caller is asked again."""
-    with serving(stack, twilio, "voice", time_limit_s=0.5) as url:
+    looking for it a while (it may still come), `lost_after_s`, then the caller is asked again."""
+    with serving(stack, twilio, "voice", time_limit_s=0.5, lost_after_s=60) as url:
         call = Call(url, "CA0015")
         now = int(time.time())
-        waiting = call.post(f"/voice/twilio/wait?delivery=CA0015+gone&since={now}")
+        waiting = call.post(f"/voice/twilio/wait?delivery=CA0015+gone&since={now - 30}")
         assert [element.tag for element in waiting] == ["Pause", "Redirect"]
-        long_ago = now - LOST_AFTER_S - 1
+        long_ago = now - 61  # within the default, five minutes
         lost = call.post(f"/voice/twilio/wait?delivery=CA0015+lost&since={long_ago}")
         assert "lost track" in spoken(lost) and lost.find("Gather") is not None
     assert upstream.requests == [] and stack.chats() == []
@@ -496,4 +495,72 @@ def test_a_webhook_retried_after_a_restart_asks_once(
     with stack.admin() as admin:
         messages = admin.get(f"/v1/chats/{chat['id']}/messages").json()
     assert [m["role"] for m in messages] == ["user", "assistant"], messages
+    assert len(upstream.requests) == 1
+
+
+def test_a_caller_who_hangs_up_stops_the_answer(
+    stack: Stack, upstream: MockUpstream, twilio: TwilioStandIn
+) -> None:
+    """Twilio's status callback says the call is over: the answer nobody will hear any more is
+    cancelled in the core, and the webhook still waiting for it hangs up."""
+    upstream.mode, upstream.delay_s = "slow", 8.0
+    with serving(stack, twilio, "voice", time_limit_s=10) as url, ThreadPoolExecutor(1) as pool:
+        call = Call(url, "CA0021")
+        asking = pool.submit(call.post, "/voice/twilio/speech", SpeechResult="Think very hard.")
+        answer = asked_answer(stack)
+        status = f"{url}/voice/twilio/status"
+        params = {"CallSid": "CA0021", "From": CALLER, "AccountSid": ACCOUNT_SID}
+        forged = httpx.post(status, data=params, headers={"X-Twilio-Signature": "forged"})
+        assert forged.status_code == 403
+        assert list(call.post("/voice/twilio/status", CallStatus="in-progress")) == []
+        assert answer()["status"] in ("queued", "streaming")  # a call going on: still coming
+        assert list(call.post("/voice/twilio/status", CallStatus="completed")) == []
+        assert answer()["status"] == "cancelled"
+        assert [element.tag for element in asking.result()] == ["Hangup"]
+        assert list(call.post("/voice/twilio/status", CallStatus="completed")) == []  # again
+
+
+def asked_answer(stack: Stack, timeout_s: float = 20) -> Callable[[], dict[str, object]]:
+    """Once the only chat's question is stored: a look at its answer."""
+    deadline = time.monotonic() + timeout_s
+    while not stack.chats():
+        assert time.monotonic() < deadline, "the question was never stored"
+        time.sleep(0.05)
+    (chat,) = stack.chats()
+
+    def answer() -> dict[str, object]:
+        with stack.admin() as admin:
+            return dict(admin.get(f"/v1/chats/{chat['id']}/messages").json()[-1])
+
+    return answer
+
+
+def test_an_upload_sent_again_is_asked_once(
+    stack: Stack, upstream: MockUpstream, voice: str, speech: SpeechStandIn
+) -> None:
+    """A voicemail box retries an upload (its first answer was lost on the way, or slow) with the
+    same `id`: the recording is one turn, and both uploads get its answer."""
+    upstream.mode, upstream.delay_s = "slow", 1.0
+
+    def upload() -> httpx.Response:
+        return httpx.post(
+            f"{voice}/voice/upload",
+            files={"file": ("memo.wav", silent_wav(), "audio/wav")},
+            data={"from": CALLER, "id": "vm-0001"},
+            headers={"X-Webhook-Secret": WEBHOOK_KEY},
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(upload)
+        time.sleep(0.5)  # the retry may come while the first still waits, or after: one turn
+        retried = pool.submit(upload)
+        answers = [first.result().json(), retried.result().json()]
+    assert answers == [{"status": "known", "text": upstream.reply}] * 2
+    (chat,) = stack.chats()
+    with stack.admin() as admin:
+        messages = admin.get(f"/v1/chats/{chat['id']}/messages").json()
+    assert [m["role"] for m in messages] == ["user", "assistant"], messages
+    assert len(speech.heard) == 1 and len(upstream.requests) == 1
+    assert upload().json() == answers[0]  # and once it was answered
     assert len(upstream.requests) == 1

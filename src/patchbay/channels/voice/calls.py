@@ -1,6 +1,7 @@
 """Questions under way in this process, by what the call's redirect names: an answer that outlasts
 Twilio's webhook is picked up by the next request for it (the caller hears a pause while Twilio
-follows a <Redirect>), here or, by the same names, in any other voice process."""
+follows a <Redirect>), here or, by the same names, in any other voice process. A call that ended
+has its questions stopped."""
 
 from __future__ import annotations
 
@@ -40,10 +41,19 @@ class Asked:
         return {name: value for name, value in named.items() if value is not None}
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Whose question it is: the call (its CallSid) and the user it speaks for."""
+
+    call: str
+    user_id: str
+
+
 @dataclass(slots=True)
 class _Turn:
     task: asyncio.Task[JobEvent]
     asked: Asked
+    caller: Caller
     finished_at: float | None = None
     # the core has its turn (or the turn ended, or it is not this process that hands it over)
     settled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,14 +64,19 @@ class CallTurns:
         self._turns: dict[str, _Turn] = {}
 
     def start(
-        self, asked: Asked, turn: Coroutine[Any, Any, JobEvent], *, storing: bool = False
+        self,
+        asked: Asked,
+        turn: Coroutine[Any, Any, JobEvent],
+        *,
+        caller: Caller,
+        storing: bool = False,
     ) -> None:
-        """Run `turn` (to its outcome) for `asked`, which has none under way here. `storing`: the
-        turn hands the question to the core (rather than following one handed on elsewhere), and
-        says so with `note_job` once the core has it."""
+        """Run `turn` (to its outcome) for `asked`, which `caller` asked and has none under way
+        here. `storing`: the turn hands the question to the core (rather than following one
+        handed on elsewhere), and says so with `note_job` once the core has it."""
         self._forget_old()
         task = asyncio.create_task(turn)
-        record = _Turn(task, asked)
+        record = _Turn(task, asked, caller)
         if not storing:
             record.settled.set()
         task.add_done_callback(lambda done: _finished(record, done))
@@ -91,27 +106,56 @@ class CallTurns:
             del self._turns[key]
         return record.task.result()
 
+    async def end(self, call: str, *, grace_s: float) -> list[tuple[Caller, str]]:
+        """Stop and forget the questions of `call`, which ended (the caller hung up), after up
+        to `grace_s` for those the core does not have yet, so that none is left running there
+        unknown. The caller and job of each turn that was still under way, to cancel in the
+        core."""
+        records = [record for record in self._turns.values() if record.caller.call == call]
+        running = [record for record in records if not record.task.done()]
+        await _settle(running, grace_s)
+        for record in records:  # before the turns stop, so that no request waiting for one
+            if self._turns.get(record.asked.key) is record:  # takes the call as going on
+                del self._turns[record.asked.key]
+        await _cancel(running)
+        return [(r.caller, r.asked.job_id) for r in running if r.asked.job_id is not None]
+
     async def close(self, *, grace_s: float) -> None:
         """Stop, after up to `grace_s` for the questions whose turn the core does not have yet
         (a recording being fetched): once it has, the process the call's next redirect reaches
         follows it; before, nobody could."""
         records = list(self._turns.values())
-        storing = [
-            asyncio.create_task(record.settled.wait())
-            for record in records
-            if not record.settled.is_set()
-        ]
-        if storing and grace_s > 0:
-            await asyncio.wait(storing, timeout=grace_s)
-        for task in [*storing, *(record.task for record in records)]:
-            task.cancel()
-        await asyncio.gather(*storing, *(record.task for record in records), return_exceptions=True)
+        await _settle(records, grace_s)
+        await _cancel(records)
 
     def _forget_old(self) -> None:
         cutoff = time.monotonic() - FORGET_AFTER_S
         for key, record in list(self._turns.items()):
             if record.finished_at is not None and record.finished_at < cutoff:
                 del self._turns[key]
+
+
+async def _settle(records: list[_Turn], grace_s: float) -> None:
+    """Wait up to `grace_s` for those of `records` handing their question to the core to have
+    done so (their job is known then)."""
+    storing = [
+        asyncio.create_task(record.settled.wait())
+        for record in records
+        if not record.settled.is_set()
+    ]
+    if storing and grace_s > 0:
+        await asyncio.wait(storing, timeout=grace_s)
+    await _cancel_tasks(storing)
+
+
+async def _cancel(records: list[_Turn]) -> None:
+    await _cancel_tasks([record.task for record in records])
+
+
+async def _cancel_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _finished(record: _Turn, task: asyncio.Task[JobEvent]) -> None:

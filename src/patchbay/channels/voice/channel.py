@@ -6,7 +6,8 @@ Each question is a turn with a `delivery_id` made from the webhook (its recordin
 idempotency token, the same when Twilio retries it): a webhook that comes again, here or at
 another process, is not asked twice, and the redirect of an answer that outlasts the webhook names
 it, so whichever process the redirect reaches finds the turn in the core, even one not stored yet
-when the redirect was written.
+when the redirect was written. An upload's `delivery_id` is its thread and the uploader's `id`.
+Once a call is over (Twilio's status callback), the jobs of its answers still coming are cancelled.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import asyncio
 import base64
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 from urllib.parse import urlencode
@@ -32,12 +32,12 @@ from fastapi import (
     Response,
     UploadFile,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from twilio.twiml.voice_response import VoiceResponse
 
 from patchbay.channels.base import Channel, delivery_key, pairing_message
 from patchbay.channels.sms.media import fetch_media
-from patchbay.channels.sms.replies import answer_text, outcome_text, sorry
+from patchbay.channels.sms.replies import outcome_text, sorry
 from patchbay.channels.sms.twilio_format import (
     WEBHOOK_KEY_HEADER,
     TwilioSettings,
@@ -45,7 +45,8 @@ from patchbay.channels.sms.twilio_format import (
     signed_form,
     twiml,
 )
-from patchbay.channels.voice.calls import Asked, CallTurns
+from patchbay.channels.voice import webhooks
+from patchbay.channels.voice.calls import Asked, Caller, CallTurns
 from patchbay.channels.voice.speech import SpeechSettings, goodbye, listen, say, turned_away
 from patchbay.client import ActAs, CoreClient
 from patchbay.errors import (
@@ -63,20 +64,17 @@ from patchbay.schemas.turns import MAX_DELIVERY_ID, AttachmentIn
 
 logger = logging.getLogger(__name__)
 
-IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"  # the same on Twilio's retries of a webhook
-_HIDDEN = ("anonymous", "restricted", "unknown", "blocked", "unavailable", "private")
-_KEYPAD = str.maketrans("abcdefghijklmnopqrstuvwxyz", "22233344455566677778889999")
-WITHHELD = frozenset([*_HIDDEN, *(f"+{word.translate(_KEYPAD)}" for word in _HIDDEN)])
 WITHHELD_SORRY = "Sorry, I cannot take calls from a hidden number. Please call again showing yours."
 LOST = "Sorry, I lost track. Please ask again."
-# How long a redirect looks for a question's turn that no process has stored: the one that took
-# the webhook may still be fetching the recording, or the core transcribing it; or it stopped.
-LOST_AFTER_S = 300
 FIND_EVERY_S = 0.5
 
 
 class VoiceSettings(TwilioSettings, SpeechSettings):
     port: int | None = 8091
+    # How long a redirect looks for a question's turn that no process has stored: the one that
+    # took the webhook may still be fetching the recording, or the core transcribing it; or it
+    # stopped. Then the caller is asked again.
+    lost_after_s: float = Field(default=300.0, gt=0)
 
 
 class UploadAnswer(BaseModel):
@@ -97,6 +95,12 @@ class VoiceChannel(Channel[VoiceSettings]):
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/voice", tags=["voice"])
+        self._route_calls(router)
+        self._route_uploads(router)
+        return router
+
+    def _route_calls(self, router: APIRouter) -> None:
+        """Twilio's webhooks of a call, each signed by Twilio."""
 
         @router.post("/twilio")
         async def call(request: Request) -> Response:
@@ -110,7 +114,7 @@ class VoiceChannel(Channel[VoiceSettings]):
             text = form.get("SpeechResult", "").strip()
             if not text:
                 return twiml(self._listen(VoiceResponse(), "Sorry, I did not catch that."))
-            asked = _asked(form, _idempotency_token(request))
+            asked = webhooks.asked(form, request)
             return twiml(await self._ask(form, asked, text))
 
         @router.post("/twilio/recording")
@@ -119,7 +123,7 @@ class VoiceChannel(Channel[VoiceSettings]):
             form = await signed_form(request, self.settings)
             if not form.get("RecordingUrl"):
                 return twiml(self._listen(VoiceResponse(), "Sorry, I did not catch that."))
-            asked = _asked(form, _idempotency_token(request))
+            asked = webhooks.asked(form, request)
             return twiml(await self._ask(form, asked, "", recording=form["RecordingUrl"]))
 
         @router.post("/twilio/wait")
@@ -137,6 +141,20 @@ class VoiceChannel(Channel[VoiceSettings]):
             asked = Asked(delivery, int(time.time()) if since is None else since, job)
             return twiml(await self._wait(form, asked))
 
+        @router.post("/twilio/status")
+        async def status(request: Request) -> Response:
+            """The call's status callback (the number's "call status changes" URL): once the
+            call is over (the caller hung up), its answers still on their way are stopped, as
+            nobody will hear them."""
+            form = await signed_form(request, self.settings)
+            call_sid = webhooks.call_sid(form)
+            if form.get("CallStatus") in webhooks.CALL_ENDED:
+                await self._hang_up(call_sid)
+            return twiml(VoiceResponse())
+
+    def _route_uploads(self, router: APIRouter) -> None:
+        """Recordings uploaded with the channel's shared secret."""
+
         async def secret(
             given: Annotated[str | None, Header(alias=WEBHOOK_KEY_HEADER)] = None,
         ) -> None:
@@ -147,18 +165,21 @@ class VoiceChannel(Channel[VoiceSettings]):
             file: Annotated[UploadFile, File()],
             sender: Annotated[str, Form(alias="from", min_length=1, max_length=500)],
             thread: Annotated[str | None, Form(max_length=500)] = None,
+            upload_id: Annotated[str | None, Form(alias="id", max_length=500)] = None,
         ) -> UploadAnswer:
-            """Recorded audio from anywhere (a voicemail box, an app): the answer as text."""
-            return await self._upload(file, sender, thread or sender)
-
-        return router
+            """Recorded audio from anywhere (a voicemail box, an app): the answer as text. An
+            upload sent again with the same `id` is asked once, and answered alike."""
+            thread = thread or sender
+            delivery = delivery_key(thread, upload_id) if upload_id else None
+            return await self._upload(file, sender, thread, delivery)
 
     async def _greet(self, form: dict[str, str]) -> VoiceResponse:
-        if withheld(_caller(form)):  # every such caller would be one person, and see the others'
+        # every such caller would be one person, and see the others'
+        if webhooks.withheld(webhooks.caller(form)):
             logger.info("call from a withheld number (%s): not taken", form["From"])
             return goodbye(VoiceResponse(), self.settings, WITHHELD_SORRY)
         try:
-            who = await self.sender(_caller(form))
+            who = await self.sender(webhooks.caller(form))
         except PatchbayError as exc:
             logger.warning("call from %s: not taken (%s)", form["From"], exc.message)
             return goodbye(VoiceResponse(), self.settings, sorry(exc))
@@ -175,11 +196,11 @@ class VoiceChannel(Channel[VoiceSettings]):
     ) -> VoiceResponse:
         """Start the turn for what the caller said (or recorded) and answer if it is quick; a
         webhook that came before (the same `asked`) waits for the turn it started."""
-        if withheld(_caller(form)):
+        if webhooks.withheld(webhooks.caller(form)):
             return goodbye(VoiceResponse(), self.settings, WITHHELD_SORRY)
-        call_sid = _call_sid(form)
+        call_sid = webhooks.call_sid(form)
         try:
-            who = await self.sender(_caller(form))
+            who = await self.sender(webhooks.caller(form))
         except PatchbayError as exc:
             logger.warning("call %s: not answered (%s)", call_sid, exc.message)
             return self._listen(_said(sorry(exc), self.settings), "Anything else?")
@@ -187,7 +208,7 @@ class VoiceChannel(Channel[VoiceSettings]):
             return turned_away(who, self.settings)
         if not self._calls.under_way(asked.key):
             turn = self._turn(who.user.id, call_sid, asked.key, text, recording)
-            self._calls.start(asked, turn, storing=True)
+            self._calls.start(asked, turn, caller=Caller(call_sid, who.user.id), storing=True)
         return await self._answer(asked.key)
 
     async def _turn(
@@ -218,16 +239,17 @@ class VoiceChannel(Channel[VoiceSettings]):
         """The answer on its way; followed from here when another process (or this one before
         a restart) started it, as calls are not tied to one process."""
         if not self._calls.under_way(asked.key):
-            call_sid = _call_sid(form)
+            call_sid = webhooks.call_sid(form)
             try:
-                who = await self.sender(_caller(form))
+                who = await self.sender(webhooks.caller(form))
             except PatchbayError as exc:
                 logger.warning("call %s: not followed (%s)", call_sid, exc.message)
                 return self._listen(_said(sorry(exc), self.settings), "Anything else?")
             if who.user is None:
                 return turned_away(who, self.settings)
             if not self._calls.under_way(asked.key):  # nor started by a request meanwhile
-                self._calls.start(asked, self._find(who.user.id, call_sid, asked))
+                follow = self._find(who.user.id, call_sid, asked)
+                self._calls.start(asked, follow, caller=Caller(call_sid, who.user.id))
         return await self._answer(asked.key)
 
     async def _find(self, user_id: str, call_sid: str, asked: Asked) -> JobEvent:
@@ -239,7 +261,7 @@ class VoiceChannel(Channel[VoiceSettings]):
 
     async def _find_job(self, user_id: str, asked: Asked) -> str:
         """The job of the question's turn, looked for until it is stored. Raises
-        `DeliveryNotFound` once it was asked `LOST_AFTER_S` ago: nobody is storing it."""
+        `DeliveryNotFound` once it was asked `lost_after_s` ago: nobody is storing it."""
         delivery = asked.delivery_id or ""  # `Asked` names a delivery where it names no job
         while True:
             try:
@@ -250,7 +272,7 @@ class VoiceChannel(Channel[VoiceSettings]):
             if found is not None:
                 self._calls.note_job(asked.key, found.job_id)
                 return found.job_id
-            if time.time() - asked.since > LOST_AFTER_S:
+            if time.time() - asked.since > self.settings.lost_after_s:
                 raise DeliveryNotFound(f"no turn took {delivery!r}: the question was lost")
             await asyncio.sleep(FIND_EVERY_S)
 
@@ -273,13 +295,31 @@ class VoiceChannel(Channel[VoiceSettings]):
             return self._listen(_said(sorry(exc), self.settings), "Anything else?")
         if result is None:
             response = VoiceResponse()
+            if not self._calls.under_way(key):  # the call ended meanwhile
+                response.hangup()
+                return response
             response.pause(length=1)
             query = urlencode(self._calls.asked(key).query())
             response.redirect(f"{self._base}/voice/twilio/wait?{query}", method="POST")
             return response
         return self._listen(_said(outcome_text(result), self.settings), "Anything else?")
 
-    async def _upload(self, file: UploadFile, sender: str, thread: str) -> UploadAnswer:
+    async def _hang_up(self, call_sid: str) -> None:
+        """Stop the call's questions here, and their jobs in the core."""
+        stopped = await self._calls.end(call_sid, grace_s=self.settings.time_limit_s)
+        for caller, job_id in stopped:
+            try:
+                await self.core.cancel_job(job_id, key=ActAs(caller.user_id))
+            except PatchbayError as exc:
+                logger.warning(
+                    "call %s ended; job %s not cancelled (%s)", call_sid, job_id, exc.message
+                )
+            else:
+                logger.info("call %s ended: job %s cancelled", call_sid, job_id)
+
+    async def _upload(
+        self, file: UploadFile, sender: str, thread: str, delivery: str | None
+    ) -> UploadAnswer:
         try:
             who = await self.sender(sender)
             if who.user is None:
@@ -292,10 +332,24 @@ class VoiceChannel(Channel[VoiceSettings]):
                 data=base64.b64encode(data).decode(),
                 filename=file.filename,
             )
-            result = await self.turn(who.user.id, "", thread=thread, attachments=[audio])
+            outcome = await self._upload_turn(who.user.id, audio, thread, delivery)
         except PatchbayError as exc:
             raise HTTPException(exc.status, exc.message) from exc
-        return UploadAnswer(status="known", text=answer_text(result))
+        return UploadAnswer(status="known", text=outcome_text(outcome))
+
+    async def _upload_turn(
+        self, user_id: str, audio: AttachmentIn, thread: str, delivery: str | None
+    ) -> JobEvent:
+        """The outcome of the upload's turn; of the turn that took it before, when the same
+        upload came again (its uploader retried)."""
+        try:
+            result = await self.turn(
+                user_id, "", thread=thread, attachments=[audio], delivery_id=delivery
+            )
+        except DuplicateDelivery as taken:
+            logger.info("upload %s: asked before, as job %s; following it", delivery, taken.job_id)
+            return await self._follow(user_id, taken.job_id)
+        return result.outcome
 
     async def close(self) -> None:
         await self._calls.close(grace_s=self.settings.time_limit_s)
@@ -314,37 +368,6 @@ def _said(text: str, settings: VoiceSettings) -> VoiceResponse:
     response = VoiceResponse()
     say(response, text, settings)
     return response
-
-
-def _idempotency_token(request: Request) -> str | None:
-    return request.headers.get(IDEMPOTENCY_HEADER) or None
-
-
-def _asked(form: dict[str, str], token: str | None) -> Asked:
-    """The question a webhook asks, its delivery named by what stays the same when Twilio sends
-    the webhook again: the recording, or else the idempotency token. Without either (a webhook
-    that did not come from Twilio as documented) it is new each time."""
-    said = form.get("RecordingSid") or token or f"patchbay-{uuid.uuid4().hex}"
-    return Asked(delivery_key(_call_sid(form), said), int(time.time()))
-
-
-def withheld(number: str) -> bool:
-    """Whether the caller hid their number: Twilio then sends a word (`anonymous`) or the word's
-    keypad digits (+266696687) in place of one. (A Twilio Client or SIP caller, `client:ann`,
-    `sip:ann@example.org`, has an address without digits, and is no hidden one.)"""
-    return number.strip().lower() in WITHHELD
-
-
-def _caller(form: dict[str, str]) -> str:
-    if not form.get("From"):
-        raise HTTPException(400, "a Twilio voice webhook has a From field")
-    return form["From"]
-
-
-def _call_sid(form: dict[str, str]) -> str:
-    if not form.get("CallSid"):
-        raise HTTPException(400, "a Twilio voice webhook has a CallSid field")
-    return form["CallSid"]
 
 
 @hookimpl

@@ -8,8 +8,9 @@ import pytest
 from pydantic import ValidationError
 from twilio.twiml.voice_response import VoiceResponse
 
-from patchbay.channels.voice.channel import VoiceSettings, withheld
+from patchbay.channels.voice.channel import VoiceSettings
 from patchbay.channels.voice.speech import SpeechSettings, listen, speakable, turned_away
+from patchbay.channels.voice.webhooks import withheld
 from patchbay.schemas.senders import SenderResolved
 
 
@@ -59,6 +60,7 @@ def test_turned_away_callers_hear_why_and_the_call_ends() -> None:
         {"time_limit_s": 0},
         {"say_length": 5000},  # past what one <Say> may hold
         {"max_spoken": 0},
+        {"lost_after_s": 0},  # every redirect would give up at once
     ],
 )
 def test_settings_twilio_cannot_work_with_are_refused(setting: dict[str, object]) -> None:
