@@ -7,6 +7,7 @@ key, so the core applies that user's rights.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from patchbay.errors import (
 from patchbay.http1 import ConnectFailed, Http1Client, Http1Error, Response
 from patchbay.schemas.catalog import ModelRead
 from patchbay.schemas.deliveries import AnswerSent, DeliveryRead, HoldOwed, OwedAnswer
+from patchbay.schemas.instructions import OWED_HEADER, OwedStart
 from patchbay.schemas.jobs import JobEvent, JobRead
 from patchbay.schemas.senders import (
     AS_USER_HEADER,
@@ -153,15 +155,25 @@ class CoreClient:
         return await self.call_as(StatusRead, "GET", "/v1/status", key=key)
 
     async def instruct(
-        self, body: bytes, *, key: str | None, transport: str = "http"
+        self,
+        body: bytes,
+        *,
+        key: str | None,
+        transport: str = "http",
+        owed: OwedStart | None = None,
     ) -> tuple[int, bytes]:
         """Send raw instruction JSON (one or a batch) as is; returns the status and raw answer.
 
         The answer is the core's JSON envelope whatever the status, so a bridge (the RabbitMQ
-        consumer, `transport="rabbitmq"`) passes it on unchanged. Raises `CoreUnreachable` when
-        no connection could be made (nothing was sent), `CoreUnavailable` when it broke off.
+        consumer, `transport="rabbitmq"`) passes it on unchanged. With `owed` (a module), a
+        generate is answered 202 once its turn is stored, its answer owed to the bridge. Raises
+        `CoreUnreachable` when no connection could be made (nothing was sent), `CoreUnavailable`
+        when it broke off.
         """
         headers = self._headers(key, **{"X-Patchbay-Transport": transport})
+        if owed is not None:  # JSON in ASCII, as a header's value must be
+            headers[OWED_HEADER] = json.dumps(owed.model_dump(mode="json"))
+            headers[MODULE_TOKEN_HEADER] = self.module_token or ""
         try:
             async with self._http().request(
                 "POST", "/v1/instructions", body=body, headers=headers

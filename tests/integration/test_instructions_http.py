@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from patchbay.schemas.instructions import OWED_HEADER
+from patchbay.schemas.senders import MODULE_TOKEN_HEADER
+from patchbay.tokens import module_token
 from tests.conftest import make_settings
 from tests.support.databases import postgres_database
 from tests.support.stack import Stack, running_stack
@@ -210,3 +214,37 @@ def test_rest_resources_share_the_code_path(stack: Stack) -> None:
         assert messages[-1]["sibling_ids"] == [answer_id, again["turn"]["assistant_message_id"]]
         admin.patch("/v1/users/2", json={"instruction_recording": True}).raise_for_status()
         assert admin.get("/v1/users/2/instruction-records").json() == []
+
+
+def test_only_a_module_may_have_a_generate_answered_later(stack: Stack) -> None:
+    ask = {
+        "delivery_id": "amqp:1",
+        "reply": {"reply_to": "q", "correlation_id": "c"},
+        "holder": "h",
+    }
+    body = {"type": "LLM_RESPONSE_GENERATE", "id": "mine", "data": {"user_input": "hi"}}
+    token = module_token(stack.settings.installation_secret())
+    with stack.admin() as admin:
+        refused = admin.post("/v1/instructions", json=body, headers={OWED_HEADER: json.dumps(ask)})
+        started = admin.post(
+            "/v1/instructions",
+            json=body,
+            headers={OWED_HEADER: json.dumps(ask), MODULE_TOKEN_HEADER: token},
+        )
+        listed = admin.post(
+            "/v1/instructions",
+            json={"type": "LLM_LIST"},
+            headers={OWED_HEADER: json.dumps(ask), MODULE_TOKEN_HEADER: token},
+        )
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "invalid_api_key"
+    assert started.status_code == 202, started.text
+    owed = started.json()
+    assert (owed["type"], owed["id"]) == ("LLM_RESPONSE_GENERATE", "mine")
+    instruction = {
+        "type": "LLM_RESPONSE_GENERATE",
+        "id": "mine",
+        "user_id": owed["data"]["user_id"],
+    }
+    assert owed["data"]["reply"] == {**ask["reply"], "instruction": instruction}
+    assert listed.status_code == 200  # answered at once, as ever

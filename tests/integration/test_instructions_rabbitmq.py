@@ -383,8 +383,8 @@ def test_stopping_lets_in_flight_instructions_finish_within_the_grace_period(
     core = SlowCore(delay_s)
     replies = queue + ".replies"
     with serve_in_thread(core, free_port()) as core_url:
-        consumer = ConsumerThread(
-            InstructionSettings(queue=queue), core_url=core_url, grace_s=grace_s
+        consumer = ConsumerThread(  # no module token: the stand-in keeps no answers owed
+            InstructionSettings(queue=queue), core_url=core_url, grace_s=grace_s, secret=None
         )
         consumer.start()
         try:

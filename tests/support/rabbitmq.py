@@ -21,9 +21,11 @@ from aio_pika.exceptions import AMQPError
 from patchbay.channels.instructions.consumer import InstructionConsumer
 from patchbay.client import CoreClient
 from patchbay.config import InstructionSettings
+from patchbay.tokens import module_token
 from tests.support.databases import require_service
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+TEST_SECRET = "test-secret"  # make_settings's secret_key, which the module token is made from
 
 
 def require_rabbitmq() -> None:
@@ -79,8 +81,16 @@ def rabbitmqctl(*args: str) -> None:
 class ConsumerThread:
     """An `InstructionConsumer` on its own event loop in a thread, as the channel process runs it."""
 
-    def __init__(self, settings: InstructionSettings, *, core_url: str, grace_s: float = 10.0):
+    def __init__(
+        self,
+        settings: InstructionSettings,
+        *,
+        core_url: str,
+        grace_s: float = 10.0,
+        secret: str | None = TEST_SECRET,
+    ):
         self.settings = settings
+        self.module_token = None if secret is None else module_token(secret)
         self.core_url = core_url
         self.grace_s = grace_s
         self.error: BaseException | None = None
@@ -114,7 +124,7 @@ class ConsumerThread:
 
     async def _run(self) -> None:
         self._stop = asyncio.Event()
-        async with CoreClient(self.core_url) as core:
+        async with CoreClient(self.core_url, module_token=self.module_token) as core:
             consumer = InstructionConsumer(
                 core, self.settings, url=RABBITMQ_URL, grace_s=self.grace_s
             )
@@ -128,9 +138,13 @@ class ConsumerThread:
 
 @contextmanager
 def consuming(
-    settings: InstructionSettings, *, core_url: str, grace_s: float = 10.0
+    settings: InstructionSettings,
+    *,
+    core_url: str,
+    grace_s: float = 10.0,
+    secret: str | None = TEST_SECRET,
 ) -> Iterator[ConsumerThread]:
-    consumer = ConsumerThread(settings, core_url=core_url, grace_s=grace_s)
+    consumer = ConsumerThread(settings, core_url=core_url, grace_s=grace_s, secret=secret)
     consumer.start()
     try:
         yield consumer

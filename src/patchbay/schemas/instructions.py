@@ -11,12 +11,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from patchbay.schemas.catalog import NAME_PATTERN, ProviderKind
+from patchbay.schemas.chats import MessageRead
 from patchbay.schemas.options import MAX_TEXT, GenerationOptions
+from patchbay.schemas.turns import MAX_DELIVERY_ID
 from patchbay.schemas.users import NAME_PATTERN as USERNAME_PATTERN
 from patchbay.schemas.users import Profile, Role
 
 Ref = int | str  # an id, or a short number
 MAX_BATCH = 100
+# A bridge's ask (JSON `OwedStart`, with the module token) that a generate be answered later.
+OWED_HEADER = "X-Patchbay-Owed"
+GENERATE = "LLM_RESPONSE_GENERATE"
+GENERATED = "response generated"
 
 
 class _Data(BaseModel):
@@ -193,3 +199,32 @@ class InstructionResult(BaseModel):
     message: str
     data: dict[str, object] | None = None  # on success
     error: ErrorBody | None = None  # on error
+
+
+class OwedStart(BaseModel):
+    """A bridge's ask that a generate's answer be owed to it: the core stores the turn, keeping
+    its answer owed to channel `instructions` for `delivery_id` (its `reply`, held by `holder`),
+    and answers 202 with the turn at once; the bridge follows the job and sends the answer (see
+    `channels.owed`), so it holds nothing while the model writes."""
+
+    delivery_id: str = Field(min_length=1, max_length=MAX_DELIVERY_ID)
+    reply: dict[str, object]
+    holder: str = Field(min_length=1, max_length=200)
+
+
+def generated_data(
+    *,
+    chat_id: str,
+    job_id: str,
+    text: str | None,
+    question: MessageRead | None,
+    answer: MessageRead | None,
+) -> dict[str, object]:
+    """A successful generate's or regenerate's `data`, wherever its envelope is made."""
+    return {
+        "chat_id": chat_id,
+        "job_id": job_id,
+        "llm_response": text,
+        "user_message": None if question is None else question.model_dump(mode="json"),
+        "assistant_message": None if answer is None else answer.model_dump(mode="json"),
+    }

@@ -1,10 +1,13 @@
-"""The instruction consumer: a RabbitMQ ↔ HTTP bridge that never reads the instruction itself.
+"""The instruction consumer: a RabbitMQ ↔ HTTP bridge that reads no more of an instruction than
+its type.
 
 Each message body goes to the core's `POST /v1/instructions` as is, with the key from its
 `api_key` header; the core's JSON envelope goes back to `reply_to` under the same
 `correlation_id`. A request is acknowledged only once its answer is confirmed by the broker,
 so a consumer that dies mid-instruction leaves it to be delivered again; one delivered again
-after a broker outage gets the answer this consumer already has (`answers.py`).
+after a broker outage gets the answer this consumer already has (`answers.py`). A generate is
+acknowledged once the core has stored its turn, its answer owed to this channel, and answered
+when the model is done (`later.py`); each sender has a fair share of the generates (`lanes.py`).
 """
 
 from __future__ import annotations
@@ -26,16 +29,20 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryErr
 
 from patchbay.channels.instructions import API_KEY_HEADER, address
 from patchbay.channels.instructions.answers import RecentAnswers
+from patchbay.channels.instructions.lanes import Lanes, SenderBusy, Ticket
+from patchbay.channels.instructions.later import LaterAnswers, generating, holder_of
 from patchbay.client import CoreClient
 from patchbay.config import InstructionSettings
 from patchbay.errors import (
     AuthenticationFailed,
     CoreUnavailable,
     CoreUnreachable,
+    DuplicateDelivery,
     PatchbayError,
     PayloadTooLarge,
     error_from_dict,
 )
+from patchbay.schemas.instructions import GENERATE, OwedStart
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +100,8 @@ class InstructionConsumer:
         self.started = asyncio.Event()  # set once the queue is being consumed
         self._in_flight: set[asyncio.Task[None]] = set()
         self._answers = RecentAnswers()
+        self._lanes = Lanes(settings.generates_per_key)
+        self._later = LaterAnswers(core, self._publish, holder=holder_of(settings.queue))
         self._channel: AbstractRobustChannel | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -102,6 +111,7 @@ class InstructionConsumer:
         waited out (the connection reconnects by itself and consuming resumes).
         """
         connection = await self._connect()
+        sweeping: asyncio.Task[None] | None = None
         try:
             # Answers go out on the channel the requests came in on: once it is restored after
             # an outage, deliveries and publishing resume together.
@@ -110,11 +120,16 @@ class InstructionConsumer:
             queue = await self._channel.declare_queue(self.settings.queue, durable=True)
             tag = await queue.consume(self._on_message)
             logger.info("consuming instructions from %s", self.address)
+            if self._later.enabled:  # the answers owed from before a restart, and later ones
+                sweeping = asyncio.create_task(self._later.sweep_forever())
             self.started.set()
             await stop.wait()
             await self._stop_consuming(queue, tag)
             await self._drain()
+            await self._later.close(grace_s=self.grace_s)
         finally:
+            if sweeping is not None:
+                sweeping.cancel()
             await connection.close()
             logger.info("stopped consuming %s", self.address)
 
@@ -177,10 +192,68 @@ class InstructionConsumer:
             )
             await message.ack()
             return
+        kind = generating(message.body)
+        if kind is None:
+            await self._respond(message)
+            return
+        started = time.perf_counter()
+        try:
+            ticket = await self._lanes.enter(_api_key(message)[0])
+        except SenderBusy as exc:
+            await self._send(message, exc.status, error_envelope(exc), started)
+            return
+        handed_on = False
+        try:
+            if kind == GENERATE and self._later.enabled:
+                handed_on = await self._owe(message, ticket)
+            if not handed_on:
+                await self._respond(message)
+        finally:
+            if not handed_on:
+                ticket.release()
+
+    async def _owe(self, message: AbstractIncomingMessage, ticket: Ticket) -> bool:
+        """Have the core store a generate with its answer owed here, acknowledge it and follow
+        its answer, keeping `ticket` until it went; or send the core's refusal (True, `ticket` done
+        with). False: answer it as any instruction (the same id taken by an earlier, different
+        instruction), `ticket` still held."""
+        started = time.perf_counter()
+        asked = self._later.ask(message)
+        status, answer = await self._answer(message, owed=asked)
+        if status == 202:
+            self._later.follow(asked, answer, ticket)
+            await message.ack()
+            logger.info(
+                "instruction %s stored in %.0f ms; its answer follows",
+                _label(message),
+                (time.perf_counter() - started) * 1000,
+            )
+            return True
+        if status == DuplicateDelivery.status and _code(answer) == DuplicateDelivery.code:
+            if not message.redelivered:
+                return False
+            # Stored when it came before: its answer is owed here already.
+            ticket.release()
+            self._later.sweep_soon()
+            await message.ack()
+            logger.info("instruction %s came again: its answer is owed", _label(message))
+            return True
+        ticket.release()
+        await self._send(message, status, answer, started)
+        return True
+
+    async def _respond(self, message: AbstractIncomingMessage) -> None:
+        """Run the instruction, send its answer and acknowledge it."""
         started = time.perf_counter()
         (status, answer), again = await self._answers.once(message, lambda: self._answer(message))
         if again:
             logger.info("instruction %s came again: sent its earlier answer", _label(message))
+        await self._send(message, status, answer, started)
+
+    async def _send(
+        self, message: AbstractIncomingMessage, status: int, answer: bytes, started: float
+    ) -> None:
+        assert message.reply_to is not None  # noqa: S101 - checked by `_handle`
         if len(answer) > MAX_ANSWER_BYTES:
             error = PayloadTooLarge(
                 f"the answer is {len(answer)} bytes, more than a RabbitMQ message may hold "
@@ -198,11 +271,27 @@ class InstructionConsumer:
 
     async def _reply(self, message: AbstractIncomingMessage, reply_to: str, answer: bytes) -> None:
         """Publish the answer to `reply_to` and wait for the broker's confirmation."""
-        assert self._channel is not None  # noqa: S101 - set before consuming starts
+        await self._publish_to(reply_to, message.correlation_id, answer, _label(message))
+
+    async def _publish(self, reply_to: str, correlation_id: str | None, answer: bytes) -> bool:
+        """Publish an answer owed here; False while RabbitMQ is away (it stays owed)."""
+        label = repr(correlation_id) if correlation_id else "without a correlation id"
+        try:
+            await self._publish_to(reply_to, correlation_id, answer, label)
+        except BROKER_ERRORS as exc:
+            logger.warning("instruction %s: RabbitMQ failed (%s); answered later", label, exc)
+            return False
+        return True
+
+    async def _publish_to(
+        self, reply_to: str, correlation_id: str | None, answer: bytes, label: str
+    ) -> None:
+        if self._channel is None:
+            raise ChannelInvalidStateError("not connected to RabbitMQ yet")
         reply = aio_pika.Message(
             answer,
             content_type="application/json",
-            correlation_id=message.correlation_id,
+            correlation_id=correlation_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         try:
@@ -213,7 +302,7 @@ class InstructionConsumer:
             # Sending it again would be refused again: the request would come back for ever.
             logger.warning(
                 "instruction %s: its reply queue is gone or refused the answer; it is dropped",
-                _label(message),
+                label,
             )
 
     async def _fail(self, message: AbstractIncomingMessage) -> None:
@@ -230,8 +319,11 @@ class InstructionConsumer:
             with contextlib.suppress(*BROKER_ERRORS):
                 await message.reject(requeue=False)
 
-    async def _answer(self, message: AbstractIncomingMessage) -> tuple[int, bytes]:
-        """The core's status and answer; a core that is away is tried again up to `core_retry_s`."""
+    async def _answer(
+        self, message: AbstractIncomingMessage, *, owed: OwedStart | None = None
+    ) -> tuple[int, bytes]:
+        """The core's status and answer; a core that is away is tried again up to `core_retry_s`.
+        With `owed`, a generate is answered 202 once stored (see `later.py`)."""
         key, bad_key = _api_key(message)
         if bad_key:
             error = AuthenticationFailed(
@@ -243,7 +335,7 @@ class InstructionConsumer:
         while True:
             try:
                 status, answer = await self.core.instruct(
-                    message.body, key=key, transport="rabbitmq"
+                    message.body, key=key, transport="rabbitmq", owed=owed
                 )
                 return status, as_envelope(status, answer)
             except CoreUnreachable as exc:  # nothing reached the core: safe to try again
@@ -271,6 +363,13 @@ def _api_key(message: AbstractIncomingMessage) -> tuple[str | None, bool]:
     if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
         return None, True
     return value, False
+
+
+def _code(answer: bytes) -> object:
+    """The error code of the core's error envelope, if it is one."""
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
+        return orjson.loads(answer).get("error", {}).get("code")
+    return None
 
 
 def _label(message: AbstractIncomingMessage) -> str:

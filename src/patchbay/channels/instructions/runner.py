@@ -9,6 +9,7 @@ from patchbay.channels.heartbeat import beat_forever
 from patchbay.channels.instructions.consumer import InstructionConsumer
 from patchbay.client import CoreClient
 from patchbay.config import Settings
+from patchbay.tokens import module_token
 
 STOP_GRACE_S = 10.0
 
@@ -24,8 +25,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    # No api_key on this client: each instruction is sent with its own sender's key only.
-    async with CoreClient(settings.core.base_url) as core:
+    # No api_key on this client: each instruction is sent with its own sender's key only. The
+    # module token lets the core keep generates' answers owed to this channel.
+    secret = settings.installation_secret()
+    async with CoreClient(settings.core.base_url, module_token=module_token(secret)) as core:
         consumer = InstructionConsumer(
             core, settings.instructions, url=settings.rabbitmq_url, grace_s=STOP_GRACE_S
         )
@@ -34,7 +37,7 @@ async def serve(settings: Settings) -> None:
                 core,
                 module="instructions",
                 url=consumer.address,
-                secret=settings.installation_secret(),
+                secret=secret,
                 interval_s=settings.status.heartbeat_interval_s,
             )
         )

@@ -25,10 +25,13 @@ from patchbay.errors import (
 from patchbay.ids import new_id
 from patchbay.schemas.instructions import (
     DATA_MODELS,
+    GENERATE,
     MAX_BATCH,
     ErrorBody,
+    GenerateData,
     Instruction,
     InstructionResult,
+    OwedStart,
 )
 from patchbay.schemas.users import InstructionRecord, UserRead
 
@@ -103,13 +106,27 @@ class InstructionExecutor:
 
     async def run(self, actor: UserRead, item: object, *, transport: str) -> InstructionResult:
         """Execute one decoded instruction as `actor`; records it when the actor asked for it."""
+        return await self._result(actor, item, transport, None)
+
+    async def start_owed(
+        self, actor: UserRead, item: object, owed: OwedStart, *, transport: str
+    ) -> InstructionResult | None:
+        """Start a generate whose answer is owed to the bridge that asked (see `OwedStart`),
+        without waiting for the answer; None for any other instruction (run it as usual)."""
+        if not isinstance(item, dict) or item.get("type") != GENERATE:
+            return None
+        return await self._result(actor, item, transport, owed)
+
+    async def _result(
+        self, actor: UserRead, item: object, transport: str, owed: OwedStart | None
+    ) -> InstructionResult:
         started = time.perf_counter()
         kind = item.get("type") if isinstance(item, dict) else None
         kind = kind[:100] if isinstance(kind, str) else None
         ref = item.get("id") if isinstance(item, dict) else None
         ref = ref if isinstance(ref, str) else None
         try:
-            message, data = await self._execute(actor, item)
+            message, data = await self._execute(actor, item, owed, ref)
             result = InstructionResult(
                 status="success", type=kind, id=ref, message=message, data=data
             )
@@ -123,7 +140,9 @@ class InstructionExecutor:
         await self._record(actor, item, kind, result, latency_ms, transport)
         return result
 
-    async def _execute(self, actor: UserRead, item: object) -> tuple[str, dict[str, object]]:
+    async def _execute(
+        self, actor: UserRead, item: object, owed: OwedStart | None, ref: str | None
+    ) -> tuple[str, dict[str, object]]:
         try:
             instruction = Instruction.model_validate(item)
         except ValidationError as exc:
@@ -141,6 +160,8 @@ class InstructionExecutor:
         except ValidationError as exc:
             raise InvalidInstruction(f"{instruction.type}: {_problems(exc)}") from exc
         try:
+            if owed is not None and isinstance(data, GenerateData):
+                return await self._handlers.start_owed(actor, data, owed, ref)
             return await handler(actor, data)
         except ValidationError as exc:  # the data, as the service's own model checks it
             raise InvalidInstruction(f"{instruction.type}: {_problems(exc)}") from exc

@@ -233,24 +233,50 @@ class Handlers:
     # answers
 
     async def generate(self, actor: UserRead, data: ins.GenerateData) -> Outcome:
-        speaker = actor
-        if data.user_id is not None:
-            speaker = await self.users.get(actor, data.user_id)
-            if speaker.id != actor.id and actor.role != "admin":
-                raise PermissionDenied("only an admin may speak for another user")
+        speaker = await self._speaker(actor, data)
+        created = await self.turns.start(speaker, await self._turn(data))
+        return await self._answer(speaker, created, ins.GENERATED)
+
+    async def start_owed(
+        self, actor: UserRead, data: ins.GenerateData, owed: ins.OwedStart, ref: str | None
+    ) -> Outcome:
+        """Store a generate's turn with its answer owed to the bridge that asked (see
+        `ins.OwedStart`), without waiting for the answer. Its `reply` keeps what the bridge needs
+        to make the envelope then: the instruction's type and `id`, and who speaks; the 202's data
+        holds it, the speaker and the turn."""
+        speaker = await self._speaker(actor, data)
+        instruction = {"type": ins.GENERATE, "id": ref, "user_id": speaker.id}
+        turn = await self._turn(
+            data,
+            delivery_id=owed.delivery_id,
+            reply={**owed.reply, "instruction": instruction},
+            reply_holder=owed.holder,
+        )
+        created = await self.turns.start(speaker, turn)
+        return "response owed", {"user_id": speaker.id, "turn": _dump(created), "reply": turn.reply}
+
+    async def _speaker(self, actor: UserRead, data: ins.GenerateData) -> UserRead:
+        """The caller, or the user an admin speaks for."""
+        if data.user_id is None:
+            return actor
+        speaker = await self.users.get(actor, data.user_id)
+        if speaker.id != actor.id and actor.role != "admin":
+            raise PermissionDenied("only an admin may speak for another user")
+        return speaker
+
+    async def _turn(self, data: ins.GenerateData, **owed: Any) -> TurnCreate:
         model = None
         if data.llm_name is not None:
             model = await self.catalog.model_name(data.provider_name, data.llm_name)
-        turn = TurnCreate(
+        return TurnCreate(
             channel="instructions",
             chat_id=None if data.chat_id is None else str(data.chat_id),
             text=data.user_input,
             model=model,
             options=data.options,
             stream=False,
+            **owed,
         )
-        created = await self.turns.start(speaker, turn)
-        return await self._answer(speaker, created, "response generated")
 
     async def regenerate(self, actor: UserRead, data: ins.RegenerateData) -> Outcome:
         model = None
@@ -265,15 +291,13 @@ class Handlers:
         if outcome.type != "done":
             raise _failure(outcome)
         messages = {m.id: m for m in await self.chats.messages(user, created.chat_id)}
-        question = messages.get(created.user_message_id)
-        answer = messages.get(created.assistant_message_id)
-        return done, {
-            "chat_id": created.chat_id,
-            "job_id": created.job_id,
-            "llm_response": outcome.content,
-            "user_message": None if question is None else _dump(question),
-            "assistant_message": None if answer is None else _dump(answer),
-        }
+        return done, ins.generated_data(
+            chat_id=created.chat_id,
+            job_id=created.job_id,
+            text=outcome.content,
+            question=messages.get(created.user_message_id),
+            answer=messages.get(created.assistant_message_id),
+        )
 
 
 def _failure(outcome: JobEvent) -> PatchbayError:

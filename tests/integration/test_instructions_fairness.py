@@ -1,0 +1,123 @@
+"""The instruction API's generates over the real RabbitMQ: one sender's flood of generates against
+a slow model holds nobody else back, and a generate acknowledged before its answer is answered
+after the consumer restarts. Answers are compared by the order they arrive in, never by times."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from patchbay.api.app import create_app as create_core
+from patchbay.config import InstructionSettings
+from tests.conftest import ADMIN_KEY, make_settings
+from tests.integration.test_instructions_rabbitmq import (
+    collect_answers,
+    instruction,
+    publish_raw,
+    queue,  # noqa: F401 - the fixture
+)
+from tests.support.rabbitmq import consuming, queue_depth
+from tests.support.servers import serve_in_thread
+from tests.support.upstream import MockUpstream
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODEL_S = 3.0  # how long the model takes over each answer
+
+
+@pytest.fixture
+def model() -> Iterator[MockUpstream]:
+    with MockUpstream.running() as mock:
+        mock.mode, mock.delay_s = "slow", MODEL_S
+        yield mock
+
+
+@pytest.fixture
+def core(tmp_path: Path, model: MockUpstream) -> Iterator[str]:
+    """A core whose default model is the slow one; its base URL."""
+    settings = make_settings(tmp_path)
+    with serve_in_thread(create_core(settings), settings.core.port) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
+            provider = {"name": "mock", "kind": "openai", "api_base": model.base_url}
+            admin.post("/v1/providers", json={**provider, "api_key": "sk-mock"}).raise_for_status()
+            default = {
+                "name": "slow",
+                "provider": "mock",
+                "upstream_model": "m",
+                "is_default": True,
+            }
+            admin.post("/v1/models", json=default).raise_for_status()
+        yield url
+
+
+def user_key(core_url: str, name: str) -> str:
+    with httpx.Client(base_url=core_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
+        user = admin.post("/v1/users", json={"name": name}).raise_for_status().json()
+        issued = admin.post(f"/v1/users/{user['id']}/keys", json={}).raise_for_status()
+    return str(issued.json()["key"])
+
+
+def generate(text: str) -> bytes:
+    return instruction("LLM_RESPONSE_GENERATE", user_input=text).encode()
+
+
+def test_a_flood_of_generates_holds_back_no_other_sender(queue: str, core: str) -> None:  # noqa: F811
+    replies = queue + ".replies"
+    per_key = 2
+    settings = InstructionSettings(queue=queue, prefetch=4, generates_per_key=per_key)
+    bob = user_key(core, "bob")
+    with consuming(settings, core_url=core):
+        flood = asyncio.run(
+            publish_raw(queue, [generate(f"flood {i}") for i in range(12)], reply_to=replies)
+        )
+        (listing,) = asyncio.run(
+            publish_raw(queue, [instruction("LLM_LIST").encode()], reply_to=replies, key=bob)
+        )
+        (asked,) = asyncio.run(publish_raw(queue, [generate("mine")], reply_to=replies, key=bob))
+        answers = asyncio.run(collect_answers(replies, {*flood, listing, asked}, timeout_s=90))
+    assert answers.keys() == {*flood, listing, asked}
+    order = list(answers)  # as they arrived
+    generated = [c for c in order if answers[c][0]["status"] == "success" and c != listing]
+    # Bob's look-up is answered before any of the flood's generates, and his generate after
+    # at most the ones the flood may have answered at once.
+    assert order.index(listing) < order.index(generated[0])
+    assert answers[listing][0]["type"] == "LLM_LIST"
+    assert answers[asked][0]["data"]["llm_response"] == "Hello from the mock upstream."
+    assert generated.index(asked) <= per_key, [c == asked for c in generated]
+    refused = [answers[c][0] for c in flood if answers[c][0]["status"] == "error"]
+    assert refused, "the flood was never held to its share"
+    assert {(r["error"]["code"], r["error"]["retryable"]) for r in refused} == {
+        ("queue_full", True)
+    }
+    assert len(generated) - 1 + len(refused) == len(flood)
+
+
+def test_a_generate_acknowledged_before_its_answer_is_answered_after_a_restart(
+    queue: str,  # noqa: F811
+    core: str,
+    model: MockUpstream,
+) -> None:
+    replies = queue + ".replies"
+    settings = InstructionSettings(queue=queue)
+    with consuming(settings, core_url=core, grace_s=0.2):
+        (asked,) = asyncio.run(publish_raw(queue, [generate("wait for me")], reply_to=replies))
+        deadline = time.monotonic() + 30
+        while not model.requests:  # the model is writing the answer
+            assert time.monotonic() < deadline, "the generate never reached the model"
+            time.sleep(0.05)
+    # Stopped before the answer: nothing is left in the queue to run again...
+    assert asyncio.run(queue_depth(queue)) == 0
+    with consuming(settings, core_url=core):
+        answers = asyncio.run(collect_answers(replies, {asked}, timeout_s=60))
+    # ...and the consumer that came back sends the answer, of the one generation made.
+    (answer,) = answers[asked]
+    assert answer["status"] == "success", answer
+    assert answer["type"] == "LLM_RESPONSE_GENERATE"
+    assert answer["data"]["llm_response"] == "Hello from the mock upstream."
+    assert answer["data"]["user_message"]["content"] == "wait for me"
+    assert len(model.requests) == 1
