@@ -54,6 +54,9 @@ CANCEL_REASON = "cancelled by its owner; the answer so far is kept"
 # How long a job run by an in-process queue may show as queued in the store after it started: its
 # claim waits that long to share the next write's commit (for a short answer, its outcome's).
 CLAIM_WITHIN_S = 0.25
+# How many cancelled jobs a runner remembers until they would run: a job cancelled for good
+# before it was queued (one waiting behind another) never comes, and is forgotten in turn.
+MAX_CANCELLED = 10_000
 
 
 def stream_messages(
@@ -100,7 +103,7 @@ class JobRunner:
         self._registry = registry
         self._bus = bus
         self._settings = settings
-        self._cancelled: set[str] = set()
+        self._cancelled: dict[str, None] = {}  # job ids, oldest first: see `request_cancel`
         self._outcomes = JobOutcomes(
             db=db, bus=bus, registry=registry, settings=settings, exclusive=exclusive
         )
@@ -122,14 +125,17 @@ class JobRunner:
             logger.warning("marked %d unfinished jobs from a previous run as failed", count)
 
     def request_cancel(self, job_id: str) -> None:
-        """Mark a job cancelled by its owner; `run` ends it as cancelled, keeping what it has."""
-        self._cancelled.add(job_id)
+        """Mark a job cancelled by its owner; `run` ends it as cancelled, keeping what it has,
+        or skips it if it has not started. The last `MAX_CANCELLED` are kept."""
+        self._cancelled[job_id] = None
+        if len(self._cancelled) > MAX_CANCELLED:
+            del self._cancelled[next(iter(self._cancelled))]
 
     async def cancel_orphan(self, job_id: str, model: str) -> None:
         """Cancel a job no process is running (its worker died): stored, and told to its
         listeners, which heard the worker's events and wait for an end. The `cancelled` event
         comes after any event of the attempt the worker was at (and no attempt comes after)."""
-        self._cancelled.discard(job_id)
+        self._cancelled.pop(job_id, None)
 
         def cancel(conn: Connection) -> JobEvent | None:
             told = max(job_rows.attempts(conn, job_id), 1) * EPOCH
@@ -152,7 +158,8 @@ class JobRunner:
 
     async def cancel_if_queued(self, job_id: str, model: str) -> bool:
         """Cancel a job no worker has taken yet (or still waiting behind another): stored and
-        told here; a worker that gets it later finds it cancelled and skips it."""
+        told here; a worker that gets it later finds it cancelled and skips it (an in-process
+        queue's `run` is told: see `_claim`; its turn may queue it after this)."""
         told = 2  # the number of its `cancelled` event: `queued` was the only one before
         cancelled = await self._db.write(
             lambda conn: job_rows.cancel_unfinished(
@@ -160,6 +167,8 @@ class JobRunner:
             )
         )
         if cancelled:
+            if self._exclusive:
+                self.request_cancel(job_id)
             error = ErrorInfo(code=JobCancelled.code, message=CANCEL_REASON)
             await self._bus.publish(
                 JobEvent(
@@ -199,7 +208,7 @@ class JobRunner:
         job_id_var.set(job.job_id)
         attempt = await self._claim(job)
         if attempt is None:
-            self._cancelled.discard(job.job_id)
+            self._cancelled.pop(job.job_id, None)
             logger.info("job %s skipped: it was cancelled or ended before it started", job.job_id)
             return
         state = RunState(started=time.monotonic(), started_at=datetime.now(UTC))
@@ -314,7 +323,6 @@ class JobRunner:
         raise AssertionError("a template has at least one stream")  # pragma: no cover
 
     async def _end_cancelled(self, job: JobSpec, state: RunState) -> None:
-        self._cancelled.discard(job.job_id)
         error = JobCancelled(CANCEL_REASON)
         await self.fail(job, state, error, status="cancelled")
 
@@ -357,6 +365,7 @@ class JobRunner:
         status: Literal["failed", "cancelled"] = "failed",
     ) -> None:
         """End a job as failed or cancelled (see `JobOutcomes.fail`)."""
+        self._cancelled.pop(job.job_id, None)
         await self._outcomes.fail(job, state, error, status=status)
 
     async def job(self, user: UserRead, job_id: str) -> JobRead:
