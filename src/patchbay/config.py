@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from patchbay.hosts import odd_ipv4
 from patchbay.tokens import helper_key
 
 CONFIG_FILE_ENV = "PATCHBAY_CONFIG"
@@ -35,7 +36,8 @@ class CoreSettings(ServerSettings):
     port: int = 8700
     url: str | None = None  # how other modules reach the core; defaults to host and port
     # Reverse proxies in front of the core (addresses or networks). A request from one comes from
-    # the address it names in X-Forwarded-For; from anywhere else, from its peer, whatever it says.
+    # the address it names in X-Forwarded-For or Forwarded (api/peers.py); from anywhere else, from
+    # its peer, whatever it says.
     trusted_proxies: list[IPvAnyNetwork] = []
 
     @property
@@ -146,6 +148,16 @@ class HelperSettings(BaseModel):
         "video",
     ]
     builtin_options: dict[str, dict[str, object]] = {}
+
+    @field_validator("allowed_url_hosts")
+    @classmethod
+    def _ipv4_written_plainly(cls, hosts: list[str]) -> list[str]:
+        """An IPv4 address spelled as 127.1 or 2130706433 would be taken for a name, and no helper
+        names it in its URL (check_base_url refuses it there)."""
+        for host in hosts:
+            if (canonical := odd_ipv4(host)) is not None:
+                raise ValueError(f"{host} is the IPv4 address {canonical}: write it as {canonical}")
+        return hosts
 
     def key(self, secret: str) -> str:
         if self.registration_key is not None:

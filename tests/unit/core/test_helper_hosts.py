@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from patchbay.config import HelperSettings
 from patchbay.core import mcp
@@ -204,6 +205,15 @@ async def test_an_ipv4_address_spelled_another_way_is_refused_naming_its_spellin
     the core's own machine as another host."""
     with pytest.raises(InvalidRequest, match=rf"spelled another way: write it as {canonical}$"):
         await registry.register(manifest("calc", f"http://{host}:80"), peer=canonical)
+
+
+@pytest.mark.parametrize("host", ["127.1", "0x7f.1", "2130706433"])
+def test_an_allowed_host_spelled_as_no_address_is_refused_naming_its_spelling(host: str) -> None:
+    """PATCHBAY_HELPERS__ALLOWED_URL_HOSTS='["127.1"]' allowed a name no URL may now name."""
+    with pytest.raises(
+        ValidationError, match=rf"{host} is the IPv4 address 127.0.0.1: write it as 127.0.0.1"
+    ):
+        HelperSettings(allowed_url_hosts=["ocr", host])
 
 
 async def test_an_mcp_server_at_no_http_url_is_refused_before_it_is_asked(
