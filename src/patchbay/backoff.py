@@ -1,5 +1,5 @@
 """Waits between tries of something that may pass later: doubling from a first wait up to a cap,
-for a number of tries or within a time budget. Pure (no sleeping), so every layer can use it."""
+for a number of tries or until a deadline. It never sleeps itself, so any layer may use it."""
 
 from __future__ import annotations
 
@@ -20,38 +20,23 @@ class Backoff:
 
     def delays(self, tries: int | None = None) -> Iterator[float]:
         """The waits in turn: `tries` of them (one per try), or for ever."""
-        return itertools.islice(self._forever(), tries)
+        first = min(self.first_s, self.cap_s)
+        grown = itertools.accumulate(
+            itertools.repeat(self.factor), lambda d, f: min(d * f, self.cap_s), initial=first
+        )
+        return itertools.islice(grown, tries)
 
     def within(
         self, budget_s: float, *, cut: bool = True, clock: Callable[[], float] = time.monotonic
-    ) -> DeadlineWaits:
-        """The waits until `budget_s` from now has passed (see `DeadlineWaits`)."""
-        return DeadlineWaits(self._forever(), clock() + budget_s, cut=cut, clock=clock)
+    ) -> Iterator[float]:
+        """The waits until `budget_s` from now, each taken as a try fails (`next(waits, None)`:
+        None says to give up): the last cut to the time left, or (`cut=False`) none that would
+        end past it."""
+        return self._until(clock() + budget_s, cut, clock)
 
-    def _forever(self) -> Iterator[float]:
-        delay = min(self.first_s, self.cap_s)
-        while True:
-            yield delay
-            delay = min(delay * self.factor, self.cap_s)
-
-
-class DeadlineWaits(Iterator[float]):
-    """A back-off's waits that end at a deadline: the last one cut to the time left, or
-    (`cut=False`) none that would not end before it. Taken as a failure comes, with
-    `next(waits, None)`: None says to give up."""
-
-    def __init__(
-        self, delays: Iterator[float], deadline: float, *, cut: bool, clock: Callable[[], float]
-    ) -> None:
-        self._delays = delays
-        self._deadline = deadline
-        self._cut = cut
-        self._clock = clock
-        self._next = next(delays)
-
-    def __next__(self) -> float:
-        left = self._deadline - self._clock()
-        if (left <= 0) if self._cut else (self._next > left):
-            raise StopIteration
-        wait, self._next = min(self._next, left), next(self._delays)
-        return wait
+    def _until(self, deadline: float, cut: bool, clock: Callable[[], float]) -> Iterator[float]:
+        for delay in self.delays():
+            left = deadline - clock()
+            if (left <= 0) if cut else (delay > left):
+                return
+            yield min(delay, left)
