@@ -10,39 +10,24 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Connection
 
 from patchbay.core.attachments import Said
-from patchbay.core.catalog import Catalog
 from patchbay.core.llm.registry import ModelTarget
 from patchbay.core.placement import question_of, said_hash, said_in, usable_message
-from patchbay.core.waiting import Prompt
+from patchbay.core.turn_deps import TurnDeps
 from patchbay.ids import new_id
-from patchbay.queue.base import JobQueue, JobSpec, refuse_when_full
+from patchbay.queue.base import JobSpec, refuse_when_full
 from patchbay.schemas.chats import MessageRead
 from patchbay.schemas.turns import Regenerate, TurnRead, regenerates_of
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
-from patchbay.store.db import Database
 from patchbay.store.deliveries import claim_delivery
 
 Enqueue = Callable[[JobSpec, datetime], Awaitable[None]]
 
 
 class Regenerations:
-    def __init__(
-        self,
-        *,
-        db: Database,
-        catalog: Catalog,
-        queue: JobQueue,
-        max_depth: int,
-        prompt: Prompt,
-        enqueue: Enqueue,
-    ) -> None:
-        self._db = db
-        self._catalog = catalog
-        self._queue = queue
-        self._max_depth = max_depth
-        self._prompt = prompt
+    def __init__(self, deps: TurnDeps, *, enqueue: Enqueue) -> None:
+        self._deps = deps
         self._enqueue = enqueue
 
     async def regenerate(self, user: UserRead, message_id: str | int, turn: Regenerate) -> TurnRead:
@@ -51,7 +36,7 @@ class Regenerations:
 
         Raises `DuplicateDelivery`, naming the first one's job, for a `delivery_id` given before.
         """
-        async with self._db.connect() as conn:
+        async with self._deps.db.connect() as conn:
             earlier = await conn.run_sync(usable_message, user, message_id)
             # The assistant that made the answer answers again, unless a model is asked for.
             answered: list[MessageRead] = []
@@ -60,8 +45,8 @@ class Regenerations:
             elif not turn.model:
                 answered = await conn.run_sync(chat_rows.answers_to, earlier.id)
         template = answered[-1].assistant if answered else None
-        targets = await self._catalog.targets(turn.model or earlier.model, template)
-        refuse_when_full(self._queue, self._max_depth)
+        targets = await self._deps.catalog.targets(turn.model or earlier.model, template)
+        refuse_when_full(self._deps.queue, self._deps.settings.max_depth)
         return await asyncio.shield(self._accept_again(user, message_id, turn, targets, template))
 
     async def _accept_again(
@@ -98,7 +83,7 @@ class Regenerations:
                 message_id=answer_id,
                 user_id=user.id,
                 model=model,
-                queue=self._queue.name,
+                queue=self._deps.queue.name,
                 now=now,
             )
             job_rows.insert_job(conn, job)
@@ -118,14 +103,15 @@ class Regenerations:
             user_hash = chat_rows.prefix_hash_of(conn, question.id) or said_hash(history) or ""
             return question.chat_id, question.id, user_hash, history
 
-        chat_id, question_id, user_hash, history = await self._db.write(store)
-        spec = JobSpec(
+        chat_id, question_id, user_hash, history = await self._deps.db.write(store)
+        spec = await self._deps.job_spec(
+            user,
+            targets,
+            history,
             job_id=job_id,
-            user_id=user.id,
             chat_id=chat_id,
-            message_id=answer_id,
+            answer_id=answer_id,
             model=model,
-            messages=await self._prompt(user, targets, history),
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,

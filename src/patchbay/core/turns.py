@@ -31,6 +31,7 @@ from patchbay.core.placement import (
     stored_history,
 )
 from patchbay.core.regenerate import Regenerations
+from patchbay.core.turn_deps import TurnDeps
 from patchbay.core.waiting import WaitingTurns
 from patchbay.errors import InvalidRequest, QueueFull
 from patchbay.ids import new_id
@@ -68,30 +69,12 @@ class TurnEngine:
         attachments: AttachmentStore,
         settings: JobSettings,
     ) -> None:
-        self._db = db
         self._registry = registry
         self._attachments = attachments
         self._assistants = assistants
-        self._catalog = catalog
-        self._queue = queue
-        self._jobs = jobs
-        self._settings = settings
-        self.waiting = WaitingTurns(
-            db=db,
-            jobs=jobs,
-            catalog=catalog,
-            prompt=self._prompt,
-            queue=queue,
-            retry_s=settings.release_retry_s,
-        )
-        self._again = Regenerations(
-            db=db,
-            catalog=catalog,
-            queue=queue,
-            max_depth=settings.max_depth,
-            prompt=self._prompt,
-            enqueue=self._enqueue,
-        )
+        self._deps = TurnDeps(db, catalog, queue, jobs, settings, self._prompt)
+        self.waiting = WaitingTurns(self._deps)
+        self._again = Regenerations(self._deps, enqueue=self._enqueue)
 
     async def start(
         self, user: UserRead, turn: TurnCreate, uploads: list[Upload] | None = None
@@ -103,8 +86,8 @@ class TurnEngine:
         """
         template = await self._template(turn)
         # every model must exist (each stream's, for a template) before the turn is accepted
-        targets = await self._catalog.targets(turn.model, template)
-        refuse_when_full(self._queue, self._settings.max_depth)
+        targets = await self._deps.catalog.targets(turn.model, template)
+        refuse_when_full(self._deps.queue, self._deps.settings.max_depth)
         template_json = None if template is None else template.model_dump(mode="json")
         files = [decode(a, f"attachments[{i}]") for i, a in enumerate(turn.attachments)]
         files += uploads or []
@@ -125,7 +108,7 @@ class TurnEngine:
         """Refuse a delivery taken before now, not after reading its files again (a mail server
         retrying a mail with a scan would have it read once per try). Storing the turn checks
         again, so two copies at once still make one turn."""
-        async with self._db.connect() as conn:
+        async with self._deps.db.connect() as conn:
             taken = await conn.run_sync(
                 lambda sync: taken_delivery(
                     sync, user_id=user.id, channel=channel, delivery_id=delivery_id
@@ -144,7 +127,7 @@ class TurnEngine:
         if not any(m.attachments for m in history):
             return []
         hashes = history_hashes(history)
-        async with self._db.connect() as conn:
+        async with self._deps.db.connect() as conn:
             if await conn.run_sync(stored_history, user, history, hashes) is not None:
                 return []
         native = await self._native(targets)
@@ -227,7 +210,7 @@ class TurnEngine:
                 )
             return context, hash_, ahead
 
-        context, user_hash, ahead = await self._db.write(store)
+        context, user_hash, ahead = await self._deps.db.write(store)
         read = TurnRead(
             chat_id=context.chat_id,
             job_id=ids.job,
@@ -240,13 +223,14 @@ class TurnEngine:
             self.waiting.behind(ahead, ids.job)
             return read
         conversation = [*context.history, ("user", turn.text, attached)]
-        spec = JobSpec(
+        spec = await self._deps.job_spec(
+            user,
+            targets,
+            conversation,
             job_id=ids.job,
-            user_id=user.id,
             chat_id=context.chat_id,
-            message_id=ids.answer,
+            answer_id=ids.answer,
             model=model,
-            messages=await self._prompt(user, targets, conversation),
             prefix_hash=user_hash,
             options=turn.options.model_dump(exclude_none=True),
             stream=turn.stream,
@@ -258,26 +242,28 @@ class TurnEngine:
     async def cancel(self, user: UserRead, job_id: str) -> JobRead:
         """Stop a queued or running job of `user`'s; it ends as cancelled, keeping its answer so
         far. A job that has ended already is left as it is."""
-        job = await self._jobs.job(user, job_id)
+        job = await self._deps.jobs.job(user, job_id)
         if job.status in TERMINAL:
             return job
-        if await self._jobs.cancel_if_queued(job_id, job.model):
+        if await self._deps.jobs.cancel_if_queued(job_id, job.model):
             await self.waiting.stopped(job_id)  # a waiting job being queued is not, then
-            await self._queue.cancel(job_id)  # free its place in an in-process queue
-        elif await self._queue.cancel(job_id):
+            await self._deps.queue.cancel(job_id)  # free its place in an in-process queue
+        elif await self._deps.queue.cancel(job_id):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._jobs.outcome(job_id), CANCEL_WAIT_S)
+                await asyncio.wait_for(self._deps.jobs.outcome(job_id), CANCEL_WAIT_S)
         else:  # no process can be running it (an in-process queue that restarted)
-            await self._jobs.cancel_orphan(job_id, job.model)
-        return await self._jobs.job(user, job_id)
+            await self._deps.jobs.cancel_orphan(job_id, job.model)
+        return await self._deps.jobs.job(user, job_id)
 
     async def _enqueue(self, spec: JobSpec, now: datetime) -> None:
         """Tell the job queued, and queue it."""
-        await self._tell_queued(spec.job_id, spec.model, self._queue.depth())
+        await self._tell_queued(spec.job_id, spec.model, self._deps.queue.depth())
         try:
-            await self._queue.submit(spec)
+            await self._deps.queue.submit(spec)
         except QueueFull as exc:
-            await self._jobs.fail(spec, RunState(started=time.monotonic(), started_at=now), exc)
+            await self._deps.jobs.fail(
+                spec, RunState(started=time.monotonic(), started_at=now), exc
+            )
             raise
 
     async def regenerate(self, user: UserRead, message_id: str | int, turn: Regenerate) -> TurnRead:
@@ -285,7 +271,7 @@ class TurnEngine:
         return await self._again.regenerate(user, message_id, turn)
 
     async def _tell_queued(self, job_id: str, model: str, position: int | None = None) -> None:
-        await self._jobs.publish(
+        await self._deps.jobs.publish(
             JobEvent(job_id=job_id, seq=1, type="queued", model=model, position=position)
         )
 
@@ -346,7 +332,7 @@ class TurnEngine:
             message_id=ids.answer,
             user_id=user.id,
             model=model,
-            queue=self._queue.name,
+            queue=self._deps.queue.name,
             now=now,
         )
         if waiting:  # queued later, perhaps by another core: what it runs with is kept with it

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -26,20 +25,16 @@ from sqlalchemy.engine import Connection
 
 from patchbay.backoff import Backoff
 from patchbay.core.attachments import Said
-from patchbay.core.catalog import Catalog
-from patchbay.core.jobs import JobRunner
-from patchbay.core.llm.registry import ModelTarget
 from patchbay.core.outcomes import kept_error
 from patchbay.core.placement import said_in
+from patchbay.core.turn_deps import TurnDeps
 from patchbay.errors import ChatNotFound, JobNotFound, PatchbayError, StoreUnavailable
-from patchbay.queue.base import JobQueue, JobSpec, PromptMessage
+from patchbay.queue.base import JobSpec
 from patchbay.schemas.chats import MessageRead
 from patchbay.schemas.jobs import ErrorInfo, JobEvent
-from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
 from patchbay.store import users as user_rows
-from patchbay.store.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +48,6 @@ SWEEP_S = 30.0
 # a full queue do not add much to its load.
 RELEASE_RETRY = Backoff(1.0, cap_s=15.0)
 ENDED_SEQ = 2  # the number of a waiting job's end: `queued` was its only event before
-
-Prompt = Callable[[UserRead, list[ModelTarget], list[Said]], Awaitable[tuple[PromptMessage, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +64,8 @@ class _Ready:
 
 
 class WaitingTurns:
-    def __init__(
-        self,
-        *,
-        db: Database,
-        jobs: JobRunner,
-        catalog: Catalog,
-        prompt: Prompt,
-        queue: JobQueue,
-        retry_s: float,
-    ) -> None:
-        """`retry_s`: how long a release refused for now is tried again before the job fails."""
-        self._db = db
-        self._jobs = jobs
-        self._catalog = catalog
-        self._prompt = prompt
-        self._queue = queue
-        self._retry_s = retry_s
+    def __init__(self, deps: TurnDeps) -> None:
+        self._deps = deps
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by job: the wait for it to be queued
         self._sweeper: asyncio.Task[None] | None = None
         self._releasing: dict[str, asyncio.Future[None]] = {}  # by job: see `_queue_job`
@@ -109,7 +87,7 @@ class WaitingTurns:
 
     async def _take_up(self) -> None:
         """Wait for the waiting jobs in the store this core does not wait for already."""
-        async with self._db.connect() as conn:
+        async with self._deps.db.connect() as conn:
             waiting = await conn.run_sync(job_rows.waiting_jobs)
         others = [job_id for job_id in waiting if job_id not in self._tasks]
         for job_id in others:
@@ -157,7 +135,7 @@ class WaitingTurns:
                 if ahead is None:
                     return
         except ChatNotFound as exc:
-            await self._tell_gone(job_id, exc)
+            await self._tell_failed(job_id, exc)
         except PatchbayError as exc:  # its model gone, a queue full for too long: said why
             await self._fail(job_id, exc)
         except Exception as exc:  # a bug: the job must still end
@@ -169,7 +147,7 @@ class WaitingTurns:
         end is looked for there): the job behind it would wait for ever otherwise."""
         while True:
             try:
-                await self._jobs.outcome(ahead)
+                await self._deps.jobs.outcome(ahead)
                 return
             except JobNotFound:  # gone with its chat: nothing to wait for
                 return
@@ -179,10 +157,11 @@ class WaitingTurns:
 
     async def _release_retrying(self, job_id: str) -> str | None:
         """`_release`, tried again while it is refused for now (the queue full, the store or
-        RabbitMQ away), backing off, for `retry_s`; past that its error says for how long. The
-        job waits meanwhile, in the store: it can be cancelled or deleted with its chat as any
-        waiting job, and a core that stops leaves it to the next."""
-        waits = RELEASE_RETRY.within(self._retry_s)
+        RabbitMQ away), backing off, for `release_retry_s`; past that its error says for how
+        long. The job waits meanwhile, in the store: it can be cancelled or deleted with its chat
+        as any waiting job, and a core that stops leaves it to the next."""
+        retry_s = self._deps.settings.release_retry_s
+        waits = RELEASE_RETRY.within(retry_s)
         while True:
             try:
                 return await self._release(job_id)
@@ -192,7 +171,7 @@ class WaitingTurns:
                 wait = next(waits, None)
                 if wait is None:
                     raise type(exc)(
-                        f"could not queue it for {self._retry_s:g} s after the answer before "
+                        f"could not queue it for {retry_s:g} s after the answer before "
                         f"it ended: {exc.message}"
                     ) from exc
                 logger.warning(
@@ -206,20 +185,21 @@ class WaitingTurns:
     async def _release(self, job_id: str) -> str | None:
         """Queue the job; or, while an answer before its question is still coming (the one it
         waited for was itself waiting, and cancelled), the job of that answer, to wait for."""
-        async with self._db.connect() as conn:
+        async with self._deps.db.connect() as conn:
             ready = await conn.run_sync(_ready, job_id)
             if ready is None or isinstance(ready, str):
                 return ready
             user = await user_rows.get_user(conn, ready.user_id)
         template = ready.answer.assistant
-        targets = await self._catalog.targets(ready.model, template)
-        spec = JobSpec(
+        targets = await self._deps.catalog.targets(ready.model, template)
+        spec = await self._deps.job_spec(
+            user,
+            targets,
+            ready.history,
             job_id=job_id,
-            user_id=ready.user_id,
             chat_id=ready.answer.chat_id,
-            message_id=ready.answer.id,
+            answer_id=ready.answer.id,
             model=ready.model,
-            messages=await self._prompt(user, targets, ready.history),
             prefix_hash=ready.prefix_hash,
             options=ready.options,
             stream=ready.stream,
@@ -243,13 +223,13 @@ class WaitingTurns:
         the job is not queued then. (The in-process queue, which runs a job without looking in
         the store first, would run it; a RabbitMQ worker would skip it.)
         """
-        if not await self._db.write(partial(_mark_queued, job_id=spec.job_id)):
+        if not await self._deps.db.write(partial(_mark_queued, job_id=spec.job_id)):
             return  # cancelled while its prompt was made, or released by another core
         if spec.job_id in self._stopped:
             logger.info("job %s: cancelled as it was being queued", spec.job_id)
             return
         try:
-            await self._queue.submit(spec)
+            await self._deps.queue.submit(spec)
         except Exception:
             await self._put_back(spec.job_id)
             raise
@@ -257,16 +237,20 @@ class WaitingTurns:
     async def _put_back(self, job_id: str) -> None:
         """Make a job the queue did not take waiting again, to be tried again or failed."""
         try:
-            await self._db.write(partial(job_rows.put_back_waiting, job_id=job_id))
+            await self._deps.db.write(partial(job_rows.put_back_waiting, job_id=job_id))
         except PatchbayError:
             logger.exception("job %s: the queue did not take it, and it is left queued", job_id)
 
-    async def _tell_gone(self, job_id: str, exc: ChatNotFound) -> None:
-        """End, for its listeners (and the turns waiting behind it), a job deleted with its chat
-        while it waited: nothing else would."""
-        error = ErrorInfo(code=exc.code, message=exc.message)
-        await self._jobs.publish(
-            JobEvent(job_id=job_id, seq=ENDED_SEQ, type="failed", content="", error=error)
+    async def _tell_failed(
+        self, job_id: str, error: PatchbayError, model: str | None = None
+    ) -> None:
+        """End the job for its listeners (and the turns waiting behind it): nothing else would,
+        for one deleted with its chat while it waited, or one that could not be queued."""
+        info = ErrorInfo(code=error.code, message=error.message, retryable=error.retryable)
+        await self._deps.jobs.publish(
+            JobEvent(
+                job_id=job_id, seq=ENDED_SEQ, type="failed", content="", error=info, model=model
+            )
         )
 
     async def _fail(self, job_id: str, error: PatchbayError) -> None:
@@ -274,18 +258,13 @@ class WaitingTurns:
         whoever waits for its answer hears why instead of waiting for ever; a job cancelled
         meanwhile stays cancelled."""
         try:
-            model = await self._db.write(partial(_fail_waiting, job_id=job_id, error=error))
+            model = await self._deps.db.write(partial(_fail_waiting, job_id=job_id, error=error))
         except Exception:
             logger.exception("job %s: could not mark it failed", job_id)
             return
         if model is None:
             return
-        info = ErrorInfo(code=error.code, message=error.message, retryable=error.retryable)
-        await self._jobs.publish(
-            JobEvent(
-                job_id=job_id, seq=ENDED_SEQ, type="failed", content="", error=info, model=model
-            )
-        )
+        await self._tell_failed(job_id, error, model)
         logger.warning("job %s failed: %s: %s", job_id, error.code, error.message)
 
 

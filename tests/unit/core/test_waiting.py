@@ -10,7 +10,9 @@ from typing import Any, cast
 import pytest
 
 from patchbay.backoff import Backoff
+from patchbay.config import JobSettings
 from patchbay.core import waiting
+from patchbay.core.turn_deps import TurnDeps
 from patchbay.core.waiting import WaitingTurns
 from patchbay.errors import ModelNotFound, PatchbayError, QueueFull, StoreUnavailable
 from patchbay.schemas.jobs import JobEvent
@@ -31,9 +33,8 @@ class StoreAwayOnce:
 
 def waiting_turns(*, jobs: object = None, retry_s: float = 60.0) -> WaitingTurns:
     none = cast(Any, None)
-    return WaitingTurns(
-        db=none, jobs=cast(Any, jobs), catalog=none, prompt=none, queue=none, retry_s=retry_s
-    )
+    settings = JobSettings(release_retry_s=retry_s)
+    return WaitingTurns(TurnDeps(none, none, none, cast(Any, jobs), settings, none))
 
 
 class Releases:
