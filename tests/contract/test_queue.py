@@ -173,6 +173,15 @@ class EventBusContract:
         assert not bus.knows("nobody")
         assert [batch async for batch in bus.subscribe("nobody")] == []
 
+    async def test_a_wait_for_a_jobs_first_event_ends_when_it_comes(self) -> None:
+        bus = await self.make(retention_s=60)
+        assert not await bus.until_known("j", 0.01)  # nothing came meanwhile
+        waiting = asyncio.create_task(bus.until_known("j", 30))
+        await asyncio.sleep(0.01)
+        await bus.publish(event("j", 1))
+        assert await asyncio.wait_for(waiting, 10)  # woken, not at the end of its 30 s
+        assert await bus.until_known("j", 30)  # known already: at once
+
     async def test_a_finished_jobs_events_replay_as_they_were(self) -> None:
         bus = await self.make(retention_s=60)
         published = [
@@ -298,6 +307,18 @@ class TestMemoryQueue(QueueContract):
 class TestMemoryEventBus(EventBusContract):
     async def make(self, *, retention_s: float, max_finished: int = 1000) -> EventBus:
         return MemoryEventBus(retention_s=retention_s, max_finished=max_finished)
+
+    async def test_waits_given_up_leave_nothing_behind(self) -> None:
+        """A listener of a job that never comes here (it ended elsewhere, long ago) times out
+        or leaves; the bus keeps no trace of its wait."""
+        bus = MemoryEventBus(retention_s=60, max_finished=10)
+        assert not await bus.until_known("never", 0.01)
+        leaving = asyncio.create_task(bus.until_known("never", 30))
+        await asyncio.sleep(0.01)
+        leaving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert bus._unknown == {}
 
 
 class TestRabbitQueue(QueueContract):
@@ -509,6 +530,9 @@ class _BrokerBus:
 
     def knows(self, job_id: str) -> bool:
         return self._follower.knows(job_id)
+
+    async def until_known(self, job_id: str, timeout_s: float) -> bool:
+        return await self._follower.until_known(job_id, timeout_s)
 
 
 class TestRabbitEventBus(EventBusContract):

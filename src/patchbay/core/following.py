@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from patchbay.errors import JobNotFound
@@ -18,9 +16,8 @@ from patchbay.store import chats as chat_rows
 from patchbay.store import jobs as job_rows
 from patchbay.store.db import Database
 
-# Following a job this process has no events of yet: how often to look for them on the bus, and
-# in the store for its outcome.
-BUS_LOOK_S = 0.05
+# Following a job this process has no events of yet: how often to look in the store for its
+# outcome meanwhile (the bus wakes the listener at its first event).
 STORE_LOOK_S = 2.0
 # A job run by another process that has sent nothing for this long is looked for in the store:
 # its events may have been lost on the way (a broker that dropped this core's queue while it was
@@ -68,16 +65,13 @@ class JobFollower:
         (this one started after it did), is waited for: its next events come here too. The
         store is looked at now and then meanwhile, for a job that ends without another event.
         """
-        looked = -math.inf
         while not self._bus.knows(job_id):
-            if time.monotonic() - looked >= STORE_LOOK_S:
-                stored = await self._stored_end(job_id, after)
-                if stored is not None:
-                    if stored:
-                        yield stored
-                    return
-                looked = time.monotonic()
-            await asyncio.sleep(BUS_LOOK_S)
+            stored = await self._stored_end(job_id, after)
+            if stored is not None:
+                if stored:
+                    yield stored
+                return
+            await self._bus.until_known(job_id, STORE_LOOK_S)
         if self._exclusive:  # its events are made here: none is lost on the way
             async for batch in self._bus.subscribe(job_id, after=after):
                 yield batch

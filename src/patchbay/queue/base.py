@@ -85,6 +85,9 @@ class EventBus(Protocol):
     def knows(self, job_id: str) -> bool:
         """Whether the bus holds events for this job."""
 
+    async def until_known(self, job_id: str, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the bus to hold events of the job; whether it does."""
+
 
 def refuse_when_full(queue: JobQueue, max_depth: int) -> None:
     """Raise `QueueFull` for a new turn while `max_depth` jobs wait in `queue`: checked before

@@ -184,10 +184,28 @@ class MemoryEventBus:
         self._retention_s = retention_s
         self._max_finished = max_finished
         self._finished: deque[tuple[float, str]] = deque()  # (forget at, job id), oldest first
+        self._unknown: dict[str, list[asyncio.Future[None]]] = {}  # see `until_known`
 
     def knows(self, job_id: str) -> bool:
         self._forget_old()
         return job_id in self._logs
+
+    async def until_known(self, job_id: str, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the job's first event here; whether the bus holds its
+        events now."""
+        if self.knows(job_id):
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._unknown.setdefault(job_id, [])
+        waiters.append(waiter)
+        try:
+            await asyncio.wait([waiter], timeout=timeout_s)
+        finally:
+            if not waiter.done():  # not woken (`publish` takes the list of those it wakes)
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._unknown[job_id]
+        return self.knows(job_id)
 
     def has(self, job_id: str, seq: int) -> bool:
         """Whether the event numbered `seq` (or a later one) of the job is here, or the job has
@@ -204,6 +222,9 @@ class MemoryEventBus:
             return  # it has ended: whatever comes now is late
         if log is None:
             log = self._logs[event.job_id] = _JobLog(event)
+            for waiter in self._unknown.pop(event.job_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
         elif log.events and event.seq <= log.events[-1].seq:
             return  # seen already (an event that came back from the broker), or late
         log.events.append(event)

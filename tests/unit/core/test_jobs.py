@@ -4,8 +4,6 @@ and what a runner remembers of cancels is bounded."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -15,20 +13,7 @@ from patchbay.core.hub import Hub
 from patchbay.core.jobs import JobRunner
 from patchbay.queue.base import JobSpec
 from patchbay.schemas.turns import TurnCreate
-from tests.conftest import make_settings
-from tests.contract.test_store import add_echo, admin
-
-
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    running = Hub(make_settings(tmp_path))
-    await running.prepare()
-    await running.start()
-    try:
-        await add_echo(running)
-        yield running
-    finally:
-        await running.close()
+from tests.contract.test_store import admin
 
 
 async def test_a_turn_cancelled_between_its_store_and_its_queue_never_runs(
