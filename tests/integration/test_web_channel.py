@@ -401,6 +401,42 @@ def test_refreshing_mid_answer_resumes_the_stream(
 
 
 @pytest.mark.timeout(90)
+def test_a_message_sent_while_the_page_still_loads_is_followed_once(
+    tab: Tab, web: str, key: str, upstream: MockUpstream
+) -> None:
+    """The box is there as soon as the person is signed in, before the chat list has loaded: a
+    message sent meanwhile is the page's to follow, not an answer left from before a reload."""
+    upstream.mode, upstream.delay_s = "drip", 0.2
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
+    page = tab.page
+    held: list[PageRoute] = []
+
+    def hold(route: PageRoute) -> None:
+        held.append(route)  # answered below
+
+    page.route(lambda url: "/api/chats?" in url, hold, times=1)  # the list, as the page signs in
+    resumed: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            resumed.append(request.headers.get("last-event-id", ""))
+            if request.url.endswith("/events")
+            else None
+        ),
+    )
+    sign_in(tab, web, key)
+    send(tab, "Take your time")
+    expect(answer(tab)).to_contain_text("part2")
+    assert len(held) == 1
+    held[0].continue_()  # the list comes, and signing in goes on
+    expect(page.locator("#chat-list").get_by_text("Take your time")).to_be_visible()
+    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    assert resumed == []  # followed on its own stream, once, never from its start again
+    tab.assert_no_errors()
+
+
+@pytest.mark.timeout(90)
 @pytest.mark.parametrize("load", ["fails", "hangs"])
 def test_an_answer_is_followed_when_its_chat_does_not_load_at_first(
     tab: Tab, web: str, key: str, upstream: MockUpstream, load: str

@@ -15,6 +15,7 @@ const blank = () => ({
   user: null, chats: [], chatId: null, messages: [], job: null, sending: false, stopAsked: false,
 });
 const state = blank();
+const busy = () => Boolean(state.job) || state.sending; // an answer followed, or a message sent
 let following = new AbortController(); // aborted on sign-out: stops reading the answer's stream
 const messagesBox = byId("messages");
 let composer;
@@ -104,11 +105,14 @@ async function enter(user) {
   byId("away").hidden = true;
   byId("app").hidden = false;
   byId("who").textContent = user.name;
-  await Promise.all([loadModels(), loadChats()]);
+  // What a reload left to pick up, taken before anything is awaited: the box is there at once,
+  // and a message sent meanwhile keeps its own job, which this page follows already.
   let job = savedJob();
   const unsent = restored;
   restored = null;
+  await Promise.all([loadModels(), loadChats()]);
   const arrived = unsent && (await arrivedJob(unsent));
+  if (busy()) return; // something sent meanwhile goes on, and is the person's latest
   if (arrived) {
     composer.taken([]); // it is the chat's now, not the box's
     if (!job || job.jobId !== arrived.jobId) job = arrived;
@@ -116,6 +120,7 @@ async function enter(user) {
   const chatId = job ? job.chatId : unsent ? unsent.chatId : chatInAddress();
   if (chatId) await openChat(chatId);
   else newChat();
+  if (busy()) return;
   if (unsent && !arrived) notify(unsentNote(unsent));
   // An answer that was being written when the page was left: follow it on (a job the core no
   // longer knows is simply dropped).
@@ -188,7 +193,7 @@ function drawThread() {
   // that update would put the answer's last streamed state over what the store now says.
   if (frame) cancelAnimationFrame(frame);
   frame = 0;
-  renderThread(messagesBox, state.messages, { busy: Boolean(state.job) || state.sending });
+  renderThread(messagesBox, state.messages, { busy: busy() });
   byId("empty").hidden = state.messages.length > 0;
   if (state.job) showAnswer(messagesBox, state.job);
   watchElsewhere();
@@ -221,7 +226,7 @@ async function loadMessages() {
 }
 
 async function openChat(chatId) {
-  if ((state.job || state.sending) && chatId !== state.chatId) {
+  if (busy() && chatId !== state.chatId) {
     notify("Wait for the answer to finish, or stop it, before switching chats.");
     return;
   }
@@ -242,7 +247,7 @@ async function openChat(chatId) {
 }
 
 function newChat() {
-  if (state.job || state.sending) return;
+  if (busy()) return;
   state.chatId = null;
   state.messages = [];
   history.replaceState(null, "", location.pathname);
@@ -293,7 +298,7 @@ function ask(dialog, focus) {
 async function send() {
   const text = composer.text;
   const files = [...composer.files];
-  if (state.job || state.sending || (!text && !files.length)) return;
+  if (busy() || (!text && !files.length)) return;
   clearNotice();
   state.sending = true;
   state.stopAsked = false;
@@ -353,7 +358,7 @@ async function begin(path, init) {
 // Asked again for the same answer and model before the core confirmed it, a regenerate goes with
 // the same id: one whose answer was lost on the way is answered once.
 async function regenerate(messageId) {
-  if (state.job || state.sending) return;
+  if (busy()) return;
   clearNotice();
   const chosen = chosenModel();
   const model = chosen && !chosen.startsWith("assistant:") ? chosen : undefined;
