@@ -239,3 +239,23 @@ async def test_a_delivery_names_the_turn_that_took_it_to_its_user_only(any_stack
         assert missing.json()["error"]["code"] == "delivery_not_found"
         assert (await raw.get(url, params={"channel": "voice"}, headers=admin)).status_code == 400
         assert (await raw.get(url, params=query)).status_code == 401
+
+
+def test_a_regenerate_is_found_among_its_channels_regenerates(any_stack: Stack) -> None:
+    """A page reloaded before it heard back from a regenerate finds the answer it started."""
+    with any_stack.admin() as core:
+        first = core.post("/v1/turns", json={"channel": "web", "text": "hi"}).json()
+        again = core.post(
+            f"/v1/messages/{first['user_message_id']}/regenerate",
+            json={"channel": "web", "delivery_id": "R1"},
+        )
+        assert again.status_code == 202, again.text
+        url = "/v1/deliveries/turn"
+        found = core.get(url, params={"channel": "web:regenerate", "delivery_id": "R1"})
+        assert found.status_code == 200, found.text
+        assert found.json()["job_id"] == again.json()["job_id"]
+        assert found.json()["user_message_id"] == first["user_message_id"]  # the question
+        assert core.get(url, params={"channel": "web", "delivery_id": "R1"}).status_code == 404
+        for channel in ("web:other", ":regenerate", "web:regenerate:regenerate"):
+            wrong = core.get(url, params={"channel": channel, "delivery_id": "R1"})
+            assert wrong.status_code == 400, channel

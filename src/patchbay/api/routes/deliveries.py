@@ -13,21 +13,25 @@ from patchbay.core.deliveries import MAX_OWED_PAGE
 from patchbay.errors import DeliveryNotFound
 from patchbay.schemas.deliveries import AnswerSent, DeliveryRead, HoldOwed, OwedAnswer
 from patchbay.schemas.senders import CHANNEL_NAME
-from patchbay.schemas.turns import MAX_DELIVERY_ID
+from patchbay.schemas.turns import MAX_DELIVERY_ID, REGENERATES
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])
+# A channel, or its regenerates (`web:regenerate`), which are kept apart from its messages.
+DELIVERY_CHANNEL = CHANNEL_NAME.removesuffix("$") + f"(?:{REGENERATES})?$"
 
 
 @router.get("/deliveries/turn", response_model=DeliveryRead)
 async def delivery_turn(
     hub: HubDep,
     user: CurrentUser,
-    channel: Annotated[str, Query(pattern=CHANNEL_NAME)],
+    channel: Annotated[str, Query(pattern=DELIVERY_CHANNEL)],
     delivery_id: Annotated[str, Query(min_length=1, max_length=MAX_DELIVERY_ID)],
 ) -> DeliveryRead:
     """The turn that took the caller's `delivery_id` on `channel` (a turn's `delivery_id`), to
     follow its job; 404 while no turn has. A channel process that hands a message on before its
-    turn exists (a phone call's redirect) finds the turn here, whichever process made it."""
+    turn exists (a phone call's redirect) finds the turn here, whichever process made it. A
+    regenerate's `delivery_id` is found on `<channel>:regenerate` (its `user_message_id` is the
+    question answered again)."""
     found = await hub.deliveries.find(user.id, channel, delivery_id)
     if found is None:
         raise DeliveryNotFound(
