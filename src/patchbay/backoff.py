@@ -1,12 +1,13 @@
 """Waits between tries of something that may pass later: doubling from a first wait up to a cap,
-for a number of tries or until a deadline. It never sleeps itself, so any layer may use it."""
+for a number of tries or until a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -25,6 +26,19 @@ class Backoff:
             itertools.repeat(self.factor), lambda d, f: min(d * f, self.cap_s), initial=first
         )
         return itertools.islice(grown, tries)
+
+    async def tries(
+        self, count: int, *, sleep: Callable[[float], Awaitable[None]] | None = None
+    ) -> AsyncIterator[int]:
+        """Try numbers 1 to `count`, each try but the first after its wait (`asyncio.sleep`
+        unless given): the caller leaves the loop when a try succeeds, and no wait follows the
+        last one."""
+        if count < 1:
+            return
+        yield 1
+        for number, wait in enumerate(self.delays(count - 1), 2):
+            await (sleep or asyncio.sleep)(wait)
+            yield number
 
     def within(
         self, budget_s: float, *, cut: bool = True, clock: Callable[[], float] = time.monotonic

@@ -86,3 +86,29 @@ def test_time_spent_trying_counts_against_the_budget():
 @pytest.mark.parametrize("budget_s", [0.0, -1.0])
 def test_no_budget_no_waits(budget_s):
     assert list(Backoff(1.0).within(budget_s, clock=Clock())) == []
+
+
+async def test_tries_wait_between_tries_and_never_after_the_last():
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    numbers = [number async for number in Backoff(1.0, cap_s=3.0).tries(4, sleep=sleep)]
+    assert numbers == [1, 2, 3, 4] and slept == [1.0, 2.0, 3.0]
+
+
+async def test_a_try_that_succeeds_waits_for_nothing_more():
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async for number in Backoff(1.0).tries(5, sleep=sleep):
+        if number == 2:
+            break
+    assert slept == [1.0]
+
+
+async def test_no_tries_no_try():
+    assert [number async for number in Backoff(1.0).tries(0)] == []

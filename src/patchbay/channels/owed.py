@@ -261,7 +261,7 @@ class OwedAnswers:
         """Tell the core the answer went out, trying while it is away (until then this answer
         stays held here, so a sweep does not send it again)."""
         sent = AnswerSent(channel=self.channel, user_id=owed.user_id, delivery_id=owed.delivery_id)
-        for wait in FOLLOW.delays(FOLLOW_TRIES):
+        async for _ in FOLLOW.tries(FOLLOW_TRIES):
             try:
                 await self.core.answer_sent(sent)
                 return
@@ -269,7 +269,6 @@ class OwedAnswers:
                 logger.warning(
                     "%s: could not say %s was answered: %s", self.channel, owed.delivery_id, exc
                 )
-            await asyncio.sleep(wait)
         logger.error(
             "%s: the core never heard %s was answered; it may go again",
             self.channel,
@@ -279,7 +278,7 @@ class OwedAnswers:
     async def _outcome(self, user_id: str, created: TurnRead) -> JobEvent:
         """The job's terminal event, following its events across a core that goes away."""
         after = 0
-        for wait in FOLLOW.delays(FOLLOW_TRIES):
+        async for _ in FOLLOW.tries(FOLLOW_TRIES):
             try:
                 async with self.core.job_events(
                     created.job_id, after=after, key=ActAs(user_id)
@@ -293,7 +292,6 @@ class OwedAnswers:
                 return await self._stored_outcome(user_id, created)
             except CoreUnavailable as exc:
                 logger.warning("following job %s: %s", created.job_id, exc.message)
-            await asyncio.sleep(wait)
         raise CoreUnavailable(f"lost job {created.job_id}: the core stayed away")
 
     async def _stored_outcome(self, user_id: str, created: TurnRead) -> JobEvent:

@@ -40,15 +40,12 @@ class Relay:
 
     async def deliver(self, message: EmailMessage) -> bool:
         """Hand `message` to the relay, trying `tries` times; False if it never took it."""
-        for attempt, wait in enumerate(Backoff(self.retry_s).delays(self.tries), 1):
+        async for attempt in Backoff(self.retry_s).tries(self.tries):
             try:
                 await self.send(message)
+                return True
             except RelayUnavailable as exc:
                 logger.warning("reply to %s, try %d: %s", message["To"], attempt, exc.message)
-                if attempt < self.tries:
-                    await asyncio.sleep(wait)
-            else:
-                return True
         logger.error("gave up sending the reply %s to %s", message["Message-ID"], message["To"])
         return False
 

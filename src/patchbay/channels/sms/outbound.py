@@ -3,7 +3,6 @@ that outlast the webhook; paced per sending number, retried when Twilio is busy.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -61,7 +60,7 @@ class TwilioMessages:
         form = {"To": to, "From": from_, "Body": body}
         segments = segment_count(body, segment_length=self._segment_length)
         await self._pacer.wait(from_, segments * self._segment_s)
-        for attempt, wait in enumerate(self._backoff.delays(TRIES), 1):
+        async for attempt in self._backoff.tries(TRIES):
             try:
                 status, answer = await self._post(url, form)
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -73,8 +72,6 @@ class TwilioMessages:
                 if status != 429 and status < 500:
                     raise SmsNotSent(reason)
             logger.warning("sms to %s: try %d of %d failed (%s)", to, attempt, TRIES, reason)
-            if attempt < TRIES:
-                await asyncio.sleep(wait)
         busy = SmsNotSent(reason)
         busy.retryable = True  # busy or away: later it may go
         raise busy

@@ -108,23 +108,23 @@ class BotApi:
     async def call(self, method: str, payload: dict[str, Any], *, pace_key: str = "") -> Any:
         """Call `method`, retrying what may pass later; returns its `result`."""
         error = "no attempt made"
-        for wait in SERVER_RETRY.delays(self._max_tries):
+        for attempt, wait in enumerate(SERVER_RETRY.delays(self._max_tries), 1):
             if pace_key:
                 await self._wait_turn(pace_key)
             status, body = await self._post(method, payload)
             if body.get("ok") is True:
                 return body.get("result")
             error = f"{method}: {body.get('description') or f'HTTP {status}'}"
+            if status == 429:  # held for whatever is sent next, tried again or not
+                self._pacer.hold(pace_key or "*", delay := _retry_after(body))
+            if attempt == self._max_tries or not (status in (0, 429) or status >= 500):
+                break
             if status == 429:
-                delay = _retry_after(body)
                 logger.warning("telegram: %s rate-limited; retrying in %.0fs", method, delay)
-                self._pacer.hold(pace_key or "*", delay)
                 if not pace_key:
                     await self._sleep(delay)
-            elif status >= 500 or status == 0:
-                await self._sleep(wait)
             else:
-                break
+                await self._sleep(wait)
         failed = BotApiError(error)
         failed.retryable = status == 429 or status >= 500 or status == 0  # away or busy
         parameters = body.get("parameters")

@@ -103,10 +103,25 @@ async def test_a_refusal_is_not_retried() -> None:
     assert len(session.calls) == 1
 
 
-async def test_it_gives_up_after_a_few_tries() -> None:
+async def test_it_gives_up_after_a_few_tries_without_a_last_wait() -> None:
     session = FakeSession(*[(500, {"ok": False, "description": "oops"})] * 4)
+    slept: list[float] = []
     with pytest.raises(BotApiError, match="oops"):
-        await api(session, []).send_message(42, "hi")
+        await api(session, slept).send_message(42, "hi")
+    assert len(session.calls) == 4 and slept == [1.0, 2.0, 4.0]
+
+
+async def test_a_last_429_is_not_waited_for_but_holds_back_what_is_sent_next() -> None:
+    too_many = {"ok": False, "error_code": 429, "parameters": {"retry_after": 3}}
+    session = FakeSession(*[(429, too_many)] * 4)
+    slept: list[float] = []
+    client = api(session, slept)
+    with pytest.raises(BotApiError) as raised:
+        await client.call("getUpdates", {})  # not paced: the retry_after is waited here
+    assert raised.value.retryable and len(session.calls) == 4 and slept == [3.0, 3.0, 3.0]
+    session.answers.append(OK)
+    await client.send_message(42, "again")
+    assert len(slept) == 4 and slept[3] > 0  # the last retry_after, waited by what came next
 
 
 async def test_downloads_stop_at_the_limit() -> None:
