@@ -217,11 +217,8 @@ def test_rest_resources_share_the_code_path(stack: Stack) -> None:
 
 
 def test_only_a_module_may_have_a_generate_answered_later(stack: Stack) -> None:
-    ask = {
-        "delivery_id": "amqp:1",
-        "reply": {"reply_to": "q", "correlation_id": "c"},
-        "holder": "h",
-    }
+    reply = {"reply_to": "q", "correlation_id": "c"}
+    ask = {"delivery_id": "amqp:1", "reply": reply, "holder": "h"}
     body = {"type": "LLM_RESPONSE_GENERATE", "id": "mine", "data": {"user_input": "hi"}}
     token = module_token(stack.settings.installation_secret())
     with stack.admin() as admin:
@@ -246,5 +243,5 @@ def test_only_a_module_may_have_a_generate_answered_later(stack: Stack) -> None:
         "id": "mine",
         "user_id": owed["data"]["user_id"],
     }
-    assert owed["data"]["reply"] == {**ask["reply"], "instruction": instruction}
+    assert owed["data"]["reply"] == {**reply, "instruction": instruction}
     assert listed.status_code == 200  # answered at once, as ever
