@@ -126,6 +126,9 @@ class InstructionSettings(BaseModel):
     generates_per_key: int = Field(default=4, ge=1)
     timeout_s: float = 120.0  # how long `publish_message` waits for an answer
     core_retry_s: float = 30.0  # how long the consumer waits for a core that is away
+    # Who the consumer is to the core when it holds answers owed (default: its host and queue,
+    # the same after a restart); two consumers of one queue on one host need one each.
+    owed_holder: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class HelperSettings(BaseModel):

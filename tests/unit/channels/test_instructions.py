@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -13,6 +14,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from patchbay.channels.instructions import address
 from patchbay.channels.instructions.answers import RecentAnswers
 from patchbay.channels.instructions.consumer import _api_key, as_envelope, error_envelope
+from patchbay.channels.instructions.later import holder_of
+from patchbay.config import InstructionSettings
 from patchbay.errors import CoreUnavailable
 
 
@@ -174,3 +177,12 @@ async def test_server_errors_are_not_remembered_and_memory_is_bounded() -> None:
     assert len(answers) == 2
     await answers.once(delivery(redelivered=True, correlation_id="c0"), ok.run)  # forgotten
     assert ok.runs == 4
+
+
+def test_a_consumer_holds_answers_as_its_host_and_queue_unless_told() -> None:
+    default = holder_of(InstructionSettings(queue="q1"))
+    assert default == f"{socket.gethostname()}/instructions/q1"
+    assert holder_of(InstructionSettings(queue="q2")) != default  # each queue its own
+    assert holder_of(InstructionSettings(queue="q1", owed_holder="box/2")) == "box/2"
+    long = holder_of(InstructionSettings(queue="q" * 300))
+    assert len(long) == 200 and long != holder_of(InstructionSettings(queue="q" * 299))

@@ -101,7 +101,7 @@ class InstructionConsumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._answers = RecentAnswers()
         self._lanes = Lanes(settings.generates_per_key)
-        self._later = LaterAnswers(core, self._publish, holder=holder_of(settings.queue))
+        self._later = LaterAnswers(core, self._publish, holder=holder_of(settings))
         self._channel: AbstractRobustChannel | None = None
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -25,6 +25,7 @@ from patchbay.channels.instructions.answers import fingerprint
 from patchbay.channels.instructions.lanes import Ticket
 from patchbay.channels.owed import Owed, OwedAnswers
 from patchbay.client import ActAs, CoreClient
+from patchbay.config import InstructionSettings
 from patchbay.errors import NotFound, PatchbayError
 from patchbay.schemas.chats import MessageRead
 from patchbay.schemas.instructions import (
@@ -67,10 +68,12 @@ def generating(body: bytes) -> str | None:
     return None
 
 
-def holder_of(queue: str) -> str:
-    """Who this consumer is to the core when it holds answers: its host and queue, the same
-    after a restart, so it takes back the answers it owed at once."""
-    holder = f"{socket.gethostname()}/{CHANNEL}/{queue}"
+def holder_of(settings: InstructionSettings) -> str:
+    """Who this consumer is to the core when it holds answers: as its settings say, or its host
+    and queue, the same after a restart, so it takes back the answers it owed at once."""
+    if settings.owed_holder is not None:
+        return settings.owed_holder
+    holder = f"{socket.gethostname()}/{CHANNEL}/{settings.queue}"
     if len(holder) <= MAX_HOLDER:
         return holder
     return f"{holder[: MAX_HOLDER - 65]}/{hashlib.sha256(holder.encode()).hexdigest()}"
