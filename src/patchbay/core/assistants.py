@@ -1,9 +1,22 @@
-"""Named assistants: templates stored once and used by name from any channel; admins manage them."""
+"""Named assistants: templates stored once and used by name from any channel; admins manage them.
+A template's stream becomes the model's messages here."""
 
 from __future__ import annotations
 
 from patchbay.core.users import require_admin
-from patchbay.schemas.assistants import AssistantCreate, AssistantRead, AssistantUpdate
+from patchbay.errors import InvalidRequest
+from patchbay.queue.base import PromptMessage
+from patchbay.schemas.assistants import (
+    PLACEHOLDER,
+    PREVIOUS,
+    QUERY,
+    AssistantCreate,
+    AssistantRead,
+    AssistantUpdate,
+    StreamTemplate,
+    TemplateMessage,
+    fill,
+)
 from patchbay.schemas.users import UserRead
 from patchbay.store import assistants as rows
 from patchbay.store.db import Database
@@ -44,3 +57,25 @@ class AssistantService:
         require_admin(actor)
         async with self._db.begin() as conn:
             await rows.delete_assistant(conn, name)
+
+
+def stream_messages(
+    stream: StreamTemplate,
+    history: list[PromptMessage],
+    *,
+    query: PromptMessage,
+    previous: str,
+) -> list[PromptMessage]:
+    """A template stream's messages for the model: placeholders filled, history inserted; the
+    query's files go with each message that holds the query."""
+    values = {QUERY: query.text, PREVIOUS: previous}
+    messages: list[PromptMessage] = []
+    for message in stream.messages:
+        if isinstance(message, TemplateMessage):
+            files = query.files if QUERY in PLACEHOLDER.findall(message.content) else ()
+            messages.append(PromptMessage(message.role, fill(message.content, values), files))
+        else:
+            messages.extend(history)
+    if not messages:
+        raise InvalidRequest("the assistant's stream gives the model nothing to answer")
+    return messages

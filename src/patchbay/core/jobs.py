@@ -15,6 +15,7 @@ from typing import Literal
 from sqlalchemy.engine import Connection
 
 from patchbay.config import JobSettings
+from patchbay.core.assistants import stream_messages
 from patchbay.core.catalog import Catalog
 from patchbay.core.following import JobFollower
 from patchbay.core.helpers import HelperRegistry
@@ -22,23 +23,14 @@ from patchbay.core.llm.registry import Generation, ModelRegistry, ToolSpec
 from patchbay.core.outcomes import JobOutcomes
 from patchbay.core.outcomes import RunState as RunState  # re-exported: turns make one to fail a job
 from patchbay.errors import (
-    InvalidRequest,
     JobCancelled,
     PatchbayError,
     ProviderTimeout,
     StoreUnavailable,
 )
 from patchbay.logging import job_id_var
-from patchbay.queue.base import EventBus, JobSpec, PromptMessage
-from patchbay.schemas.assistants import (
-    PLACEHOLDER,
-    PREVIOUS,
-    QUERY,
-    AssistantTemplate,
-    StreamTemplate,
-    TemplateMessage,
-    fill,
-)
+from patchbay.queue.base import EventBus, JobSpec
+from patchbay.schemas.assistants import AssistantTemplate
 from patchbay.schemas.jobs import ErrorInfo, JobEvent, JobRead
 from patchbay.schemas.users import UserRead
 from patchbay.store import chats as chat_rows
@@ -57,28 +49,6 @@ CLAIM_WITHIN_S = 0.25
 # How many cancelled jobs a runner remembers until they would run: a job cancelled for good
 # before it was queued (one waiting behind another) never comes, and is forgotten in turn.
 MAX_CANCELLED = 10_000
-
-
-def stream_messages(
-    stream: StreamTemplate,
-    history: list[PromptMessage],
-    *,
-    query: PromptMessage,
-    previous: str,
-) -> list[PromptMessage]:
-    """A template stream's messages for the model: placeholders filled, history inserted; the
-    query's files go with each message that holds the query."""
-    values = {QUERY: query.text, PREVIOUS: previous}
-    messages: list[PromptMessage] = []
-    for message in stream.messages:
-        if isinstance(message, TemplateMessage):
-            files = query.files if QUERY in PLACEHOLDER.findall(message.content) else ()
-            messages.append(PromptMessage(message.role, fill(message.content, values), files))
-        else:
-            messages.extend(history)
-    if not messages:
-        raise InvalidRequest("the assistant's stream gives the model nothing to answer")
-    return messages
 
 
 class JobRunner:
