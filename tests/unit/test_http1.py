@@ -229,7 +229,7 @@ async def test_a_post_is_not_sent_twice() -> None:
 async def test_a_connection_idle_too_long_is_not_used_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(http1, "IDLE_S", 0.0)
+    monkeypatch.setattr(http1.client, "IDLE_S", 0.0)
     async with serving(echo) as (server, url):
         client = Http1Client(url)
         for _ in range(2):
@@ -245,7 +245,7 @@ async def test_connections_idle_too_long_are_closed_under_steady_use(
 ) -> None:
     """After a burst, one request at a time uses the newest connection; the older ones, idle
     since the burst, are closed, not kept for ever."""
-    monkeypatch.setattr(http1, "IDLE_S", 0.2)
+    monkeypatch.setattr(http1.client, "IDLE_S", 0.2)
     open_now: set[int] = set()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
@@ -422,7 +422,7 @@ async def test_a_header_on_several_lines_keeps_each_value() -> None:
 
 
 async def test_a_head_too_large_is_a_protocol_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http1, "MAX_HEAD", 1000)
+    monkeypatch.setattr(http1.connection, "MAX_HEAD", 1000)
     padding = [f"X-Pad-{n}: {'a' * 90}" for n in range(20)]
     async with serving(replies(answer(b"", *padding), hang_up=False)) as (_server, url):
         client = Http1Client(url)
@@ -466,7 +466,7 @@ async def test_large_bodies_go_and_come_whole() -> None:
 async def test_an_answer_left_unread_past_the_buffer_does_not_stall_the_next() -> None:
     """Its last bytes pause reading the socket as they end it; the caller leaves without reading
     it. The connection is not kept: the next request's answer would never be read on it."""
-    first = http1.MAX_BUFFERED - 10
+    first = http1.connection.MAX_BUFFERED - 10
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         if n > 0:
