@@ -812,6 +812,119 @@ def test_a_regenerate_clicked_again_after_its_answer_was_lost_is_answered_once(
     tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
 
 
+def regenerated_once(stack: Stack, key: str) -> list[dict[str, object]]:
+    """The chat's messages, once its question has two answers (the first, and one regenerate)."""
+    with httpx.Client(base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}) as core:
+        (chat,) = core.get("/v1/chats").json()
+        stored: list[dict[str, object]] = core.get(f"/v1/chats/{chat['id']}/messages").json()
+    assert len(stored[-1]["sibling_ids"]) == 2  # type: ignore[arg-type]
+    return stored
+
+
+PENDING_REGENERATE = "sessionStorage.getItem('patchbay.regenerate')"
+
+
+@pytest.mark.timeout(90)
+def test_a_regenerate_whose_answer_was_lost_is_followed_after_a_reload(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
+) -> None:
+    sign_in(tab, web, key)
+    page = tab.page
+    send(tab, "Say hello")
+    expect(answer(tab)).to_have_text(REPLY)
+    upstream.mode, upstream.delay_s = "drip", 0.2
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
+    reached: list[int] = []
+    lose_the_answer(tab, reached, "**/api/messages/*/regenerate")
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    resumed: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            resumed.append(request.headers.get("last-event-id", ""))
+            if request.url.endswith("/events")
+            else None
+        ),
+    )
+    page.reload()
+    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.locator(".branch-count")).to_have_text("2 / 2")
+    assert reached == [200] and resumed[:1] == ["0"]  # its answer followed from its start
+    assert page.evaluate(PENDING_REGENERATE) is None  # taken: nothing is left to ask again
+    regenerated_once(stack, key)
+    page.get_by_role("button", name="Regenerate").click()  # a new one is new
+    expect(page.locator(".branch-count")).to_have_text("3 / 3")
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET")
+
+
+@pytest.mark.timeout(90)
+def test_a_regenerate_asked_again_after_a_reload_is_answered_once(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
+) -> None:
+    """Clicked, then the page reloaded before the core took it (it gets there later): asked again
+    for the same answer, it is the same regenerate, whose answer the page then follows."""
+    sign_in(tab, web, key)
+    page = tab.page
+    send(tab, "Say hello")
+    expect(answer(tab)).to_have_text(REPLY)
+    upstream.reply = "A second, better answer."
+    sent: list[tuple[str, bytes | None]] = []
+
+    def held_up(route: PageRoute) -> None:  # on its way still as the page goes
+        sent.append((route.request.url, route.request.post_data_buffer))
+        route.abort("connectionreset")
+
+    page.route("**/api/messages/*/regenerate", held_up, times=1)
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    page.reload()
+    expect(answer(tab)).to_have_text(REPLY)
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    ((url, body),) = sent
+    cookie = {"patchbay_key": key}
+    arrived = httpx.post(
+        url,
+        content=body,
+        headers={**PAGE, "Accept": "text/event-stream", "Content-Type": "application/json"},
+        cookies=cookie,
+        timeout=30,
+    )
+    assert arrived.status_code == 200, arrived.text
+    answered: list[int] = []
+    page.on(
+        "response",
+        lambda response: (
+            answered.append(response.status) if response.url.endswith("/regenerate") else None
+        ),
+    )
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.locator(".branch-count")).to_have_text("2 / 2")
+    expect(answer(tab)).to_have_text("A second, better answer.")
+    assert answered == [409]  # the same regenerate: taken before, and named
+    regenerated_once(stack, key)
+    assert len(upstream.requests) == 2
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409", "status of 404")
+
+
+def test_a_regenerate_not_confirmed_is_forgotten_on_signing_out(
+    tab: Tab, web: str, key: str
+) -> None:
+    sign_in(tab, web, key)
+    page = tab.page
+    send(tab, "Say hello")
+    expect(answer(tab)).to_have_text(REPLY)
+    page.route("**/api/messages/*/regenerate", lambda route: route.abort("connectionreset"))
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    assert page.evaluate(PENDING_REGENERATE) is not None  # kept for a reload
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert page.evaluate(PENDING_REGENERATE) is None
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET")
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
     ("reached", "files"),

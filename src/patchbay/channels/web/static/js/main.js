@@ -2,12 +2,13 @@
 
 import * as api from "./api.js";
 import { chatTitle, renderChats } from "./chats.js";
-import { Composer, newMessageId } from "./composer.js";
+import { Composer } from "./composer.js";
 import { byId } from "./dom.js";
 import { explain, isAway, isSignedOut } from "./errors.js";
 import { STREAM, follow, forgetJob, jobFrom, keepJob, savedJob, stopJob, takenJob } from "./generation.js";
 import { chosenModel, loadModels, rememberModel } from "./models.js";
 import { clearNotice, notify } from "./notice.js";
+import { REGENERATES, forgetRegenerate, pendingRegenerate, regenerateOf, restoreRegenerate } from "./regenerates.js";
 import { renderThread, showAnswer, showPending } from "./thread.js";
 
 // What the page holds of the signed-in person; all of it goes on signing out.
@@ -20,7 +21,6 @@ let following = new AbortController(); // aborted on sign-out: stops reading the
 const messagesBox = byId("messages");
 let composer;
 let restored = null; // a message a reload found unconfirmed, until the person is told
-let regenerating = null; // a regenerate not confirmed: the answer, the model and the id it went with
 let frame = 0;
 let watching = 0; // a timer: looks again at an answer that is written elsewhere (another tab)
 const CHATS_PAGE = 200;
@@ -84,7 +84,7 @@ function leave(message) {
   following = new AbortController();
   forgetJob();
   Object.assign(state, blank());
-  regenerating = null;
+  forgetRegenerate();
   messagesBox.replaceChildren();
   clearNotice();
   history.replaceState(null, "", location.pathname);
@@ -107,15 +107,25 @@ async function enter(user) {
   byId("who").textContent = user.name;
   // What a reload left to pick up, taken before anything is awaited: the box is there at once,
   // and a message sent meanwhile keeps its own job, which this page follows already.
-  let job = savedJob();
-  const unsent = restored;
+  const left = { job: savedJob(), unsent: restored, asked: pendingRegenerate() };
   restored = null;
   await Promise.all([loadModels(), loadChats()]);
-  const arrived = unsent && (await arrivedJob(unsent));
+  await pickUp(left);
+}
+
+// Follow on the answer being written when the page was left: its job, or the turn of a message,
+// or of a regenerate, the core took though the page did not hear back.
+async function pickUp({ job, unsent, asked }) {
+  const arrived = unsent && (await arrivedJob("web", unsent.id));
+  const regenerated = !job && !arrived && asked && (await arrivedJob(REGENERATES, asked.id));
   if (busy()) return; // something sent meanwhile goes on, and is the person's latest
   if (arrived) {
     composer.taken([]); // it is the chat's now, not the box's
     if (!job || job.jobId !== arrived.jobId) job = arrived;
+  }
+  if (regenerated) {
+    forgetRegenerate(); // taken: its answer is followed below
+    job = regenerated;
   }
   const chatId = job ? job.chatId : unsent ? unsent.chatId : chatInAddress();
   if (chatId) await openChat(chatId);
@@ -129,10 +139,11 @@ async function enter(user) {
   composer.prompt.focus();
 }
 
-// The job of the turn a message sent before the page was reloaded became, when the core took it
-// after all (the answer to its send was lost); null when it did not, or cannot say now.
-async function arrivedJob(message) {
-  const query = `channel=web&delivery_id=${api.id(message.id)}`;
+// The job of the turn a message (or a regenerate) sent before the page was reloaded became, when
+// the core took it after all (the answer to its send was lost); null when it did not, or cannot
+// say now.
+async function arrivedJob(channel, deliveryId) {
+  const query = `channel=${api.id(channel)}&delivery_id=${api.id(deliveryId)}`;
   try {
     const turn = await api.getJson(`/api/deliveries/turn?${query}`);
     return await takenJob(turn.job_id, following.signal);
@@ -356,15 +367,13 @@ async function begin(path, init) {
 }
 
 // Asked again for the same answer and model before the core confirmed it, a regenerate goes with
-// the same id: one whose answer was lost on the way is answered once.
+// the same id (see regenerates.js): one whose answer was lost on the way is answered once.
 async function regenerate(messageId) {
   if (busy()) return;
   clearNotice();
   const chosen = chosenModel();
   const model = chosen && !chosen.startsWith("assistant:") ? chosen : undefined;
-  const same = regenerating && regenerating.messageId === messageId && regenerating.model === model;
-  if (!same) regenerating = { messageId, model, id: newMessageId() };
-  const body = { channel: "web", model, delivery_id: regenerating.id };
+  const body = { channel: "web", model, delivery_id: regenerateOf(messageId, model).id };
   state.sending = true;
   let started;
   try {
@@ -372,7 +381,7 @@ async function regenerate(messageId) {
   } finally {
     state.sending = false;
   }
-  regenerating = null;
+  forgetRegenerate(); // from now on the answer's job is kept
   await run(started.job, started.response);
 }
 
@@ -518,6 +527,7 @@ function retrySoon(ms) {
 async function start() {
   wire();
   restored = composer.restore();
+  restoreRegenerate();
   let user = null;
   try {
     user = await signedIn();
