@@ -121,8 +121,9 @@ class InstructionSettings(BaseModel):
 
     queue: str = "patchbay.instructions"
     prefetch: int = 32  # instructions one consumer works on at once
-    # Generates one sender (API key) has answered at once; as many again wait, the rest are
-    # refused (queue_full, retryable), so one sender's flood never holds the others back.
+    # Generates one sender (API key) has answered at once; as many again wait, the rest are put
+    # off in `<queue>.deferred` (up to `timeout_s`, then queue_full), so one sender's flood never
+    # holds the others back.
     generates_per_key: int = Field(default=4, ge=1)
     timeout_s: float = 120.0  # how long `publish_message` waits for an answer
     core_retry_s: float = 30.0  # how long the consumer waits for a core that is away

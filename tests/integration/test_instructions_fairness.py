@@ -66,35 +66,74 @@ def generate(text: str) -> bytes:
     return instruction("LLM_RESPONSE_GENERATE", user_input=text).encode()
 
 
-def test_a_flood_of_generates_holds_back_no_other_sender(queue: str, core: str) -> None:  # noqa: F811
+def test_a_flood_of_generates_holds_back_no_other_sender_and_is_all_answered(
+    queue: str,  # noqa: F811
+    core: str,
+    model: MockUpstream,
+) -> None:
     replies = queue + ".replies"
     per_key = 2
-    settings = InstructionSettings(queue=queue, prefetch=4, generates_per_key=per_key)
+    settings = InstructionSettings(
+        queue=queue, prefetch=4, generates_per_key=per_key, timeout_s=600
+    )
     bob = user_key(core, "bob")
     with consuming(settings, core_url=core):
+        # Three times the share: past what may run and wait at once, the rest is put off.
         flood = asyncio.run(
-            publish_raw(queue, [generate(f"flood {i}") for i in range(12)], reply_to=replies)
+            publish_raw(
+                queue, [generate(f"flood {i}") for i in range(6 * per_key)], reply_to=replies
+            )
         )
         (listing,) = asyncio.run(
             publish_raw(queue, [instruction("LLM_LIST").encode()], reply_to=replies, key=bob)
         )
         (asked,) = asyncio.run(publish_raw(queue, [generate("mine")], reply_to=replies, key=bob))
-        answers = asyncio.run(collect_answers(replies, {*flood, listing, asked}, timeout_s=90))
+        answers = asyncio.run(collect_answers(replies, {*flood, listing, asked}, timeout_s=300))
     assert answers.keys() == {*flood, listing, asked}
     order = list(answers)  # as they arrived
-    generated = [c for c in order if answers[c][0]["status"] == "success" and c != listing]
+    generated = [c for c in order if c != listing]
     # Bob's look-up is answered before any of the flood's generates, and his generate after
     # at most the ones the flood may have answered at once.
     assert order.index(listing) < order.index(generated[0])
     assert answers[listing][0]["type"] == "LLM_LIST"
-    assert answers[asked][0]["data"]["llm_response"] == "Hello from the mock upstream."
     assert generated.index(asked) <= per_key, [c == asked for c in generated]
-    refused = [answers[c][0] for c in flood if answers[c][0]["status"] == "error"]
-    assert refused, "the flood was never held to its share"
-    assert {(r["error"]["code"], r["error"]["retryable"]) for r in refused} == {
-        ("queue_full", True)
-    }
-    assert len(generated) - 1 + len(refused) == len(flood)
+    # Every generate of the flood is answered, once, as the model found the time: none refused.
+    for correlation_id in generated:
+        (answer,) = answers[correlation_id]
+        assert answer["status"] == "success", answer
+        assert answer["data"]["llm_response"] == "Hello from the mock upstream."
+    assert sorted(answers[c][0]["data"]["user_message"]["content"] for c in flood) == sorted(
+        f"flood {i}" for i in range(6 * per_key)
+    )
+    assert len(model.requests) == len(flood) + 1  # none generated twice
+    assert asyncio.run(queue_depth(queue + ".deferred")) == 0
+
+
+def test_a_generate_put_off_longer_than_its_sender_waits_is_refused(
+    queue: str,  # noqa: F811
+    core: str,
+    model: MockUpstream,
+) -> None:
+    replies = queue + ".replies"
+    # One answered at once, one waiting; the rest put off for at most 2 s, well under the
+    # model's 3 s for each: some are answered queue_full, none is put off for ever.
+    settings = InstructionSettings(queue=queue, generates_per_key=1, timeout_s=2.0)
+    with consuming(settings, core_url=core):
+        flood = asyncio.run(
+            publish_raw(queue, [generate(f"flood {i}") for i in range(6)], reply_to=replies)
+        )
+        answers = asyncio.run(collect_answers(replies, set(flood), timeout_s=120))
+    assert answers.keys() == set(flood)
+    outcomes = [answers[c] for c in flood]
+    assert all(len(answer) == 1 for answer in outcomes)
+    refused = [a["error"] for (a,) in outcomes if a["status"] == "error"]
+    assert refused, "nothing was put off too long"
+    assert {(r["code"], r["retryable"]) for r in refused} == {("queue_full", True)}
+    assert all("put off" in r["message"] for r in refused), refused
+    answered = [a for (a,) in outcomes if a["status"] == "success"]
+    assert len(answered) + len(refused) == len(flood)
+    assert len(model.requests) == len(answered)  # the refused never reached the model
+    assert asyncio.run(queue_depth(queue + ".deferred")) == 0
 
 
 def test_a_generate_acknowledged_before_its_answer_is_answered_after_a_restart(

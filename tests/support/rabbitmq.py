@@ -62,10 +62,13 @@ async def queue_depth(name: str) -> int:
 
 
 def delete_queues(*names: str) -> None:
+    """Delete the queues, and the deferral queue a consumer of each declared (if any)."""
+
     async def delete() -> None:
         async with amqp_channel() as channel:
             for name in names:
                 await channel.queue_delete(name)
+                await channel.queue_delete(f"{name}.deferred")
 
     asyncio.run(delete())
 

@@ -7,7 +7,8 @@ Each message body goes to the core's `POST /v1/instructions` as is, with the key
 so a consumer that dies mid-instruction leaves it to be delivered again; one delivered again
 after a broker outage gets the answer this consumer already has (`answers.py`). A generate is
 acknowledged once the core has stored its turn, its answer owed to this channel, and answered
-when the model is done (`later.py`); each sender has a fair share of the generates (`lanes.py`).
+when the model is done (`later.py`); each sender has a fair share of the generates (`lanes.py`),
+and those past it are put off to come back later (`deferral.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryErr
 
 from patchbay.channels.instructions import API_KEY_HEADER, address
 from patchbay.channels.instructions.answers import RecentAnswers
+from patchbay.channels.instructions.deferral import Deferrals
 from patchbay.channels.instructions.lanes import Lanes, SenderBusy, Ticket
 from patchbay.channels.instructions.later import LaterAnswers, generating, holder_of
 from patchbay.client import CoreClient
@@ -101,6 +103,7 @@ class InstructionConsumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._answers = RecentAnswers()
         self._lanes = Lanes(settings.generates_per_key)
+        self._deferrals = Deferrals(settings.queue, life_s=settings.timeout_s)
         self._later = LaterAnswers(core, self._publish, holder=holder_of(settings))
         self._channel: AbstractRobustChannel | None = None
 
@@ -118,6 +121,7 @@ class InstructionConsumer:
             self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             await self._channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await self._channel.declare_queue(self.settings.queue, durable=True)
+            await self._deferrals.declare(self._channel)
             tag = await queue.consume(self._on_message)
             logger.info("consuming instructions from %s", self.address)
             if self._later.enabled:  # the answers owed from before a restart, and later ones
@@ -200,7 +204,10 @@ class InstructionConsumer:
         try:
             ticket = await self._lanes.enter(_api_key(message)[0])
         except SenderBusy as exc:
-            await self._send(message, exc.status, error_envelope(exc), started)
+            assert self._channel is not None  # noqa: S101 - set before consuming starts
+            refused = await self._deferrals.defer(self._channel, message, exc)
+            if refused is not None:
+                await self._send(message, refused.status, error_envelope(refused), started)
             return
         handed_on = False
         try:

@@ -3,8 +3,9 @@
 A generate is slow (the model writes for seconds or minutes) where every other instruction is
 quick. Each sender (an API key) may have `per_key` generating instructions answered at once; as
 many more wait here for their turn, each holding one of the consumer's prefetch slots; past that
-they are refused with `queue_full` (retryable). So one sender's flood holds at most `per_key` of
-the consumer's slots, and everyone else's instructions go on being taken.
+`enter` raises `SenderBusy`, and the consumer puts them off (`deferral.py`). So one sender's
+flood holds at most `per_key` of the consumer's slots, and everyone else's instructions go on
+being taken.
 """
 
 from __future__ import annotations
