@@ -8,11 +8,14 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 
 from patchbay.api.app import create_app as create_core
+from patchbay.channels.instructions.deferral import DEFERRALS_HEADER, SINCE_HEADER
 from patchbay.config import InstructionSettings
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.integration.test_instructions_rabbitmq import (
@@ -21,7 +24,7 @@ from tests.integration.test_instructions_rabbitmq import (
     publish_raw,
     queue,  # noqa: F401 - the fixture
 )
-from tests.support.rabbitmq import consuming, queue_depth
+from tests.support.rabbitmq import amqp_channel, consuming, queue_depth
 from tests.support.servers import serve_in_thread
 from tests.support.upstream import MockUpstream
 
@@ -159,4 +162,42 @@ def test_a_generate_acknowledged_before_its_answer_is_answered_after_a_restart(
     assert answer["type"] == "LLM_RESPONSE_GENERATE"
     assert answer["data"]["llm_response"] == "Hello from the mock upstream."
     assert answer["data"]["user_message"]["content"] == "wait for me"
+    assert len(model.requests) == 1
+
+
+def test_a_copy_put_off_that_comes_after_its_original_was_stored_is_not_answered_again(
+    queue: str,  # noqa: F811
+    core: str,
+    model: MockUpstream,
+) -> None:
+    """A consumer that stopped after a put-off copy was confirmed and before its original was
+    acknowledged: both come; the one that comes second finds the turn stored."""
+    replies = queue + ".replies"
+    model.delay_s = 0.0
+    body = generate("once")
+
+    async def publish(headers: dict[str, Any]) -> None:
+        async with amqp_channel() as channel:
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, correlation_id="c-1", reply_to=replies, headers=headers),
+                routing_key=queue,
+            )
+
+    settings = InstructionSettings(queue=queue)
+    with consuming(settings, core_url=core):
+        asyncio.run(publish({"api_key": ADMIN_KEY}))
+        first = asyncio.run(collect_answers(replies, {"c-1"}, timeout_s=60))
+        since = int(time.time() * 1000)
+        copy = {"api_key": ADMIN_KEY, DEFERRALS_HEADER: 1, SINCE_HEADER: since}
+        asyncio.run(publish(copy))
+        deadline = time.monotonic() + 30
+        while asyncio.run(queue_depth(queue)) > 0:  # taken by the consumer
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        asked = asyncio.run(
+            publish_raw(queue, [instruction("LLM_LIST").encode()], reply_to=replies)
+        )
+        later = asyncio.run(collect_answers(replies, set(asked), timeout_s=60))
+    assert [a["status"] for a in first["c-1"]] == ["success"]
+    assert "c-1" not in later  # the copy was not generated and answered again
     assert len(model.requests) == 1

@@ -30,7 +30,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryErr
 
 from patchbay.channels.instructions import API_KEY_HEADER, address
 from patchbay.channels.instructions.answers import RecentAnswers
-from patchbay.channels.instructions.deferral import Deferrals
+from patchbay.channels.instructions.deferral import Deferrals, put_off
 from patchbay.channels.instructions.lanes import Lanes, SenderBusy, Ticket
 from patchbay.channels.instructions.later import LaterAnswers, generating, holder_of
 from patchbay.client import CoreClient
@@ -237,9 +237,10 @@ class InstructionConsumer:
             )
             return True
         if status == DuplicateDelivery.status and _code(answer) == DuplicateDelivery.code:
-            if not message.redelivered:
+            if not (message.redelivered or put_off(message)):
                 return False
-            # Stored when it came before: its answer is owed here already.
+            # Stored when it came before (a copy put off, and its original delivered again
+            # after a consumer stopped, both come): its answer is owed here already.
             ticket.release()
             self._later.sweep_soon()
             await message.ack()

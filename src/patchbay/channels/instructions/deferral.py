@@ -33,6 +33,11 @@ MAX_COUNTED = 64  # past this many deferrals the delay is the cap anyway
 BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
 
+def put_off(message: AbstractIncomingMessage) -> bool:
+    """Whether `message` is a copy of one put off here (as its headers say)."""
+    return DEFERRALS_HEADER in (message.headers or {})
+
+
 @dataclass(frozen=True, slots=True)
 class Deferral:
     """How often and since when (ms since the epoch) a message was put off."""
