@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from playwright.sync_api import Browser, FilePayload, Locator, expect
+from playwright.sync_api import Browser, FilePayload, Locator, Page, expect
 from playwright.sync_api import Route as PageRoute
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -148,10 +148,7 @@ def test_stop_a_generation(
 def test_regenerate_and_switch_between_branches(
     tab: Tab, web: str, key: str, upstream: MockUpstream
 ) -> None:
-    sign_in(tab, web, key)
-    page = tab.page
-    send(tab, "Say hello")
-    expect(answer(tab)).to_have_text(REPLY)
+    page = answered_hello(tab, web, key)
     upstream.reply = "A second, better answer."
     page.get_by_role("button", name="Regenerate").click()
     expect(answer(tab)).to_have_text("A second, better answer.")
@@ -774,44 +771,6 @@ def test_a_message_sent_again_after_its_answer_was_lost_is_answered_once(
     tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
 
 
-@pytest.mark.timeout(90)
-def test_a_regenerate_clicked_again_after_its_answer_was_lost_is_answered_once(
-    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
-) -> None:
-    sign_in(tab, web, key)
-    page = tab.page
-    send(tab, "Say hello")
-    expect(answer(tab)).to_have_text(REPLY)
-    upstream.mode, upstream.delay_s = "drip", 0.2
-    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
-    reached: list[int] = []
-    lose_the_answer(tab, reached, "**/api/messages/*/regenerate")
-    answered: list[int] = []
-    page.on(
-        "response",
-        lambda response: (
-            answered.append(response.status) if response.url.endswith("/regenerate") else None
-        ),
-    )
-    page.get_by_role("button", name="Regenerate").click()
-    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
-    page.get_by_role("button", name="Regenerate").click()
-    expect(answer(tab)).to_contain_text("part")  # the first regenerate's answer, being written
-    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
-    expect(page.locator(".branch-count")).to_have_text("2 / 2")
-    expect(page.locator("#notice")).to_be_hidden()
-    assert reached == [200] and answered == [409]  # clicked again: taken before, and named
-    with httpx.Client(base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}) as core:
-        (chat,) = core.get("/v1/chats").json()
-        stored = core.get(f"/v1/chats/{chat['id']}/messages").json()
-    assert len(stored[-1]["sibling_ids"]) == 2
-    assert len(upstream.requests) == 2  # the question, answered again once
-    page.get_by_role("button", name="Regenerate").click()  # confirmed: a new one is new
-    expect(page.locator(".branch-count")).to_have_text("3 / 3")
-    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
-    tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
-
-
 def regenerated_once(stack: Stack, key: str) -> list[dict[str, object]]:
     """The chat's messages, once its question has two answers (the first, and one regenerate)."""
     with httpx.Client(base_url=stack.core_url, headers={"Authorization": f"Bearer {key}"}) as core:
@@ -821,6 +780,59 @@ def regenerated_once(stack: Stack, key: str) -> list[dict[str, object]]:
     return stored
 
 
+def answered_hello(tab: Tab, web: str, key: str) -> Page:
+    """Signed in, with one question answered: the page."""
+    sign_in(tab, web, key)
+    send(tab, "Say hello")
+    expect(answer(tab)).to_have_text(REPLY)
+    return tab.page
+
+
+def lose_a_regenerate(tab: Tab, upstream: MockUpstream) -> list[int]:
+    """Click Regenerate, whose slow answer the core starts but the page never hears of (see
+    `lose_the_answer`); the statuses the core answered it with."""
+    upstream.mode, upstream.delay_s = "drip", 0.2
+    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
+    reached: list[int] = []
+    lose_the_answer(tab, reached, "**/api/messages/*/regenerate")
+    tab.page.get_by_role("button", name="Regenerate").click()
+    expect(tab.page.get_by_role("alert")).to_contain_text("cannot be reached")
+    return reached
+
+
+def regenerate_statuses(page: Page) -> list[int]:
+    """The statuses of the page's regenerate calls from now on, as they come."""
+    statuses: list[int] = []
+    page.on(
+        "response",
+        lambda response: (
+            statuses.append(response.status) if response.url.endswith("/regenerate") else None
+        ),
+    )
+    return statuses
+
+
+@pytest.mark.timeout(90)
+def test_a_regenerate_clicked_again_after_its_answer_was_lost_is_answered_once(
+    tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
+) -> None:
+    page = answered_hello(tab, web, key)
+    reached = lose_a_regenerate(tab, upstream)
+    answered = regenerate_statuses(page)
+    page.get_by_role("button", name="Regenerate").click()
+    expect(answer(tab)).to_contain_text("part")  # the first regenerate's answer, being written
+    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
+    expect(page.locator(".branch-count")).to_have_text("2 / 2")
+    expect(page.locator("#notice")).to_be_hidden()
+    assert reached == [200] and answered == [409]  # clicked again: taken before, and named
+    regenerated_once(stack, key)
+    assert len(upstream.requests) == 2  # the question, answered again once
+    page.get_by_role("button", name="Regenerate").click()  # confirmed: a new one is new
+    expect(page.locator(".branch-count")).to_have_text("3 / 3")
+    expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
+    tab.assert_no_errors("net::ERR_CONNECTION_RESET", "status of 409")
+
+
 PENDING_REGENERATE = "sessionStorage.getItem('patchbay.regenerate')"
 
 
@@ -828,16 +840,8 @@ PENDING_REGENERATE = "sessionStorage.getItem('patchbay.regenerate')"
 def test_a_regenerate_whose_answer_was_lost_is_followed_after_a_reload(
     tab: Tab, web: str, key: str, stack: Stack, upstream: MockUpstream
 ) -> None:
-    sign_in(tab, web, key)
-    page = tab.page
-    send(tab, "Say hello")
-    expect(answer(tab)).to_have_text(REPLY)
-    upstream.mode, upstream.delay_s = "drip", 0.2
-    upstream.reply = " ".join(f"part{n}" for n in range(1, 21)) + "."
-    reached: list[int] = []
-    lose_the_answer(tab, reached, "**/api/messages/*/regenerate")
-    page.get_by_role("button", name="Regenerate").click()
-    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    page = answered_hello(tab, web, key)
+    reached = lose_a_regenerate(tab, upstream)
     resumed: list[str] = []
     page.on(
         "request",
@@ -865,10 +869,7 @@ def test_a_regenerate_asked_again_after_a_reload_is_answered_once(
 ) -> None:
     """Clicked, then the page reloaded before the core took it (it gets there later): asked again
     for the same answer, it is the same regenerate, whose answer the page then follows."""
-    sign_in(tab, web, key)
-    page = tab.page
-    send(tab, "Say hello")
-    expect(answer(tab)).to_have_text(REPLY)
+    page = answered_hello(tab, web, key)
     upstream.reply = "A second, better answer."
     sent: list[tuple[str, bytes | None]] = []
 
@@ -892,13 +893,7 @@ def test_a_regenerate_asked_again_after_a_reload_is_answered_once(
         timeout=30,
     )
     assert arrived.status_code == 200, arrived.text
-    answered: list[int] = []
-    page.on(
-        "response",
-        lambda response: (
-            answered.append(response.status) if response.url.endswith("/regenerate") else None
-        ),
-    )
+    answered = regenerate_statuses(page)
     page.get_by_role("button", name="Regenerate").click()
     expect(page.locator(".branch-count")).to_have_text("2 / 2")
     expect(answer(tab)).to_have_text("A second, better answer.")
@@ -911,10 +906,7 @@ def test_a_regenerate_asked_again_after_a_reload_is_answered_once(
 def test_a_regenerate_not_confirmed_is_forgotten_on_signing_out(
     tab: Tab, web: str, key: str
 ) -> None:
-    sign_in(tab, web, key)
-    page = tab.page
-    send(tab, "Say hello")
-    expect(answer(tab)).to_have_text(REPLY)
+    page = answered_hello(tab, web, key)
     page.route("**/api/messages/*/regenerate", lambda route: route.abort("connectionreset"))
     page.get_by_role("button", name="Regenerate").click()
     expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
