@@ -376,15 +376,7 @@ def test_refreshing_mid_answer_resumes_the_stream(
 
     if events == "burst":
         page.route("**/api/chats/*/messages", slow_chat, times=1)
-    resumed: list[str] = []
-    page.on(
-        "request",
-        lambda request: (
-            resumed.append(request.headers.get("last-event-id", ""))
-            if request.url.endswith("/events")
-            else None
-        ),
-    )
+    resumed = resumed_from(page)
     send(tab, "Take your time")
     expect(answer(tab)).to_contain_text("part4")
     page.reload()
@@ -412,15 +404,7 @@ def test_a_message_sent_while_the_page_still_loads_is_followed_once(
         held.append(route)  # answered below
 
     page.route(lambda url: "/api/chats?" in url, hold, times=1)  # the list, as the page signs in
-    resumed: list[str] = []
-    page.on(
-        "request",
-        lambda request: (
-            resumed.append(request.headers.get("last-event-id", ""))
-            if request.url.endswith("/events")
-            else None
-        ),
-    )
+    resumed = resumed_from(page)
     sign_in(tab, web, key)
     send(tab, "Take your time")
     expect(answer(tab)).to_contain_text("part2")
@@ -800,6 +784,20 @@ def lose_a_regenerate(tab: Tab, upstream: MockUpstream) -> list[int]:
     return reached
 
 
+def resumed_from(page: Page) -> list[str]:
+    """The Last-Event-ID of each of the page's requests for a job's events from now on."""
+    ids: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            ids.append(request.headers.get("last-event-id", ""))
+            if request.url.endswith("/events")
+            else None
+        ),
+    )
+    return ids
+
+
 def regenerate_statuses(page: Page) -> list[int]:
     """The statuses of the page's regenerate calls from now on, as they come."""
     statuses: list[int] = []
@@ -842,15 +840,7 @@ def test_a_regenerate_whose_answer_was_lost_is_followed_after_a_reload(
 ) -> None:
     page = answered_hello(tab, web, key)
     reached = lose_a_regenerate(tab, upstream)
-    resumed: list[str] = []
-    page.on(
-        "request",
-        lambda request: (
-            resumed.append(request.headers.get("last-event-id", ""))
-            if request.url.endswith("/events")
-            else None
-        ),
-    )
+    resumed = resumed_from(page)
     page.reload()
     expect(answer(tab)).to_have_text(upstream.reply, timeout=20_000)
     expect(page.get_by_role("button", name="Send")).to_be_visible()
