@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -112,15 +112,11 @@ class LaterAnswers:
     def follow(self, asked: OwedStart, answer: bytes, ticket: Ticket) -> None:
         """Answer the generate the core stored as `asked` (its 202 `answer`) in the background;
         `ticket` is released once the answer went (or stays owed, for a later sweep)."""
-        task = asyncio.create_task(self._follow(asked, answer, ticket))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._follow(asked, answer, ticket))
 
     def sweep_soon(self) -> None:
         """Look for answers owed now (one a message delivered again asked for before)."""
-        task = asyncio.create_task(self._sweep_once())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._sweep_once())
 
     async def sweep_forever(self) -> None:
         await self.owed.sweep_forever()
@@ -131,6 +127,12 @@ class LaterAnswers:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, kept until done (`close` stops what is left)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _follow(self, asked: OwedStart, answer: bytes, ticket: Ticket) -> None:
         try:
